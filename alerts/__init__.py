@@ -1,0 +1,1 @@
+"""Alerts: detections grouped into alerts, and the hashed evidence each alert carries."""

@@ -1,0 +1,3 @@
+"""Composition root: CLI, root config, supervisor."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""ASR: faster-whisper transcription into words with times, normalized simplified Chinese."""

@@ -1,0 +1,56 @@
+"""ASR output types.
+
+`Utterance.text` is always the concatenation of its words' texts (when it has words), so a character
+offset in the text maps to a word and therefore to a time. Times are `*_s`: seconds from the start of
+the broadcast (or media file), never relative to an audio chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One line of transcript (speech) or one recognized caption (screen)."""
+
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+    source: str = "speech"  # "speech" | "screen"
+    raw_text: str = ""  # before normalization, as the recognizer wrote it
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    meta: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+
+    def char_times(self, start: int, end: int) -> tuple[float, float]:
+        """Time span of characters [start, end) of `text`, located to the words that hold them."""
+        if not self.words or end <= start:
+            return self.start_s, self.end_s
+        pos = 0
+        first: Word | None = None
+        last: Word | None = None
+        for w in self.words:
+            w_start, w_end = pos, pos + len(w.text)
+            pos = w_end
+            if w_end <= start:
+                continue
+            if w_start >= end:
+                break
+            if first is None:
+                first = w
+            last = w
+        if first is None or last is None:
+            return self.start_s, self.end_s
+        return first.start_s, last.end_s

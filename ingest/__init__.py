@@ -1,0 +1,1 @@
+"""Ingest: media probing, ffmpeg command building, live recording into copy-codec segments."""

@@ -1,0 +1,1 @@
+"""Review web app and API."""

@@ -1,0 +1,1 @@
+"""Store: SQLAlchemy models (SQLite by default, PostgreSQL when configured) and repository functions."""

@@ -1,0 +1,60 @@
+"""Database engine and sessions.
+
+SQLite (in the data directory) by default; any SQLAlchemy URL (e.g. postgresql+psycopg://...) when
+configured with LIVEWATCH_DB_URL or the root config. The schema is created on open; SQLite runs in WAL
+mode so the review app can read while a monitor writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.models import Base
+
+__all__ = ["Database", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """--data-dir, else $LIVEWATCH_DATA_DIR, else ./livewatch-data (resolved by the caller's order)."""
+    return Path(os.environ.get("LIVEWATCH_DATA_DIR", "livewatch-data"))
+
+
+class Database:
+    """Owns one engine and its session factory."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, object] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, url: str | None = None) -> Database:
+        url = url or os.environ.get("LIVEWATCH_DB_URL")
+        if not url:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{(data_dir / 'livewatch.db').resolve()}"
+        return cls(url)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,205 @@
+"""SQLAlchemy 2 models.
+
+One writer owns the database in a running monitor; readers (review app, CLI listings) open their own
+sessions. All `*_ts` columns are UTC epoch seconds (floats), `*_s` columns seconds from the broadcast's
+start. Rows are never updated in place where history matters: decisions append.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Stream(Base):
+    """A live room (or a named source of recordings)."""
+
+    __tablename__ = "streams"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text, default="")
+    name: Mapped[str] = mapped_column(String(256), default="")
+    created_ts: Mapped[float] = mapped_column(Float)
+
+
+class Broadcast(Base):
+    """One timeline: a scanned media file (kind='file') or one continuous live session (kind='live')."""
+
+    __tablename__ = "broadcasts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)  # media path or stream URL
+    media_sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    media_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running|done|failed|live|ended
+    rules_version: Mapped[str] = mapped_column(String(64), default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_ts: Mapped[float] = mapped_column(Float)
+
+
+class MediaSegmentRow(Base):
+    """A recorded copy-codec file of a live broadcast. Status: recorded -> transcribed -> analyzed."""
+
+    __tablename__ = "media_segments"
+    __table_args__ = (UniqueConstraint("broadcast_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    start_s: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="recorded")
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    created_ts: Mapped[float] = mapped_column(Float)
+
+
+class BroadcastGap(Base):
+    """A stretch of a stream with no recording (drop, offline, reconnect). Stored, never hidden."""
+
+    __tablename__ = "broadcast_gaps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str] = mapped_column(String(128), index=True)
+    start_ts: Mapped[float] = mapped_column(Float)
+    end_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class UtteranceRow(Base):
+    __tablename__ = "utterances"
+    __table_args__ = (UniqueConstraint("broadcast_id", "source", "idx"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="speech")
+    idx: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    words: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[text, start_s, end_s, prob], ...]
+    avg_logprob: Mapped[float] = mapped_column(Float, default=0.0)
+    no_speech_prob: Mapped[float] = mapped_column(Float, default=0.0)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    analyzed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    stream_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    code: Mapped[str] = mapped_column(String(16))
+    rule_id: Mapped[str] = mapped_column(String(128), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    start_ts: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(Text, default="")
+    law: Mapped[str] = mapped_column(Text, default="")
+    rules_version: Mapped[str] = mapped_column(String(64))
+    evidence_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    evidence_status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the alert JSON handed out
+    created_ts: Mapped[float] = mapped_column(Float, index=True)
+
+
+class DetectionRow(Base):
+    __tablename__ = "detections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    broadcast_id: Mapped[str] = mapped_column(String(64), index=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    matched: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    mode: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EvidenceFileRow(Base):
+    __tablename__ = "evidence_files"
+    __table_args__ = (UniqueConstraint("alert_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class Decision(Base):
+    """A reviewer's decision on an alert. Append-only: the latest row is the current status."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(32))  # confirmed | false_positive | escalated | note
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(String(128))
+    created_ts: Mapped[float] = mapped_column(Float)
+
+
+class PriceClaimRow(Base):
+    __tablename__ = "price_claims"
+    __table_args__ = (Index("ix_price_claims_stream_ts", "stream_id", "ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    stream_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    source: Mapped[str] = mapped_column(String(16))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    ts: Mapped[float | None] = mapped_column(Float, nullable=True)  # wall clock of the claim
+    text: Mapped[str] = mapped_column(Text)
+    product: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    reference_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reference_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    current_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    current_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    discount: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reduction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    conditions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    alert_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ReferencePrice(Base):
+    """A known price from outside (imported CSV/JSON): product, price, date, source."""
+
+    __tablename__ = "reference_prices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    product: Mapped[str] = mapped_column(String(256), index=True)
+    price: Mapped[float] = mapped_column(Float)
+    ts: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text, default="")
+
+
+class WebhookOutbox(Base):
+    """Alerts waiting to be POSTed to a webhook; delivered rows keep their delivery time."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (UniqueConstraint("alert_id", "url"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_ts: Mapped[float] = mapped_column(Float)
+    delivered_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
