@@ -48,3 +48,15 @@ class Alert:
     detections: tuple[Detection, ...]
     start_ts: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """An original recording an alert's clip is cut from, placed on the broadcast's clock."""
+
+    path: str
+    sha256: str
+    size: int
+    start_s: float  # where this file starts on the broadcast's clock (0 for a scanned file)
+    duration_s: float
+    has_video: bool

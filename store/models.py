@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
 
 
 class Stream(Base):
@@ -43,6 +43,7 @@ class Broadcast(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")  # running|done|failed|live|ended
     rules_version: Mapped[str] = mapped_column(String(64), default="")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # asr signature, options, stats
     created_ts: Mapped[float] = mapped_column(Float)
 
 

@@ -1,0 +1,92 @@
+"""Grouping detections into alerts: pure functions, no I/O.
+
+Detections of the same category and source whose times overlap (or lie within `merge_gap_s`) become
+one alert, so one phrase hit by several rules, or a caption read on many frames, pages a reviewer once.
+Different categories on one phrase stay separate alerts: each is a separate violation to decide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from alerts.types import Alert
+from asr.types import Utterance
+from detectors.types import SEVERITIES, Detection
+
+__all__ = ["alert_id_for", "context_text", "group_detections", "make_alert", "severity_rank"]
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
+
+
+def group_detections(detections: Iterable[Detection], merge_gap_s: float) -> list[list[Detection]]:
+    """Split detections into groups, each the hits of one category and source that touch in time."""
+    by_key: dict[tuple[str, str], list[Detection]] = {}
+    for d in detections:
+        by_key.setdefault((d.category, d.source), []).append(d)
+    groups: list[list[Detection]] = []
+    for key in sorted(by_key):
+        items = sorted(by_key[key], key=lambda d: (d.start_s, d.end_s))
+        current: list[Detection] = []
+        current_end = float("-inf")
+        for d in items:
+            if current and d.start_s > current_end + merge_gap_s:
+                groups.append(current)
+                current = []
+                current_end = float("-inf")
+            current.append(d)
+            current_end = max(current_end, d.end_s)
+        if current:
+            groups.append(current)
+    groups.sort(key=lambda g: (g[0].start_s, g[0].category))
+    return groups
+
+
+def alert_id_for(broadcast_id: str, category: str, source: str, start_s: float) -> str:
+    """Deterministic id: the same broadcast, category, source and moment give the same alert."""
+    key = f"{broadcast_id}|{category}|{source}|{round(start_s, 1):.1f}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def context_text(
+    utterances: Sequence[Utterance], start_s: float, end_s: float, before_s: float, after_s: float
+) -> str:
+    lo, hi = start_s - before_s, end_s + after_s
+    return " ".join(u.text for u in utterances if u.end_s >= lo and u.start_s <= hi)
+
+
+def make_alert(
+    group: Sequence[Detection],
+    *,
+    broadcast_id: str,
+    rules_version: str,
+    context: str,
+    started_ts: float | None = None,
+) -> Alert:
+    """The group's lead detection (highest severity, then score, then earliest) names rule and code."""
+    lead = max(group, key=lambda d: (severity_rank(d.severity), d.score, -d.start_s))
+    start_s = min(d.start_s for d in group)
+    end_s = max(d.end_s for d in group)
+    texts: list[str] = []
+    for d in sorted(group, key=lambda d: d.start_s):
+        if d.text not in texts:
+            texts.append(d.text)
+    return Alert(
+        alert_id=alert_id_for(broadcast_id, lead.category, lead.source, start_s),
+        broadcast_id=broadcast_id,
+        category=lead.category,
+        code=lead.code,
+        rule_id=lead.rule_id,
+        severity=lead.severity,
+        law=lead.law,
+        source=lead.source,
+        start_s=start_s,
+        end_s=end_s,
+        text=" ".join(texts),
+        context=context,
+        rules_version=rules_version,
+        detections=tuple(group),
+        start_ts=None if started_ts is None else started_ts + start_s,
+    )

@@ -1,0 +1,265 @@
+"""Every ffmpeg command livewatch runs is built here, as plain argument lists.
+
+Keeping them in one module means the recording, clip-cutting and snapshot commands can change (or move
+away from the ffmpeg CLI) without touching callers. Probing uses PyAV, since the bundled ffmpeg from
+imageio-ffmpeg ships without ffprobe.
+
+Functions here run a subprocess and return when it exits; they are safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import av
+
+from ingest.errors import MediaError
+from ingest.types import MediaInfo
+
+__all__ = [
+    "ClipResult",
+    "cut_clip",
+    "ffmpeg_exe",
+    "probe",
+    "snapshot",
+]
+
+logger = logging.getLogger(__name__)
+
+# Containers whose packets can be cut without re-encoding into a file of the same kind.
+_COPY_EXT = {
+    ".mp4": ".mp4",
+    ".m4v": ".mp4",
+    ".mov": ".mp4",
+    ".mkv": ".mkv",
+    ".webm": ".webm",
+    ".flv": ".mp4",
+    ".ts": ".mp4",
+    ".m2ts": ".mp4",
+    ".m4a": ".m4a",
+    ".aac": ".m4a",
+    ".mp3": ".mp3",
+    ".flac": ".mp4",  # FLAC in MP4 keeps a true duration and plays in browsers
+    ".wav": ".wav",
+    ".ogg": ".ogg",
+    ".opus": ".ogg",
+}
+
+
+@cache
+def ffmpeg_exe() -> str:
+    """$LIVEWATCH_FFMPEG, else the binary bundled by imageio-ffmpeg, else ffmpeg on PATH."""
+    env = os.environ.get("LIVEWATCH_FFMPEG")
+    if env:
+        return env
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError):
+        found = shutil.which("ffmpeg")
+        if not found:
+            raise RuntimeError("no ffmpeg found: pip install imageio-ffmpeg or apt install ffmpeg") from None
+        return found
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Open a media file and describe it, or raise MediaError saying why it cannot be used."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(str(p), "no such file")
+    if p.is_dir():
+        raise MediaError(str(p), "is a directory, not a media file")
+    if p.stat().st_size == 0:
+        raise MediaError(str(p), "file is empty")
+    try:
+        with av.open(str(p)) as c:
+            has_audio = bool(c.streams.audio)
+            has_video = any(s.frames != 1 for s in c.streams.video) if c.streams.video else False
+            if not has_audio and not has_video:
+                raise MediaError(
+                    str(p),
+                    f"not a media file (ffmpeg reads it as '{c.format.name}', with no audio or video stream)",
+                )
+            duration = float(c.duration / av.time_base) if c.duration else 0.0
+            if duration <= 0:
+                duration = _duration_by_demux(c)
+            w = h = 0
+            if has_video:
+                vs = c.streams.video[0]
+                w, h = vs.codec_context.width, vs.codec_context.height
+            fmt = c.format.name
+    except av.error.InvalidDataError:
+        raise MediaError(
+            str(p), "not readable as media (no known format found: not a media file, or truncated)"
+        ) from None
+    except av.error.FFmpegError as e:
+        raise MediaError(str(p), f"cannot read media: {e}") from None
+    if duration <= 0:
+        raise MediaError(str(p), "media has no duration (empty or truncated)")
+    return MediaInfo(str(p), duration, has_audio, has_video, fmt, w, h)
+
+
+def _duration_by_demux(c: av.container.InputContainer) -> float:
+    end = 0.0
+    for pkt in c.demux():
+        if pkt.pts is not None and pkt.time_base is not None:
+            end = max(end, float((pkt.pts + (pkt.duration or 0)) * pkt.time_base))
+    return end
+
+
+def _run(args: list[str], what: str) -> None:
+    logger.debug("ffmpeg %s: %s", what, " ".join(args))
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        raise RuntimeError(f"ffmpeg {what} failed ({proc.returncode}): {' | '.join(tail)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipResult:
+    path: str
+    start_s: float  # where the clip actually starts on the source's clock (a keyframe at or before the ask)
+    end_s: float
+    requested_start_s: float
+    requested_end_s: float
+    reencoded: bool
+
+
+def clip_extension(src: str | Path) -> str:
+    return _COPY_EXT.get(Path(src).suffix.lower(), ".mkv")
+
+
+def cut_clip(
+    src: str | Path,
+    dest_stem: str | Path,
+    start_s: float,
+    end_s: float,
+    media_duration_s: float | None = None,
+) -> ClipResult:
+    """Copy [start_s, end_s] of `src` into a new file without re-encoding.
+
+    Stream copy begins at the keyframe at or before `start_s`, so the clip may start a little early and
+    never late. If the container refuses a stream copy, the clip is re-encoded and says so. The source
+    is only read.
+    """
+    start_s = max(0.0, start_s)
+    if media_duration_s is not None:
+        end_s = min(end_s, media_duration_s)
+    dur = max(0.1, end_s - start_s)
+    ext = clip_extension(src)
+    out = Path(str(dest_stem) + ext)
+    base = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-ss",
+        f"{start_s:.3f}",
+        "-i",
+        str(src),
+        "-t",
+        f"{dur:.3f}",
+        "-map",
+        "0:v:0?",
+        "-map",
+        "0:a:0?",
+    ]
+    tail = ["-movflags", "+faststart"] if ext in (".mp4", ".m4a") else []
+    reencoded = False
+    try:
+        _run([*base, "-c", "copy", "-avoid_negative_ts", "make_zero", *tail, str(out)], "clip copy")
+    except RuntimeError:
+        logger.warning("stream copy of %s failed; re-encoding the clip instead", src, exc_info=True)
+        out = Path(str(dest_stem) + ".mp4")
+        _run(
+            [
+                *base,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-c:a",
+                "aac",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            "clip re-encode",
+        )
+        reencoded = True
+    clip = probe(out)
+    actual_start = max(0.0, start_s + dur - clip.duration_s) if not reencoded else start_s
+    return ClipResult(
+        str(out), actual_start, actual_start + clip.duration_s, start_s, start_s + dur, reencoded
+    )
+
+
+def concat_segments(paths: list[str | Path], dest: str | Path) -> str:
+    """Join recorded copy-codec segments into one file by stream copy (the concat demuxer)."""
+    dest = Path(dest)
+    listing = dest.with_suffix(".txt")
+    listing.write_text("".join(f"file '{Path(p).resolve()}'\n" for p in paths), encoding="utf-8")
+    try:
+        _run(
+            [
+                ffmpeg_exe(),
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(listing),
+                "-map",
+                "0:v:0?",
+                "-map",
+                "0:a:0?",
+                "-c",
+                "copy",
+                str(dest),
+            ],
+            "concat",
+        )
+    finally:
+        listing.unlink(missing_ok=True)
+    return str(dest)
+
+
+def snapshot(src: str | Path, at_s: float, dest: str | Path) -> str:
+    """Write the frame at `at_s` of a video as JPEG."""
+    _run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+            f"{max(0.0, at_s):.3f}",
+            "-i",
+            str(src),
+            "-frames:v",
+            "1",
+            "-q:v",
+            "2",
+            str(dest),
+        ],
+        "snapshot",
+    )
+    if not Path(dest).exists():
+        raise RuntimeError(f"ffmpeg snapshot wrote no frame at {at_s:.2f}s of {src}")
+    return str(dest)
