@@ -1,0 +1,209 @@
+"""The `livewatch` command line.
+
+Alerts go to stdout as JSON lines (one object per alert); progress, tables and errors go to stderr, so
+`livewatch scan x.mp4 > alerts.jsonl` keeps a clean ledger. Bad input exits with code 2 and one line
+naming the file (and line/field for configs), with no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app import __version__
+
+app = typer.Typer(
+    name="livewatch",
+    help="Monitor Chinese live-commerce broadcasts: transcribe, read the screen, raise alerts with evidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+logger = logging.getLogger("livewatch")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Root config YAML.", exists=False)]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default $LIVEWATCH_DATA_DIR or ./livewatch-data).")
+]
+
+
+class UsageError(Exception):
+    """Bad input detected by the CLI itself."""
+
+
+def parse_time(value: str | None) -> float | None:
+    """ISO 8601 (with or without zone; no zone means UTC) or epoch seconds → epoch seconds."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--started-at: '{value}' is not an ISO 8601 time or epoch seconds") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def open_store(config: Path | None, data_dir: Path | None) -> tuple[Any, Any, Path]:
+    from app.config import load_config
+    from store.db import Database
+
+    cfg = load_config(config)
+    ddir = cfg.resolved_data_dir(data_dir)
+    return cfg, Database.for_data_dir(ddir, cfg.db_url), ddir
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Media files (mp4, ts, flv, mkv, m4a, wav, flac, ...).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    stream: Annotated[str | None, typer.Option("--stream", help="Attribute the recording to this stream id.")] = None,
+    started_at: Annotated[
+        str | None, typer.Option("--started-at", help="Wall-clock start of the recording (ISO 8601 or epoch).")
+    ] = None,
+    video: Annotated[bool | None, typer.Option("--video/--no-video", help="Analyse frames (default: auto).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Transcribe again even if a transcript is stored.")] = False,
+    model: Annotated[str | None, typer.Option("--model", help="Whisper model name or local directory.")] = None,
+) -> None:
+    """Scan recorded broadcasts; print one JSON object per alert."""
+    from app.pipeline import Scanner, ScanOptions
+    from ingest.ffmpeg import probe
+
+    started_ts = parse_time(started_at)
+    for p in paths:  # fail on bad input before any work or write
+        probe(p)
+    cfg, db, ddir = open_store(config, data_dir)
+    if model:
+        cfg.asr.model = model
+    scanner = Scanner(cfg, db, data_dir=ddir)
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        for p in paths:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(stage: str, done: float, total: float, _p: Path = p) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(f"{_p.name} · {stage}", total=max(total, 1e-9))
+                bar.update(tasks[stage], completed=done, total=max(total, 1e-9))
+
+            result = scanner.scan(p, ScanOptions(stream_id=stream, started_ts=started_ts, video=video, force=force),
+                                  progress)
+            for a in result.alerts:
+                sys.stdout.write(json.dumps(a, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            results.append((p, result))
+    _summary(results)
+
+
+def _summary(results: list[tuple[Path, Any]]) -> None:
+    t = Table(title="livewatch scan", show_lines=False)
+    for col in ("file", "duration", "alerts", "by category", "transcript", "time"):
+        t.add_column(col)
+    for p, r in results:
+        cats: dict[str, int] = {}
+        for a in r.alerts:
+            cats[a["category"]] = cats.get(a["category"], 0) + 1
+        t.add_row(
+            p.name, f"{r.media.duration_s:.1f}s", str(len(r.alerts)),
+            ", ".join(f"{k} {v}" for k, v in sorted(cats.items())) or "-",
+            {"none": "transcribed", "transcript": "reused", "all": "unchanged (stored)"}[r.reused],
+            f"{r.stats.get('total_s', 0):.1f}s",
+        )
+    err.print(t)
+
+
+@app.command("alerts")
+def list_alerts(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines instead of a table.")] = False,
+    stream: Annotated[str | None, typer.Option("--stream")] = None,
+    category: Annotated[str | None, typer.Option("--category")] = None,
+    limit: Annotated[int | None, typer.Option("--limit")] = None,
+) -> None:
+    """List stored alerts."""
+    from store import repo
+
+    _cfg, db, _ = open_store(config, data_dir)
+    with db.session() as s:
+        rows = repo.alert_payloads(s, stream_id=stream, category=category, limit=limit)
+    if jsonl:
+        for a in rows:
+            sys.stdout.write(json.dumps(a, ensure_ascii=False) + "\n")
+        return
+    t = Table(title=f"{len(rows)} alerts")
+    for col in ("alert_id", "category", "code", "severity", "source", "start_s", "rule", "text"):
+        t.add_column(col, overflow="fold")
+    for a in rows:
+        t.add_row(a["alert_id"], a["category"], a["code"], a["severity"], a["source"], f"{a['start_s']:.1f}",
+                  a["rule"], a["text"][:60])
+    Console().print(t)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def _register_optional() -> None:
+    """Sub-commands owned by other modules; each module is required once it exists in the tree."""
+    import importlib
+
+    for module, attr, name, kind in (
+        ("app.cli_rules", "rules_app", "rules", "group"),
+        ("app.cli_rules", "eval_command", "eval", "command"),
+        ("app.cli_rules", "replay_command", "replay", "command"),
+        ("app.cli_prices", "prices_app", "prices", "group"),
+        ("app.cli_monitor", "monitor_command", "monitor", "command"),
+        ("app.cli_monitor", "status_command", "status", "command"),
+        ("app.cli_review", "review_command", "review", "command"),
+        ("app.cli_review", "evidence_app", "evidence", "group"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            continue
+        mod = importlib.import_module(module)
+        obj = getattr(mod, attr, None)
+        if obj is None:
+            continue
+        if kind == "group":
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+
+
+_register_optional()
+
+
+def main() -> None:
+    from app.errors import KNOWN_ERRORS
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        app()
+    except KNOWN_ERRORS as e:
+        err.print(f"[red]livewatch: error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err.print("livewatch: interrupted; nothing half-written was kept")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

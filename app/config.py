@@ -1,0 +1,87 @@
+"""The root config: a typed tree that documents itself, loaded from YAML, validated at the edge.
+
+Order of precedence for the data directory: --data-dir, then $LIVEWATCH_DATA_DIR, then `data_dir` in
+the config file, then ./livewatch-data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.config import AlertsConfig
+from asr.config import AsrConfig
+
+__all__ = ["ConfigError", "RootConfig", "RulesSection", "VideoSection", "load_config"]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names file, line and field."""
+
+
+class RulesSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_defaults: bool = Field(True, description="Load the shipped rule packs (configs/rules) first.")
+    dirs: list[Path] = Field(
+        default_factory=list,
+        description="Site rule-pack directories layered over the shipped ones (overrides by rule id).",
+    )
+    reload_interval_s: float = Field(2.0, gt=0, description="How often a monitor checks packs for changes.")
+
+
+class VideoSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Analyse frames (on-screen text, visual) when media has video.")
+
+
+class RootConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path | None = Field(None, description="Where the database, recordings and evidence live.")
+    db_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite in the data directory (postgresql+psycopg://... works)."
+    )
+    asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
+    rules: RulesSection = Field(default_factory=RulesSection, description="Rule packs.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert grouping and evidence.")
+    video: VideoSection = Field(default_factory=VideoSection, description="Frame analysis.")
+
+    def resolved_data_dir(self, override: Path | None = None) -> Path:
+        if override is not None:
+            return override
+        env = os.environ.get("LIVEWATCH_DATA_DIR")
+        if env:
+            return Path(env)
+        return self.data_dir or Path("livewatch-data")
+
+    def rule_dirs(self) -> list[Path]:
+        from detectors.config import DEFAULT_RULES_DIR
+
+        return ([DEFAULT_RULES_DIR] if self.rules.include_defaults else []) + list(self.rules.dirs)
+
+    def asr_signature(self) -> str:
+        """Settings that change a transcript; a stored transcript is reused only when they match."""
+        keep = self.asr.model_dump(mode="json", exclude={"cpu_threads", "cache_dir", "device"})
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def video_signature(self) -> str:
+        return hashlib.sha256(json.dumps(self.video.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: Path | None) -> RootConfig:
+    if path is None:
+        return RootConfig()
+    from app.yamlconf import load_yaml_model
+
+    return load_yaml_model(path, RootConfig, ConfigError)
+
+
+def dump_json(cfg: RootConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,256 @@
+"""The scan pipeline: one media file → transcript → detections → alerts with evidence → store.
+
+Single-threaded and synchronous: one `Scanner` owns one transcriber (and so one Whisper model) and one
+database handle. The whole result of a scan is committed in one transaction at the end, so a scan that
+fails (bad input, crash, Ctrl-C) leaves nothing half-written in the store; evidence folders are written
+atomically and reused by id when a scan is repeated.
+
+Re-scanning the same file (same content hash and stream) never duplicates: the stored transcript is
+reused when the ASR settings are unchanged (so changed rules re-run in seconds), and alerts have
+deterministic ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
+from alerts.grouping import context_text, group_detections, make_alert
+from alerts.types import Alert, MediaRef
+from app import __version__
+from app.config import RootConfig
+from asr.types import Utterance
+from detectors.types import Detection
+from ingest.errors import MediaError
+from ingest.ffmpeg import probe
+from ingest.types import MediaInfo
+from store import repo
+from store.db import Database
+from store.models import Broadcast
+
+__all__ = ["ScanOptions", "ScanResult", "Scanner"]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, float, float], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    stream_id: str | None = None
+    started_ts: float | None = None  # wall-clock start of the recording (UTC epoch seconds)
+    video: bool | None = None  # None: analyse frames when the media has video and video is enabled
+    force: bool = False  # transcribe again even when a stored transcript matches
+
+
+@dataclass(slots=True)
+class ScanResult:
+    broadcast_id: str
+    media: MediaInfo
+    media_sha256: str
+    alerts: list[dict[str, Any]]
+    reused: str  # "none" | "transcript" | "all"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Scanner:
+    def __init__(self, cfg: RootConfig, db: Database, *, transcriber: Any = None, rules: Any = None,
+                 data_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.data_dir = data_dir or cfg.resolved_data_dir()
+        self._transcriber = transcriber
+        self._rules = rules
+
+    @property
+    def rules(self) -> Any:
+        if self._rules is None:
+            from detectors.engine import RuleSet
+
+            self._rules = RuleSet.load(self.cfg.rule_dirs())
+        return self._rules
+
+    @property
+    def transcriber(self) -> Any:
+        if self._transcriber is None:
+            from asr.transcriber import WhisperTranscriber
+
+            self._transcriber = WhisperTranscriber(self.cfg.asr)
+        return self._transcriber
+
+    def scan(self, path: str | Path, opts: ScanOptions | None = None, progress: ProgressFn | None = None
+             ) -> ScanResult:
+        opts = opts or ScanOptions()
+        progress = progress or (lambda stage, done, total: None)
+        t0 = time.perf_counter()
+        info = probe(path)
+        if not info.has_audio:
+            raise MediaError(str(path), "has no audio stream; livewatch needs the host's speech")
+        media_sha = sha256_file(path)
+        size = Path(path).stat().st_size
+        broadcast_id = hashlib.sha256(f"file:{media_sha}:{opts.stream_id or ''}".encode()).hexdigest()[:16]
+        rules = self.rules
+        video_on = bool(info.has_video and (opts.video if opts.video is not None else self.cfg.video.enabled))
+        asr_sig = self.cfg.asr_signature()
+        stats: dict[str, Any] = {"media_duration_s": info.duration_s, "video": video_on}
+
+        with self.db.session() as s:
+            b = s.get(Broadcast, broadcast_id)
+            stored_speech = repo.load_utterances(s, broadcast_id, "speech") if b else []
+            stored_screen = repo.load_utterances(s, broadcast_id, "screen") if b else []
+            meta = dict(b.meta or {}) if b else {}
+            if (b is not None and b.status == "done" and not opts.force and b.rules_version == rules.version
+                    and meta.get("asr_signature") == asr_sig and meta.get("video") == video_on):
+                alerts = repo.alert_payloads(s, broadcast_ids=[broadcast_id])
+                return ScanResult(broadcast_id, info, media_sha, alerts, "all", {**stats, **meta.get("stats", {})})
+
+        reused = "none"
+        if stored_speech and meta.get("asr_signature") == asr_sig and not opts.force:
+            speech = stored_speech
+            reused = "transcript"
+        else:
+            speech = self._transcribe(path, info, progress)
+        screen: list[Utterance] = []
+        visual: list[Detection] = []
+        if video_on:
+            if (stored_screen or meta.get("video_signature") == self.cfg.video_signature()) and reused != "none" \
+                    and meta.get("video_signature") == self.cfg.video_signature():
+                screen = stored_screen
+                visual = []  # visual detections are re-derived below only when frames are read again
+                if meta.get("visual_detections"):
+                    visual = [_detection_from_json(d) for d in meta["visual_detections"]]
+            else:
+                screen, visual = self._read_frames(path, info, progress)
+        t_asr = time.perf_counter()
+
+        detections = self._detect(speech, screen, opts, broadcast_id)
+        detections.extend(visual)
+        all_utts = sorted([*speech, *screen], key=lambda u: (u.start_s, u.source))
+        groups = group_detections(detections, self.cfg.alerts.merge_gap_s)
+        alerts = [
+            make_alert(g, broadcast_id=broadcast_id, rules_version=rules.version, started_ts=opts.started_ts,
+                       context=context_text([u for u in all_utts if u.source == g[0].source] or all_utts,
+                                            min(d.start_s for d in g), max(d.end_s for d in g),
+                                            self.cfg.alerts.context_before_s, self.cfg.alerts.context_after_s))
+            for g in groups
+        ]
+        media_ref = MediaRef(str(Path(path).resolve()), media_sha, size, 0.0, info.duration_s, info.has_video)
+        payloads = self._evidence(alerts, media_ref, all_utts, opts, progress)
+        t_ev = time.perf_counter()
+
+        stats.update({
+            "utterances": len(speech), "captions": len(screen), "detections": len(detections),
+            "alerts": len(alerts), "asr_s": round(t_asr - t0, 3), "analysis_s": round(t_ev - t_asr, 3),
+        })
+        with self.db.session() as s, s.begin():
+            if opts.stream_id:
+                repo.ensure_stream(s, opts.stream_id)
+            b = s.get(Broadcast, broadcast_id)
+            if b is None:
+                b = Broadcast(id=broadcast_id, kind="file", source=str(Path(path).resolve()), created_ts=time.time())
+                s.add(b)
+            b.stream_id = opts.stream_id
+            b.media_sha256, b.media_size, b.duration_s = media_sha, size, info.duration_s
+            b.started_ts = opts.started_ts
+            b.ended_ts = None if opts.started_ts is None else opts.started_ts + info.duration_s
+            b.status, b.rules_version = "done", rules.version
+            b.meta = {"asr_signature": asr_sig, "video": video_on, "video_signature": self.cfg.video_signature(),
+                      "stats": stats, "visual_detections": [_detection_to_json(d) for d in visual]}
+            s.flush()
+            if reused == "none":
+                repo.replace_utterances(s, broadcast_id, "speech", speech)
+            if video_on:
+                repo.replace_utterances(s, broadcast_id, "screen", screen)
+            for alert, (payload, evidence) in zip(alerts, payloads, strict=True):
+                repo.save_alert(s, alert, payload, evidence, opts.stream_id)
+            self._save_claims(s, broadcast_id, opts, detections, speech, screen)
+        stored = self.db.session()
+        try:
+            out = repo.alert_payloads(stored, broadcast_ids=[broadcast_id])
+        finally:
+            stored.close()
+        stats["total_s"] = round(time.perf_counter() - t0, 3)
+        return ScanResult(broadcast_id, info, media_sha, out, reused, stats)
+
+    # -- stages ---------------------------------------------------------------------------------------
+
+    def _transcribe(self, path: str | Path, info: MediaInfo, progress: ProgressFn) -> list[Utterance]:
+        from asr.audio import load_audio
+
+        audio = load_audio(str(path))
+        out: list[Utterance] = []
+        progress("speech", 0.0, info.duration_s)
+        for u in self.transcriber.transcribe(audio):
+            out.append(u)
+            progress("speech", min(u.end_s, info.duration_s), info.duration_s)
+        progress("speech", info.duration_s, info.duration_s)
+        return out
+
+    def _read_frames(self, path: str | Path, info: MediaInfo, progress: ProgressFn
+                     ) -> tuple[list[Utterance], list[Detection]]:
+        from app.video import read_video
+
+        return read_video(path, info, self.cfg.video, lambda done: progress("video", done, info.duration_s))
+
+    def _detect(self, speech: list[Utterance], screen: list[Utterance], opts: ScanOptions,
+                broadcast_id: str) -> list[Detection]:
+        rules = self.rules
+        out: list[Detection] = []
+        for u in [*speech, *screen]:
+            out.extend(rules.detect(u))
+        out.extend(self._price_detections(speech, screen, opts, broadcast_id))
+        return out
+
+    def _price_detections(self, speech: list[Utterance], screen: list[Utterance], opts: ScanOptions,
+                          broadcast_id: str) -> list[Detection]:
+        hook = getattr(self, "price_hook", None)
+        if hook is None:
+            return []
+        return list(hook(self, speech, screen, opts, broadcast_id))
+
+    def _save_claims(self, session: Any, broadcast_id: str, opts: ScanOptions, detections: Iterable[Detection],
+                     speech: list[Utterance], screen: list[Utterance]) -> None:
+        hook = getattr(self, "save_claims_hook", None)
+        if hook is not None:
+            hook(self, session, broadcast_id, opts, speech, screen)
+
+    def _evidence(self, alerts: list[Alert], media: MediaRef, utterances: list[Utterance], opts: ScanOptions,
+                  progress: ProgressFn) -> list[tuple[dict[str, Any], Any]]:
+        out = []
+        root = self.data_dir / "evidence"
+        for i, alert in enumerate(alerts):
+            progress("evidence", i, len(alerts))
+            payload = alert_payload(alert, stream_id=opts.stream_id, media_path=media.path)
+            ev = write_evidence(EvidenceRequest(
+                alert=alert, media=media, originals=(media,), utterances=tuple(utterances), out_root=root,
+                pre_roll_s=self.cfg.alerts.pre_roll_s, post_roll_s=self.cfg.alerts.post_roll_s,
+                snapshot=self.cfg.alerts.snapshot, tool_version=__version__,
+                stream={"stream_id": opts.stream_id, "started_ts": opts.started_ts, "source": media.path},
+                payload=payload,
+            ))
+            payload = {**payload, "evidence": {
+                "dir": ev.dir,
+                "manifest": str(Path(ev.dir) / "manifest.json"),
+                "manifest_sha256": ev.manifest_sha256,
+                "files": {f.name: {"kind": f.kind, "sha256": f.sha256, "size": f.size} for f in ev.files},
+            }}
+            out.append((payload, ev))
+        progress("evidence", len(alerts), len(alerts))
+        return out
+
+
+def _detection_to_json(d: Detection) -> dict[str, Any]:
+    return {"rule_id": d.rule_id, "category": d.category, "code": d.code, "severity": d.severity, "law": d.law,
+            "source": d.source, "start_s": d.start_s, "end_s": d.end_s, "matched": d.matched, "text": d.text,
+            "score": d.score, "mode": d.mode, "details": repo._jsonable(d.details)}
+
+
+def _detection_from_json(d: dict[str, Any]) -> Detection:
+    return Detection(**{k: d[k] for k in ("rule_id", "category", "code", "severity", "law", "source", "start_s",
+                                          "end_s", "matched", "text", "score", "mode")}, details=d["details"])

@@ -1,0 +1,73 @@
+"""YAML → pydantic with errors that name file, line and field.
+
+The YAML is composed into nodes first so every mapping key and value keeps its line; a validation error's
+location (`asr.beam_size`) is walked back through those nodes to the line a user must edit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["line_of", "load_yaml_model", "node_to_python"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def node_to_python(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")  # type: ignore[no-untyped-call]
+    try:
+        return loader.construct_document(node)  # type: ignore[no-untyped-call]
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+
+
+def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node along `loc` (keys and list indexes)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+            if nxt is None:
+                return line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
+    """Parse and validate; raise `error('file:line: field: reason')` on the first problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise error(f"{where}: YAML error: {e.problem}") from None
+    data = node_to_python(root) if root is not None else {}
+    if not isinstance(data, dict):
+        raise error(f"{path}:1: expected a mapping at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = tuple(first["loc"])
+        line = line_of(root, loc)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        raise error(f"{path}:{line}: {field}: {first['msg']}") from None

@@ -1,0 +1,146 @@
+"""Repository functions over the models: small, explicit, one transaction per caller's session.
+
+Writers pass their own session and commit; these functions never commit on their own, so a caller can
+make a whole scan's results appear at once (or not at all).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from alerts.types import Alert, Evidence
+from asr.types import Utterance, Word
+from store.models import AlertRow, Broadcast, DetectionRow, EvidenceFileRow, Stream, UtteranceRow
+
+__all__ = [
+    "alert_payloads",
+    "ensure_stream",
+    "load_utterances",
+    "replace_utterances",
+    "save_alert",
+    "utterance_from_row",
+]
+
+
+def ensure_stream(session: Session, stream_id: str, url: str = "", name: str = "") -> Stream:
+    row = session.get(Stream, stream_id)
+    if row is None:
+        row = Stream(id=stream_id, url=url, name=name or stream_id, created_ts=time.time())
+        session.add(row)
+    elif url and row.url != url:
+        row.url = url
+    return row
+
+
+def utterance_to_row(broadcast_id: str, u: Utterance) -> UtteranceRow:
+    return UtteranceRow(
+        broadcast_id=broadcast_id, source=u.source, idx=u.index, start_s=u.start_s, end_s=u.end_s, text=u.text,
+        raw_text=u.raw_text, words=[[w.text, w.start_s, w.end_s, w.probability] for w in u.words],
+        avg_logprob=u.avg_logprob, no_speech_prob=u.no_speech_prob, meta=dict(u.meta),
+    )
+
+
+def utterance_from_row(r: UtteranceRow) -> Utterance:
+    return Utterance(
+        index=r.idx, start_s=r.start_s, end_s=r.end_s, text=r.text,
+        words=tuple(Word(str(w[0]), float(w[1]), float(w[2]), float(w[3])) for w in (r.words or [])),
+        source=r.source, raw_text=r.raw_text, avg_logprob=r.avg_logprob, no_speech_prob=r.no_speech_prob,
+        meta=dict(r.meta or {}),
+    )
+
+
+def replace_utterances(session: Session, broadcast_id: str, source: str, utterances: Iterable[Utterance]) -> None:
+    session.execute(
+        delete(UtteranceRow).where(UtteranceRow.broadcast_id == broadcast_id, UtteranceRow.source == source)
+    )
+    session.add_all(utterance_to_row(broadcast_id, u) for u in utterances)
+
+
+def load_utterances(session: Session, broadcast_id: str, source: str | None = None) -> list[Utterance]:
+    q = select(UtteranceRow).where(UtteranceRow.broadcast_id == broadcast_id)
+    if source:
+        q = q.where(UtteranceRow.source == source)
+    rows = session.scalars(q.order_by(UtteranceRow.start_s, UtteranceRow.idx)).all()
+    return [utterance_from_row(r) for r in rows]
+
+
+def save_alert(session: Session, alert: Alert, payload: dict[str, Any], evidence: Evidence | None,
+               stream_id: str | None) -> bool:
+    """Store an alert with its detections and evidence hashes. Returns False if it was already stored."""
+    if session.get(AlertRow, alert.alert_id) is not None:
+        return False
+    session.add(
+        AlertRow(
+            id=alert.alert_id, broadcast_id=alert.broadcast_id, stream_id=stream_id, category=alert.category,
+            code=alert.code, rule_id=alert.rule_id, severity=alert.severity, source=alert.source,
+            start_s=alert.start_s, end_s=alert.end_s, start_ts=alert.start_ts, text=alert.text,
+            context=alert.context, law=alert.law, rules_version=alert.rules_version,
+            evidence_dir=evidence.dir if evidence else None,
+            evidence_status="done" if evidence else "pending", payload=payload, created_ts=time.time(),
+        )
+    )
+    session.flush()
+    for d in alert.detections:
+        session.add(
+            DetectionRow(
+                alert_id=alert.alert_id, broadcast_id=alert.broadcast_id, rule_id=d.rule_id, category=d.category,
+                code=d.code, severity=d.severity, source=d.source, start_s=d.start_s, end_s=d.end_s,
+                matched=d.matched, text=d.text, score=d.score, mode=d.mode, details=_jsonable(d.details),
+            )
+        )
+    if evidence:
+        set_evidence(session, alert.alert_id, evidence, payload)
+    return True
+
+
+def set_evidence(session: Session, alert_id: str, evidence: Evidence, payload: dict[str, Any]) -> None:
+    row = session.get(AlertRow, alert_id)
+    if row is None:
+        raise KeyError(alert_id)
+    row.evidence_dir = evidence.dir
+    row.evidence_status = "done"
+    row.payload = payload
+    session.execute(delete(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id))
+    for f in evidence.files:
+        session.add(EvidenceFileRow(alert_id=alert_id, name=f.name, kind=f.kind, sha256=f.sha256, size=f.size))
+    session.add(EvidenceFileRow(alert_id=alert_id, name="manifest.json", kind="manifest",
+                                sha256=evidence.manifest_sha256, size=0))
+
+
+def alert_payloads(session: Session, *, broadcast_ids: Sequence[str] | None = None,
+                   stream_id: str | None = None, category: str | None = None, limit: int | None = None
+                   ) -> list[dict[str, Any]]:
+    q = select(AlertRow)
+    if broadcast_ids is not None:
+        q = q.where(AlertRow.broadcast_id.in_(list(broadcast_ids)))
+    if stream_id:
+        q = q.where(AlertRow.stream_id == stream_id)
+    if category:
+        q = q.where(AlertRow.category == category)
+    q = q.order_by(AlertRow.broadcast_id, AlertRow.start_s, AlertRow.category)
+    if limit:
+        q = q.limit(limit)
+    return [dict(r.payload) for r in session.scalars(q)]
+
+
+def broadcast(session: Session, broadcast_id: str) -> Broadcast | None:
+    return session.get(Broadcast, broadcast_id)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return _jsonable(asdict(value))
+    return str(value)
