@@ -24,6 +24,8 @@ class PriceClaim:
     reduction: float | None = None  # 减/立减 N (currency)
     conditions: tuple[str, ...] = ()
     product: str | None = None
+    pressure: tuple[str, ...] = ()  # time/stock/price-rise pressure: 最后一天, 涨价, 恢复原价, 仅剩
+    basis: str | None = None  # words that state the reference price's basis (近七天最低价, 以官网为准)
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,6 +178,8 @@ class PriceClaimRow(Base):
     discount: Mapped[float | None] = mapped_column(Float, nullable=True)
     reduction: Mapped[float | None] = mapped_column(Float, nullable=True)
     conditions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    pressure: Mapped[list[Any]] = mapped_column(JSON, default=list)  # 最后一天, 涨价, 恢复原价, 仅剩
+    basis: Mapped[str | None] = mapped_column(Text, nullable=True)  # stated basis of the reference price
     alert_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
