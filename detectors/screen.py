@@ -9,7 +9,7 @@ screen for callers that want to act before a caption leaves.
 Reading every frame would cost far too much (about 0.15 s of CPU per 640x360 frame), so reading is
 gated by change detection:
 
-1. Each frame is shrunk and turned to grayscale, and compared cell by cell (`cell_px` squares) with the
+1. Each frame is shrunk and compared, colour channel by channel and cell by cell (`cell_px` squares) with the
    image *as it was when last read* there (not the previous sample, so a slow fade still adds up).
 2. Rows of changed cells become full-width horizontal bands (text runs horizontally, so a band holds
    whole lines), grown to take in any caption on screen they touch. Pixels outside the bands did not
@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
@@ -44,6 +44,8 @@ import cv2
 import numpy as np
 
 from asr.types import Utterance
+from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.types import Detection
 from detectors.video_config import ScreenTextConfig
 from ingest.types import Frame
 
@@ -51,14 +53,17 @@ __all__ = [
     "OcrEngine",
     "RapidOcrEngine",
     "ScreenStats",
+    "ScreenTextDetector",
     "ScreenTextReader",
     "TextBox",
+    "frame_of",
     "normalize_caption",
 ]
 
 logger = logging.getLogger(__name__)
 
 _THUMB_SIZE = (96, 24)  # (width, height) of the grayscale thumbnail that identifies a text box
+_THUMB_STRIPS = 12  # compared strip by strip: 8 px wide, about half a character of a 10-character line
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -162,7 +167,7 @@ def _compact(text: str) -> str:
 # --- caption tracking ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Track:
     """One caption while it is (or recently was) on screen."""
 
@@ -219,13 +224,19 @@ class ScreenStats:
             "frames_read": self.frames_read,
             "full_frames_read": self.full_frames_read,
             "regions_read": self.regions_read,
-            "region_pixel_fraction": round(self.region_pixels / self.frame_pixels, 4) if self.frame_pixels else 0.0,
+            "region_pixel_fraction": round(self.region_pixels / self.frame_pixels, 4)
+            if self.frame_pixels
+            else 0.0,
             "boxes_detected": self.boxes_detected,
             "boxes_recognized": self.boxes_recognized,
             "captions": self.captions,
             "wall_s": round(self.wall_s, 3),
             "cpu_s": round(self.cpu_s, 3),
         }
+
+
+def _area(b: tuple[int, int, int, int]) -> int:
+    return max(0, b[2] - b[0]) * max(0, b[3] - b[1])
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -244,6 +255,17 @@ def _thumb(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     if crop.size == 0:
         return np.zeros((_THUMB_SIZE[1], _THUMB_SIZE[0]), np.float32)
     return cv2.resize(crop, _THUMB_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _thumb_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest mean absolute difference over vertical strips of two thumbnails.
+
+    Per strip rather than over the whole thumbnail, so that one changed digit on a price board
+    (到手价¥120 → ¥129) is a difference, not averaged away by the unchanged rest of the line.
+    """
+    d = np.abs(a - b)
+    strips = d.reshape(d.shape[0], _THUMB_STRIPS, -1).mean(axis=(0, 2))
+    return float(strips.max())
 
 
 def _crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -294,7 +316,7 @@ class ScreenTextReader:
         self.cfg = cfg or ScreenTextConfig()
         self._engine = engine
         self._tracks: list[_Track] = []
-        self._ref: np.ndarray | None = None  # shrunk grayscale image as last read, per pixel
+        self._ref: np.ndarray | None = None  # the shrunk frame as it was when last read, per pixel
         self._shape: tuple[int, int] | None = None
         self._next_index = index_start
         self._ignore = {_compact(normalize_caption(t)) for t in self.cfg.ignore_texts}
@@ -348,15 +370,13 @@ class ScreenTextReader:
             self._ref = None
 
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        small = cv2.resize(gray, None, fx=cfg.gate_scale, fy=cfg.gate_scale, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(image, None, fx=cfg.gate_scale, fy=cfg.gate_scale, interpolation=cv2.INTER_AREA)
         bands = self._changed_bands(small, h, w)
 
         in_band: set[int] = set()
         if bands:
             self.stats.frames_read += 1
-            in_band = {
-                id(tr) for tr in self._tracks for y0, y1 in bands if tr.box[1] < y1 and tr.box[3] > y0
-            }
+            in_band = {id(tr) for tr in self._tracks for y0, y1 in bands if tr.box[1] < y1 and tr.box[3] > y0}
             seen = self._read_bands(image, gray, bands, t)
             for tr in self._tracks:
                 if id(tr) in in_band and id(tr) not in seen:
@@ -380,16 +400,21 @@ class ScreenTextReader:
         if self._ref is None or self._ref.shape != small.shape:
             self.stats.full_frames_read += 1
             return [(0, h)]
-        diff = cv2.absdiff(small, self._ref)
+        diff = cv2.absdiff(small, self._ref).max(
+            axis=2
+        )  # per channel: a colour change of equal brightness counts
         rows = max(1, round(h / cfg.cell_px))
         cols = max(1, round(w / cfg.cell_px))
         cell_mean = cv2.resize(diff.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA)
-        changed_rows = (cell_mean > cfg.cell_diff_threshold).any(axis=1)
+        changed_rows = np.asarray((cell_mean > cfg.cell_diff_threshold).any(axis=1))
         if not changed_rows.any():
             return []
         row_h = h / rows
         spans = [
-            (max(0, int(a * row_h) - cfg.band_margin_px), min(h, int(np.ceil(b * row_h)) + cfg.band_margin_px))
+            (
+                max(0, int(a * row_h) - cfg.band_margin_px),
+                min(h, int(np.ceil(b * row_h)) + cfg.band_margin_px),
+            )
             for a, b in _row_runs(changed_rows)
         ]
         # Grow bands over every caption they touch, so a caption is always read whole.
@@ -400,7 +425,10 @@ class ScreenTextReader:
                 _, ty0, _, ty1 = tr.box
                 for k, (a, b) in enumerate(grown):
                     if ty0 < b and ty1 > a:
-                        grown[k] = (min(a, max(0, ty0 - cfg.band_margin_px)), max(b, min(h, ty1 + cfg.band_margin_px)))
+                        grown[k] = (
+                            min(a, max(0, ty0 - cfg.band_margin_px)),
+                            max(b, min(h, ty1 + cfg.band_margin_px)),
+                        )
             grown = _merge_spans(grown)
             if grown == merged:
                 break
@@ -441,7 +469,9 @@ class ScreenTextReader:
             y0, y1 = max(0, y0 - grow_top), min(h, y1 + grow_bottom)
         return boxes, y0, y1
 
-    def _read_bands(self, image: np.ndarray, gray: np.ndarray, bands: list[tuple[int, int]], t: float) -> set[int]:
+    def _read_bands(
+        self, image: np.ndarray, gray: np.ndarray, bands: list[tuple[int, int]], t: float
+    ) -> set[int]:
         """Detect and read text in `bands`; update or start tracks. Returns ids of tracks seen."""
         cfg = self.cfg
         h, w = image.shape[:2]
@@ -477,13 +507,17 @@ class ScreenTextReader:
                 continue
             if _compact(text) in self._ignore:
                 continue
-            track = self._same_text(box, text, seen)
+            track = self._same_text(box, text)
             if track is None:
                 self._tracks.append(_Track(box, thumb, text, raw, score, t, t))
                 seen.add(id(self._tracks[-1]))
                 continue
-            self._touch(track, box, t)
-            track.thumb = thumb
+            # A piece of a caption (the rest covered for a moment) confirms it but does not redefine
+            # where it is or what it looks like.
+            whole = _area(box) >= 0.8 * _area(track.box)
+            self._touch(track, box if whole else track.box, t)
+            if whole:
+                track.thumb = thumb
             track.readings += 1
             if score > track.score:  # keep the clearest reading as the caption's text
                 track.text, track.raw_text, track.score = text, raw, score
@@ -497,25 +531,27 @@ class ScreenTextReader:
         track.box = box
         track.last_s = max(track.last_s, t)
 
-    def _same_looking(self, box: tuple[int, int, int, int], thumb: np.ndarray, seen: set[int]) -> _Track | None:
+    def _same_looking(
+        self, box: tuple[int, int, int, int], thumb: np.ndarray, seen: set[int]
+    ) -> _Track | None:
         best: _Track | None = None
         best_diff = self.cfg.same_box_diff
         for tr in self._tracks:
             if id(tr) in seen or _iou(box, tr.box) < self.cfg.same_box_iou:
                 continue
-            d = float(np.mean(np.abs(tr.thumb - thumb)))
+            d = _thumb_diff(tr.thumb, thumb)
             if d < best_diff:
                 best, best_diff = tr, d
         return best
 
-    def _same_text(self, box: tuple[int, int, int, int], text: str, seen: set[int]) -> _Track | None:
+    def _same_text(self, box: tuple[int, int, int, int], text: str) -> _Track | None:
         from rapidfuzz import fuzz
 
         key = _compact(text)
         best: _Track | None = None
         best_ratio = self.cfg.same_text_ratio
         for tr in self._tracks:
-            if id(tr) in seen or _iou(box, tr.box) <= 0.1:
+            if _iou(box, tr.box) <= 0.1:
                 continue
             r = float(fuzz.ratio(key, _compact(tr.text)))
             if r >= best_ratio:
@@ -529,3 +565,71 @@ class ScreenTextReader:
             self._next_index += 1
         self.stats.captions += len(out)
         return out
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+
+def frame_of(context: DetectionContext) -> Frame | None:
+    """The context's frame as a `Frame` (it may carry a `Frame`, or an image and `frame_s`)."""
+    if context.frame is None:
+        return None
+    if isinstance(context.frame, Frame):
+        return context.frame
+    if context.frame_s is None:
+        raise ValueError("a DetectionContext with an image frame needs frame_s (its time)")
+    return Frame(t_s=float(context.frame_s), image=np.asarray(context.frame))
+
+
+TextDetect = Callable[[Utterance], Iterable[Detection]]
+
+
+@register("ocr")
+class ScreenTextDetector(Detector[ScreenTextConfig]):
+    """Detector type ``ocr``: a `ScreenTextReader` whose captions go through the text rules.
+
+    Each caption the reader hands out is appended to `captions` (for storage and for the price
+    detector) and passed to `text_detect` (by default the rule packs, `RulesDetector`, built on first
+    use), whose detections `detect` returns. Call `flush()` at the end of the media.
+    """
+
+    config_model = ScreenTextConfig
+
+    def __init__(
+        self,
+        config: ScreenTextConfig | None = None,
+        *,
+        engine: OcrEngine | None = None,
+        text_detect: TextDetect | None = None,
+    ) -> None:
+        super().__init__(config or ScreenTextConfig())
+        self.reader = ScreenTextReader(self.config, engine)
+        self._text_detect = text_detect
+        self.captions: list[Utterance] = []
+
+    def detect(self, context: DetectionContext) -> Iterable[Detection]:
+        frame = frame_of(context)
+        if frame is None or not self.config.enabled:
+            return []
+        return self._check(self.reader.feed(frame))
+
+    def flush(self) -> list[Detection]:
+        return self._check(self.reader.flush())
+
+    def _check(self, captions: list[Utterance]) -> list[Detection]:
+        if not captions:
+            return []
+        self.captions.extend(captions)
+        if self._text_detect is None:
+            from detectors.engine import RulesDetector
+
+            rules = RulesDetector()
+            self._text_detect = lambda u: rules.detect(DetectionContext(utterance=u))
+        return [d for u in captions for d in self._text_detect(u)]
+
+    @classmethod
+    def phrase_table(cls) -> PhraseTable:
+        return PhraseTable(
+            exempt_reason="reads frames; the captions it produces are matched by the rules detector, "
+            "whose phrase tables cover them"
+        )

@@ -50,7 +50,8 @@ class FrameSamplingConfig(_Strict):
         2.0, ge=0.5, le=60.0, description="Seconds of broadcast time between two sampled frames (0.5 to 60)."
     )
     backend: Literal["auto", "av", "opencv"] = Field(
-        "auto", description="Decoder: PyAV (auto) or OpenCV's VideoCapture. Both give the same frames and times."
+        "auto",
+        description="Decoder: PyAV (auto) or OpenCV's VideoCapture. Both give the same frames and times.",
     )
     skip_nonref: bool = Field(
         True,
@@ -62,7 +63,9 @@ class FrameSamplingConfig(_Strict):
 class ScreenTextConfig(_Strict):
     """On-screen text: RapidOCR on sampled frames, gated by change detection."""
 
-    enabled: bool = Field(True, description="Read on-screen text (captions, price boards, banners, stickers).")
+    enabled: bool = Field(
+        True, description="Read on-screen text (captions, price boards, banners, stickers)."
+    )
     onnx: OnnxConfig = Field(default_factory=OnnxConfig, description="Device and threads for the OCR models.")
     det_limit_side_len: int = Field(
         960,
@@ -87,8 +90,8 @@ class ScreenTextConfig(_Strict):
         0.5,
         gt=0,
         le=1,
-        description="Change detection compares frames shrunk by this factor, in grayscale (cheap, and blind "
-        "to compression noise).",
+        description="Change detection compares frames shrunk by this factor (cheap, and blind to compression "
+        "noise).",
     )
     cell_px: int = Field(
         32,
@@ -100,8 +103,8 @@ class ScreenTextConfig(_Strict):
     cell_diff_threshold: float = Field(
         6.0,
         gt=0,
-        description="A cell changed when the mean absolute grayscale difference (0-255) from the image last "
-        "read there exceeds this.",
+        description="A cell changed when the mean absolute difference (0-255, the largest of the three colour "
+        "channels) from the image last read there exceeds this.",
     )
     band_margin_px: int = Field(
         12,
@@ -126,7 +129,8 @@ class ScreenTextConfig(_Strict):
         12.0,
         gt=0,
         description="...and is that caption, without running the recognizer again, when its 24x96 grayscale "
-        "thumbnail differs from the caption's by less than this mean absolute difference.",
+        "thumbnail differs from the caption's by less than this (mean absolute difference, 0-255, in the "
+        "most changed of 12 vertical strips, so one changed digit counts).",
     )
     same_text_ratio: float = Field(
         85.0,
@@ -181,7 +185,9 @@ class VisualConfig(_Strict):
     """Visual vulgarity: NudeNet's detector on sampled frames."""
 
     enabled: bool = Field(True, description="Look for exposure in sampled frames.")
-    onnx: OnnxConfig = Field(default_factory=OnnxConfig, description="Device and threads for the NudeNet model.")
+    onnx: OnnxConfig = Field(
+        default_factory=OnnxConfig, description="Device and threads for the NudeNet model."
+    )
     classes: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_VISUAL_CLASSES),
         description="NudeNet labels that count as exposure, each with the minimum score (0-1) a box needs.",
