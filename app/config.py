@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertsConfig
 from asr.config import AsrConfig
+from review.config import ReviewConfig
 
 __all__ = ["ConfigError", "RootConfig", "RulesSection", "VideoSection", "load_config"]
 
@@ -52,6 +53,7 @@ class RootConfig(BaseModel):
     rules: RulesSection = Field(default_factory=RulesSection, description="Rule packs.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert grouping and evidence.")
     video: VideoSection = Field(default_factory=VideoSection, description="Frame analysis.")
+    review: ReviewConfig = Field(default_factory=ReviewConfig, description="Review web app: users, tokens, sessions.")
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         if override is not None:

@@ -1,0 +1,73 @@
+"""The ledger (台账) export: CSV (UTF-8 with BOM, so Excel reads the Chinese) and XLSX (openpyxl).
+
+Pure writers over `LedgerRow`s and `Statistics`; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from review.queries import LedgerRow, Statistics
+
+__all__ = ["ledger_csv", "ledger_xlsx"]
+
+
+def ledger_csv(rows: Sequence[LedgerRow]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow([title for _, title in LedgerRow.HEADERS])
+    for r in rows:
+        w.writerow(r.values())
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None  # a new workbook always has one sheet
+    ws.title = "台账 Ledger"
+    ws.append([title])
+    ws["A1"].font = Font(bold=True, size=13)
+    ws.append([t for _, t in LedgerRow.HEADERS])
+    head_fill = PatternFill("solid", fgColor="DDE4EE")
+    for cell in ws[2]:
+        cell.font = Font(bold=True)
+        cell.fill = head_fill
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for r in rows:
+        ws.append(r.values())
+    widths = {"seq": 6, "alert_id": 20, "time_local": 20, "text": 48, "law": 32, "note": 32, "manifest_sha256": 66}
+    for i, (key, _) in enumerate(LedgerRow.HEADERS, 1):
+        ws.column_dimensions[get_column_letter(i)].width = widths.get(key, 14)
+    ws.freeze_panes = "A3"
+    if rows:
+        ws.auto_filter.ref = f"A2:{get_column_letter(len(LedgerRow.HEADERS))}{len(rows) + 2}"
+
+    summary = wb.create_sheet("统计 Summary")
+    summary.append(["合计 Totals"])
+    summary["A1"].font = Font(bold=True)
+    for k in ("alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed"):
+        summary.append([k, stats.totals.get(k, 0)])
+    for heading, key, items in (("按日 Per day", "day", stats.per_day),
+                                ("按类别 Per category", "category", stats.per_category),
+                                ("按直播间 Per stream", "stream", stats.per_stream),
+                                ("按规则 Per rule", "rule", stats.per_rule)):
+        summary.append([])
+        summary.append([heading])
+        summary.cell(summary.max_row, 1).font = Font(bold=True)
+        summary.append([key, "alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed",
+                        "precision"])
+        for it in items:
+            summary.append([it[key], it["alerts"], it["violations"], it["confirmed"], it["escalated"],
+                            it["false_positive"], it["unreviewed"],
+                            None if it["precision"] is None else round(it["precision"], 3)])
+    summary.column_dimensions["A"].width = 36
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
