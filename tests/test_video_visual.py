@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from detectors.base import DetectionContext, get_detector
-from detectors.visual import Box, NudeNetModel, VisualDetector, VisualFrameDetector, draw_boxes
 from detectors.video_config import VisualConfig
+from detectors.visual import Box, NudeNetModel, VisualDetector, VisualFrameDetector, draw_boxes
 from ingest.frames import sample_frames
 from ingest.types import Frame
 
@@ -64,7 +64,13 @@ def test_persistent_exposure_alerts_once_with_boxes_and_a_snapshot() -> None:
     assert len(out) == 1
     t, d = out[0]
     assert t == 4.0  # confirmed on the second consecutive sample
-    assert (d.category, d.source, d.code, d.rule_id, d.mode) == ("vulgar", "visual", "C1v", "visual.exposure", "visual")
+    assert (d.category, d.source, d.code, d.rule_id, d.mode) == (
+        "vulgar",
+        "visual",
+        "C1v",
+        "visual.exposure",
+        "visual",
+    )
     assert (d.start_s, d.end_s) == (2.0, 4.0)
     assert d.details["boxes"] == [[40, 30, 120, 110, EXPOSED, 0.7]]
     assert d.details["frame_t_s"] == 2.0
@@ -78,7 +84,9 @@ def test_persistent_exposure_alerts_once_with_boxes_and_a_snapshot() -> None:
 def test_a_new_episode_after_clean_samples_alerts_again_a_flicker_does_not() -> None:
     # + + (alert) - + + (same episode: one clean sample is a flicker) - - (episode over) + + (alert)
     script = [hit(), hit(), [], hit(), hit(), [], [], hit(), hit()]
-    out = feed_all(VisualDetector(VisualConfig(persistence=2, clear_after=2), ScriptedModel(script)), frames(9))
+    out = feed_all(
+        VisualDetector(VisualConfig(persistence=2, clear_after=2), ScriptedModel(script)), frames(9)
+    )
     assert [(d.start_s, d.end_s) for _, d in out] == [(0.0, 2.0), (14.0, 16.0)]
 
 
