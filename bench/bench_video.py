@@ -76,6 +76,11 @@ def main() -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     ap.add_argument("--visual", action="store_true", help="also run NudeNet on every sampled frame")
+    ap.add_argument(
+        "--naive",
+        action="store_true",
+        help="also time reading every sampled frame whole (no gate), to compare",
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -176,6 +181,19 @@ def main() -> int:
         f"core-s per stream-s: {run_cpu / duration:.4f} (run), {(run_cpu + load_cpu) / duration:.4f} "
         f"(with model load); target <= 0.1"
     )
+    if args.naive:
+        from detectors.screen import _crop_quad
+
+        cpu2 = cpu_s()
+        n = 0
+        for frame in FrameSampler(args.interval).sample_file(video):
+            boxes = engine.detect(frame.image)
+            engine.recognize([_crop_quad(frame.image, b.quad) for b in boxes])
+            n += 1
+        naive = cpu_s() - cpu2
+        print(
+            f"no gate      {n} frames read whole: cpu {naive:.2f} s = {naive / duration:.4f} core-s per stream-s"
+        )
     if truth.exists():
         print(f"score        tools/score.py {truth.name} --source screen")
         res = subprocess.run(
