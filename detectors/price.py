@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from asr.types import Utterance
+from detectors.base import DetectionContext, Detector, PhraseTable, register
 from detectors.normalize import Normalized, is_cjk, normalize, pinyin_codes, pinyin_latin
 from detectors.price_config import PriceConfig, PriceRule, load_price_config
 from detectors.types import Detection, PriceClaim
@@ -208,8 +209,9 @@ _MONEY_UNITS = ("块钱", "元钱", "块", "元", "圆", "米", "rmb")
 
 # Numerals keep their own codes (by value: 2 = 二 = 两) so that 九 never matches 就 nor 十 matches 时.
 _NUMERAL_CODES: dict[str, str] = {}
-for _k, _group in enumerate(("0零〇", "1一", "2二两", "3三", "4四", "5五", "6六", "7七", "8八", "9九",
-                             "十", "百", "千", "万", "亿")):
+for _k, _group in enumerate(
+    ("0零〇", "1一", "2二两", "3三", "4四", "5五", "6六", "7七", "8八", "9九", "十", "百", "千", "万", "亿")
+):
     for _ch in _group:
         _NUMERAL_CODES[_ch] = chr(0xF700 + _k)
 
@@ -222,9 +224,9 @@ def _codes(text: str) -> str:
 @lru_cache(maxsize=64)
 def _pinyin_regex(pattern: str) -> re.Pattern[str]:
     """A character regex turned into one over `_codes` (Chinese characters → their codes)."""
-    return re.compile("".join(
-        (_NUMERAL_CODES.get(ch) or pinyin_codes(ch)) if is_cjk(ch) else ch for ch in pattern
-    ))
+    return re.compile(
+        "".join((_NUMERAL_CODES.get(ch) or pinyin_codes(ch)) if is_cjk(ch) else ch for ch in pattern)
+    )
 
 
 @dataclass(slots=True)
@@ -262,8 +264,11 @@ def parse_amount(text: str) -> float | None:
     return float(v) * mult
 
 
-_DIGIT_VALUES = {ch: v for v, group in enumerate(("0零〇", "1一", "2二两", "3三", "4四", "5五", "6六", "7七", "8八",
-                                                  "9九")) for ch in group}
+_DIGIT_VALUES = {
+    ch: v
+    for v, group in enumerate(("0零〇", "1一", "2二两", "3三", "4四", "5五", "6六", "7七", "8八", "9九"))
+    for ch in group
+}
 
 
 def _digit_value(ch: str) -> int | None:
@@ -334,8 +339,7 @@ def _find_amounts(n: Normalized) -> list[_Token]:
                     if d2 is not None and (
                         pos + 1 >= len(t)
                         or t[pos + 1] == "分"
-                        or _digit_value(t[pos + 1]) is None
-                        and t[pos + 1] not in _NON_MONEY_AFTER
+                        or (_digit_value(t[pos + 1]) is None and t[pos + 1] not in _NON_MONEY_AFTER)
                     ):
                         value += d2 / 100
                         pos += 1
@@ -629,7 +633,8 @@ def product_key(name: str) -> str:
     return pinyin_latin(pinyin_codes(normalize(name).text))
 
 
-def _close(a: float | None, b: float | None, rel: float = 0.01) -> bool:
+def _close(a: float | None, b: float | None, rel: float = 0.002) -> bool:
+    """The same stated price (199 and 200 are different prices; 199 and 199.0 are not)."""
     return a is not None and b is not None and abs(a - b) <= rel * max(abs(a), abs(b))
 
 
@@ -1245,34 +1250,62 @@ def _dedupe_screen(claims: list[PriceClaim]) -> list[PriceClaim]:
     return out
 
 
-class PriceDetector:
-    """The price detector as the registry sees it: utterance in, detections out.
+@register("price")
+class PriceDetector(Detector[PriceConfig]):
+    """Detector type ``price``: claims of one utterance (speech or caption) through `PriceChecker`.
 
-    REGISTRY HOOK: `detectors/base.py` (the Detector base class and registry) did not exist when this was
-    written. When it does, subclass its `Detector`, set `type = "price"`, and register this class there;
-    `detect()` below already has the per-utterance shape.
+    The context's `stream_id` and, in `meta`, `started_ts` (wall-clock start of the broadcast) and
+    `broadcast_id` enable the history checks; without them only the single-claim checks run. The
+    history is injected (`store.prices.SqlPriceHistory` in the app); detectors never open the store.
+    Speech/screen cross-checks need both sides of a broadcast and run in `analyze_utterances`.
     """
 
-    type = "price"
+    config_model = PriceConfig
 
-    def __init__(self, checker: PriceChecker | None = None) -> None:
-        self.checker = checker or PriceChecker()
+    def __init__(self, config: PriceConfig | None = None, *, history: PriceHistory | None = None) -> None:
+        super().__init__(config or load_price_config())
+        self.checker = PriceChecker(self.config, history)
 
-    def detect(
-        self,
-        utterance: Utterance,
-        *,
-        stream_id: str | None = None,
-        started_ts: float | None = None,
-        broadcast_id: str | None = None,
-    ) -> list[Detection]:
+    def detect(self, context: DetectionContext) -> Iterable[Detection]:
+        utt = context.utterance
+        if utt is None or utt.meta.get("hallucination"):
+            return []
+        started = context.meta.get("started_ts")
+        broadcast_id = context.meta.get("broadcast_id")
         out: list[Detection] = []
-        for c in extract_from_utterance(utterance):
-            ts = None if started_ts is None else started_ts + c.start_s
+        for c in extract_from_utterance(utt):
+            ts = None if started is None else float(started) + c.start_s
             out += self.checker.check(
-                c, stream_id=stream_id, claim_ts=ts, utterance=utterance, broadcast_id=broadcast_id
+                c,
+                stream_id=context.stream_id or None,
+                claim_ts=ts,
+                utterance=utt,
+                broadcast_id=None if broadcast_id is None else str(broadcast_id),
             )
         return out
+
+    @classmethod
+    def phrase_table(cls) -> PhraseTable:
+        """Lines that flag on their own (no history), and price talk that must not."""
+        return PhraseTable(
+            should_flag=(
+                "原价九百九十九,今天只要一百九十九",
+                "专柜价两千八,我们秒杀价六百八十八",
+                "市场价一千二,今天一折,只要一百二十元",
+                "超市卖两百,我们只要一百",
+                "划线价¥1,580 直播价¥198",
+                "源价九百九十九今天只要一百九十九",
+            ),
+            should_not_flag=(
+                "这件羽绒服的价格是三百五十九元,支持七天无理由退货",
+                "满199减20 包邮",
+                "这个杯子只要九块九包邮",
+                "原价三百九,以官方旗舰店为准,今天一百九十九",
+                "市场价两百,这里到手价一百八十",
+                "今天是最后一天,明天恢复原价三百九",
+                "第二件半价,第一件九十九元",
+            ),
+        )
 
 
 def claim_fields() -> tuple[str, ...]:
