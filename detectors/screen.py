@@ -369,13 +369,13 @@ class ScreenTextReader:
             self._shape = (h, w)
             self._ref = None
 
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         small = cv2.resize(image, None, fx=cfg.gate_scale, fy=cfg.gate_scale, interpolation=cv2.INTER_AREA)
         bands = self._changed_bands(small, h, w)
 
         in_band: set[int] = set()
         if bands:
             self.stats.frames_read += 1
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             in_band = {id(tr) for tr in self._tracks for y0, y1 in bands if tr.box[1] < y1 and tr.box[3] > y0}
             seen = self._read_bands(image, gray, bands, t)
             for tr in self._tracks:
@@ -400,9 +400,8 @@ class ScreenTextReader:
         if self._ref is None or self._ref.shape != small.shape:
             self.stats.full_frames_read += 1
             return [(0, h)]
-        diff = cv2.absdiff(small, self._ref).max(
-            axis=2
-        )  # per channel: a colour change of equal brightness counts
+        # The largest difference over the colour channels: a colour change of equal brightness counts.
+        diff = cv2.absdiff(small, self._ref).max(axis=2)
         rows = max(1, round(h / cfg.cell_px))
         cols = max(1, round(w / cfg.cell_px))
         cell_mean = cv2.resize(diff.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA)
