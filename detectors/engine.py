@@ -1,0 +1,693 @@
+"""The rule engine: compiled rule packs matched against utterances.
+
+`RuleSet.load(dirs)` validates and layers the packs (see `detectors.rules`) and compiles every literal
+term into shared Aho-Corasick automata, so that the cost of matching one utterance depends on its
+length and on the terms it actually contains, not on the number of rules:
+
+- a character automaton over normalized text (all terms, exemptions, and the literal triggers of
+  regexes: a regex runs only when one of the literals every match must contain is present);
+- a pinyin automaton over the pinyin code string (terms in pinyin or fuzzy mode: homophones);
+- a syllable-bigram automaton that proposes candidate windows for fuzzy terms; rapidfuzz compares
+  only those windows, on Latin toneless pinyin.
+
+Only rules with a candidate hit are then evaluated: proximity pairs, AND (`require`), NOT (`unless`),
+exemption phrases that overlap the hit, and negation cues shortly before it in the same clause.
+
+Scores: an exact match scores 100, a homophone (pinyin) match 95, a fuzzy match its pinyin
+similarity (at most 94). A rule fires when a hit's score reaches its threshold.
+
+Concurrency: a `RuleSet` is immutable after `load`; `detect` and `explain` keep their state on the
+stack and may run from any number of threads. `RuleHolder` swaps whole sets under a lock; readers
+take the reference once per utterance and never see a half-loaded set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ahocorasick
+from rapidfuzz.distance import Indel
+
+from asr.types import Utterance
+from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.config import DEFAULT_RULES_DIR, RulesDetectorConfig
+from detectors.normalize import (
+    Normalized,
+    display,
+    normalize,
+    pinyin_codes,
+    pinyin_display,
+    pinyin_latin,
+)
+from detectors.rules import (
+    CleanPhrase,
+    EffectiveRule,
+    RulePackError,
+    TermSpec,
+    expand_macros,
+    expand_term,
+    load_rules,
+    pack_files,
+    required_literals,
+)
+from detectors.types import Detection
+
+__all__ = [
+    "ExplainHit",
+    "Explanation",
+    "Hit",
+    "Rule",
+    "RuleHolder",
+    "RuleSet",
+    "RulesDetector",
+]
+
+logger = logging.getLogger(__name__)
+
+PINYIN_SCORE = 95.0
+FUZZY_MAX = 94.0
+MIN_FUZZY_CHARS = 4
+MIN_FUZZY_LATIN = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An effective rule (after defaults and overrides), as shown to tuners."""
+
+    id: str
+    category: str
+    code: str
+    severity: str
+    law: str
+    description: str
+    tags: tuple[str, ...]
+    enabled: bool
+    mode: str
+    threshold: float
+    sources: tuple[str, ...]
+    pack: str
+    path: Path
+    line: int
+    should_flag: tuple[str, ...]
+    should_not_flag: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One match of one rule in normalized text (offsets are normalized, then original)."""
+
+    rule_id: str
+    start: int
+    end: int
+    orig_start: int
+    orig_end: int
+    matched: str
+    score: float
+    mode: str
+    pattern: str
+    reason: str = ""  # why it was silenced (exempted hits only)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainHit:
+    rule_id: str
+    category: str
+    code: str
+    severity: str
+    matched: str
+    normalized: str
+    score: float
+    mode: str
+    pattern: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What `livewatch rules explain` shows."""
+
+    text: str
+    steps: tuple[tuple[str, str], ...]
+    normalized: str
+    pinyin: str
+    hits: tuple[ExplainHit, ...]
+    exempted: tuple[ExplainHit, ...]
+    version: str
+
+
+# ---------------------------------------------------------------- compiled form
+
+
+@dataclass(frozen=True, slots=True)
+class _Occ:
+    start: int
+    end: int
+    score: float
+    mode: str
+
+
+@dataclass(slots=True)
+class _Atom:
+    """A literal term in one rule, with its matching mode."""
+
+    text: str  # normalized
+    codes: str  # pinyin codes
+    latin: str
+    mode: str  # exact | pinyin | fuzzy (already degraded for short terms)
+
+
+@dataclass(slots=True)
+class _Near:
+    a: list[int]
+    b: list[int]
+    within: int
+    ordered: bool
+    label: str
+
+
+@dataclass(slots=True)
+class _Compiled:
+    rule: Rule
+    hit_atoms: list[int]
+    near: list[_Near]
+    require: list[list[int]]
+    unless: list[int]
+    exempt: list[int]
+    exempt_regex: list[re.Pattern[str]]
+    regexes: list[tuple[str, re.Pattern[str]]]
+    negation_cues: tuple[str, ...]
+    negation_window: int
+    threshold: float
+    sources: frozenset[str]
+
+
+class _Scratch:
+    """Per-call matching state."""
+
+    __slots__ = ("exact", "fuzzy", "norm", "pinyin", "regex_rules")
+
+    def __init__(self, norm: Normalized) -> None:
+        self.norm = norm
+        self.exact: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.pinyin: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.fuzzy: dict[int, list[_Occ]] = defaultdict(list)
+        self.regex_rules: set[int] = set()
+
+
+class RuleSet:
+    """An immutable, compiled set of rules. Build with `RuleSet.load`."""
+
+    def __init__(self, effective: Sequence[EffectiveRule], clean: Sequence[CleanPhrase], version: str,
+                 files: Sequence[Path], dirs: Sequence[Path]) -> None:
+        self.version = version
+        self.files = tuple(files)
+        self.dirs = tuple(Path(d) for d in dirs)
+        self.clean = tuple(clean)
+        self.rules: list[Rule] = []
+        self._atoms: list[_Atom] = []
+        self._atom_index: dict[tuple[str, str], int] = {}
+        self._compiled: list[_Compiled] = []
+        self._always: list[int] = []  # rules whose regexes have no literal trigger
+        # key -> rules that may hit when key is found
+        self._rules_by_text: dict[str, set[int]] = defaultdict(set)
+        self._rules_by_codes: dict[str, set[int]] = defaultdict(set)
+        self._regex_trigger: dict[str, set[int]] = defaultdict(set)
+        self._fuzzy_atoms: list[int] = []
+        for eff in effective:
+            self._compile(eff)
+        self._char_ac = self._automaton(set(self._rules_by_text) | set(self._regex_trigger)
+                                        | {a.text for a in self._atoms})
+        self._py_ac = self._automaton({a.codes for a in self._atoms if a.mode != "exact"})
+        bigrams: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for ai in self._fuzzy_atoms:
+            codes = self._atoms[ai].codes
+            for k in range(len(codes) - 1):
+                bigrams[codes[k:k + 2]].append((ai, k))
+        self._bigrams = dict(bigrams)
+        self._fz_ac = self._automaton(set(bigrams))
+
+    # ------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, dirs: Sequence[Path] | None = None) -> RuleSet:
+        """Load, validate, layer and compile the packs of `dirs` (default: the shipped packs).
+
+        Raises `RulePackError` (``path:line: field: reason``) on the first invalid pack.
+        """
+        dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
+        loaded = load_rules(dirs)
+        rs = cls(loaded.rules, loaded.clean, loaded.version, loaded.files, dirs)
+        logger.info("loaded %s rules (%s enabled) from %s files, version %s",
+                    len(rs.rules), sum(r.enabled for r in rs.rules), len(rs.files), rs.version)
+        return rs
+
+    @staticmethod
+    def _automaton(keys: Iterable[str]) -> ahocorasick.Automaton | None:
+        keys = [k for k in keys if k]
+        if not keys:
+            return None
+        ac = ahocorasick.Automaton()
+        for k in keys:
+            ac.add_word(k, k)
+        ac.make_automaton()
+        return ac
+
+    def _atoms_of(self, terms: Iterable[str | TermSpec], rule_mode: str) -> list[int]:
+        out: list[int] = []
+        for term in terms:
+            raw, mode = (term.term, term.mode) if isinstance(term, TermSpec) else (term, rule_mode)
+            for t in expand_term(raw):
+                ai = self._atom(t, mode)
+                if ai not in out:
+                    out.append(ai)
+        return out
+
+    def _atom(self, raw: str, mode: str) -> int:
+        text = normalize(raw).text
+        codes = pinyin_codes(text)
+        latin = pinyin_latin(codes)
+        if mode != "exact" and (len(text) < 2 or codes == text):
+            mode = "exact"  # one character or no Chinese: homophones would be noise
+        if mode == "fuzzy" and (len(text) < MIN_FUZZY_CHARS or len(latin) < MIN_FUZZY_LATIN):
+            mode = "pinyin"
+        key = (text, mode)
+        idx = self._atom_index.get(key)
+        if idx is None:
+            idx = len(self._atoms)
+            self._atoms.append(_Atom(text, codes, latin, mode))
+            self._atom_index[key] = idx
+            if mode == "fuzzy":
+                self._fuzzy_atoms.append(idx)
+        return idx
+
+    def _compile(self, eff: EffectiveRule) -> None:
+        spec = eff.spec
+        rule = Rule(
+            id=spec.id, category=eff.category, code=spec.code, severity=eff.severity, law=eff.law,
+            description=spec.description, tags=eff.tags, enabled=eff.enabled, mode=eff.mode,
+            threshold=eff.threshold, sources=eff.sources, pack=eff.source.pack, path=eff.source.path,
+            line=eff.source.line, should_flag=tuple(spec.should_flag),
+            should_not_flag=tuple(spec.should_not_flag),
+        )
+        ri = len(self.rules)
+        self.rules.append(rule)
+        mode = eff.mode
+        hit_atoms = self._atoms_of(spec.terms, mode)
+        near = []
+        for n in spec.near:
+            a = self._atoms_of(n.a, mode)
+            b = self._atoms_of(n.b, mode)
+            label = f"near({'|'.join(self._atoms[i].text for i in a)} ~{n.within}~ {'|'.join(self._atoms[i].text for i in b)})"
+            near.append(_Near(a, b, n.within, n.ordered, label))
+        require = [self._atoms_of(group, mode) for group in spec.require]
+        unless = self._atoms_of(spec.unless, "exact")
+        exempt = self._atoms_of(eff.exempt, "exact")
+        regexes = [(src, re.compile(expand_macros(src))) for src in spec.regex]
+        exempt_regex = [re.compile(expand_macros(src)) for src in spec.exempt_regex]
+        neg = eff.negation
+        comp = _Compiled(
+            rule=rule, hit_atoms=hit_atoms, near=near, require=require, unless=unless, exempt=exempt,
+            exempt_regex=exempt_regex, regexes=regexes,
+            negation_cues=tuple(sorted(set(neg.cues), key=len, reverse=True)) if neg else (),
+            negation_window=neg.window if neg else 0, threshold=eff.threshold,
+            sources=frozenset(eff.sources),
+        )
+        self._compiled.append(comp)
+        if not eff.enabled:
+            return
+        for ai in [*hit_atoms, *(x for n in near for x in (*n.a, *n.b))]:
+            atom = self._atoms[ai]
+            self._rules_by_text[atom.text].add(ri)
+            if atom.mode != "exact":
+                self._rules_by_codes[atom.codes].add(ri)
+        always = False
+        for src, _ in regexes:
+            lits = required_literals(src)
+            if not lits:
+                always = True
+                continue
+            for lit in lits:
+                self._regex_trigger[lit].add(ri)
+        if always:
+            self._always.append(ri)
+
+    # ------------------------------------------------------------ matching
+
+    def _scan(self, norm: Normalized) -> tuple[_Scratch, set[int]]:
+        sc = _Scratch(norm)
+        text = norm.text
+        candidates: set[int] = set(self._always)
+        if self._char_ac is not None and text:
+            for end, key in self._char_ac.iter(text):
+                start = end - len(key) + 1
+                if not _bounded(text, start, end + 1, key):
+                    continue
+                sc.exact[key].append((start, end + 1))
+                rs = self._rules_by_text.get(key)
+                if rs:
+                    candidates |= rs
+                trig = self._regex_trigger.get(key)
+                if trig:
+                    candidates |= trig
+                    sc.regex_rules |= trig
+        codes = pinyin_codes(text)
+        if self._py_ac is not None and text:
+            for end, key in self._py_ac.iter(codes):
+                start = end - len(key) + 1
+                if not _bounded(text, start, end + 1, text[start:end + 1]):
+                    continue
+                sc.pinyin[key].append((start, end + 1))
+                candidates |= self._rules_by_codes.get(key, set())
+        if self._fz_ac is not None and len(text) >= 2:
+            self._fuzzy_scan(sc, codes, candidates)
+        return sc, candidates
+
+    def _fuzzy_scan(self, sc: _Scratch, codes: str, candidates: set[int]) -> None:
+        assert self._fz_ac is not None
+        n = len(codes)
+        lat = [pinyin_latin(c) for c in codes]
+        tried: set[tuple[int, int]] = set()
+        for end, key in self._fz_ac.iter(codes):
+            pos = end - 1
+            for ai, off in self._bigrams[key]:
+                s0 = pos - off
+                if (ai, s0) in tried:
+                    continue
+                tried.add((ai, s0))
+                atom = self._atoms[ai]
+                L = len(atom.codes)
+                best: _Occ | None = None
+                for ds in (0, -1, 1):
+                    for dl in (0, -1, 1):
+                        s = s0 + ds
+                        e = s + L + dl
+                        if s < 0 or e > n or e - s < 2:
+                            continue
+                        window = "".join(lat[s:e])
+                        score = Indel.normalized_similarity(atom.latin, window) * 100.0
+                        if best is None or score > best.score:
+                            best = _Occ(s, e, min(score, FUZZY_MAX), "fuzzy")
+                if best is not None and best.score >= 60.0:
+                    sc.fuzzy[ai].append(best)
+                    candidates |= self._rules_by_codes.get(atom.codes, set())
+
+    def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
+        atom = self._atoms[ai]
+        out = [_Occ(s, e, 100.0, "exact") for s, e in sc.exact.get(atom.text, ())]
+        if atom.mode != "exact":
+            seen = {(o.start, o.end) for o in out}
+            for s, e in sc.pinyin.get(atom.codes, ()):
+                if (s, e) not in seen:
+                    out.append(_Occ(s, e, PINYIN_SCORE, "pinyin"))
+                    seen.add((s, e))
+            if atom.mode == "fuzzy":
+                for o in sc.fuzzy.get(ai, ()):
+                    if not any(o.start < e and s < o.end for s, e in seen):
+                        out.append(o)
+        return out
+
+    def _evaluate(self, ri: int, sc: _Scratch, source: str | None) -> tuple[list[Hit], list[Hit]]:
+        comp = self._compiled[ri]
+        rule = comp.rule
+        if not rule.enabled or (source is not None and source not in comp.sources):
+            return [], []
+        norm = sc.norm
+        text = norm.text
+        thr = comp.threshold
+        raw: list[tuple[int, int, float, str, str]] = []
+        for ai in comp.hit_atoms:
+            for o in self._occ(sc, ai):
+                if o.score >= thr:
+                    raw.append((o.start, o.end, o.score, o.mode, self._atoms[ai].text))
+        if comp.regexes and (ri in sc.regex_rules or ri in self._always):
+            for src, rx in comp.regexes:
+                for m in rx.finditer(text):
+                    if m.end() > m.start():
+                        raw.append((m.start(), m.end(), 100.0, "regex", src))
+        for nr in comp.near:
+            a_occ = [(o, self._atoms[ai].text) for ai in nr.a for o in self._occ(sc, ai) if o.score >= thr]
+            if not a_occ:
+                continue
+            b_occ = [(o, self._atoms[ai].text) for ai in nr.b for o in self._occ(sc, ai) if o.score >= thr]
+            for oa, ta in a_occ:
+                for ob, tb in b_occ:
+                    if oa.start < ob.end and ob.start < oa.end:
+                        continue
+                    if ob.start >= oa.end:
+                        gap = ob.start - oa.end
+                    elif nr.ordered:
+                        continue
+                    else:
+                        gap = oa.start - ob.end
+                    if gap <= nr.within:
+                        worst = oa if oa.score <= ob.score else ob
+                        raw.append((min(oa.start, ob.start), max(oa.end, ob.end), worst.score, worst.mode,
+                                    f"{ta} ~{nr.within}~ {tb}"))
+        if not raw:
+            return [], []
+        hits = [self._hit(rule.id, norm, *r) for r in raw]
+        silenced: list[Hit] = []
+        for ai in comp.unless:
+            if sc.exact.get(self._atoms[ai].text):
+                why = f"unless: {self._atoms[ai].text}"
+                return [], [_with_reason(h, why) for h in hits]
+        for gi, group in enumerate(comp.require):
+            if not any(o.score >= thr for ai in group for o in self._occ(sc, ai)):
+                why = f"require[{gi}]: none of {'|'.join(self._atoms[ai].text for ai in group)}"
+                return [], [_with_reason(h, why) for h in hits]
+        kept: list[Hit] = []
+        for h in hits:
+            why = self._exemption(comp, sc, h)
+            if why:
+                silenced.append(_with_reason(h, why))
+            else:
+                kept.append(h)
+        return _dedupe(kept), _dedupe(silenced)
+
+    def _exemption(self, comp: _Compiled, sc: _Scratch, h: Hit) -> str:
+        for ai in comp.exempt:
+            phrase = self._atoms[ai].text
+            for s, e in sc.exact.get(phrase, ()):
+                if s < h.end and h.start < e:
+                    return f"exempt: {phrase}"
+        text = sc.norm.text
+        for rx in comp.exempt_regex:
+            for m in rx.finditer(text):
+                if m.start() < h.end and h.start < m.end():
+                    return f"exempt: /{rx.pattern}/"
+        if comp.negation_cues:
+            lo = max(0, h.start - comp.negation_window - max(len(c) for c in comp.negation_cues))
+            before = text[lo:h.start]
+            for cue in comp.negation_cues:
+                k = before.rfind(cue)
+                while k >= 0:
+                    cue_end = lo + k + len(cue)
+                    if h.start - cue_end <= comp.negation_window and not sc.norm.has_break(cue_end, h.start):
+                        return f"negation: {cue}"
+                    k = before.rfind(cue, 0, k)
+        return ""
+
+    @staticmethod
+    def _hit(rule_id: str, norm: Normalized, s: int, e: int, score: float, mode: str, pattern: str) -> Hit:
+        os_, oe = norm.orig_span(s, e)
+        return Hit(rule_id, s, e, os_, oe, norm.original[os_:oe], score, mode, pattern)
+
+    def match(self, text: str, source: str | None = None) -> tuple[list[Hit], list[Hit], Normalized]:
+        """All hits of enabled rules in `text`: (firing hits, silenced hits, normalized text)."""
+        norm = normalize(text)
+        sc, candidates = self._scan(norm)
+        hits: list[Hit] = []
+        silenced: list[Hit] = []
+        for ri in sorted(candidates):
+            h, s = self._evaluate(ri, sc, source)
+            hits.extend(h)
+            silenced.extend(s)
+        return hits, silenced, norm
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def detect(self, utt: Utterance) -> list[Detection]:
+        """Detections of this rule set in one utterance, each located to the words that hold it."""
+        hits, silenced, _norm = self.match(utt.text, utt.source)
+        if not hits:
+            return []
+        by_rule = {c.rule.id: c.rule for c in self._compiled}
+        out: list[Detection] = []
+        for h in hits:
+            rule = by_rule[h.rule_id]
+            start_s, end_s = utt.char_times(h.orig_start, h.orig_end)
+            details: dict[str, Any] = {
+                "pattern": h.pattern,
+                "rules_version": self.version,
+                "pack": rule.pack,
+                "char_span": [h.orig_start, h.orig_end],
+                "tags": list(rule.tags),
+                "exempted": [
+                    {"matched": x.matched, "reason": x.reason} for x in silenced if x.rule_id == h.rule_id
+                ],
+            }
+            out.append(Detection(
+                rule_id=rule.id, category=rule.category, code=rule.code, severity=rule.severity,
+                law=rule.law, source=utt.source, start_s=start_s, end_s=end_s, matched=h.matched,
+                text=utt.text, score=round(h.score, 1), mode=h.mode, utterance_index=utt.index,
+                details=details,
+            ))
+        return out
+
+    def explain(self, text: str) -> Explanation:
+        """Normalization steps, pinyin, and which rules fire or are silenced, with scores."""
+        hits, silenced, norm = self.match(text)
+        steps = normalize(text, record_steps=True).steps
+        by_rule = {c.rule.id: c.rule for c in self._compiled}
+
+        def conv(h: Hit) -> ExplainHit:
+            r = by_rule[h.rule_id]
+            return ExplainHit(r.id, r.category, r.code, r.severity, h.matched, display(norm.text[h.start:h.end]),
+                              round(h.score, 1), h.mode, h.pattern, h.reason)
+
+        return Explanation(
+            text=text, steps=(("input", text), *steps), normalized=display(norm.text),
+            pinyin=pinyin_display(norm.text), hits=tuple(conv(h) for h in hits),
+            exempted=tuple(conv(h) for h in silenced), version=self.version,
+        )
+
+    def phrase_table(self) -> PhraseTable:
+        """Every enabled rule's should_flag lines, and the packs' `clean` lines (nothing may flag)."""
+        flag: list[str] = []
+        for r in self.rules:
+            if r.enabled:
+                flag.extend(r.should_flag)
+        return PhraseTable(should_flag=tuple(dict.fromkeys(flag)),
+                           should_not_flag=tuple(dict.fromkeys(c.text for c in self.clean)))
+
+
+def _is_latin(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def _bounded(text: str, start: int, end: int, key: str) -> bool:
+    """A term that starts or ends with a Latin letter or digit must not continue a Latin word there."""
+    if _is_latin(key[0]) and start > 0 and _is_latin(text[start - 1]) and text[start - 1].isalpha() == key[0].isalpha():
+        return False
+    return not (_is_latin(key[-1]) and end < len(text) and _is_latin(text[end])
+                and text[end].isalpha() == key[-1].isalpha())
+
+
+def _with_reason(h: Hit, reason: str) -> Hit:
+    return Hit(h.rule_id, h.start, h.end, h.orig_start, h.orig_end, h.matched, h.score, h.mode, h.pattern, reason)
+
+
+def _dedupe(hits: list[Hit]) -> list[Hit]:
+    """Overlapping hits of one rule collapse to the best (score, then length)."""
+    if len(hits) < 2:
+        return hits
+    ordered = sorted(hits, key=lambda h: (-h.score, -(h.end - h.start), h.start))
+    kept: list[Hit] = []
+    for h in ordered:
+        if not any(h.start < k.end and k.start < h.end for k in kept):
+            kept.append(h)
+    return sorted(kept, key=lambda h: h.start)
+
+
+# ---------------------------------------------------------------- hot reload
+
+
+def _fingerprint(dirs: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for d in dirs:
+        try:
+            files = pack_files(d)
+        except FileNotFoundError:
+            out.append((str(d), -1, -1))
+            continue
+        for p in files:
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+class RuleHolder:
+    """Holds the rule set in force and reloads it when its packs change.
+
+    `current` is a plain attribute read (atomic in CPython): callers take it once per utterance.
+    `maybe_reload()` is cheap (a stat of each pack at most every `min_interval_s`); when the packs
+    changed it loads them, and only a set that validates replaces the one in force. A pack that fails
+    validation is logged and refused; the failing state is remembered so it is not retried until the
+    files change again. Any thread may call `maybe_reload`; a lock makes reloads one at a time.
+    """
+
+    def __init__(self, dirs: Sequence[Path] | None = None, *, min_interval_s: float = 1.0,
+                 clock: Any = time.monotonic) -> None:
+        self.dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
+        self.min_interval_s = min_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fp = _fingerprint(self.dirs)
+        self.current: RuleSet = RuleSet.load(self.dirs)
+        self._last_check = clock()
+        self.last_error: RulePackError | None = None
+
+    def maybe_reload(self, *, force: bool = False) -> RuleSet:
+        """Reload if the packs changed; returns the rule set now in force."""
+        now = self._clock()
+        if not force and now - self._last_check < self.min_interval_s:
+            return self.current
+        with self._lock:
+            self._last_check = now
+            fp = _fingerprint(self.dirs)
+            if fp == self._fp and not force:
+                return self.current
+            self._fp = fp
+            try:
+                new = RuleSet.load(self.dirs)
+            except RulePackError as e:
+                self.last_error = e
+                logger.error("rule packs refused, keeping version %s: %s", self.current.version, e)
+                return self.current
+            self.last_error = None
+            if new.version != self.current.version:
+                logger.info("rule packs reloaded: version %s -> %s", self.current.version, new.version)
+                self.current = new
+            return self.current
+
+
+# ---------------------------------------------------------------- detector
+
+
+@register("rules")
+class RulesDetector(Detector[RulesDetectorConfig]):
+    """Rule packs over speech and on-screen text (type ``rules``)."""
+
+    config_model = RulesDetectorConfig
+
+    def __init__(self, config: RulesDetectorConfig | None = None) -> None:
+        super().__init__(config or RulesDetectorConfig())
+        dirs = [DEFAULT_RULES_DIR] if self.config.include_defaults else []
+        dirs += list(self.config.dirs)
+        self.holder = RuleHolder(dirs, min_interval_s=self.config.reload_interval_s)
+
+    def detect(self, context: DetectionContext) -> Iterable[Detection]:
+        if context.utterance is None:
+            return []
+        rules = self.holder.maybe_reload() if self.config.hot_reload else self.holder.current
+        return rules.detect(context.utterance)
+
+    @classmethod
+    def phrase_table(cls) -> PhraseTable:
+        return RuleSet.load([DEFAULT_RULES_DIR]).phrase_table()

@@ -1,0 +1,322 @@
+"""Text normalization for rule matching, with a map back to the original characters.
+
+What ASR and evasive hosts do to Chinese, undone in a fixed order (each step is recorded for
+`livewatch rules explain`):
+
+1. script: traditional → simplified (OpenCC ``t2s``; Whisper writes either at random);
+2. width and case: NFKC per character (full-width ``ＡＢＣ１２３％`` → ``abc123%``), lowercase;
+3. evasions: variant characters and pinyin spellings that hosts use to dodge keyword filters
+   (``蕞低价``/``zui低价`` → ``最低价``, ``直啵间`` → ``直播间``) and the percent words
+   (``百分之百``/``百分百`` → ``100%``) so that rules and speech meet in one form;
+4. punctuation and spaces are removed (ASR drops them anyway); ``%``, symbols and a decimal point
+   between digits stay. Where punctuation or space was removed a clause *break* is recorded, used to
+   keep negation from reaching across clauses.
+
+Every character of `Normalized.text` carries the index of the original character it came from
+(`orig_index`), so a match on normalized text is located back in the original text, and through the
+utterance's words, in time.
+
+`pinyin_codes` turns normalized text into a string of the same length in which every Chinese
+character is replaced by one private-use code point per toneless pinyin syllable (homophones share
+a code; digits take the code of their Chinese numeral). Matching on that string finds 源价 for 原价
+with plain string search. A lone pinyin syllable written in Latin letters next to Chinese characters
+(``jue对``) is kept in the normalized text as that syllable's code, so it matches in pinyin mode.
+
+All functions here are pure and thread-safe; the code tables are built once, on first use, under a
+lock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "DEFAULT_VARIANTS",
+    "Normalized",
+    "is_cjk",
+    "normalize",
+    "pinyin_codes",
+    "pinyin_latin",
+    "syllable_of_code",
+]
+
+# Variant spellings hosts use to dodge filters, and spellings ASR produces for the same words.
+# Keys are matched after t2s and lowercasing; Latin keys only as whole Latin runs.
+DEFAULT_VARIANTS: dict[str, str] = {
+    "蕞": "最",
+    "嶊": "最",
+    "zui": "最",
+    "啵": "播",
+    "百分之百": "100%",
+    "百分百": "100%",
+    "no.1": "第一",
+    "no1": "第一",
+    "top1": "第一",
+}
+
+_CODE_BASE = 0xE000  # private-use area: one code point per toneless pinyin syllable
+_DIGIT_SYLLABLES = ("ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu")
+
+
+def is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0x20000 <= o <= 0x2FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """Normalized text plus, for each of its characters, the index of the original character."""
+
+    original: str
+    text: str
+    orig_index: tuple[int, ...]
+    breaks: frozenset[int]  # normalized indices i such that a clause break precedes text[i]
+    steps: tuple[tuple[str, str], ...]  # (step name, text after the step) for explain
+
+    def orig_span(self, start: int, end: int) -> tuple[int, int]:
+        """Original [start, end) covering normalized characters [start, end)."""
+        if not self.orig_index or end <= start:
+            return 0, 0
+        end = min(end, len(self.orig_index))
+        return self.orig_index[start], self.orig_index[end - 1] + 1
+
+    def has_break(self, start: int, end: int) -> bool:
+        """Whether a clause break lies strictly inside normalized [start, end]."""
+        return any(start < b <= end for b in self.breaks)
+
+
+class _Tables:
+    """Pinyin code tables, built once."""
+
+    def __init__(self) -> None:
+        from pypinyin.pinyin_dict import pinyin_dict
+
+        syl_code: dict[str, str] = {}
+        char_code: dict[int, str] = {}
+
+        def code_for(syl: str) -> str:
+            c = syl_code.get(syl)
+            if c is None:
+                c = chr(_CODE_BASE + len(syl_code))
+                syl_code[syl] = c
+            return c
+
+        for cp, readings in pinyin_dict.items():
+            first = readings.split(",", 1)[0]
+            syl = _toneless(first)
+            if syl:
+                char_code[cp] = code_for(syl)
+        for d, syl in enumerate(_DIGIT_SYLLABLES):
+            char_code[ord(str(d))] = code_for(syl)
+        self.syl_code = syl_code
+        self.code_syl = {c: s for s, c in syl_code.items()}
+        self.translate = char_code
+        # Latin runs that spell exactly one syllable (2+ letters; 'a', 'e', 'o' alone are too common).
+        self.latin_syllables = {s for s in syl_code if len(s) >= 2 and s.isascii() and s.isalpha()}
+
+
+def _toneless(syl: str) -> str:
+    decomposed = unicodedata.normalize("NFD", syl)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+
+
+_tables: _Tables | None = None
+_tables_lock = threading.Lock()
+
+
+def _get_tables() -> _Tables:
+    global _tables
+    if _tables is None:
+        with _tables_lock:
+            if _tables is None:
+                _tables = _Tables()
+    return _tables
+
+
+@lru_cache(maxsize=1)
+def _opencc():  # type: ignore[no-untyped-def]
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def _to_simplified(text: str) -> str:
+    conv = _opencc().convert(text)
+    if len(conv) == len(text):
+        return conv
+    # A phrase conversion changed the length; convert per character to keep the index map.
+    cc = _opencc()
+    return "".join(cc.convert(ch) if len(cc.convert(ch)) == 1 else ch for ch in text)
+
+
+@lru_cache(maxsize=8192)
+def _fold_char(ch: str) -> str:
+    """NFKC + lowercase of one non-CJK character ('' is never returned for a kept char)."""
+    return unicodedata.normalize("NFKC", ch).lower()
+
+
+_KEEP_PUNCT = frozenset("%")
+
+
+def _variant_regex(variants: dict[str, str]) -> re.Pattern[str]:
+    parts = []
+    for key in sorted(variants, key=len, reverse=True):
+        esc = re.escape(key)
+        if key.isascii() and key[:1].isalpha():
+            esc = rf"(?<![a-z]){esc}(?![a-z])"
+        parts.append(esc)
+    return re.compile("|".join(parts))
+
+
+_DEFAULT_VARIANT_RE = _variant_regex(DEFAULT_VARIANTS)
+_LATIN_RUN = re.compile(r"[a-z]{2,6}")
+
+
+def _apply_variants(
+    chars: list[str], idx: list[int], variants: dict[str, str], pattern: re.Pattern[str]
+) -> tuple[list[str], list[int]]:
+    text = "".join(chars)
+    if not pattern.search(text):
+        return chars, idx
+    out_c: list[str] = []
+    out_i: list[int] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        out_c.extend(chars[pos : m.start()])
+        out_i.extend(idx[pos : m.start()])
+        rep = variants[m.group(0)]
+        src = idx[m.start() : m.end()]
+        for k, ch in enumerate(rep):
+            out_c.append(ch)
+            out_i.append(src[min(k, len(src) - 1)])
+        pos = m.end()
+    out_c.extend(chars[pos:])
+    out_i.extend(idx[pos:])
+    return out_c, out_i
+
+
+def _latin_syllables(chars: list[str], idx: list[int]) -> tuple[list[str], list[int]]:
+    """Replace a lone pinyin syllable in Latin letters beside a Chinese character by its code."""
+    text = "".join(chars)
+    tables = _get_tables()
+    out_c: list[str] | None = None
+    out_i: list[int] = []
+    pos = 0
+    for m in _LATIN_RUN.finditer(text):
+        s, e = m.span()
+        if (s > 0 and text[s - 1].isascii() and text[s - 1].isalnum()) or (
+            e < len(text) and text[e].isascii() and text[e].isalnum()
+        ):
+            continue
+        beside_cjk = (s > 0 and is_cjk(text[s - 1])) or (e < len(text) and is_cjk(text[e]))
+        if not beside_cjk or m.group(0) not in tables.latin_syllables:
+            continue
+        if out_c is None:
+            out_c = []
+        out_c.extend(chars[pos:s])
+        out_i.extend(idx[pos:s])
+        out_c.append(tables.syl_code[m.group(0)])
+        out_i.append(idx[s])
+        pos = e
+    if out_c is None:
+        return chars, idx
+    out_c.extend(chars[pos:])
+    out_i.extend(idx[pos:])
+    return out_c, out_i
+
+
+def normalize(text: str, *, record_steps: bool = False) -> Normalized:
+    """Normalize `text` for matching. See the module docstring for the steps."""
+    steps: list[tuple[str, str]] = []
+    simp = _to_simplified(text)
+    if record_steps:
+        steps.append(("t2s", simp))
+
+    chars: list[str] = []
+    idx: list[int] = []
+    for i, ch in enumerate(simp):
+        if is_cjk(ch):
+            chars.append(ch)
+            idx.append(i)
+            continue
+        for f in _fold_char(ch):
+            chars.append(f)
+            idx.append(i)
+    if record_steps:
+        steps.append(("width+case", "".join(chars)))
+
+    chars, idx = _apply_variants(chars, idx, DEFAULT_VARIANTS, _DEFAULT_VARIANT_RE)
+    chars, idx = _latin_syllables(chars, idx)
+    if record_steps:
+        steps.append(("variants", _display("".join(chars))))
+
+    out_c: list[str] = []
+    out_i: list[int] = []
+    breaks: set[int] = set()
+    n = len(chars)
+    for k, ch in enumerate(chars):
+        if is_cjk(ch) or ch.isalnum() or ch in _KEEP_PUNCT:
+            out_c.append(ch)
+            out_i.append(idx[k])
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Co":  # syllable codes made above
+            out_c.append(ch)
+            out_i.append(idx[k])
+        elif ch == "." and 0 < k < n - 1 and chars[k - 1].isdigit() and chars[k + 1].isdigit():
+            out_c.append(ch)
+            out_i.append(idx[k])
+        elif cat[0] in "PZC":
+            breaks.add(len(out_c))
+        else:  # other symbols (¥, +, ~) carry meaning in prices
+            out_c.append(ch)
+            out_i.append(idx[k])
+    result = "".join(out_c)
+    breaks.discard(0)
+    breaks.discard(len(result))
+    if record_steps:
+        steps.append(("strip punctuation", _display(result)))
+    return Normalized(text, result, tuple(out_i), frozenset(breaks), tuple(steps))
+
+
+def normalize_term(term: str) -> str:
+    """Normalize a rule's literal term the same way as speech."""
+    return normalize(term).text
+
+
+def pinyin_codes(text: str) -> str:
+    """One code point per character of normalized `text`: homophones share a code."""
+    return text.translate(_get_tables().translate)
+
+
+def syllable_of_code(ch: str) -> str | None:
+    return _get_tables().code_syl.get(ch)
+
+
+def pinyin_latin(codes: str) -> str:
+    """Latin toneless pinyin of a code string (for fuzzy comparison and display)."""
+    syl = _get_tables().code_syl
+    return "".join(syl.get(c, c) for c in codes)
+
+
+def pinyin_display(text: str) -> str:
+    """Space-separated toneless pinyin of normalized `text` (non-Chinese characters kept)."""
+    syl = _get_tables().code_syl
+    return " ".join(syl.get(c, c) for c in pinyin_codes(text))
+
+
+def _display(text: str) -> str:
+    """Render syllable codes as [syl] for humans."""
+    if not any(unicodedata.category(c) == "Co" for c in text):
+        return text
+    syl = _get_tables().code_syl
+    return "".join(f"[{syl[c]}]" if c in syl else c for c in text)
+
+
+def display(text: str) -> str:
+    """Normalized text with syllable codes shown as [syl]."""
+    return _display(text)

@@ -1,0 +1,826 @@
+"""Rule packs: the YAML language, its validation with line numbers, and layering.
+
+A rule pack is one YAML file in a rules directory (``configs/rules/*.yaml``). The schema (pydantic,
+unknown fields rejected) is `PackSpec`; a pack holds `RuleSpec`s and may hold `OverrideSpec`s that
+disable or re-weight rules of earlier layers by id. Directories are layers: shipped defaults first,
+then a site's own directory; a rule id defined again in a later layer replaces the earlier rule, and
+a layer's overrides apply to everything loaded up to and including that layer.
+
+Every error is a `RulePackError` whose text is ``path:line: field: reason``; the line comes from the
+YAML node that holds the offending value (we compose the YAML ourselves and keep each node's start
+mark, then map pydantic's error locations back to them).
+
+Regular expressions are parsed at load and rejected when they could backtrack catastrophically
+(a quantified group that itself contains a quantifier, or a quantified alternation whose branches can
+start alike), when they can match the empty string, or when they use backreferences; a rejected
+regex is never run. Their literal parts must already be in normalized form (simplified script,
+lowercase, half width) because they run on normalized text. Regex macros: ``{num}`` any number
+(digits or Chinese numerals), ``{big}`` a number of at least ten thousand (digits or with 万/亿).
+
+Everything here is pure: loading reads files and returns values; nothing is cached or shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import re._constants as sre_constants
+import re._parser as sre_parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detectors.normalize import normalize_term
+from detectors.types import SEVERITIES
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_NEGATION_CUES",
+    "LoadedRules",
+    "NearSpec",
+    "NegationSpec",
+    "OverrideSpec",
+    "PackSpec",
+    "RulePackError",
+    "RuleSpec",
+    "TermSpec",
+    "collect_errors",
+    "expand_macros",
+    "expand_term",
+    "load_rules",
+    "pack_files",
+    "regex_problem",
+    "required_literals",
+]
+
+CATEGORIES = (
+    "false_claim",
+    "price_fraud",
+    "fake_sales",
+    "vulgar",
+    "defamation",
+    "counterfeit",
+    "food_safety",
+    "pyramid_selling",
+    "consumer_rights",
+    "improper_prize",
+    "prohibited_goods",
+    "orientation",
+)
+Category = Literal[
+    "false_claim",
+    "price_fraud",
+    "fake_sales",
+    "vulgar",
+    "defamation",
+    "counterfeit",
+    "food_safety",
+    "pyramid_selling",
+    "consumer_rights",
+    "improper_prize",
+    "prohibited_goods",
+    "orientation",
+]
+Severity = Literal["low", "medium", "high", "critical"]
+Mode = Literal["exact", "pinyin", "fuzzy"]
+Source = Literal["speech", "screen"]
+assert set(SEVERITIES) == {"low", "medium", "high", "critical"}
+
+DEFAULT_NEGATION_CUES = ("不", "没", "没有", "并非", "不能", "不是", "无法", "不会", "未", "绝非", "别")
+_ID_RE = r"^[a-z0-9][a-z0-9_.\-]*$"
+
+MACROS = {
+    "{num}": r"(?:[0-9]+(?:\.[0-9]+)?|[零〇一二两三四五六七八九十百千万亿几]+)",
+    "{big}": r"(?:[0-9]{5,}|[0-9.零〇一二两三四五六七八九十百千几]*[万亿][零〇一二两三四五六七八九十百千万亿几0-9]*)",
+}
+
+
+_N_CN = [
+    "一",
+    "二",
+    "两",
+    "三",
+    "四",
+    "五",
+    "六",
+    "七",
+    "八",
+    "九",
+    "十",
+    *[f"十{d}" for d in "一二三四五六七八九"],
+    "二十",
+    "三十",
+    "四十",
+    "五十",
+    "六十",
+    "七十",
+    "八十",
+    "九十",
+    "一百",
+    "几",
+    "十几",
+    "几十",
+]
+_N_DIGITS = [str(i) for i in range(1, 21)] + [str(i) for i in range(30, 101, 10)]
+TERM_NUMERALS: tuple[str, ...] = tuple(dict.fromkeys([*_N_CN, *_N_DIGITS]))
+
+
+def expand_term(term: str) -> list[str]:
+    """A literal term with ``{n}`` stands for the term with each small number (1-20, tens to 100, 几)."""
+    if "{n}" not in term:
+        return [term]
+    return [term.replace("{n}", n) for n in TERM_NUMERALS]
+
+
+class RulePackError(Exception):
+    """A rule pack that cannot be loaded; str() is ``path:line: field: reason``."""
+
+    def __init__(self, path: Path | str, line: int, field: str, reason: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{self.path}:{line}: {field}: {reason}")
+
+
+# ---------------------------------------------------------------- schema
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class TermSpec(BaseModel):
+    """A literal term with its own matching mode (overrides the rule's)."""
+
+    model_config = _STRICT
+    term: str = Field(min_length=1, description="The phrase, as it would be written.")
+    mode: Mode = Field(
+        description="exact: characters only; pinyin: also homophones; fuzzy: also near spellings."
+    )
+
+
+Term = str | TermSpec
+
+
+class NearSpec(BaseModel):
+    """Proximity: a term of `a` within `within` characters of a term of `b` (same utterance)."""
+
+    model_config = _STRICT
+    a: list[Term] = Field(min_length=1, description="First term list (e.g. disease terms).")
+    b: list[Term] = Field(min_length=1, description="Second term list (e.g. cure terms).")
+    within: int = Field(
+        ge=0, le=200, description="Most characters allowed between the two terms (normalized text)."
+    )
+    ordered: bool = Field(False, description="If true, the `a` term must come before the `b` term.")
+
+
+class NegationSpec(BaseModel):
+    """Suppress a hit when a negation cue ends at most `window` characters before it (same clause)."""
+
+    model_config = _STRICT
+    cues: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NEGATION_CUES), min_length=1, description="Negation words."
+    )
+    window: int = Field(4, ge=0, le=30, description="Characters allowed between the cue's end and the hit.")
+
+
+class PackDefaults(BaseModel):
+    """Values every rule of the pack takes unless it sets its own."""
+
+    model_config = _STRICT
+    mode: Mode = Field("pinyin", description="Default matching mode.")
+    threshold: float = Field(
+        88.0, ge=0, le=100, description="Default minimum score (exact=100, pinyin=95, fuzzy=similarity)."
+    )
+    negation: NegationSpec | None = Field(None, description="Default negation handling (none when absent).")
+    exempt: list[str] = Field(
+        default_factory=list, description="Exemption phrases added to every rule of the pack."
+    )
+    sources: list[Source] = Field(
+        default_factory=lambda: ["speech", "screen"], description="Sources the rules apply to."
+    )
+
+
+class RuleSpec(BaseModel):
+    """One rule as written in a pack."""
+
+    model_config = _STRICT
+    id: str = Field(
+        pattern=_ID_RE, description="Stable id, unique across all packs (e.g. false_claim.a1.superlative)."
+    )
+    category: Category | None = Field(None, description="Alert category; defaults to the pack's.")
+    code: str = Field(pattern=r"^[A-Z][0-9]{1,2}$", description="Finer type from DOMAIN.md (A1, B3, ...).")
+    severity: Severity = Field(description="low | medium | high | critical.")
+    law: str | None = Field(None, min_length=1, description="Law reference; defaults to the pack's.")
+    description: str = Field("", description="What the rule catches, for reviewers.")
+    tags: list[str] = Field(default_factory=list, description="Free tags for filtering and reports.")
+    enabled: bool = Field(True, description="Disabled rules are loaded and validated but never fire.")
+    mode: Mode | None = Field(None, description="exact | pinyin | fuzzy; defaults to the pack's.")
+    threshold: float | None = Field(None, ge=0, le=100, description="Minimum score; defaults to the pack's.")
+    sources: list[Source] | None = Field(None, description="speech and/or screen; defaults to the pack's.")
+    terms: list[Term] = Field(default_factory=list, description="Literal terms; any one is a hit.")
+    regex: list[str] = Field(
+        default_factory=list, description="Regular expressions over normalized text; any match is a hit."
+    )
+    near: list[NearSpec] = Field(
+        default_factory=list, description="Proximity pairs; any satisfied pair is a hit."
+    )
+    require: list[list[Term]] = Field(
+        default_factory=list, description="AND: each list needs one of its terms somewhere in the utterance."
+    )
+    unless: list[str] = Field(
+        default_factory=list, description="NOT: any of these anywhere in the utterance silences the rule."
+    )
+    exempt: list[str] = Field(
+        default_factory=list, description="Exemption phrases: a hit overlapping one is silenced."
+    )
+    exempt_regex: list[str] = Field(
+        default_factory=list, description="Exemption regexes over normalized text."
+    )
+    negation: NegationSpec | bool | None = Field(
+        None, description="Negation handling: true for defaults, false to turn the pack default off."
+    )
+    should_flag: list[str] = Field(min_length=1, description="Phrases this rule must flag (tests run them).")
+    should_not_flag: list[str] = Field(
+        min_length=1, description="Phrases this rule must not flag (tests run them)."
+    )
+
+    @model_validator(mode="after")
+    def _has_pattern(self) -> RuleSpec:
+        if not (self.terms or self.regex or self.near):
+            raise ValueError("a rule needs at least one of terms, regex, near")
+        return self
+
+
+class RulePatch(BaseModel):
+    """Site re-weighting of a shipped rule, by id."""
+
+    model_config = _STRICT
+    severity: Severity | None = Field(None, description="New severity.")
+    threshold: float | None = Field(None, ge=0, le=100, description="New minimum score.")
+    enabled: bool | None = Field(None, description="Turn the rule on or off.")
+    mode: Mode | None = Field(None, description="New matching mode.")
+    law: str | None = Field(None, min_length=1, description="New law reference.")
+    tags: list[str] | None = Field(None, description="Replace the rule's tags.")
+
+
+class OverrideSpec(BaseModel):
+    """Changes to rules loaded from this or earlier layers, without copying their packs."""
+
+    model_config = _STRICT
+    disable: list[str] = Field(default_factory=list, description="Rule ids to disable.")
+    enable: list[str] = Field(default_factory=list, description="Rule ids to enable.")
+    patch: dict[str, RulePatch] = Field(default_factory=dict, description="Per rule id: fields to change.")
+
+
+class PackSpec(BaseModel):
+    """One YAML file."""
+
+    model_config = _STRICT
+    pack: str = Field(pattern=_ID_RE, description="Pack name.")
+    category: Category | None = Field(None, description="Default category of the pack's rules.")
+    description: str = Field("", description="What the pack covers.")
+    law: str | None = Field(None, min_length=1, description="Default law reference of the pack's rules.")
+    defaults: PackDefaults = Field(default_factory=PackDefaults, description="Defaults for the pack's rules.")
+    rules: list[RuleSpec] = Field(default_factory=list, description="The rules.")
+    clean: list[str] = Field(
+        default_factory=list, description="Phrases that no rule of the whole set may flag (tests run them)."
+    )
+    overrides: OverrideSpec | None = Field(None, description="Changes to rules of this or earlier layers.")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        seen: set[str] = set()
+        for r in rules:
+            if r.id in seen:
+                raise ValueError(f"duplicate rule id {r.id!r} in this pack")
+            seen.add(r.id)
+        return rules
+
+
+# ---------------------------------------------------------------- YAML with lines
+
+
+class _LineMap:
+    def __init__(self) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+
+    def line_for(self, loc: Sequence[Any]) -> int:
+        loc = tuple(loc)
+        for k in range(len(loc), -1, -1):
+            line = self.lines.get(loc[:k])
+            if line is not None:
+                return line
+        return 1
+
+
+def _compose(path: Path, text: str) -> tuple[Any, _LineMap]:
+    lm = _LineMap()
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RulePackError(path, 1, "file", "empty rule pack")
+        data = _construct(loader, node, (), lm, path)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise RulePackError(path, line, "yaml", str(e.problem or e.context or "invalid YAML")) from e
+    finally:
+        loader.dispose()
+    return data, lm
+
+
+def _construct(
+    loader: yaml.SafeLoader, node: yaml.Node, loc: tuple[Any, ...], lm: _LineMap, path: Path
+) -> Any:
+    lm.lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = loader.construct_object(knode, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise RulePackError(
+                    path, knode.start_mark.line + 1, str(key), "mapping keys must be plain scalars"
+                )
+            if key in out:
+                raise RulePackError(
+                    path, knode.start_mark.line + 1, ".".join(map(str, (*loc, key))), "duplicate key"
+                )
+            out[key] = _construct(loader, vnode, (*loc, key), lm, path)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, v, (*loc, i), lm, path) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "pack"
+
+
+def _known_prefix(loc: Sequence[Any], lm: _LineMap) -> tuple[Any, ...]:
+    """The part of a pydantic error location that names YAML (plus a missing or extra field name)."""
+    loc = tuple(loc)
+    for k in range(len(loc), -1, -1):
+        if loc[:k] in lm.lines:
+            nxt = loc[k] if k < len(loc) else None
+            if (
+                isinstance(nxt, str)
+                and nxt.islower()
+                and nxt.isidentifier()
+                and nxt not in ("str", "bool", "int")
+            ):
+                return loc[: k + 1]
+            return loc[:k]
+    return ()
+
+
+def _parse_pack(path: Path, text: str) -> tuple[PackSpec, _LineMap]:
+    data, lm = _compose(path, text)
+    if not isinstance(data, dict):
+        raise RulePackError(path, 1, "pack", "a rule pack must be a mapping")
+    try:
+        spec = PackSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = _known_prefix(err["loc"], lm)
+        raise RulePackError(path, lm.line_for(err["loc"]), _field_name(loc), err["msg"]) from None
+    _check_pack(path, spec, lm)
+    return spec, lm
+
+
+# ---------------------------------------------------------------- regex safety
+
+
+def expand_macros(pattern: str) -> str:
+    for k, v in MACROS.items():
+        pattern = pattern.replace(k, v)
+    return pattern
+
+
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT)
+_ANY = object()
+
+
+def _first_set(items: list[tuple[Any, Any]]) -> set[Any] | object:
+    """Characters a sequence can start with, or _ANY when unknown/anything."""
+    out: set[Any] = set()
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            out.add(av)
+            return out
+        if op is sre_constants.IN:
+            for iop, iav in av:
+                if iop is sre_constants.LITERAL:
+                    out.add(iav)
+                else:
+                    return _ANY
+            return out
+        if op is sre_constants.SUBPATTERN:
+            sub = _first_set(list(av[-1]))
+            if sub is _ANY:
+                return _ANY
+            out |= sub  # type: ignore[operator]
+            return out
+        if op is sre_constants.BRANCH:
+            for alt in av[1]:
+                sub = _first_set(list(alt))
+                if sub is _ANY:
+                    return _ANY
+                out |= sub  # type: ignore[operator]
+            return out
+        if op in _REPEATS:
+            lo, _hi, sub_items = av
+            sub = _first_set(list(sub_items))
+            if sub is _ANY:
+                return _ANY
+            out |= sub  # type: ignore[operator]
+            if lo > 0:
+                return out
+            continue
+        if op in (sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            continue
+        return _ANY
+    return out
+
+
+def _walk_problems(items: Any, under_repeat: bool) -> str | None:
+    for op, av in items:
+        if op in _REPEATS:
+            lo, hi, sub = av
+            multi = hi is sre_constants.MAXREPEAT or hi > 1
+            if multi and under_repeat:
+                return "nested quantifier (catastrophic backtracking)"
+            if multi:
+                for sop, sav in sub:
+                    if sop is sre_constants.BRANCH or (
+                        sop is sre_constants.SUBPATTERN and any(x is sre_constants.BRANCH for x, _ in sav[-1])
+                    ):
+                        branch = (
+                            sav
+                            if sop is sre_constants.BRANCH
+                            else next(y for x, y in sav[-1] if x is sre_constants.BRANCH)
+                        )
+                        firsts = [_first_set(list(alt)) for alt in branch[1]]
+                        seen: set[Any] = set()
+                        for fs in firsts:
+                            if fs is _ANY or (seen & fs):  # type: ignore[operator]
+                                return "quantified alternation whose branches can start alike (catastrophic backtracking)"
+                            seen |= fs  # type: ignore[operator]
+            p = _walk_problems(sub, under_repeat or multi)
+            if p:
+                return p
+        elif op is sre_constants.SUBPATTERN:
+            p = _walk_problems(av[-1], under_repeat)
+            if p:
+                return p
+        elif op is sre_constants.BRANCH:
+            for alt in av[1]:
+                p = _walk_problems(alt, under_repeat)
+                if p:
+                    return p
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            p = _walk_problems(av[1], under_repeat)
+            if p:
+                return p
+        elif op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
+            return "backreferences are not allowed"
+    return None
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why `pattern` (macros allowed) must be rejected, or None when it is safe to run."""
+    expanded = expand_macros(pattern)
+    try:
+        compiled = re.compile(expanded)
+        parsed = sre_parse.parse(expanded)
+    except re.error as e:
+        return f"invalid regular expression: {e}"
+    problem = _walk_problems(parsed, False)
+    if problem:
+        return problem
+    if compiled.search("") is not None:
+        return "matches the empty string"
+    for lit in _all_literal_runs(parsed):
+        for ch in lit:
+            norm = normalize_term(ch)
+            if norm and norm != ch:
+                return (
+                    f"literal {ch!r} in {lit!r} is not in normalized form (write {norm!r}); "
+                    "regexes run on normalized text"
+                )
+    return None
+
+
+def _all_literal_runs(items: Any) -> Iterator[str]:
+    run: list[str] = []
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            yield "".join(run)
+            run = []
+        if op is sre_constants.SUBPATTERN:
+            yield from _all_literal_runs(av[-1])
+        elif op is sre_constants.BRANCH:
+            for alt in av[1]:
+                yield from _all_literal_runs(alt)
+        elif op in _REPEATS:
+            yield from _all_literal_runs(av[2])
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            yield from _all_literal_runs(av[1])
+    if run:
+        yield "".join(run)
+
+
+def _seq_required(items: list[tuple[Any, Any]]) -> list[str] | None:
+    """Literals of which at least one must occur in any match of this sequence; None if unknown."""
+    best: list[str] | None = None
+    run: list[str] = []
+
+    def consider(cands: list[str] | None) -> None:
+        nonlocal best
+        if not cands:
+            return
+        score = min(len(c) for c in cands)
+        if (
+            best is None
+            or score > min(len(c) for c in best)
+            or (score == min(len(c) for c in best) and len(cands) < len(best))
+        ):
+            best = cands
+
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            consider(["".join(run)])
+            run = []
+        if op is sre_constants.SUBPATTERN:
+            consider(_seq_required(list(av[-1])))
+        elif op is sre_constants.BRANCH:
+            alts = [_seq_required(list(alt)) for alt in av[1]]
+            if all(alts):
+                consider([c for a in alts for c in a])  # type: ignore[union-attr]
+        elif op in _REPEATS and av[0] >= 1:
+            consider(_seq_required(list(av[2])))
+    if run:
+        consider(["".join(run)])
+    return best
+
+
+def required_literals(pattern: str) -> list[str] | None:
+    """Literals one of which every match contains (used to trigger the regex cheaply), or None."""
+    parsed = sre_parse.parse(expand_macros(pattern))
+    return _seq_required(list(parsed))
+
+
+# ---------------------------------------------------------------- pack checks
+
+
+def _terms_of(spec: RuleSpec) -> Iterator[tuple[tuple[Any, ...], str]]:
+    for i, t in enumerate(spec.terms):
+        yield ("terms", i), t if isinstance(t, str) else t.term
+    for i, n in enumerate(spec.near):
+        for side in ("a", "b"):
+            for j, t in enumerate(getattr(n, side)):
+                yield ("near", i, side, j), t if isinstance(t, str) else t.term
+    for i, group in enumerate(spec.require):
+        for j, t in enumerate(group):
+            yield ("require", i, j), t if isinstance(t, str) else t.term
+    for i, t in enumerate(spec.unless):
+        yield ("unless", i), t
+    for i, t in enumerate(spec.exempt):
+        yield ("exempt", i), t
+
+
+def _check_pack(path: Path, spec: PackSpec, lm: _LineMap) -> None:
+    for ri, rule in enumerate(spec.rules):
+        base = ("rules", ri)
+        if rule.category is None and spec.category is None:
+            raise RulePackError(
+                path,
+                lm.line_for(base),
+                _field_name((*base, "category")),
+                "no category here and none on the pack",
+            )
+        if rule.law is None and spec.law is None:
+            raise RulePackError(
+                path,
+                lm.line_for(base),
+                _field_name((*base, "law")),
+                "no law reference here and none on the pack",
+            )
+        for sub, term in _terms_of(rule):
+            loc = (*base, *sub)
+            if term.count("{n}") > 1:
+                raise RulePackError(
+                    path, lm.line_for(loc), _field_name(loc), f"term {term!r}: at most one {{n}} per term"
+                )
+            if not normalize_term(term.replace("{n}", "一")):
+                raise RulePackError(
+                    path, lm.line_for(loc), _field_name(loc), f"term {term!r} is empty once normalized"
+                )
+        for key in ("regex", "exempt_regex"):
+            for i, pat in enumerate(getattr(rule, key)):
+                problem = regex_problem(pat)
+                if problem:
+                    loc = (*base, key, i)
+                    raise RulePackError(path, lm.line_for(loc), _field_name(loc), f"{pat!r}: {problem}")
+
+
+# ---------------------------------------------------------------- layering
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSource:
+    """Where a rule's definition lives."""
+
+    path: Path
+    line: int
+    pack: str
+    layer: int
+
+
+@dataclass(slots=True)
+class EffectiveRule:
+    """A rule after pack defaults and overrides were applied."""
+
+    spec: RuleSpec
+    category: str
+    law: str
+    severity: str
+    mode: str
+    threshold: float
+    enabled: bool
+    tags: tuple[str, ...]
+    sources: tuple[str, ...]
+    negation: NegationSpec | None
+    exempt: tuple[str, ...]
+    source: RuleSource
+
+
+@dataclass(frozen=True, slots=True)
+class CleanPhrase:
+    text: str
+    path: Path
+    line: int
+
+
+@dataclass(slots=True)
+class LoadedRules:
+    """The effective rules of a stack of rule directories."""
+
+    rules: list[EffectiveRule]
+    clean: list[CleanPhrase]
+    files: list[Path]
+    version: str
+    errors: list[RulePackError] = field(default_factory=list)
+
+
+def pack_files(directory: Path) -> list[Path]:
+    """The rule packs of one directory, in load order (sorted by name)."""
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _effective(spec: RuleSpec, pack: PackSpec, src: RuleSource) -> EffectiveRule:
+    d = pack.defaults
+    if spec.negation is True:
+        negation: NegationSpec | None = NegationSpec()
+    elif spec.negation is False:
+        negation = None
+    elif spec.negation is None:
+        negation = d.negation
+    else:
+        negation = spec.negation
+    return EffectiveRule(
+        spec=spec,
+        category=spec.category or pack.category or "",
+        law=spec.law or pack.law or "",
+        severity=spec.severity,
+        mode=spec.mode or d.mode,
+        threshold=spec.threshold if spec.threshold is not None else d.threshold,
+        enabled=spec.enabled,
+        tags=tuple(spec.tags),
+        sources=tuple(spec.sources or d.sources),
+        negation=negation,
+        exempt=tuple(dict.fromkeys([*spec.exempt, *d.exempt])),
+        source=src,
+    )
+
+
+def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
+    rules: dict[str, EffectiveRule] = {}
+    clean: list[CleanPhrase] = []
+    files: list[Path] = []
+    errors: list[RulePackError] = []
+    digest = hashlib.sha256()
+
+    def fail(err: RulePackError) -> None:
+        if not collect:
+            raise err
+        errors.append(err)
+
+    for layer, directory in enumerate(dirs):
+        directory = Path(directory)
+        if not directory.is_dir():
+            fail(RulePackError(directory, 0, "dir", "not a directory"))
+            continue
+        layer_ids: dict[str, Path] = {}
+        overrides: list[tuple[Path, PackSpec, _LineMap]] = []
+        for path in pack_files(directory):
+            raw = path.read_bytes()
+            files.append(path)
+            digest.update(f"{layer}\0{path.name}\0{len(raw)}\0".encode())
+            digest.update(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                fail(RulePackError(path, 1, "file", f"not UTF-8: {e}"))
+                continue
+            try:
+                spec, lm = _parse_pack(path, text)
+            except RulePackError as e:
+                fail(e)
+                continue
+            for ri, rspec in enumerate(spec.rules):
+                if rspec.id in layer_ids:
+                    fail(
+                        RulePackError(
+                            path,
+                            lm.line_for(("rules", ri, "id")),
+                            f"rules[{ri}].id",
+                            f"rule id {rspec.id!r} is already defined in {layer_ids[rspec.id]}",
+                        )
+                    )
+                    continue
+                layer_ids[rspec.id] = path
+                src = RuleSource(path, lm.line_for(("rules", ri)), spec.pack, layer)
+                rules[rspec.id] = _effective(rspec, spec, src)
+            for ci, phrase in enumerate(spec.clean):
+                clean.append(CleanPhrase(phrase, path, lm.line_for(("clean", ci))))
+            if spec.overrides is not None:
+                overrides.append((path, spec, lm))
+        for path, spec, lm in overrides:
+            ov = spec.overrides
+            assert ov is not None
+            for key, enabled in (("disable", False), ("enable", True)):
+                for i, rid in enumerate(getattr(ov, key)):
+                    if rid not in rules:
+                        fail(
+                            RulePackError(
+                                path,
+                                lm.line_for(("overrides", key, i)),
+                                f"overrides.{key}[{i}]",
+                                f"unknown rule id {rid!r}",
+                            )
+                        )
+                        continue
+                    rules[rid].enabled = enabled
+            for rid, patch in ov.patch.items():
+                if rid not in rules:
+                    fail(
+                        RulePackError(
+                            path,
+                            lm.line_for(("overrides", "patch", rid)),
+                            f"overrides.patch.{rid}",
+                            f"unknown rule id {rid!r}",
+                        )
+                    )
+                    continue
+                r = rules[rid]
+                if patch.severity is not None:
+                    r.severity = patch.severity
+                if patch.threshold is not None:
+                    r.threshold = patch.threshold
+                if patch.enabled is not None:
+                    r.enabled = patch.enabled
+                if patch.mode is not None:
+                    r.mode = patch.mode
+                if patch.law is not None:
+                    r.law = patch.law
+                if patch.tags is not None:
+                    r.tags = tuple(patch.tags)
+    return LoadedRules(list(rules.values()), clean, files, digest.hexdigest()[:16], errors)
+
+
+def load_rules(dirs: Sequence[Path]) -> LoadedRules:
+    """Load and layer the packs of `dirs`; raises the first `RulePackError`."""
+    return _load(dirs, collect=False)
+
+
+def collect_errors(dirs: Sequence[Path]) -> list[RulePackError]:
+    """Every loading error of `dirs` (for ``livewatch rules check``)."""
+    return _load(dirs, collect=True).errors
