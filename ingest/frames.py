@@ -107,7 +107,9 @@ class _Lazy:
         return np.ascontiguousarray(image)
 
 
-def _decode_av(path: Path, offset_s: float, skip_nonref: bool, owner: FrameSampler) -> Iterator[tuple[float, _Lazy]]:
+def _decode_av(
+    path: Path, offset_s: float, skip_nonref: bool, owner: FrameSampler
+) -> Iterator[tuple[float, _Lazy]]:
     import av
 
     try:
