@@ -81,16 +81,16 @@ def scan(
     model: Annotated[str | None, typer.Option("--model", help="Whisper model name or local directory.")] = None,
 ) -> None:
     """Scan recorded broadcasts; print one JSON object per alert."""
-    from app.pipeline import Scanner, ScanOptions
-    from ingest.ffmpeg import probe
+    from app.pipeline import Scanner, ScanOptions, check_scannable
 
     started_ts = parse_time(started_at)
     for p in paths:  # fail on bad input before any work or write
-        probe(p)
+        check_scannable(p)
     cfg, db, ddir = open_store(config, data_dir)
     if model:
         cfg.asr.model = model
     scanner = Scanner(cfg, db, data_dir=ddir)
+    _ = scanner.rules  # a broken rule pack stops the scan before anything is transcribed
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err, transient=False) as bar:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertsConfig
 from asr.config import AsrConfig
+from detectors.video_config import VideoConfig
 from review.config import ReviewConfig
 
 __all__ = ["ConfigError", "RootConfig", "RulesSection", "VideoSection", "load_config"]
@@ -36,9 +37,7 @@ class RulesSection(BaseModel):
     reload_interval_s: float = Field(2.0, gt=0, description="How often a monitor checks packs for changes.")
 
 
-class VideoSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VideoSection(VideoConfig):
     enabled: bool = Field(True, description="Analyse frames (on-screen text, visual) when media has video.")
 
 
@@ -52,6 +51,9 @@ class RootConfig(BaseModel):
     asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
     rules: RulesSection = Field(default_factory=RulesSection, description="Rule packs.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert grouping and evidence.")
+    price_config: Path | None = Field(
+        None, description="Price-check config (thresholds, rule ids, laws); default configs/price.yaml."
+    )
     video: VideoSection = Field(default_factory=VideoSection, description="Frame analysis.")
     review: ReviewConfig = Field(default_factory=ReviewConfig, description="Review web app: users, tokens, sessions.")
 

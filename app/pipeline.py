@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ from alerts.grouping import context_text, group_detections, make_alert
 from alerts.types import Alert, MediaRef
 from app import __version__
 from app.config import RootConfig
+from app.price_scan import PriceScan
 from asr.types import Utterance
+from detectors.price_config import load_price_config
 from detectors.types import Detection
 from ingest.errors import MediaError
 from ingest.ffmpeg import probe
@@ -34,7 +36,7 @@ from store import repo
 from store.db import Database
 from store.models import Broadcast
 
-__all__ = ["ScanOptions", "ScanResult", "Scanner"]
+__all__ = ["ScanOptions", "ScanResult", "Scanner", "check_scannable"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,14 @@ class ScanResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+def check_scannable(path: str | Path) -> MediaInfo:
+    """Probe a file and refuse, with a one-line reason, anything a scan cannot use."""
+    info = probe(path)
+    if not info.has_audio:
+        raise MediaError(str(path), "has no audio stream; livewatch needs the host's speech")
+    return info
+
+
 class Scanner:
     def __init__(self, cfg: RootConfig, db: Database, *, transcriber: Any = None, rules: Any = None,
                  data_dir: Path | None = None) -> None:
@@ -67,6 +77,7 @@ class Scanner:
         self.data_dir = data_dir or cfg.resolved_data_dir()
         self._transcriber = transcriber
         self._rules = rules
+        self.price = PriceScan(db, load_price_config(cfg.price_config))
 
     @property
     def rules(self) -> Any:
@@ -89,9 +100,7 @@ class Scanner:
         opts = opts or ScanOptions()
         progress = progress or (lambda stage, done, total: None)
         t0 = time.perf_counter()
-        info = probe(path)
-        if not info.has_audio:
-            raise MediaError(str(path), "has no audio stream; livewatch needs the host's speech")
+        info = check_scannable(path)
         media_sha = sha256_file(path)
         size = Path(path).stat().st_size
         broadcast_id = hashlib.sha256(f"file:{media_sha}:{opts.stream_id or ''}".encode()).hexdigest()[:16]
@@ -116,20 +125,24 @@ class Scanner:
             reused = "transcript"
         else:
             speech = self._transcribe(path, info, progress)
+        t_asr = time.perf_counter()
         screen: list[Utterance] = []
         visual: list[Detection] = []
-        if video_on:
-            if (stored_screen or meta.get("video_signature") == self.cfg.video_signature()) and reused != "none" \
-                    and meta.get("video_signature") == self.cfg.video_signature():
-                screen = stored_screen
-                visual = []  # visual detections are re-derived below only when frames are read again
-                if meta.get("visual_detections"):
-                    visual = [_detection_from_json(d) for d in meta["visual_detections"]]
-            else:
-                screen, visual = self._read_frames(path, info, progress)
-        t_asr = time.perf_counter()
+        video_sig = self.cfg.video_signature()
+        if video_on and reused == "transcript" and meta.get("video_signature") == video_sig:
+            screen = stored_screen
+            visual = [_detection_from_json(d) for d in meta.get("visual_detections", [])]
+        elif video_on:
+            from app.video import read_video
 
-        detections = self._detect(speech, screen, opts, broadcast_id)
+            screen, visual = read_video(path, info, self.cfg.video,
+                                        lambda done: progress("video", done, info.duration_s), stats)
+        t_video = time.perf_counter()
+
+        detections = [d for u in [*speech, *screen] for d in rules.detect(u)]
+        price = self.price.analyze(speech, screen, stream_id=opts.stream_id, started_ts=opts.started_ts,
+                                   broadcast_id=broadcast_id)
+        detections.extend(price.detections)
         detections.extend(visual)
         all_utts = sorted([*speech, *screen], key=lambda u: (u.start_s, u.source))
         groups = group_detections(detections, self.cfg.alerts.merge_gap_s)
@@ -146,7 +159,8 @@ class Scanner:
 
         stats.update({
             "utterances": len(speech), "captions": len(screen), "detections": len(detections),
-            "alerts": len(alerts), "asr_s": round(t_asr - t0, 3), "analysis_s": round(t_ev - t_asr, 3),
+            "alerts": len(alerts), "asr_s": round(t_asr - t0, 3), "video_s": round(t_video - t_asr, 3),
+            "analysis_s": round(t_ev - t_video, 3), "price_claims": len(price.claims),
         })
         with self.db.session() as s, s.begin():
             if opts.stream_id:
@@ -169,7 +183,8 @@ class Scanner:
                 repo.replace_utterances(s, broadcast_id, "screen", screen)
             for alert, (payload, evidence) in zip(alerts, payloads, strict=True):
                 repo.save_alert(s, alert, payload, evidence, opts.stream_id)
-            self._save_claims(s, broadcast_id, opts, detections, speech, screen)
+            self.price.save(s, price, broadcast_id=broadcast_id, stream_id=opts.stream_id,
+                            started_ts=opts.started_ts)
         stored = self.db.session()
         try:
             out = repo.alert_payloads(stored, broadcast_ids=[broadcast_id])
@@ -191,34 +206,6 @@ class Scanner:
             progress("speech", min(u.end_s, info.duration_s), info.duration_s)
         progress("speech", info.duration_s, info.duration_s)
         return out
-
-    def _read_frames(self, path: str | Path, info: MediaInfo, progress: ProgressFn
-                     ) -> tuple[list[Utterance], list[Detection]]:
-        from app.video import read_video
-
-        return read_video(path, info, self.cfg.video, lambda done: progress("video", done, info.duration_s))
-
-    def _detect(self, speech: list[Utterance], screen: list[Utterance], opts: ScanOptions,
-                broadcast_id: str) -> list[Detection]:
-        rules = self.rules
-        out: list[Detection] = []
-        for u in [*speech, *screen]:
-            out.extend(rules.detect(u))
-        out.extend(self._price_detections(speech, screen, opts, broadcast_id))
-        return out
-
-    def _price_detections(self, speech: list[Utterance], screen: list[Utterance], opts: ScanOptions,
-                          broadcast_id: str) -> list[Detection]:
-        hook = getattr(self, "price_hook", None)
-        if hook is None:
-            return []
-        return list(hook(self, speech, screen, opts, broadcast_id))
-
-    def _save_claims(self, session: Any, broadcast_id: str, opts: ScanOptions, detections: Iterable[Detection],
-                     speech: list[Utterance], screen: list[Utterance]) -> None:
-        hook = getattr(self, "save_claims_hook", None)
-        if hook is not None:
-            hook(self, session, broadcast_id, opts, speech, screen)
 
     def _evidence(self, alerts: list[Alert], media: MediaRef, utterances: list[Utterance], opts: ScanOptions,
                   progress: ProgressFn) -> list[tuple[dict[str, Any], Any]]:

@@ -1,10 +1,9 @@
 """Price claims in the scan pipeline: the two hooks `app.pipeline.Scanner` calls.
 
-`PriceScan(db).install(scanner)` sets `scanner.price_hook` (extract every claim of the broadcast,
-check each against the stream's stored history and imported prices, cross-check speech against the
-screen; returns price_fraud detections) and `scanner.save_claims_hook` (store the claims in the
-scan's transaction and link them to the alerts that cover them, so a later contradiction can cite
-this moment's evidence).
+`PriceScan.analyze` extracts every claim of the broadcast, checks each against the stream's stored
+history and imported prices, and cross-checks speech against the screen (price_fraud detections);
+`PriceScan.save` stores the claims in the scan's transaction and links them to the alerts that cover
+them, so a later contradiction can cite this moment's evidence.
 
 Concurrency: a `PriceScan` belongs to one `Scanner` (one thread). Between the two hooks it keeps the
 broadcast's claims in memory, keyed by broadcast id. History reads open their own sessions and see
@@ -20,7 +19,6 @@ from typing import Any
 from asr.types import Utterance
 from detectors.price import PriceAnalysis, PriceChecker, analyze_utterances
 from detectors.price_config import PriceConfig, load_price_config
-from detectors.types import Detection
 from store.db import Database
 from store.prices import SqlPriceHistory, link_claim_alerts, save_claims
 
@@ -34,11 +32,6 @@ class PriceScan:
         self.db = db
         self.config = config or load_price_config()
         self._pending: dict[str, PriceAnalysis] = {}
-
-    def install(self, scanner: Any) -> PriceScan:
-        scanner.price_hook = self.price_hook
-        scanner.save_claims_hook = self.save_claims_hook
-        return self
 
     def analyze(
         self,
@@ -61,39 +54,9 @@ class PriceScan:
         )
         return res
 
-    def price_hook(
-        self, scanner: Any, speech: list[Utterance], screen: list[Utterance], opts: Any, broadcast_id: str
-    ) -> list[Detection]:
-        res = self.analyze(
-            speech, screen, stream_id=opts.stream_id, started_ts=opts.started_ts, broadcast_id=broadcast_id
-        )
-        self._pending[broadcast_id] = res
-        return list(res.detections)
-
-    def save_claims_hook(
-        self,
-        scanner: Any,
-        session: Any,
-        broadcast_id: str,
-        opts: Any,
-        speech: list[Utterance],
-        screen: list[Utterance],
-    ) -> None:
-        res = self._pending.pop(broadcast_id, None)
-        if res is None:  # detection ran elsewhere: extract again (cheap, deterministic), without checks
-            res = analyze_utterances(
-                speech,
-                screen,
-                PriceChecker(self.config, None),
-                stream_id=None,
-                started_ts=None,
-                broadcast_id=broadcast_id,
-            )
-        save_claims(
-            session,
-            broadcast_id=broadcast_id,
-            stream_id=opts.stream_id,
-            started_ts=opts.started_ts,
-            claims=[tc.claim for tc in res.claims],
-        )
+    def save(self, session: Any, analysis: PriceAnalysis, *, broadcast_id: str, stream_id: str | None,
+             started_ts: float | None) -> None:
+        """Store the broadcast's claims in the caller's transaction and link them to their alerts."""
+        save_claims(session, broadcast_id=broadcast_id, stream_id=stream_id, started_ts=started_ts,
+                    claims=[tc.claim for tc in analysis.claims])
         link_claim_alerts(session, broadcast_id)

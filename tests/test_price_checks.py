@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,12 +19,6 @@ from store.prices import SqlPriceHistory, import_reference_prices, list_claims
 
 DAY = 86400.0
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()  # 20:00 in Asia/Shanghai
-
-
-@dataclass
-class Opts:
-    stream_id: str | None
-    started_ts: float | None
 
 
 def utt(text: str, start_s: float = 5.0, index: int = 0, source: str = "speech") -> Utterance:
@@ -54,8 +47,8 @@ def record(
     """Run one broadcast's lines through the pipeline hooks and commit, as a scan does."""
     ps = PriceScan(db)
     speech = [utt(t, start_s=10.0 * i, index=i) for i, t in enumerate(texts)]
-    opts = Opts(stream, started_ts)
-    dets = ps.price_hook(None, speech, [], opts, broadcast_id)
+    analysis = ps.analyze(speech, [], stream_id=stream, started_ts=started_ts, broadcast_id=broadcast_id)
+    dets = list(analysis.detections)
     with db.session() as s, s.begin():
         s.add(
             Broadcast(
@@ -88,7 +81,7 @@ def record(
                 )
             )
         s.flush()
-        ps.save_claims_hook(None, s, broadcast_id, opts, speech, [])
+        ps.save(s, analysis, broadcast_id=broadcast_id, stream_id=stream, started_ts=started_ts)
     return dets
 
 
@@ -289,9 +282,10 @@ def test_claims_stored_with_stream_time_and_alert(db: Database) -> None:
     # scanning the same broadcast again replaces, never duplicates
     record_again = PriceScan(db)
     with db.session() as s, s.begin():
-        record_again.save_claims_hook(
-            None, s, "b1", Opts("room1", T0), [utt("专柜价两千八百元,只要二百八十元")], []
+        again = record_again.analyze(
+            [utt("专柜价两千八百元,只要二百八十元")], [], stream_id="room1", started_ts=T0, broadcast_id="b1"
         )
+        record_again.save(s, again, broadcast_id="b1", stream_id="room1", started_ts=T0)
     with db.session() as s:
         assert s.query(PriceClaimRow).filter_by(broadcast_id="b1").count() == 1
 
