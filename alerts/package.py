@@ -113,6 +113,11 @@ class VerifyReport:
     def bad_files(self) -> list[str]:
         return [c.name for c in self.checks if c.status != "ok"]
 
+    @property
+    def named_files(self) -> list[str]:
+        """Every file a finding names: bad members first, then those named by package-level problems."""
+        return list(dict.fromkeys([*self.bad_files, *(p.split(":", 1)[0] for p in self.problems)]))
+
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -268,7 +273,8 @@ def verify_package(path: Path, expected_manifest_sha256: str | None = None) -> V
                 continue
             data, err = _read_member(zf, name)
             if data is None:
-                report.checks.append(FileCheck(name, "unreadable", entry.get("sha256"), None, err))
+                status = "changed" if "CRC" in err else "unreadable"
+                report.checks.append(FileCheck(name, status, entry.get("sha256"), None, err))
                 continue
             actual = _sha256_bytes(data)
             if actual != entry.get("sha256"):

@@ -132,6 +132,5 @@ def verify(
     if report.ok:
         sys.stdout.write(f"OK: all {len(report.checks)} files match (alert {report.alert_id})\n")
         return
-    bad = report.bad_files or [p.split(":", 1)[0] for p in report.problems]
-    sys.stdout.write(f"FAILED: {', '.join(dict.fromkeys(bad))} changed or damaged\n")
+    sys.stdout.write(f"FAILED: {', '.join(report.named_files)} changed or damaged\n")
     raise typer.Exit(1)

@@ -130,6 +130,20 @@ def mark_transcript(transcript: dict[str, Any], hits: Sequence[tuple[str, float,
     return {"clip_start_s": clip_start, "clip_end_s": transcript.get("clip_end_s"), "utterances": out_utts}
 
 
+def _has_video(path: Path | None) -> bool:
+    """Whether a clip has a picture (audio-only clips may still be .mp4), so the page picks its player."""
+    if path is None or not path.is_file():
+        return False
+    from ingest.errors import MediaError
+    from ingest.ffmpeg import probe
+
+    try:
+        return probe(path).has_video
+    except MediaError:
+        logger.warning("clip %s cannot be probed; offering an audio player", path)
+        return False
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -165,7 +179,7 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
             "name": clip_row.name,
             "url": _file_url(alert_id, clip_row.name),
             "media_type": media_type(clip_row.name),
-            "element": "video" if media_type(clip_row.name).startswith("video") else "audio",
+            "element": "video" if _has_video(folder / clip_row.name if folder else None) else "audio",
             "start_s": start,
             "end_s": clip_info.get("end_s"),
             "moment_offset_s": float(clip_info.get("moment_offset_s", max(0.0, a.start_s - start))),

@@ -1,0 +1,443 @@
+"""The review API against a real SQLite holding corpus alerts with real evidence (see review_corpus.py)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import xml.etree.ElementTree as ET
+import zipfile
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+from review_corpus import CorpusStore, build_store
+from sqlalchemy import select
+
+from alerts.package import verify_package
+from review.app import COOKIE_NAME, CSRF_HEADER, create_app
+from review.auth import hash_password, hash_token
+from review.config import ApiToken, ReviewConfig, ReviewUser
+from review.decisions import AuditTrailError, latest_decisions, rule_precision
+from store.models import AlertRow, Decision, EvidenceFileRow
+
+PASSWORD = "correct horse battery"
+TOKEN = "tok-for-the-ledger-robot"
+ENV_TOKEN = "tok-from-the-environment"
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
+    return build_store(tmp_path_factory.mktemp("review-api"))
+
+
+@pytest.fixture(scope="module")
+def mono() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def app(store: CorpusStore, mono: FakeClock):  # type: ignore[no-untyped-def]
+    cfg = ReviewConfig(
+        users=[ReviewUser(username="ann", password_hash=hash_password(PASSWORD)),
+               ReviewUser(username="bo", password_hash=hash_password(PASSWORD + "!"))],
+        api_tokens=[ApiToken(name="ledger-robot", sha256=hash_token(TOKEN))],
+        login_max_failures=3, login_lockout_s=30.0,
+    )
+    return create_app(store.db, store.data_dir, cfg, tool_version="test", env_token=ENV_TOKEN, monotonic=mono)
+
+
+def _login(app, user: str = "ann", password: str = PASSWORD) -> tuple[TestClient, str]:  # type: ignore[no-untyped-def]
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    r = c.post("/api/login", json={"username": user, "password": password})
+    assert r.status_code == 200, r.text
+    return c, r.json()["csrf_token"]
+
+
+@pytest.fixture(scope="module")
+def client(app) -> tuple[TestClient, str]:  # type: ignore[no-untyped-def]
+    return _login(app)
+
+
+# -- authentication ---------------------------------------------------------------------------------
+
+PROTECTED = [
+    ("GET", "/api/alerts"), ("GET", "/api/alerts/{id}"), ("GET", "/api/alerts/{id}/files/clip.mp4"),
+    ("GET", "/api/alerts/{id}/decisions"), ("POST", "/api/alerts/{id}/decisions"),
+    ("GET", "/api/alerts/{id}/package"), ("GET", "/api/alerts/{id}/verify"), ("GET", "/api/stats"),
+    ("GET", "/api/stats/chart.svg"), ("GET", "/api/precision"), ("GET", "/api/ledger.csv"),
+    ("GET", "/api/ledger.xlsx"), ("GET", "/api/session"), ("POST", "/api/logout"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_every_api_route_needs_a_login(app, store: CorpusStore, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    c = TestClient(app)
+    r = c.request(method, path.format(id=store.alerts[0].alert_id), json={"decision": "confirmed"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    bad = c.request(method, path.format(id=store.alerts[0].alert_id), headers={"Authorization": "Bearer nope"},
+                    json={"decision": "confirmed"})
+    assert bad.status_code == 401
+    c.cookies.set(COOKIE_NAME, "eyJ1IjoiYW5uIn0.c2lnbmF0dXJl")
+    forged = c.request(method, path.format(id=store.alerts[0].alert_id), json={"decision": "confirmed"})
+    assert forged.status_code == 401
+
+
+def test_page_and_openapi_are_served(app) -> None:  # type: ignore[no-untyped-def]
+    c = TestClient(app)
+    page = c.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert c.get("/static/app.js").status_code == 200
+    paths = c.get("/openapi.json").json()["paths"]
+    for p in ("/api/alerts", "/api/alerts/{alert_id}", "/api/alerts/{alert_id}/files/{name}",
+              "/api/alerts/{alert_id}/decisions", "/api/alerts/{alert_id}/package", "/api/stats",
+              "/api/ledger.{fmt}", "/api/login"):
+        assert p in paths
+
+
+def test_wrong_password_then_lockout_with_backoff_then_recovery(app, mono: FakeClock) -> None:  # type: ignore[no-untyped-def]
+    c = TestClient(app)
+    body = {"username": "bo", "password": "wrong"}
+    assert [c.post("/api/login", json=body).status_code for _ in range(2)] == [401, 401]
+    third = c.post("/api/login", json=body)
+    assert third.status_code == 429 and int(third.headers["retry-after"]) >= 30
+    # locked: even the right password is refused until the lockout ends
+    right = {"username": "bo", "password": PASSWORD + "!"}
+    assert c.post("/api/login", json=right).status_code == 429
+    # another user from the same client is not locked by bo's failures
+    assert c.post("/api/login", json={"username": "ann", "password": PASSWORD}).status_code == 200
+    mono.now += 31
+    fourth = c.post("/api/login", json=body)
+    assert fourth.status_code == 429 and int(fourth.headers["retry-after"]) >= 60  # doubled
+    mono.now += 61
+    assert c.post("/api/login", json=right).status_code == 200
+    assert c.post("/api/login", json=body).status_code == 401  # success cleared bo's failures
+
+
+def test_unknown_user_is_refused_like_a_wrong_password(app) -> None:  # type: ignore[no-untyped-def]
+    r = TestClient(app).post("/api/login", json={"username": "mallory", "password": PASSWORD})
+    assert r.status_code == 401 and r.json()["detail"] == "wrong user name or password"
+
+
+def test_session_cookie_csrf_and_logout(app, store: CorpusStore) -> None:  # type: ignore[no-untyped-def]
+    c, csrf = _login(app)
+    cookie = c.cookies.get(COOKIE_NAME)
+    set_cookie = c.get("/api/session").headers.get("set-cookie")
+    assert set_cookie is None
+    me = c.get("/api/session").json()
+    assert me["username"] == "ann" and me["csrf_token"] == csrf
+    aid = store.alerts[-1].alert_id
+    url = f"/api/alerts/{aid}/decisions"
+    assert c.post(url, json={"decision": "note", "note": "n"}).status_code == 403  # no CSRF header
+    assert c.post(url, json={"decision": "note", "note": "n"}, headers={CSRF_HEADER: "guess"}).status_code == 403
+    cross = c.post(url, json={"decision": "note", "note": "n"},
+                   headers={CSRF_HEADER: csrf, "Origin": "https://evil.example"})
+    assert cross.status_code == 403
+    ok = c.post(url, json={"decision": "note", "note": "checked the room name"},
+                headers={CSRF_HEADER: csrf, "Origin": "http://127.0.0.1:8765"})
+    assert ok.status_code == 201 and ok.json()["decision"]["reviewer"] == "ann"
+    assert c.post("/api/logout", headers={CSRF_HEADER: csrf}).status_code == 200
+    replay = TestClient(app)
+    replay.cookies.set(COOKIE_NAME, cookie)
+    assert replay.get("/api/alerts").status_code == 401  # a logged-out cookie stays dead
+
+
+def test_api_tokens_from_config_and_environment(app, store: CorpusStore) -> None:  # type: ignore[no-untyped-def]
+    c = TestClient(app)
+    for token, name in ((TOKEN, "ledger-robot"), (ENV_TOKEN, "api-token")):
+        h = {"Authorization": f"Bearer {token}"}
+        assert c.get("/api/alerts", headers=h).json()["total"] == len(store.alerts)
+        r = c.post(f"/api/alerts/{store.alerts[-2].alert_id}/decisions", headers=h,
+                   json={"decision": "note", "note": f"via {name}"})
+        assert r.status_code == 201 and r.json()["decision"]["reviewer"] == name  # no CSRF for bearer tokens
+
+
+# -- queue and filters ------------------------------------------------------------------------------
+
+def test_queue_lists_newest_first_with_counts(client: tuple[TestClient, str], store: CorpusStore) -> None:
+    c, _ = client
+    r = c.get("/api/alerts").json()
+    assert r["total"] == len(store.alerts) == len(r["items"])
+    times = [a["time_ts"] for a in r["items"]]
+    assert times == sorted(times, reverse=True)
+    assert r["items"][0]["alert_id"] == max(store.alerts, key=lambda a: a.start_ts).alert_id
+    assert r["counts"]["category"] == dict(Counter(a.category for a in store.alerts))
+    assert r["counts"]["stream"] == dict(Counter(a.stream_id for a in store.alerts))
+    assert r["counts"]["severity"] == dict(Counter(a.severity for a in store.alerts))
+    assert sum(r["counts"]["status"].values()) == len(store.alerts)
+    page = c.get("/api/alerts", params={"limit": 5, "offset": 5}).json()
+    assert [a["alert_id"] for a in page["items"]] == [a["alert_id"] for a in r["items"][5:10]]
+
+
+@pytest.mark.parametrize("facet", ["stream", "category", "severity", "source"])
+def test_each_facet_filters_and_other_facets_count_within_it(client: tuple[TestClient, str], store: CorpusStore,
+                                                             facet: str) -> None:
+    c, _ = client
+    attr = {"stream": "stream_id"}.get(facet, facet)
+    for value, n in Counter(getattr(a, attr) for a in store.alerts).items():
+        r = c.get("/api/alerts", params={facet: value}).json()
+        want = [a for a in store.alerts if getattr(a, attr) == value]
+        assert r["total"] == n and {a["alert_id"] for a in r["items"]} == {a.alert_id for a in want}
+        # counts of the facet itself ignore its own filter (so the other choices stay visible)...
+        assert sum(r["counts"][facet].values()) == len(store.alerts)
+        # ...while the other facets count only within it
+        assert r["counts"]["category"] == dict(Counter(a.category for a in want)) or facet == "category"
+
+
+def test_combined_filters_text_search_and_time_range(client: tuple[TestClient, str], store: CorpusStore) -> None:
+    c, _ = client
+    r = c.get("/api/alerts", params={"stream": "room-a", "category": "false_claim", "severity": "critical"}).json()
+    want = {a.alert_id for a in store.alerts
+            if a.stream_id == "room-a" and a.category == "false_claim" and a.severity == "critical"}
+    assert want and {a["alert_id"] for a in r["items"]} == want
+    target = next(a for a in store.alerts if a.matched == "窮鬼")
+    found = c.get("/api/alerts", params={"q": "窮鬼"}).json()
+    assert [a["alert_id"] for a in found["items"]] == [target.alert_id]
+    assert c.get("/api/alerts", params={"q": "100%_"}).json()["total"] == 0  # LIKE wildcards are literal
+    assert c.get("/api/alerts", params={"q": "价格法"}).json()["total"] == sum(
+        a.category == "price_fraud" and a.stream_id == "room-a" for a in store.alerts)
+    days = Counter(datetime.fromtimestamp(a.start_ts, TZ).date().isoformat() for a in store.alerts)
+    for day, n in days.items():
+        r = c.get("/api/alerts", params={"since": day, "until": day}).json()
+        assert r["total"] == n
+    first = min(store.alerts, key=lambda a: a.start_ts)
+    r = c.get("/api/alerts", params={"since": str(first.start_ts), "until": str(first.start_ts + 0.001)}).json()
+    assert [a["alert_id"] for a in r["items"]] == [first.alert_id]
+    assert c.get("/api/alerts", params={"since": "yesterday-ish"}).status_code == 422
+    assert c.get("/api/alerts", params={"status": "maybe"}).status_code == 422
+
+
+# -- alert page data --------------------------------------------------------------------------------
+
+def test_alert_detail_has_clip_moment_transcript_hits_law_and_hashes(client: tuple[TestClient, str],
+                                                                     store: CorpusStore) -> None:
+    c, _ = client
+    a = next(x for x in store.alerts if x.matched == "頂級")
+    d = c.get(f"/api/alerts/{a.alert_id}").json()
+    assert d["alert"]["law"] and d["alert"]["rule"] == a.rule_id and d["alert"]["category_name"] == "虚假宣传"
+    clip = d["clip"]
+    assert clip["element"] == "video" and clip["media_type"] == "video/mp4"
+    assert clip["start_s"] + clip["moment_offset_s"] == pytest.approx(a.start_s, abs=0.01)
+    assert clip["moment_offset_s"] >= 10.0 - 0.05  # the whole pre-roll (a stream copy starts at a keyframe)
+    hits = [w for u in d["transcript"]["utterances"] for w in u["words"] if w["hit"]]
+    assert "".join(w["text"] for w in hits) == "頂級"
+    for w in hits:
+        assert w["offset_s"] == pytest.approx(w["start_s"] - d["transcript"]["clip_start_s"], abs=0.001)
+    assert d["snapshot_url"] == f"/api/alerts/{a.alert_id}/files/snapshot.jpg"
+    with store.db.session() as s:
+        rows = {r.name: r.sha256 for r in s.scalars(select(EvidenceFileRow).where(EvidenceFileRow.alert_id == a.alert_id))}
+    assert {f["name"]: f["sha256"] for f in d["files"]} == rows
+    assert c.get("/api/alerts/not-an-alert").status_code == 404
+
+
+def test_price_history_alert_links_the_earlier_claim_and_its_clip(client: tuple[TestClient, str],
+                                                                  store: CorpusStore) -> None:
+    c, _ = client
+    d = c.get(f"/api/alerts/{store.price_history_alert}").json()
+    assert d["clip"]["element"] == "audio" and d["snapshot_url"] is None
+    (earlier,) = d["contradicts"]
+    other = store.by_id(earlier["alert_id"])
+    assert earlier["alert_url"] == f"#/alert/{other.alert_id}"
+    assert earlier["clip_url"] == f"/api/alerts/{other.alert_id}/files/clip.mp4"
+    assert c.get(earlier["clip_url"]).status_code == 200
+
+
+# -- files: range requests and traversal ------------------------------------------------------------
+
+def test_clip_is_served_with_range_requests(client: tuple[TestClient, str], store: CorpusStore) -> None:
+    c, _ = client
+    a = store.alerts[0]
+    url = f"/api/alerts/{a.alert_id}/files/clip.mp4"
+    with store.db.session() as s:
+        path = Path(s.get(AlertRow, a.alert_id).evidence_dir) / "clip.mp4"
+    data = path.read_bytes()
+    full = c.get(url)
+    assert full.status_code == 200 and full.content == data
+    assert full.headers["accept-ranges"] == "bytes" and full.headers["content-type"] == "video/mp4"
+    part = c.get(url, headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206 and part.content == data[100:1100]
+    assert part.headers["content-range"] == f"bytes 100-1099/{len(data)}"
+    tail = c.get(url, headers={"Range": "bytes=-500"})
+    assert tail.status_code == 206 and tail.content == data[-500:]
+    opened = c.get(url, headers={"Range": f"bytes={len(data) - 10}-"})
+    assert opened.status_code == 206 and opened.content == data[-10:]
+    assert c.get(url, headers={"Range": f"bytes={len(data) + 5}-"}).status_code == 416
+    assert hashlib.sha256(full.content).hexdigest() == c.get(f"/api/alerts/{a.alert_id}").json()["files"][0]["sha256"]
+
+
+@pytest.mark.parametrize("name", [
+    "..%2F..%2Flivewatch.db", "..%2Fmanifest.json", "%2Fetc%2Fpasswd", "livewatch.db", "%2E%2E", "%2E",
+    "clip.mp4%00.jpg", "..%5C..%5Clivewatch.db", "review-secret",
+])
+def test_path_traversal_attempts_get_404(client: tuple[TestClient, str], store: CorpusStore, name: str) -> None:
+    c, _ = client
+    r = c.get(f"/api/alerts/{store.alerts[0].alert_id}/files/{name}")
+    assert r.status_code == 404
+    assert b"SQLite" not in r.content
+
+
+def test_files_only_by_alert_id_and_listed_name(client: tuple[TestClient, str], store: CorpusStore) -> None:
+    c, _ = client
+    video, audio = store.alerts[0], next(a for a in store.alerts if not a.has_video)
+    assert c.get(f"/api/alerts/{video.alert_id}/files/manifest.json").status_code == 200
+    assert c.get(f"/api/alerts/{audio.alert_id}/files/snapshot.jpg").status_code == 404  # not this alert's file
+    for raw in (f"/api/alerts/..%2F..%2F{video.alert_id}/files/clip.mp4",
+                "/api/alerts/%2E%2E/files/livewatch.db", "/api/alerts//files/clip.mp4"):
+        assert c.get(raw).status_code == 404
+
+
+# -- decisions --------------------------------------------------------------------------------------
+
+def test_decisions_append_to_an_audit_trail(client: tuple[TestClient, str], store: CorpusStore) -> None:
+    c, csrf = client
+    a = next(x for x in store.alerts if x.matched == "抗癌")
+    url = f"/api/alerts/{a.alert_id}/decisions"
+    h = {CSRF_HEADER: csrf}
+    first = c.post(url, json={"decision": "false_positive", "note": "ad read, not the host"}, headers=h)
+    assert first.status_code == 201 and first.json()["status"] == "false_positive"
+    second = c.post(url, json={"decision": "confirmed", "note": "re-listened: the host said it"}, headers=h)
+    assert second.json()["status"] == "confirmed"
+    note = c.post(url, json={"decision": "note", "note": "sent to 网监 team"}, headers=h)
+    assert note.json()["status"] == "confirmed"  # a note does not change the status
+    trail = c.get(url).json()
+    assert [(d["decision"], d["reviewer"]) for d in trail] == [
+        ("false_positive", "ann"), ("confirmed", "ann"), ("note", "ann")]
+    assert trail[0]["note"] == "ad read, not the host" and trail[0]["created_ts"] <= trail[1]["created_ts"]
+    assert c.post(url, json={"decision": "note", "note": "  "}, headers=h).status_code == 422
+    assert c.post(url, json={"decision": "approve"}, headers=h).status_code == 422
+    assert c.post("/api/alerts/nope/decisions", json={"decision": "confirmed"}, headers=h).status_code == 404
+    # the trail cannot be rewritten through the ORM either
+    with store.db.session() as s:
+        row = s.scalars(select(Decision).where(Decision.alert_id == a.alert_id)).first()
+        assert row is not None
+        row.decision = "escalated"
+        with pytest.raises(AuditTrailError):
+            s.commit()
+        s.rollback()
+        s.delete(s.get(Decision, row.id))
+        with pytest.raises(AuditTrailError):
+            s.commit()
+    assert [d["decision"] for d in c.get(url).json()] == ["false_positive", "confirmed", "note"]
+
+
+def test_status_filter_latest_decisions_and_rule_precision(client: tuple[TestClient, str],
+                                                           store: CorpusStore) -> None:
+    c, csrf = client
+    h = {CSRF_HEADER: csrf}
+    absolute = [a for a in store.alerts if a.rule_id == "false_claim.absolute"]
+    assert len(absolute) >= 3
+    c.post(f"/api/alerts/{absolute[0].alert_id}/decisions", json={"decision": "confirmed"}, headers=h)
+    c.post(f"/api/alerts/{absolute[1].alert_id}/decisions", json={"decision": "escalated"}, headers=h)
+    c.post(f"/api/alerts/{absolute[2].alert_id}/decisions", json={"decision": "false_positive"}, headers=h)
+    with store.db.session() as s:
+        latest = latest_decisions(s)
+        prec = rule_precision(s)
+        only = latest_decisions(s, [absolute[0].alert_id, "unknown"])
+    assert set(only) == {absolute[0].alert_id}
+    expected = Counter(latest[a.alert_id].decision if a.alert_id in latest else "unreviewed" for a in store.alerts)
+    r = c.get("/api/alerts").json()
+    assert r["counts"]["status"] == dict(expected)
+    for status, n in expected.items():
+        got = c.get("/api/alerts", params={"status": status}).json()
+        assert got["total"] == n
+        assert all(a["status"] == status for a in got["items"])
+    p = prec["false_claim.absolute"]
+    decided = [latest[a.alert_id].decision for a in absolute if a.alert_id in latest]
+    assert p.alerts == len(absolute) and p.decided == len(decided)
+    assert p.precision == pytest.approx(sum(d != "false_positive" for d in decided) / len(decided))
+    api = {x["rule_id"]: x for x in c.get("/api/precision").json()}
+    assert api["false_claim.absolute"]["precision"] == pytest.approx(p.precision)
+
+
+# -- statistics, ledger, package --------------------------------------------------------------------
+
+def test_statistics_chart_and_ledger_exports(client: tuple[TestClient, str], store: CorpusStore) -> None:
+    c, _ = client
+    stats = c.get("/api/stats").json()
+    assert stats["totals"]["alerts"] == len(store.alerts)
+    days = Counter(datetime.fromtimestamp(a.start_ts, TZ).date().isoformat() for a in store.alerts)
+    assert {d["day"]: d["alerts"] for d in stats["per_day"]} == dict(days)
+    assert {d["category"]: d["alerts"] for d in stats["per_category"]} == dict(Counter(a.category for a in store.alerts))
+    assert {d["stream"]: d["alerts"] for d in stats["per_stream"]} == dict(Counter(a.stream_id for a in store.alerts))
+    assert {d["rule"]: d["alerts"] for d in stats["per_rule"]} == dict(Counter(a.rule_id for a in store.alerts))
+    assert stats["totals"]["violations"] == stats["totals"]["confirmed"] + stats["totals"]["escalated"]
+    svg = c.get("/api/stats/chart.svg")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(svg.content)
+    texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    for day in days:
+        assert day[5:] in texts
+    assert "虚假宣传" in texts
+
+    day = min(days)
+    csv_r = c.get("/api/ledger.csv", params={"since": day, "until": day})
+    assert csv_r.content.startswith("\ufeff".encode())
+    assert f"livewatch-ledger-{day.replace('-', '')}-{day.replace('-', '')}.csv" in csv_r.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(csv_r.content.decode("utf-8-sig"))))
+    assert len(rows) - 1 == days[day]
+    header = rows[0]
+    status_col = header.index("状态 Status")
+    with store.db.session() as s:
+        latest = latest_decisions(s)
+    for row in rows[1:]:
+        aid = row[header.index("告警编号 Alert ID")]
+        assert row[status_col] == (latest[aid].decision if aid in latest else "unreviewed")
+    xlsx = c.get("/api/ledger.xlsx")
+    wb = load_workbook(io.BytesIO(xlsx.content))
+    ledger = wb["台账 Ledger"]
+    assert ledger.max_row - 2 == len(store.alerts)
+    assert [cell.value for cell in ledger[2]] == header
+    summary = wb["统计 Summary"]
+    assert summary["B2"].value == len(store.alerts)
+
+
+def test_package_download_verifies_and_carries_the_decisions(client: tuple[TestClient, str],
+                                                             store: CorpusStore, tmp_path: Path) -> None:
+    c, csrf = client
+    a = next(x for x in store.alerts if x.matched == "銷量冠軍")
+    c.post(f"/api/alerts/{a.alert_id}/decisions", json={"decision": "escalated", "note": "案件移送"},
+           headers={CSRF_HEADER: csrf})
+    r = c.get(f"/api/alerts/{a.alert_id}/package")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    path = tmp_path / "p.zip"
+    path.write_bytes(r.content)
+    report = verify_package(path, expected_manifest_sha256=r.headers["x-manifest-sha256"])
+    assert report.ok and report.alert_id == a.alert_id
+    assert hashlib.sha256(r.content).hexdigest() == r.headers["x-zip-sha256"]
+    with zipfile.ZipFile(path) as zf:
+        assert "案件移送" in zf.read("decisions.json").decode("utf-8")
+
+
+def test_verify_endpoint_and_package_refusal_name_a_file_changed_on_disk(client: tuple[TestClient, str],
+                                                                         store: CorpusStore) -> None:
+    c, _ = client
+    a = next(x for x in store.alerts if x.matched == "性感")
+    assert c.get(f"/api/alerts/{a.alert_id}/verify").json()["ok"] is True
+    with store.db.session() as s:
+        snap = Path(s.get(AlertRow, a.alert_id).evidence_dir) / "snapshot.jpg"
+    original = snap.read_bytes()
+    try:
+        snap.write_bytes(original[:100] + bytes([original[100] ^ 0xFF]) + original[101:])
+        v = c.get(f"/api/alerts/{a.alert_id}/verify").json()
+        assert v["ok"] is False
+        assert [f["name"] for f in v["files"] if f["status"] != "ok"] == ["snapshot.jpg"]
+        refused = c.get(f"/api/alerts/{a.alert_id}/package")
+        assert refused.status_code == 409 and "snapshot.jpg" in refused.json()["detail"]
+    finally:
+        snap.write_bytes(original)
+    assert c.get(f"/api/alerts/{a.alert_id}/verify").json()["ok"] is True
