@@ -1,0 +1,395 @@
+"""Speech → `Utterance`s with faster-whisper.
+
+`WhisperTranscriber` is the one owner of a loaded Whisper model. It is not thread-safe: one ASR worker
+calls `transcribe` and drains the returned iterator before the next call (CTranslate2 itself may use
+several threads inside one call). The iterator is lazy, like faster-whisper's: decoding happens as it
+is consumed, so a caller that stops early saves the work.
+
+Times: faster-whisper reports seconds from the start of the array it was given. `transcribe` adds the
+caller's `offset_s` (where that array starts in the broadcast) to every utterance and word time; this is
+the one place ASR-relative times become broadcast times.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from rapidfuzz import fuzz
+
+from asr.config import AsrConfig
+from asr.errors import ModelError
+from asr.model import resolve_model
+from asr.normalize import WordLike, compact_text, normalize_text, normalize_words
+from asr.types import Utterance
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+__all__ = [
+    "SAMPLE_RATE",
+    "SegmentLike",
+    "Transcriber",
+    "TranscriberStats",
+    "WhisperTranscriber",
+    "is_hallucination",
+    "resolve_compute",
+]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+class Transcriber(Protocol):
+    """Turns 16 kHz mono float32 audio into utterances, lazily."""
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        """Utterances in time order; times are `offset_s` + seconds into `audio`.
+
+        `prompt` is extra context for the recognizer (e.g. the last committed text or product names).
+        `Utterance.index` counts from 0 within one call.
+        """
+        ...
+
+
+class SegmentLike(Protocol):
+    """What the hallucination filter reads from a recognizer result (faster-whisper's `Segment`)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def avg_logprob(self) -> float: ...
+    @property
+    def no_speech_prob(self) -> float: ...
+    @property
+    def compression_ratio(self) -> float: ...
+
+
+@dataclass(slots=True)
+class TranscriberStats:
+    """Counts since the transcriber was created. Written by the owning thread only."""
+
+    calls: int = 0
+    audio_s: float = 0.0
+    segments: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+# -- hallucination filter -------------------------------------------------------------------------------
+
+
+@cache
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in patterns)
+
+
+@cache
+def _compact_phrases(phrases: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in (compact_text(p) for p in phrases) if c)
+
+
+def _repetition_unit(text: str, max_unit: int, min_repeats: int) -> str | None:
+    for size in range(1, max_unit + 1):
+        if len(text) < size * min_repeats:
+            break
+        unit = text[:size]
+        if (unit * (len(text) // size + 1))[: len(text)] == text:
+            return unit
+    return None
+
+
+def is_hallucination(segment: SegmentLike, cfg: AsrConfig) -> str | None:
+    """Why `segment` should be dropped as a hallucination, or None to keep it. Pure function.
+
+    Drops: empty text; likely silence (no-speech probability above threshold AND low confidence);
+    repetition loops (high compression ratio); known phrases such as subtitle credits, matched fuzzily
+    against the whole line; and lines made of one short unit repeated ('啊啊啊啊').
+    """
+    text = compact_text(segment.text)
+    if not text:
+        return "empty"
+    if segment.no_speech_prob > cfg.no_speech_threshold and segment.avg_logprob < cfg.log_prob_threshold:
+        return f"no_speech (p={segment.no_speech_prob:.2f}, avg_logprob={segment.avg_logprob:.2f})"
+    if segment.compression_ratio > cfg.compression_ratio_threshold:
+        return f"compression_ratio {segment.compression_ratio:.2f}"
+    for phrase in _compact_phrases(cfg.hallucination_phrases):
+        # Whole-line similarity, or the phrase inside a line it mostly fills; a real sentence that
+        # merely contains "谢谢观看" somewhere stays.
+        if fuzz.ratio(text, phrase) >= cfg.hallucination_similarity or (
+            len(phrase) >= 0.6 * len(text)
+            and fuzz.partial_ratio(phrase, text) >= cfg.hallucination_similarity
+        ):
+            return f"known phrase {phrase!r}"
+    for pattern in _compiled(cfg.hallucination_patterns):
+        match = pattern.search(text)
+        if match and (match.end() - match.start()) >= 0.5 * len(text):
+            return f"credit pattern {pattern.pattern!r}"
+    unit = _repetition_unit(text, cfg.repetition_max_unit, cfg.repetition_min_repeats)
+    if unit is not None:
+        return f"repetition of {unit!r}"
+    return None
+
+
+# -- model ------------------------------------------------------------------------------------------------
+
+
+def resolve_compute(cfg: AsrConfig) -> tuple[str, str]:
+    """(device, compute_type) for `cfg`, resolving 'auto' with CTranslate2's view of the machine."""
+    device = cfg.device
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    compute_type = cfg.compute_type
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+class _SegmentWithWords(SegmentLike, Protocol):
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def words(self) -> Iterable[WordLike] | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _TimedWord:
+    """A recognizer word moved to the time of the audio the caller gave (WordLike)."""
+
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Part of a segment that lies in one speech run (SegmentLike, for the filter)."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+class _SpeechMap:
+    """Maps decoder time to the caller's audio time and tells which speech run a moment belongs to.
+
+    `runs` are (start_s, end_s) in the caller's audio. With `joined`, the decoder saw the runs
+    concatenated without the silences between them; otherwise it saw the audio itself.
+    """
+
+    def __init__(self, runs: list[tuple[float, float]], *, joined: bool) -> None:
+        self.runs = runs
+        self.joined = joined
+        self._starts: list[float] = []
+        pos = 0.0
+        for start, end in runs:
+            self._starts.append(pos if joined else start)
+            pos += end - start
+
+    def run_of(self, t: float) -> int:
+        return max(0, bisect.bisect_right(self._starts, t) - 1)
+
+    def to_audio(self, t: float, run: int) -> float:
+        if not self.joined:
+            return t
+        start, end = self.runs[run]
+        return min(max(start + (t - self._starts[run]), start), end)
+
+
+def _split_words(words: list[WordLike], speech: _SpeechMap) -> list[list[_TimedWord]]:
+    """Group a segment's words by speech run (by each word's midpoint), times in audio time."""
+    groups: list[list[_TimedWord]] = []
+    current_run = -1
+    for w in words:
+        run = speech.run_of((w.start + w.end) / 2)
+        if run != current_run:
+            groups.append([])
+            current_run = run
+        groups[-1].append(
+            _TimedWord(w.word, speech.to_audio(w.start, run), speech.to_audio(w.end, run), w.probability)
+        )
+    return groups
+
+
+def _utterance(
+    segment: _SegmentWithWords, words: list[_TimedWord], index: int, offset_s: float, speech: _SpeechMap
+) -> Utterance:
+    norm = normalize_words(words, offset_s=offset_s)
+    if norm:
+        text = "".join(w.text for w in norm)
+        start_s, end_s = norm[0].start_s, norm[-1].end_s
+        raw_text = "".join(w.word for w in words).strip()
+    else:  # no word timestamps: the segment as a whole
+        text = normalize_text(segment.text)
+        start_run, end_run = (
+            speech.run_of(segment.start),
+            speech.run_of(max(segment.start, segment.end - 1e-3)),
+        )
+        start_s = round(offset_s + speech.to_audio(segment.start, start_run), 3)
+        end_s = round(offset_s + speech.to_audio(segment.end, end_run), 3)
+        raw_text = segment.text.strip()
+    return Utterance(
+        index=index,
+        start_s=start_s,
+        end_s=end_s,
+        text=text,
+        words=norm,
+        source="speech",
+        raw_text=raw_text,
+        avg_logprob=float(segment.avg_logprob),
+        no_speech_prob=float(segment.no_speech_prob),
+        compression_ratio=float(segment.compression_ratio),
+        meta={"temperature": segment.temperature},
+    )
+
+
+class WhisperTranscriber:
+    """faster-whisper behind the `Transcriber` protocol; loads the model once, in the constructor.
+
+    Raises `ModelError` when the model cannot be found or loaded. See the module docstring for the
+    threading contract; `stats` counts kept and dropped (hallucinated) segments by reason.
+    """
+
+    def __init__(self, cfg: AsrConfig) -> None:
+        from faster_whisper import WhisperModel
+
+        self.cfg = cfg
+        self.device, self.compute_type = resolve_compute(cfg)
+        self.model_path = resolve_model(cfg)
+        self.stats = TranscriberStats()
+        try:
+            self._model: WhisperModel = WhisperModel(
+                self.model_path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=cfg.cpu_threads,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"cannot load Whisper model {self.model_path}: {exc}") from exc
+        logger.info(
+            "Whisper model %s loaded on %s (%s, cpu_threads=%s)",
+            self.model_path,
+            self.device,
+            self.compute_type,
+            cfg.cpu_threads or "default",
+        )
+
+    def _speech_runs(self, audio: np.ndarray) -> list[tuple[int, int]]:
+        """Speech runs found by Silero VAD, as (start, end) sample indices."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        options = VadOptions(**self.cfg.vad.model_dump())
+        return [
+            (c["start"], c["end"]) for c in get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE)
+        ]
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        """See `Transcriber.transcribe`. Hallucinated segments are dropped, logged at debug and counted.
+
+        VAD runs eagerly (it decides what to decode); decoding is lazy, as the iterator is consumed.
+        """
+        cfg = self.cfg
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be mono (1-D), got shape {audio.shape}")
+        duration = audio.shape[0] / SAMPLE_RATE
+        self.stats.calls += 1
+        self.stats.audio_s += duration
+        if audio.shape[0] == 0:
+            return iter(())
+
+        clip_timestamps: list[float] | str = "0"
+        if not cfg.vad_filter:
+            speech = _SpeechMap([(0.0, duration)], joined=False)
+            decoded = audio
+        else:
+            runs = self._speech_runs(audio)
+            if not runs:
+                logger.debug("no speech in %.1f s of audio at %.1f s", duration, offset_s)
+                return iter(())
+            run_s = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in runs]
+            if cfg.vad_mode == "clips":
+                speech = _SpeechMap(run_s, joined=False)
+                decoded = audio
+                clip_timestamps = [t for run in run_s for t in run]
+            else:
+                speech = _SpeechMap(run_s, joined=True)
+                decoded = np.concatenate([audio[s:e] for s, e in runs])
+
+        initial_prompt = " ".join(p.strip() for p in (cfg.initial_prompt, prompt) if p and p.strip()) or None
+        segments, _info = self._model.transcribe(
+            decoded,
+            language=cfg.language,
+            beam_size=cfg.beam_size,
+            temperature=list(cfg.temperatures),
+            compression_ratio_threshold=cfg.compression_ratio_threshold,
+            log_prob_threshold=cfg.log_prob_threshold,
+            no_speech_threshold=cfg.no_speech_threshold,
+            condition_on_previous_text=cfg.condition_on_previous_text,
+            initial_prompt=initial_prompt,
+            hotwords=cfg.hotwords,
+            word_timestamps=cfg.word_timestamps,
+            vad_filter=False,  # done above, so utterances can be cut at the pauses
+            clip_timestamps=clip_timestamps,
+        )
+        return self._utterances(segments, speech, offset_s)
+
+    def _drop(self, reason: str, start_s: float, end_s: float, text: str) -> None:
+        self.stats.dropped[reason.split(" ", 1)[0]] += 1
+        logger.debug("dropped %.2f-%.2f s %r: %s", start_s, end_s, text, reason)
+
+    def _utterances(
+        self, segments: Iterable[_SegmentWithWords], speech: _SpeechMap, offset_s: float
+    ) -> Iterator[Utterance]:
+        index = 0
+        for segment in segments:
+            self.stats.segments += 1
+            reason = is_hallucination(segment, self.cfg)
+            if reason is not None:
+                self._drop(reason, offset_s + segment.start, offset_s + segment.end, segment.text)
+                continue
+            groups = _split_words(list(segment.words or ()), speech) or [[]]
+            for words in groups:
+                if len(groups) > 1:
+                    # A credit line glued to real speech in one segment: check each part on its own.
+                    part = _Part(
+                        "".join(w.word for w in words),
+                        segment.avg_logprob,
+                        segment.no_speech_prob,
+                        segment.compression_ratio,
+                    )
+                    reason = is_hallucination(part, self.cfg)
+                    if reason is not None:
+                        self._drop(reason, offset_s + words[0].start, offset_s + words[-1].end, part.text)
+                        continue
+                utterance = _utterance(segment, words, index, offset_s, speech)
+                if not utterance.text:
+                    self.stats.dropped["empty"] += 1
+                    continue
+                self.stats.kept += 1
+                index += 1
+                yield utterance
