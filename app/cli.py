@@ -88,9 +88,12 @@ def scan(
         check_scannable(p)
     cfg, db, ddir = open_store(config, data_dir)
     if model:
-        cfg.asr.model = model
+        cfg = cfg.model_copy(update={"asr": cfg.asr.model_copy(update={"model": model})})
     scanner = Scanner(cfg, db, data_dir=ddir)
     _ = scanner.rules  # a broken rule pack stops the scan before anything is transcribed
+    from asr.model import resolve_model
+
+    resolve_model(cfg.asr)  # so does a missing or broken model
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err, transient=False) as bar:
