@@ -478,13 +478,19 @@ def _reductions(t: str, amounts: list[_Token]) -> list[_Token]:
     return out
 
 
-def _products(t: str) -> list[tuple[int, str]]:
+def _products(t: str, cuts: Sequence[int] = ()) -> list[tuple[int, str]]:
+    """Named products (这款面霜 → 面霜); a name ends at a stop word or where a price word starts (`cuts`,
+    found on pinyin, so 金华业员价 → 金华业)."""
     out: list[tuple[int, str]] = []
     for m in _PRODUCT_RE.finditer(t):
         p = m.group("p")
         stop = _PRODUCT_STOP.search(p)
         if stop is not None:
             p = p[: stop.start()]
+        ps = m.start("p")
+        cut = min((c for c in cuts if ps < c < ps + len(p)), default=None)
+        if cut is not None:
+            p = p[: cut - ps]
         p = p[:8]
         if p and p not in _GENERIC_PRODUCTS:
             out.append((m.start("p"), p))
@@ -549,7 +555,7 @@ def extract_claims(text: str) -> list[ClaimSpan]:
         for m in _pinyin_regex(BASIS).finditer(codes)
     ]
     events.sort(key=lambda x: (x.start, x.end))
-    products = _products(t)
+    products = _products(t, [k.start for k in kinds])
 
     groups: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
