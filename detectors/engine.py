@@ -75,8 +75,12 @@ logger = logging.getLogger(__name__)
 
 PINYIN_SCORE = 95.0
 FUZZY_MAX = 94.0
+MIN_PINYIN_CHARS = 3  # shorter terms match homophones only when the term itself says mode: pinyin
 MIN_FUZZY_CHARS = 4
 MIN_FUZZY_LATIN = 8
+FUZZY_INDEL_CHARS = 6  # terms at least this long may match with one syllable more or fewer
+_SHAPES_SHORT = ((0, 0),)
+_SHAPES_LONG = ((0, 0), (0, -1), (0, 1), (1, -1), (-1, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,19 +268,23 @@ class RuleSet:
     def _atoms_of(self, terms: Iterable[str | TermSpec], rule_mode: str) -> list[int]:
         out: list[int] = []
         for term in terms:
+            explicit = isinstance(term, TermSpec)
             raw, mode = (term.term, term.mode) if isinstance(term, TermSpec) else (term, rule_mode)
             for t in expand_term(raw):
-                ai = self._atom(t, mode)
+                ai = self._atom(t, mode, explicit)
                 if ai not in out:
                     out.append(ai)
         return out
 
-    def _atom(self, raw: str, mode: str) -> int:
+    def _atom(self, raw: str, mode: str, explicit: bool = False) -> int:
         text = normalize(raw).text
         codes = pinyin_codes(text)
         latin = pinyin_latin(codes)
         if mode != "exact" and (len(text) < 2 or codes == text):
             mode = "exact"  # one character or no Chinese: homophones would be noise
+        if mode != "exact" and len(text) < MIN_PINYIN_CHARS and not explicit:
+            # Two-character homophones are everywhere (精仿/精纺, 顶级/酊剂): only when a term asks.
+            mode = "exact"
         if mode == "fuzzy" and (len(text) < MIN_FUZZY_CHARS or len(latin) < MIN_FUZZY_LATIN):
             mode = "pinyin"
         key = (text, mode)
@@ -386,16 +394,16 @@ class RuleSet:
                 atom = self._atoms[ai]
                 L = len(atom.codes)
                 best: _Occ | None = None
-                for ds in (0, -1, 1):
-                    for dl in (0, -1, 1):
-                        s = s0 + ds
-                        e = s + L + dl
-                        if s < 0 or e > n or e - s < 2:
-                            continue
-                        window = "".join(lat[s:e])
-                        score = Indel.normalized_similarity(atom.latin, window) * 100.0
-                        if best is None or score > best.score:
-                            best = _Occ(s, e, min(score, FUZZY_MAX), "fuzzy")
+                # Same syllable count; a long term may also have lost or gained one syllable.
+                for ds, dl in _SHAPES_LONG if L >= FUZZY_INDEL_CHARS else _SHAPES_SHORT:
+                    s = s0 + ds
+                    e = s + L + dl
+                    if s < 0 or e > n or e - s < 2:
+                        continue
+                    window = "".join(lat[s:e])
+                    score = Indel.normalized_similarity(atom.latin, window) * 100.0
+                    if best is None or score > best.score:
+                        best = _Occ(s, e, min(score, FUZZY_MAX), "fuzzy")
                 if best is not None and best.score >= 60.0:
                     sc.fuzzy[ai].append(best)
                     candidates |= self._rules_by_codes.get(atom.codes, set())
