@@ -442,7 +442,7 @@ def render_summary_html(*, alert: Mapping[str, Any], capture: Mapping[str, Any],
 
 
 _SUMMARY_CSS = """
-body{font-family:"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:2em;color:#111;max-width:60em}
+body{font-family:"Noto Sans CJK SC","Microsoft YaHei","PingFang SC","WenQuanYi Micro Hei",sans-serif;margin:2em;color:#111;max-width:60em}
 h1{margin-bottom:0}.sub{color:#555;margin-top:.2em}
 table{border-collapse:collapse;width:100%;margin:.5em 0 1em}
 th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top;font-size:.9em}

@@ -90,11 +90,11 @@ def _hbars(title: str, items: Sequence[dict[str, Any]], label_key: str, x0: int,
 def statistics_svg(stats: Statistics, width: int = 900) -> str:
     parts: list[str] = []
     x0 = 60
-    y = 40
+    y = 48
     parts += _daily(stats.per_day, x0, y, width - x0 - 20, 200)
-    y += 200 + 60
+    y += 200 + 72
     t = stats.totals
-    parts.append(f'<text x="{x0}" y="{y - 24}" class="t">合计 {t["alerts"]} alerts · {t["violations"]} confirmed '
+    parts.append(f'<text x="{x0}" y="{y - 20}" class="t">合计 {t["alerts"]} alerts · {t["violations"]} confirmed '
                  f'violations · {t["false_positive"]} false positives · {t["unreviewed"]} unreviewed</text>')
     for title, items, key in (("按类别 Per category (violations/alerts · precision)", stats.per_category, "category"),
                               ("按直播间 Per stream", stats.per_stream, "stream"),
@@ -103,14 +103,14 @@ def statistics_svg(stats: Statistics, width: int = 900) -> str:
         rows, used = _hbars(title, items, key, 10, y, width - 20)
         parts += rows
         y += used + 26
-    legend_y = 14
-    legend = (f'<rect x="{x0}" y="{legend_y - 9}" width="12" height="10" fill="{ALERT_COLOUR}"/>'
-              f'<text x="{x0 + 16}" y="{legend_y}" class="ax">alerts 告警</text>'
-              f'<rect x="{x0 + 110}" y="{legend_y - 9}" width="12" height="10" fill="{VIOLATION_COLOUR}"/>'
-              f'<text x="{x0 + 126}" y="{legend_y}" class="ax">confirmed violations 确认违规</text>'
-              f'<rect x="{x0 + 330}" y="{legend_y - 9}" width="12" height="10" fill="{FP_COLOUR}"/>'
-              f'<text x="{x0 + 346}" y="{legend_y}" class="ax">false positives 误报</text>')
-    style = ("<style>text{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;fill:#222}"
+    ly, lx = 14, width - 470
+    legend = (f'<rect x="{lx}" y="{ly - 9}" width="12" height="10" fill="{ALERT_COLOUR}"/>'
+              f'<text x="{lx + 16}" y="{ly}" class="ax">alerts 告警</text>'
+              f'<rect x="{lx + 110}" y="{ly - 9}" width="12" height="10" fill="{VIOLATION_COLOUR}"/>'
+              f'<text x="{lx + 126}" y="{ly}" class="ax">confirmed violations 确认违规</text>'
+              f'<rect x="{lx + 330}" y="{ly - 9}" width="12" height="10" fill="{FP_COLOUR}"/>'
+              f'<text x="{lx + 346}" y="{ly}" class="ax">false positives 误报</text>')
+    style = ("<style>text{font-family:'Noto Sans CJK SC','Microsoft YaHei','PingFang SC','WenQuanYi Micro Hei',sans-serif;fill:#222}"
              ".h{font-size:14px;font-weight:bold}.ax{font-size:11px;fill:#444}.v{font-size:10px;fill:#222}"
              ".m{font-size:12px;fill:#888}.t{font-size:13px}.g{stroke:#e3e3e3;stroke-width:1}</style>")
     height = y + 10

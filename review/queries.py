@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -213,6 +213,8 @@ def statistics(session: Session, f: AlertFilter, timezone: str) -> Statistics:
             by[dim][key][status] += 1
         totals["alerts"] += 1
         totals[status] += 1
+    for day in _days_to_show(set(by["day"]), f, tz):
+        by["day"].setdefault(day, Counter())
     per_day = sorted(_bucket_rows(by["day"], "day"), key=lambda r: r["day"])
     per_category = sorted(_bucket_rows(by["category"], "category"), key=lambda r: (-r["alerts"], r["category"]))
     for r in per_category:
@@ -222,6 +224,20 @@ def statistics(session: Session, f: AlertFilter, timezone: str) -> Statistics:
     tot = {k: int(totals[k]) for k in ("alerts", "unreviewed", "confirmed", "false_positive", "escalated")}
     tot["violations"] = tot["confirmed"] + tot["escalated"]
     return Statistics(timezone, f.since_ts, f.until_ts, tot, per_day, per_category, per_stream, per_rule)
+
+
+def _days_to_show(present: set[str], f: AlertFilter, tz: ZoneInfo, max_days: int = 400) -> list[str]:
+    """Every day of the period (or between the first and last alert), so quiet days show as zero."""
+    first = datetime.fromtimestamp(f.since_ts, tz).date() if f.since_ts is not None else None
+    last = datetime.fromtimestamp(f.until_ts - 1e-3, tz).date() if f.until_ts is not None else None
+    if present:
+        days = sorted(present)
+        first = first or date.fromisoformat(days[0])
+        last = last or max(date.fromisoformat(days[-1]), datetime.now(tz).date() if f.since_ts is not None
+                           else date.fromisoformat(days[-1]))
+    if first is None or last is None or last < first or (last - first).days > max_days:
+        return []
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -371,7 +371,11 @@ def test_statistics_chart_and_ledger_exports(client: tuple[TestClient, str], sto
     stats = c.get("/api/stats").json()
     assert stats["totals"]["alerts"] == len(store.alerts)
     days = Counter(datetime.fromtimestamp(a.start_ts, TZ).date().isoformat() for a in store.alerts)
-    assert {d["day"]: d["alerts"] for d in stats["per_day"]} == dict(days)
+    assert {d["day"]: d["alerts"] for d in stats["per_day"]} == dict(days)  # consecutive days here
+    week = c.get("/api/stats", params={"since": "2024-04-28", "until": "2024-05-04"}).json()["per_day"]
+    assert [d["day"] for d in week] == [f"2024-{m:02d}-{d:02d}" for m, d in
+                                        ((4, 28), (4, 29), (4, 30), (5, 1), (5, 2), (5, 3), (5, 4))]
+    assert {d["day"]: d["alerts"] for d in week if d["alerts"]} == dict(days)  # quiet days are zeros
     assert {d["category"]: d["alerts"] for d in stats["per_category"]} == dict(Counter(a.category for a in store.alerts))
     assert {d["stream"]: d["alerts"] for d in stats["per_stream"]} == dict(Counter(a.stream_id for a in store.alerts))
     assert {d["rule"]: d["alerts"] for d in stats["per_rule"]} == dict(Counter(a.rule_id for a in store.alerts))

@@ -120,7 +120,7 @@ function filtersFromHash() {
   const q = location.hash.split("?")[1] || "";
   const p = new URLSearchParams(q);
   const f = {};
-  for (const k of [...FACETS, "q", "since", "until"]) if (p.get(k)) f[k] = p.get(k);
+  for (const k of [...FACETS, "q", "since", "until", "rule", "broadcast"]) if (p.get(k)) f[k] = p.get(k);
   return f;
 }
 
@@ -178,6 +178,9 @@ function renderQueue() {
     h("td", { class: "text" }, highlight(a.text, a.matched)),
     h("td", {}, statusBadge(a.status))));
   $("#queue-body").replaceChildren(...rows);
+  const scope = [state.filters.rule && `rule ${state.filters.rule}`, state.filters.broadcast && `broadcast ${state.filters.broadcast}`]
+    .filter(Boolean).join(" · ");
+  $("#queue-title").textContent = scope ? `告警 Alerts · ${scope}` : "告警 Alerts";
   $("#queue-count").textContent = `${state.total} 条 alerts` + (state.items.length < state.total ? ` (showing ${state.items.length})` : "");
   $("#more").hidden = state.items.length >= state.total;
   const cur = $("#queue-body tr.sel");
@@ -185,8 +188,11 @@ function renderQueue() {
 }
 
 async function showQueue() {
-  state.filters = filtersFromHash();
+  const f = filtersFromHash();
+  const same = JSON.stringify(f) === JSON.stringify(state.filters);
+  state.filters = f;
   show("queue-view");
+  if (same && state.items.length) renderQueue();  // what we know now; the reload below brings news
   await loadQueue();
   renderQueue();
 }
@@ -388,7 +394,7 @@ async function showStats() {
   const rows = await api("/api/precision" + qs({ since: f.since, until: f.until }));
   $("#precision").replaceChildren(
     h("tr", {}, ...["规则 Rule", "alerts", "confirmed", "escalated", "false positive", "unreviewed", "precision"].map((t) => h("th", {}, t))),
-    ...rows.map((r) => h("tr", {}, h("td", {}, h("a", { href: "#/queue" + qs({ q: r.rule_id }) }, r.rule_id)), h("td", {}, r.alerts),
+    ...rows.map((r) => h("tr", {}, h("td", {}, h("a", { href: "#/queue" + qs({ rule: r.rule_id }) }, r.rule_id)), h("td", {}, r.alerts),
       h("td", {}, r.confirmed), h("td", {}, r.escalated), h("td", {}, r.false_positive), h("td", {}, r.unreviewed),
       h("td", {}, r.precision === null ? "—" : `${(r.precision * 100).toFixed(0)}% of ${r.decided}`))));
 }
