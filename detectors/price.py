@@ -557,12 +557,19 @@ def extract_claims(text: str) -> list[ClaimSpan]:
     events.sort(key=lambda x: (x.start, x.end))
     products = _products(t, [k.start for k in kinds])
 
+    # terms after a sentence end (。！？) are another statement's; prices still pair across it, since
+    # ASR puts 。 at any pause ("原价九百九十九。今天只要一百九十九" is one comparison)
+    sentence_ends = sorted(b for b in n.breaks if any(ch in "。！？!?；;" for ch in _removed_between(n, b)))
     groups: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     slot_of = {"ref": "reference_price", "cur": "current_price", "disc": "discount", "red": "reduction"}
     for ev in events:
         slot = slot_of.get(ev.family)
-        if cur is None or (slot is not None and cur.get(slot) is not None):
+        if (
+            cur is None
+            or (slot is not None and cur.get(slot) is not None)
+            or (slot is None and any(cur["end"] <= b <= ev.start for b in sentence_ends))
+        ):
             cur = {"start": ev.start, "end": ev.end, "conditions": [], "pressure": [], "slots": 0}
             groups.append(cur)
         cur["start"] = min(cur["start"], ev.start)
@@ -587,7 +594,8 @@ def extract_claims(text: str) -> list[ClaimSpan]:
     prev: dict[str, Any] | None = None
     for g in groups:
         if not g["slots"] and not g["pressure"]:
-            if prev is not None:  # trailing conditions belong to the claim before them
+            if prev is not None and not any(prev["end"] <= b <= g["start"] for b in sentence_ends):
+                # trailing conditions of the same sentence belong to the claim before them
                 prev["conditions"] += [c for c in g["conditions"] if c not in prev["conditions"]]
                 prev["basis"] = prev.get("basis") or g.get("basis")
             continue
