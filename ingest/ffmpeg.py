@@ -13,7 +13,8 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -23,10 +24,17 @@ from ingest.errors import MediaError
 from ingest.types import MediaInfo
 
 __all__ = [
+    "SEGMENT_LIST",
+    "SEGMENT_PATTERN",
     "ClipResult",
+    "HlsServeCommand",
+    "RecordCommand",
     "cut_clip",
     "ffmpeg_exe",
+    "hls_serve_args",
     "probe",
+    "record_segments_args",
+    "segment_name",
     "snapshot",
 ]
 
@@ -263,3 +271,126 @@ def snapshot(src: str | Path, at_s: float, dest: str | Path) -> str:
     if not Path(dest).exists():
         raise RuntimeError(f"ffmpeg snapshot wrote no frame at {at_s:.2f}s of {src}")
     return str(dest)
+
+
+# -- live recording ------------------------------------------------------------------------------------
+
+SEGMENT_PATTERN = "seg_%06d.ts"  # recorded files of one broadcast, numbered from 0
+SEGMENT_LIST = "segments.csv"  # ffmpeg's segment list: one "name,start,end" line per finished file
+
+
+def segment_name(seq: int) -> str:
+    return SEGMENT_PATTERN % seq
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCommand:
+    """What `record_segments_args` needs to record one live source into a folder of .ts files."""
+
+    source: str  # a URL ffmpeg reads itself, a local file, or "pipe:0" (streamlink writes to stdin)
+    out_dir: Path
+    segment_s: float
+    keep_video: bool = True
+    realtime: bool = False  # -re: read a file at its own speed, as if it were live
+    http_headers: Mapping[str, str] = field(default_factory=dict)
+    network_timeout_s: float | None = None  # fail a read that stalls this long (network sources)
+
+
+def record_segments_args(cmd: RecordCommand) -> list[str]:
+    """ffmpeg arguments: copy-codec MPEG-TS files of about `segment_s` each, plus a CSV segment list.
+
+    Timestamps are ffmpeg's normal output clock (the first packet at 0), so the segment list's start
+    and end times are seconds from the broadcast's start, and so are the packets' pts inside the files
+    (`-muxdelay 0`). The input's own start time is printed by ffmpeg ("start: N") and kept by the
+    recorder as the source clock. Each packet is flushed to disk as it is written, so a reader can
+    follow the growing file with a delay of a packet, not a segment.
+    """
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]
+    if cmd.realtime:
+        args.append("-re")
+    is_http = cmd.source.startswith(("http://", "https://"))
+    if cmd.network_timeout_s and "://" in cmd.source:
+        args += ["-rw_timeout", str(int(cmd.network_timeout_s * 1_000_000))]
+    if is_http and cmd.http_headers:
+        args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in cmd.http_headers.items())]
+    args += ["-i", cmd.source]
+    if cmd.keep_video:
+        args += ["-map", "0:v:0?"]
+    args += [
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+        "-muxdelay",
+        "0",
+        "-muxpreload",
+        "0",
+        "-f",
+        "segment",
+        "-segment_time",
+        f"{cmd.segment_s:g}",
+        "-segment_format",
+        "mpegts",
+        # flush every packet and keep audio PES packets small: a follower sees audio within ~0.1 s
+        "-segment_format_options",
+        "flush_packets=1:pes_payload_size=0",
+        "-segment_list",
+        str(cmd.out_dir / SEGMENT_LIST),
+        "-segment_list_type",
+        "csv",
+        "-reset_timestamps",
+        "0",
+        str(cmd.out_dir / SEGMENT_PATTERN),
+    ]
+    return args
+
+
+@dataclass(frozen=True, slots=True)
+class HlsServeCommand:
+    """Replay a media file as a live HLS stream into a folder (for demos, tests and benchmarks)."""
+
+    source: Path
+    out_dir: Path
+    hls_time_s: float = 2.0
+    list_size: int = 6
+    start_number: int = 0
+
+
+def hls_serve_args(cmd: HlsServeCommand) -> list[str]:
+    """ffmpeg -re → a sliding-window live playlist `index.m3u8` (old files deleted, no end tag).
+
+    `-muxdelay 0` keeps the stream's timestamps equal to the file's, so a test can map a time in the
+    live stream back to the file.
+    """
+    return [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-re",
+        "-i",
+        str(cmd.source),
+        "-map",
+        "0:v:0?",
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+        "-muxdelay",
+        "0",
+        "-muxpreload",
+        "0",
+        "-f",
+        "hls",
+        "-hls_time",
+        f"{cmd.hls_time_s:g}",
+        "-hls_list_size",
+        str(cmd.list_size),
+        "-start_number",
+        str(cmd.start_number),
+        "-hls_flags",
+        "delete_segments+omit_endlist",
+        str(cmd.out_dir / "index.m3u8"),
+    ]

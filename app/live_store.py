@@ -1,0 +1,419 @@
+"""The monitor's database side: one writer thread, and the live repository functions it runs.
+
+"The queue is the doorbell, the database is the ledger": every state change of a live broadcast is one
+transaction run by `DbWriter`, in the order it was submitted, so what the database says is always a
+consistent point to resume from (segments recorded → transcribed → analyzed, utterances analyzed
+together with the alerts they raised).
+
+Concurrency contract: `DbWriter` owns the only writing session of a running monitor. Any thread may
+`submit` (fire and forget, with an optional `then` callback run on the writer thread after the
+commit) or `call` (blocks until committed, returns the result, re-raises the error). Readers open
+their own sessions. `stop()` runs everything already queued, then ends the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from alerts.types import Alert
+from asr.types import Utterance
+from detectors.types import Detection
+from ingest import ffmpeg
+from ingest.recorder import read_segment_list
+from store import repo
+from store.db import Database
+from store.models import (
+    AlertRow,
+    Broadcast,
+    BroadcastGap,
+    DetectionRow,
+    MediaSegmentRow,
+    UtteranceRow,
+)
+
+__all__ = ["DbWriter", "LiveStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[Session], Any]
+    then: Callable[[Any], None] | None
+    future: Future[Any] | None
+
+
+_STOP = object()
+
+
+class DbWriter:
+    """Runs submitted functions one at a time, each in its own transaction. See the module docstring."""
+
+    def __init__(self, db: Database, *, max_queue: int = 10_000) -> None:
+        self.db = db
+        self._q: queue.Queue[Any] = queue.Queue(max_queue)
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Session], T], then: Callable[[T], None] | None = None) -> None:
+        self._q.put(_Job(fn, then, None))
+
+    def call(self, fn: Callable[[Session], T], timeout: float | None = 60.0) -> T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("DbWriter.call from the writer thread would wait for itself")
+        fut: Future[T] = Future()
+        self._q.put(_Job(fn, None, fut))
+        return fut.result(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self._q.put(_STOP)
+            self._thread.join(timeout)
+
+    @property
+    def backlog(self) -> int:
+        return self._q.qsize()
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is _STOP:
+                return
+            try:
+                with self.db.session() as s, s.begin():
+                    result = job.fn(s)
+            except Exception as e:
+                self.failures += 1
+                if job.future is not None:
+                    job.future.set_exception(e)
+                else:
+                    logger.exception("database write failed (%s)", getattr(job.fn, "__name__", job.fn))
+                continue
+            if job.future is not None:
+                job.future.set_result(result)
+            if job.then is not None:
+                try:
+                    job.then(result)
+                except Exception:
+                    logger.exception("callback after a database write failed")
+
+
+class LiveStore:
+    """Transaction bodies for live broadcasts: each function takes the writer's session."""
+
+    # -- broadcasts, gaps, segments -------------------------------------------------------------------
+
+    @staticmethod
+    def start_broadcast(
+        s: Session,
+        *,
+        broadcast_id: str,
+        stream_id: str,
+        url: str,
+        name: str,
+        folder: str,
+        started_ts: float,
+        source_start_s: float | None,
+        rules_version: str,
+    ) -> None:
+        repo.ensure_stream(s, stream_id, url, name)
+        s.add(
+            Broadcast(
+                id=broadcast_id,
+                stream_id=stream_id,
+                kind="live",
+                source=url,
+                started_ts=started_ts,
+                status="live",
+                rules_version=rules_version,
+                created_ts=time.time(),
+                meta={"dir": folder, "source_start_s": source_start_s, "asr_done_s": 0.0, "analyzed_s": 0.0},
+            )
+        )
+        gap = s.scalar(
+            select(BroadcastGap)
+            .where(BroadcastGap.stream_id == stream_id, BroadcastGap.end_ts.is_(None))
+            .order_by(BroadcastGap.start_ts.desc())
+        )
+        if gap is not None:
+            gap.end_ts = started_ts
+            return
+        prev = s.scalar(
+            select(Broadcast)
+            .where(Broadcast.stream_id == stream_id, Broadcast.kind == "live", Broadcast.id != broadcast_id)
+            .order_by(Broadcast.started_ts.desc())
+        )
+        if prev is not None and prev.ended_ts is not None and prev.ended_ts < started_ts:
+            s.add(
+                BroadcastGap(
+                    stream_id=stream_id, start_ts=prev.ended_ts, end_ts=started_ts, reason="not monitored"
+                )
+            )
+
+    @staticmethod
+    def end_broadcast(s: Session, broadcast_id: str, ended_ts: float, end_s: float, reason: str) -> None:
+        b = s.get(Broadcast, broadcast_id)
+        if b is None:
+            raise KeyError(broadcast_id)
+        b.ended_ts = ended_ts
+        b.duration_s = end_s
+        if b.status == "live":
+            b.status = "ended"
+        b.meta = {**(b.meta or {}), "end_reason": reason}
+        if b.stream_id:
+            s.add(BroadcastGap(stream_id=b.stream_id, start_ts=ended_ts, end_ts=None, reason=reason))
+
+    @staticmethod
+    def refine_start(s: Session, broadcast_id: str, started_ts: float) -> None:
+        b = s.get(Broadcast, broadcast_id)
+        if b is not None and (b.started_ts is None or started_ts < b.started_ts):
+            b.started_ts = started_ts
+
+    @staticmethod
+    def add_segment(
+        s: Session,
+        broadcast_id: str,
+        seq: int,
+        path: str,
+        start_s: float,
+        duration_s: float,
+        size: int,
+        created_ts: float,
+    ) -> None:
+        exists = s.scalar(
+            select(MediaSegmentRow.id).where(
+                MediaSegmentRow.broadcast_id == broadcast_id, MediaSegmentRow.seq == seq
+            )
+        )
+        if exists is None:
+            s.add(
+                MediaSegmentRow(
+                    broadcast_id=broadcast_id,
+                    seq=seq,
+                    path=path,
+                    start_s=start_s,
+                    duration_s=duration_s,
+                    status="recorded",
+                    size=size,
+                    created_ts=created_ts,
+                )
+            )
+
+    # -- transcript -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def store_transcript(
+        s: Session, broadcast_id: str, utterances: Sequence[Utterance], done_s: float, final: bool
+    ) -> None:
+        """Utterances and the ASR watermark together; files before the watermark become 'transcribed'."""
+        for u in utterances:
+            s.add(repo.utterance_to_row(broadcast_id, u))
+        b = s.get(Broadcast, broadcast_id)
+        if b is None:
+            raise KeyError(broadcast_id)
+        meta = dict(b.meta or {})
+        meta["asr_done_s"] = max(float(meta.get("asr_done_s", 0.0)), done_s)
+        if final:
+            meta["asr_complete"] = True
+        b.meta = meta
+        cond = [MediaSegmentRow.broadcast_id == broadcast_id, MediaSegmentRow.status == "recorded"]
+        if not final:
+            cond.append(MediaSegmentRow.start_s + MediaSegmentRow.duration_s <= done_s)
+        s.execute(update(MediaSegmentRow).where(*cond).values(status="transcribed"))
+
+    @staticmethod
+    def mark_analyzed(
+        s: Session, broadcast_id: str, indexes: Iterable[int], analyzed_s: float, final: bool
+    ) -> None:
+        idx = list(indexes)
+        if idx:
+            s.execute(
+                update(UtteranceRow)
+                .where(
+                    UtteranceRow.broadcast_id == broadcast_id,
+                    UtteranceRow.source == "speech",
+                    UtteranceRow.idx.in_(idx),
+                )
+                .values(analyzed=True)
+            )
+        b = s.get(Broadcast, broadcast_id)
+        if b is None:
+            raise KeyError(broadcast_id)
+        meta = dict(b.meta or {})
+        meta["analyzed_s"] = max(float(meta.get("analyzed_s", 0.0)), analyzed_s)
+        if final:
+            meta["analysis_complete"] = True
+            if b.status == "ended":
+                b.status = "done"
+        b.meta = meta
+        cond = [MediaSegmentRow.broadcast_id == broadcast_id, MediaSegmentRow.status == "transcribed"]
+        if not final:
+            cond.append(MediaSegmentRow.start_s + MediaSegmentRow.duration_s <= analyzed_s)
+        s.execute(update(MediaSegmentRow).where(*cond).values(status="analyzed"))
+
+    # -- alerts ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def upsert_alert(s: Session, alert: Alert, payload: dict[str, Any], stream_id: str) -> bool:
+        """Store a new alert, or bring a stored one up to date with its grown group. True if new."""
+        if repo.save_alert(s, alert, payload, None, stream_id):
+            return True
+        row = s.get(AlertRow, alert.alert_id)
+        assert row is not None
+        if row.evidence_status != "pending":
+            return False  # evidence is cut and hashed: the alert is closed
+        row.code, row.rule_id, row.severity, row.law = alert.code, alert.rule_id, alert.severity, alert.law
+        row.start_s, row.end_s, row.text, row.context = alert.start_s, alert.end_s, alert.text, alert.context
+        row.payload = payload
+        s.execute(delete(DetectionRow).where(DetectionRow.alert_id == alert.alert_id))
+        for d in alert.detections:
+            s.add(_detection_row(alert, d))
+        return False
+
+    @staticmethod
+    def pin_range(s: Session, broadcast_id: str, start_s: float, end_s: float) -> None:
+        s.execute(
+            update(MediaSegmentRow)
+            .where(
+                MediaSegmentRow.broadcast_id == broadcast_id,
+                MediaSegmentRow.start_s < end_s,
+                MediaSegmentRow.start_s + MediaSegmentRow.duration_s > start_s,
+            )
+            .values(pinned=True)
+        )
+
+    @staticmethod
+    def evidence_failed(s: Session, alert_id: str, error: str) -> None:
+        row = s.get(AlertRow, alert_id)
+        if row is not None:
+            row.evidence_status = "failed"
+            row.payload = {**(row.payload or {}), "evidence_error": error}
+
+
+def _detection_row(alert: Alert, d: Detection) -> DetectionRow:
+    return DetectionRow(
+        alert_id=alert.alert_id,
+        broadcast_id=alert.broadcast_id,
+        rule_id=d.rule_id,
+        category=d.category,
+        code=d.code,
+        severity=d.severity,
+        source=d.source,
+        start_s=d.start_s,
+        end_s=d.end_s,
+        matched=d.matched,
+        text=d.text,
+        score=d.score,
+        mode=d.mode,
+        details=repo._jsonable(d.details),
+    )
+
+
+def detection_from_row(r: DetectionRow, law: str) -> Detection:
+    return Detection(
+        rule_id=r.rule_id,
+        category=r.category,
+        code=r.code,
+        severity=r.severity,
+        law=law,
+        source=r.source,
+        start_s=r.start_s,
+        end_s=r.end_s,
+        matched=r.matched,
+        text=r.text,
+        score=r.score,
+        mode=r.mode,
+        details=dict(r.details or {}),
+    )
+
+
+def alert_from_row(s: Session, row: AlertRow) -> Alert:
+    dets = s.scalars(
+        select(DetectionRow).where(DetectionRow.alert_id == row.id).order_by(DetectionRow.start_s)
+    ).all()
+    return Alert(
+        alert_id=row.id,
+        broadcast_id=row.broadcast_id,
+        category=row.category,
+        code=row.code,
+        rule_id=row.rule_id,
+        severity=row.severity,
+        law=row.law,
+        source=row.source,
+        start_s=row.start_s,
+        end_s=row.end_s,
+        text=row.text,
+        context=row.context,
+        rules_version=row.rules_version,
+        detections=tuple(detection_from_row(d, row.law) for d in dets),
+        start_ts=row.start_ts,
+    )
+
+
+def next_utterance_index(s: Session, broadcast_id: str) -> int:
+    n = s.scalar(
+        select(func.max(UtteranceRow.idx)).where(
+            UtteranceRow.broadcast_id == broadcast_id, UtteranceRow.source == "speech"
+        )
+    )
+    return 0 if n is None else int(n) + 1
+
+
+def rescan_segments(s: Session, broadcast_id: str, folder: Path) -> float:
+    """After a crash: add rows for files on disk the database missed. Returns the recorded length (s)."""
+    known = {
+        seq: (st, d)
+        for seq, st, d in s.execute(
+            select(MediaSegmentRow.seq, MediaSegmentRow.start_s, MediaSegmentRow.duration_s).where(
+                MediaSegmentRow.broadcast_id == broadcast_id
+            )
+        )
+    }
+    listed = {
+        int(Path(name).stem.split("_")[-1]): (st, en)
+        for name, st, en in read_segment_list(folder / ffmpeg.SEGMENT_LIST)
+    }
+    end_s = max((st + d for st, d in known.values()), default=0.0)
+    for path in sorted(folder.glob("seg_*.ts")):
+        seq = int(path.stem.split("_")[-1])
+        if seq in known or path.stat().st_size == 0:
+            continue
+        if seq in listed:
+            start, duration = listed[seq][0], listed[seq][1] - listed[seq][0]
+        else:
+            try:
+                duration = ffmpeg.probe(path).duration_s
+            except Exception:
+                logger.warning("recorded file %s is unreadable; left out", path, exc_info=True)
+                continue
+            start = end_s
+        s.add(
+            MediaSegmentRow(
+                broadcast_id=broadcast_id,
+                seq=seq,
+                path=str(path),
+                start_s=start,
+                duration_s=duration,
+                status="recorded",
+                size=path.stat().st_size,
+                created_ts=path.stat().st_mtime,
+            )
+        )
+        end_s = max(end_s, start + duration)
+    return end_s

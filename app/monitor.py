@@ -1,0 +1,961 @@
+"""The live monitor: many rooms recorded, transcribed, analysed and alerted on, for weeks.
+
+Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database the ledger:
+
+    Recorder (thread + ffmpeg/streamlink, one per stream) ─ files ─┬─ AudioFollower (thread per broadcast)
+        │ events: broadcast started / file recorded / ended         │   16 kHz audio → LiveTranscript
+        ▼                                                           ▼
+    DbWriter (the one writer) ◀── utterances + ASR watermark ── ASR worker (one thread owns the model,
+        │ after commit                                              round-robin over broadcasts)
+        ▼
+    analysis worker: rules.detect(utterance) → LiveGrouper → alert stored at once (+ webhook outbox rows)
+        │ closed alerts
+        ▼
+    evidence worker: waits for the post-roll on disk, joins the files, writes the hashed evidence folder
+    webhook delivery: POSTs outbox rows with retries          housekeeping: status file, lag, retention
+
+Threads, not processes, for ASR and analysis: CTranslate2 releases the GIL while it decodes, so the
+one ASR thread runs the model at full speed while the others (PyAV decoding, rule matching, SQLite)
+take turns on the GIL; one process keeps one copy of the model and lets the workers share state
+without serialising audio. Recording is separate processes (ffmpeg, streamlink) anyway.
+
+Durability: every step is a transaction through `DbWriter` (file rows recorded → transcribed →
+analyzed; utterances with the ASR watermark; alerts with the utterances' `analyzed` flags and the
+webhook outbox rows). A monitor killed at any point and started again closes the interrupted broadcast
+(a gap is stored), re-registers files the database missed, re-transcribes from the watermark,
+analyses utterances not yet analysed, and cuts pending evidence; alert ids are deterministic, so
+nothing is raised twice.
+
+Shutdown (`stop()`, from any thread): recorders end their connections (ffmpeg lists its last file),
+audio followers and the workers stop after their current step, queued writes are committed. What was
+recorded but not yet transcribed is resumed at the next start.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
+from alerts.grouping import context_text, make_alert
+from alerts.live import LiveGrouper
+from alerts.types import Alert, Evidence, MediaRef
+from alerts.webhook import WebhookDelivery, enqueue
+from app import __version__
+from app.live_store import (
+    DbWriter,
+    LiveStore,
+    alert_from_row,
+    next_utterance_index,
+    rescan_segments,
+)
+from app.monitor_config import MonitorConfig, StreamEntry
+from app.retention import apply_retention
+from asr.streaming import LiveTranscript, TranscriberLike
+from asr.types import Utterance
+from detectors.types import Detection
+from ingest import ffmpeg
+from ingest.recorder import Recorder
+from ingest.tail import AudioFollower
+from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, SegmentRecorded
+from store import repo
+from store.db import Database
+from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
+
+__all__ = ["STATUS_FILE", "Monitor", "RuleHolderLike", "RulesLike"]
+
+logger = logging.getLogger(__name__)
+
+STATUS_FILE = Path("monitor") / "status.json"
+
+
+class RulesLike(Protocol):
+    version: str
+
+    def detect(self, utt: Utterance) -> list[Detection]: ...
+
+
+class RuleHolderLike(Protocol):
+    def maybe_reload(self) -> RulesLike: ...
+
+
+def _default_holder(dirs: list[Path], interval_s: float) -> RuleHolderLike:
+    from detectors.engine import RuleHolder
+
+    return RuleHolder(dirs, min_interval_s=interval_s)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptBatch:
+    """Utterances one ASR pass committed, with the watermark they complete (ASR → writer → analysis)."""
+
+    broadcast_id: str
+    stream_id: str
+    utterances: tuple[Utterance, ...]
+    done_s: float
+    final: bool
+
+
+@dataclass(slots=True)
+class _Rec:
+    """What is on disk for a broadcast: the recorded length, and whether recording is over."""
+
+    end_s: float = 0.0
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Asr:
+    """A broadcast being transcribed (live, or catching up after a restart). Guarded by Monitor._lock."""
+
+    broadcast_id: str
+    stream_id: str
+    folder: Path
+    started_ts: float
+    transcript: LiveTranscript
+    follower: AudioFollower | None = None
+    last_served: float = 0.0
+    stored_done_s: float = 0.0
+    max_lag_s: float = 0.0
+    catchup: bool = False
+
+
+@dataclass(slots=True)
+class _Stream:
+    entry: StreamEntry
+    holder: RuleHolderLike
+    pre_roll_s: float
+    post_roll_s: float
+    recorder: Recorder | None = None
+    state: IngestState | None = None
+    broadcast_id: str | None = None
+    broadcast_started_ts: float | None = None
+    alerts: int = 0
+    lagging: bool = False
+    last_lag_warn: float = 0.0
+    max_lag_s: float = 0.0
+
+
+@dataclass(slots=True)
+class MonitorStats:
+    passes: int = 0
+    asr_busy_s: float = 0.0
+    utterances: int = 0
+    alerts: int = 0
+    evidence: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Monitor:
+    """Runs every configured stream until `stop()`. See the module docstring."""
+
+    def __init__(
+        self,
+        cfg: MonitorConfig,
+        db: Database,
+        data_dir: Path,
+        *,
+        transcriber: TranscriberLike | None = None,
+        rule_holder: Callable[[list[Path]], RuleHolderLike] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.data_dir = Path(data_dir)
+        self.rec_root = self.data_dir / "recordings"
+        self.evidence_root = self.data_dir / "evidence"
+        self._transcriber = transcriber
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self.writer = DbWriter(db)
+        self.grouper = LiveGrouper(cfg.alerts.merge_gap_s)
+        self.stats = MonitorStats()
+        self._asr: dict[str, _Asr] = {}
+        self._rec: dict[str, _Rec] = {}
+        self._bell = threading.Event()
+        self._analysis_q: queue.Queue[TranscriptBatch] = queue.Queue()
+        self._evidence_q: queue.Queue[str] = queue.Queue()
+        self._recent: dict[str, collections.deque[Utterance]] = {}
+        self._threads: list[threading.Thread] = []
+        holders: dict[tuple[Path, ...], RuleHolderLike] = {}
+        make_holder = rule_holder or (lambda dirs: _default_holder(dirs, cfg.rules.reload_interval_s))
+        self._streams: dict[str, _Stream] = {}
+        for entry in cfg.streams_resolved():
+            dirs = tuple(cfg.rule_dirs() + list(entry.rule_dirs))
+            if dirs not in holders:
+                holders[dirs] = make_holder(list(dirs))
+            pre, post = cfg.pre_post_roll(entry)
+            self._streams[entry.id] = _Stream(entry, holders[dirs], pre, post)
+        base_dirs = tuple(cfg.rule_dirs())
+        self._base_holder = holders.get(base_dirs) or make_holder(list(base_dirs))
+        self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def transcriber(self) -> TranscriberLike:
+        if self._transcriber is None:
+            from asr.transcriber import WhisperTranscriber
+
+            self._transcriber = WhisperTranscriber(self.cfg.asr)
+        return self._transcriber
+
+    def start(self) -> None:
+        """Load the model, resume unfinished work from the database, then start every stream."""
+        _ = self.transcriber  # fail before recording anything if the model cannot load
+        self.writer.start()
+        self._resume()
+        for name, target in (
+            ("asr", self._asr_loop),
+            ("analysis", self._analysis_loop),
+            ("evidence", self._evidence_loop),
+            ("housekeeping", self._housekeeping_loop),
+        ):
+            t = threading.Thread(target=self._guard(target), name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.webhooks is not None:
+            self.webhooks.start()
+        keep_video = self.cfg.video.enabled
+        for st in self._streams.values():
+            st.recorder = Recorder(
+                st.entry.id,
+                st.entry.url,
+                st.entry,
+                self.rec_root,
+                self,
+                keep_video=st.entry.keeps_video(keep_video),
+                clock=self._clock,
+            )
+            st.recorder.start()
+        logger.info("monitoring %d stream(s); data in %s", len(self._streams), self.data_dir)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        logger.info("stopping: closing connections")
+        recorders = [st.recorder for st in self._streams.values() if st.recorder is not None]
+        stoppers = [threading.Thread(target=r.stop, daemon=True) for r in recorders]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(20)
+        self._stop.set()
+        self._bell.set()
+        with self._lock:
+            followers = [a.follower for a in self._asr.values() if a.follower is not None]
+        for f in followers:
+            f.stop()
+        for t in self._threads:
+            t.join(30)
+        if self.webhooks is not None:
+            self.webhooks.stop()
+        self.writer.stop()
+        self._write_status(stopped=True)
+        logger.info("stopped")
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                logger.exception("monitor thread %s died", threading.current_thread().name)
+                raise
+
+        return run
+
+    # -- recorder events (recorder threads) ----------------------------------------------------------
+
+    def broadcast_started(self, event: BroadcastStarted) -> None:
+        st = self._streams[event.stream_id]
+        rules_version = st.holder.maybe_reload().version
+        self.writer.submit(
+            partial(
+                LiveStore.start_broadcast,
+                broadcast_id=event.broadcast_id,
+                stream_id=event.stream_id,
+                url=event.source,
+                name=st.entry.name or st.entry.id,
+                folder=event.dir,
+                started_ts=event.started_ts,
+                source_start_s=event.source_start_s,
+                rules_version=rules_version,
+            )
+        )
+        with self._lock:
+            st.broadcast_id = event.broadcast_id
+            st.broadcast_started_ts = event.started_ts
+            self._rec[event.broadcast_id] = _Rec()
+            ctx = _Asr(
+                event.broadcast_id,
+                event.stream_id,
+                Path(event.dir),
+                event.started_ts,
+                LiveTranscript(event.broadcast_id, self.cfg.live_asr.options()),
+            )
+            self._asr[event.broadcast_id] = ctx
+        self._follow(ctx, first_seq=0, skip_before_s=0.0)
+        logger.info("stream %s: broadcast %s started", event.stream_id, event.broadcast_id)
+
+    def segment_recorded(self, event: SegmentRecorded) -> None:
+        seg = event.segment
+        self.writer.submit(
+            partial(
+                LiveStore.add_segment,
+                broadcast_id=seg.broadcast_id,
+                seq=seg.seq,
+                path=seg.path,
+                start_s=seg.start_s,
+                duration_s=seg.duration_s,
+                size=event.size,
+                created_ts=event.recorded_ts,
+            )
+        )
+        with self._lock:
+            rec = self._rec.setdefault(seg.broadcast_id, _Rec())
+            rec.end_s = max(rec.end_s, seg.end_s)
+            ctx = self._asr.get(seg.broadcast_id)
+            # The live clock: a file cannot arrive before it was broadcast, so the earliest
+            # (arrival - end) is the best estimate of when start_s = 0 was live.
+            refined = ctx is not None and event.recorded_ts - seg.end_s < ctx.started_ts - 0.2
+            if refined and ctx is not None:
+                ctx.started_ts = event.recorded_ts - seg.end_s
+                self._streams[ctx.stream_id].broadcast_started_ts = ctx.started_ts
+        if refined and ctx is not None:
+            self.writer.submit(
+                partial(LiveStore.refine_start, broadcast_id=seg.broadcast_id, started_ts=ctx.started_ts)
+            )
+
+    def broadcast_ended(self, event: BroadcastEnded) -> None:
+        self.writer.submit(
+            partial(
+                LiveStore.end_broadcast,
+                broadcast_id=event.broadcast_id,
+                ended_ts=event.ended_ts,
+                end_s=event.end_s,
+                reason=event.reason,
+            )
+        )
+        with self._lock:
+            rec = self._rec.setdefault(event.broadcast_id, _Rec())
+            rec.end_s = max(rec.end_s, event.end_s)
+            rec.done = True
+            st = self._streams[event.stream_id]
+            if st.broadcast_id == event.broadcast_id:
+                st.broadcast_id = None
+        logger.info(
+            "stream %s: broadcast %s ended after %.1f s (%s)",
+            event.stream_id,
+            event.broadcast_id,
+            event.end_s,
+            event.reason,
+        )
+
+    def state_changed(self, event: IngestState) -> None:
+        with self._lock:
+            self._streams[event.stream_id].state = event
+
+    # -- audio ------------------------------------------------------------------------------------------
+
+    def _follow(self, ctx: _Asr, first_seq: int, skip_before_s: float) -> None:
+        bid = ctx.broadcast_id
+
+        def recording_done() -> bool:
+            with self._lock:
+                rec = self._rec.get(bid)
+                return rec is None or rec.done
+
+        def on_audio(start_s: float, samples: Any) -> None:
+            ctx.transcript.add_audio(start_s, samples)
+            self._bell.set()
+
+        def on_end(reason: str) -> None:
+            if reason == "end of recording":
+                ctx.transcript.finish()
+                self._bell.set()
+            elif not self._stop.is_set():
+                logger.error("audio of broadcast %s ended: %s; ASR of it stops here", bid, reason)
+                ctx.transcript.finish()
+                self._bell.set()
+
+        ctx.follower = AudioFollower(
+            ctx.folder,
+            first_seq=first_seq,
+            skip_before_s=skip_before_s,
+            recording_done=recording_done,
+            on_audio=on_audio,
+            on_end=on_end,
+            name=bid,
+        )
+        ctx.follower.start()
+
+    # -- ASR worker ---------------------------------------------------------------------------------------
+
+    def _next(self) -> _Asr | None:
+        with self._lock:
+            ready = [a for a in self._asr.values() if a.transcript.wants_pass()]
+        return min(ready, key=lambda a: a.last_served) if ready else None
+
+    def lag_s(self, ctx: _Asr, now: float | None = None) -> float:
+        """How far ASR is behind the live edge (live broadcasts) or the recorded end (catch-up)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            rec = self._rec.get(ctx.broadcast_id)
+        if rec is not None and not rec.done:
+            return max(0.0, (now - ctx.started_ts) - ctx.transcript.processed_end_s)
+        end = rec.end_s if rec is not None else ctx.transcript.audio_end_s
+        return max(0.0, end - ctx.transcript.processed_end_s)
+
+    def _asr_loop(self) -> None:
+        transcriber = self.transcriber
+        while not self._stop.is_set():
+            ctx = self._next()
+            if ctx is None:
+                self._bell.wait(0.05)
+                self._bell.clear()
+                continue
+            ctx.max_lag_s = max(ctx.max_lag_s, self.lag_s(ctx))
+            ctx.last_served = time.monotonic()
+            t0 = time.perf_counter()
+            try:
+                res = ctx.transcript.step(transcriber)
+            except Exception:
+                logger.exception("ASR pass over %s failed; it is retried", ctx.broadcast_id)
+                self._stop.wait(1.0)
+                continue
+            self.stats.passes += 1
+            self.stats.asr_busy_s += time.perf_counter() - t0
+            final = ctx.transcript.exhausted
+            if res.utterances or final or res.done_s - ctx.stored_done_s >= 5.0:
+                ctx.stored_done_s = res.done_s
+                self.stats.utterances += len(res.utterances)
+                batch = TranscriptBatch(ctx.broadcast_id, ctx.stream_id, res.utterances, res.done_s, final)
+                self.writer.submit(
+                    partial(
+                        LiveStore.store_transcript,
+                        broadcast_id=ctx.broadcast_id,
+                        utterances=res.utterances,
+                        done_s=res.done_s,
+                        final=final,
+                    ),
+                    then=lambda _r, b=batch: self._analysis_q.put(b),
+                )
+            if final:
+                with self._lock:
+                    self._asr.pop(ctx.broadcast_id, None)
+                logger.info("broadcast %s fully transcribed", ctx.broadcast_id)
+
+    # -- analysis worker ----------------------------------------------------------------------------------
+
+    def _analysis_loop(self) -> None:
+        while True:
+            try:
+                batch = self._analysis_q.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            self._analyze(batch)
+
+    def _analyze(self, batch: TranscriptBatch) -> None:
+        st = self._streams.get(batch.stream_id)
+        holder = st.holder if st is not None else self._base_holder
+        pre, post = (
+            (st.pre_roll_s, st.post_roll_s)
+            if st is not None
+            else (self.cfg.alerts.pre_roll_s, self.cfg.alerts.post_roll_s)
+        )
+        rules = holder.maybe_reload()
+        recent = self._recent.setdefault(batch.broadcast_id, collections.deque(maxlen=200))
+        detections: list[Detection] = []
+        for u in batch.utterances:
+            recent.append(u)
+            detections.extend(rules.detect(u))
+        changes = self.grouper.add(batch.broadcast_id, detections)
+        started_ts = self._started_ts(batch.broadcast_id)
+        a = self.cfg.alerts
+        alerts = []
+        for ch in changes:
+            start, end = min(d.start_s for d in ch.detections), max(d.end_s for d in ch.detections)
+            same = [u for u in recent if u.source == ch.detections[0].source] or list(recent)
+            alert = make_alert(
+                ch.detections,
+                broadcast_id=batch.broadcast_id,
+                rules_version=rules.version,
+                context=context_text(same, start, end, a.context_before_s, a.context_after_s),
+                started_ts=started_ts,
+            )
+            alerts.append(replace(alert, alert_id=ch.alert_id))
+        closed = (
+            self.grouper.close_broadcast(batch.broadcast_id)
+            if batch.final
+            else self.grouper.close_before(batch.broadcast_id, batch.done_s)
+        )
+        hooks = self.cfg.webhooks
+        folder = self._folder(batch.broadcast_id)
+
+        def tx(s: Session) -> list[str]:
+            new: list[str] = []
+            now = self._clock()
+            for alert in alerts:
+                payload = _live_payload(alert, batch.stream_id, folder)
+                if LiveStore.upsert_alert(s, alert, payload, batch.stream_id):
+                    new.append(alert.alert_id)
+                    enqueue(s, alert.alert_id, alert.category, alert.severity, hooks, now)
+                LiveStore.pin_range(s, batch.broadcast_id, alert.start_s - pre, alert.end_s + post)
+            LiveStore.mark_analyzed(
+                s, batch.broadcast_id, [u.index for u in batch.utterances], batch.done_s, batch.final
+            )
+            return new
+
+        def after(new: list[str]) -> None:
+            for alert in alerts:
+                if alert.alert_id in new:
+                    self.stats.alerts += 1
+                    if st is not None:
+                        st.alerts += 1
+                    logger.warning(
+                        "ALERT %s %s %s [%.1f-%.1f s] %s",
+                        batch.stream_id,
+                        alert.category,
+                        alert.rule_id,
+                        alert.start_s,
+                        alert.end_s,
+                        alert.text[:80],
+                    )
+            for alert_id in closed:
+                self._evidence_q.put(alert_id)
+            if new and self.webhooks is not None:
+                self.webhooks.wake()
+
+        self.writer.submit(tx, then=after)
+
+    def _started_ts(self, broadcast_id: str) -> float | None:
+        with self._lock:
+            ctx = self._asr.get(broadcast_id)
+            if ctx is not None:
+                return ctx.started_ts
+        with self.db.session() as s:
+            b = s.get(Broadcast, broadcast_id)
+            return b.started_ts if b is not None else None
+
+    def _folder(self, broadcast_id: str) -> str:
+        with self._lock:
+            ctx = self._asr.get(broadcast_id)
+            if ctx is not None:
+                return str(ctx.folder)
+        with self.db.session() as s:
+            b = s.get(Broadcast, broadcast_id)
+            return str((b.meta or {}).get("dir", "")) if b is not None else ""
+
+    # -- evidence worker ------------------------------------------------------------------------------------
+
+    def _evidence_loop(self) -> None:
+        pending: dict[str, float] = {}
+        while not self._stop.is_set():
+            try:
+                while True:
+                    pending.setdefault(self._evidence_q.get_nowait(), time.monotonic())
+            except queue.Empty:
+                pass
+            for alert_id in list(pending):
+                if self._stop.is_set():
+                    return
+                if self._try_evidence(alert_id):
+                    del pending[alert_id]
+            self._stop.wait(0.2)
+
+    def _try_evidence(self, alert_id: str) -> bool:
+        """Cut the evidence if the post-roll is on disk. True when done with this alert (cut or failed)."""
+        with self.db.session() as s:
+            row = s.get(AlertRow, alert_id)
+            if row is None or row.evidence_status != "pending":
+                return True
+            b = s.get(Broadcast, row.broadcast_id)
+            st = self._streams.get(row.stream_id or "")
+            pre, post = (
+                (st.pre_roll_s, st.post_roll_s)
+                if st is not None
+                else (self.cfg.alerts.pre_roll_s, self.cfg.alerts.post_roll_s)
+            )
+            with self._lock:
+                rec = self._rec.get(row.broadcast_id)
+                recorded_end, done = (
+                    (rec.end_s, rec.done) if rec is not None else ((b.duration_s or 0.0) if b else 0.0, True)
+                )
+            if not done and recorded_end < row.end_s + post:
+                return False
+            alert = alert_from_row(s, row)
+            lo, hi = alert.start_s - pre, alert.end_s + post
+            segs = s.scalars(
+                select(MediaSegmentRow)
+                .where(
+                    MediaSegmentRow.broadcast_id == alert.broadcast_id,
+                    MediaSegmentRow.deleted.is_(False),
+                    MediaSegmentRow.start_s < hi,
+                    MediaSegmentRow.start_s + MediaSegmentRow.duration_s > lo,
+                )
+                .order_by(MediaSegmentRow.seq)
+            ).all()
+            utts = repo.load_utterances(s, alert.broadcast_id)
+            stream_info = {
+                "stream_id": row.stream_id,
+                "url": b.source if b else None,
+                "name": st.entry.name if st else None,
+                "broadcast_id": alert.broadcast_id,
+                "started_ts": b.started_ts if b else None,
+                "source_start_s": (b.meta or {}).get("source_start_s") if b else None,
+            }
+        if not segs:
+            logger.error("alert %s: no recording covers %.1f-%.1f s; evidence failed", alert_id, lo, hi)
+            self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error="no recording"))
+            return True
+        try:
+            ev, payload = self._cut(alert, segs, utts, pre, post, stream_info, row.stream_id)
+        except Exception as e:
+            logger.exception("alert %s: evidence failed", alert_id)
+            self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error=str(e)[:500]))
+            return True
+
+        def tx(s: Session) -> None:
+            r = s.get(AlertRow, alert_id)
+            if r is not None:
+                r.context = payload["context"]
+            repo.set_evidence(s, alert_id, ev, payload)
+            LiveStore.pin_range(
+                s, alert.broadcast_id, segs[0].start_s, segs[-1].start_s + segs[-1].duration_s
+            )
+
+        self.writer.call(tx)
+        self.stats.evidence += 1
+        return True
+
+    def _cut(
+        self,
+        alert: Alert,
+        segs: Sequence[MediaSegmentRow],
+        utts: list[Utterance],
+        pre: float,
+        post: float,
+        stream_info: dict[str, Any],
+        stream_id: str | None,
+    ) -> tuple[Evidence, dict[str, Any]]:
+        a = self.cfg.alerts
+        same = [u for u in utts if u.source == alert.source] or utts
+        alert = replace(
+            alert,
+            context=context_text(same, alert.start_s, alert.end_s, a.context_before_s, a.context_after_s),
+        )
+        tmp_dir = self.data_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        joined = tmp_dir / f"{alert.alert_id}.ts"
+        try:
+            ffmpeg.concat_segments([sg.path for sg in segs], joined)
+            info = ffmpeg.probe(joined)
+            media = MediaRef(
+                str(joined),
+                sha256_file(joined),
+                joined.stat().st_size,
+                segs[0].start_s,
+                info.duration_s,
+                info.has_video,
+            )
+            originals = tuple(
+                MediaRef(
+                    sg.path,
+                    sha256_file(sg.path),
+                    Path(sg.path).stat().st_size,
+                    sg.start_s,
+                    sg.duration_s,
+                    info.has_video,
+                )
+                for sg in segs
+            )
+            payload = alert_payload(alert, stream_id=stream_id, media_path=str(Path(segs[0].path).parent))
+            payload["live"] = True
+            ev = write_evidence(
+                EvidenceRequest(
+                    alert=alert,
+                    media=media,
+                    originals=originals,
+                    utterances=tuple(utts),
+                    out_root=self.evidence_root,
+                    pre_roll_s=pre,
+                    post_roll_s=post,
+                    snapshot=a.snapshot,
+                    tool_version=__version__,
+                    stream=stream_info,
+                    payload=payload,
+                )
+            )
+        finally:
+            joined.unlink(missing_ok=True)
+        payload = {
+            **payload,
+            "evidence_status": "done",
+            "evidence": {
+                "dir": ev.dir,
+                "manifest": str(Path(ev.dir) / "manifest.json"),
+                "manifest_sha256": ev.manifest_sha256,
+                "files": {f.name: {"kind": f.kind, "sha256": f.sha256, "size": f.size} for f in ev.files},
+            },
+        }
+        return ev, payload
+
+    # -- restart --------------------------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        """Pick up what a previous run left: interrupted broadcasts, transcripts, analysis, evidence."""
+        with self.db.session() as s:
+            todo = s.scalars(
+                select(Broadcast)
+                .where(Broadcast.kind == "live", Broadcast.status.in_(["live", "ended"]))
+                .order_by(Broadcast.started_ts)
+            ).all()
+        now = self._clock()
+        for b in todo:
+            folder = Path((b.meta or {}).get("dir", ""))
+            if b.status == "live":
+
+                def close(s: Session, bid: str = b.id, f: Path = folder) -> float:
+                    end_s = rescan_segments(s, bid, f)
+                    s.flush()
+                    last = s.scalar(
+                        select(MediaSegmentRow.created_ts)
+                        .where(MediaSegmentRow.broadcast_id == bid)
+                        .order_by(MediaSegmentRow.created_ts.desc())
+                        .limit(1)
+                    )
+                    LiveStore.end_broadcast(s, bid, last or now, end_s, "monitor stopped unexpectedly")
+                    return end_s
+
+                end_s = self.writer.call(close)
+                logger.warning(
+                    "broadcast %s was interrupted (monitor not stopped cleanly); resuming it", b.id
+                )
+            else:
+                end_s = b.duration_s or 0.0
+            self._rec[b.id] = _Rec(end_s, True)
+            meta = dict(b.meta or {})
+            if not meta.get("asr_complete"):
+                self._resume_asr(b, folder, float(meta.get("asr_done_s", 0.0)))
+        self._resume_analysis(todo)
+        with self.db.session() as s:
+            pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending")).all()
+            analyzed = {
+                b.id: float((b.meta or {}).get("analyzed_s", 0.0))
+                for b in s.scalars(
+                    select(Broadcast).where(Broadcast.id.in_({r.broadcast_id for r in pending}))
+                )
+            }
+            complete = {
+                b.id
+                for b in s.scalars(
+                    select(Broadcast).where(Broadcast.id.in_({r.broadcast_id for r in pending}))
+                )
+                if (b.meta or {}).get("analysis_complete")
+            }
+            for row in pending:
+                if (
+                    row.broadcast_id not in complete
+                    and row.end_s + self.cfg.alerts.merge_gap_s >= analyzed.get(row.broadcast_id, 0.0)
+                ):
+                    alert = alert_from_row(s, row)
+                    self.grouper.restore(alert.alert_id, alert.broadcast_id, alert.detections)
+                else:
+                    self._evidence_q.put(row.id)
+
+    def _resume_asr(self, b: Broadcast, folder: Path, done_s: float) -> None:
+        with self.db.session() as s:
+            first = s.scalar(
+                select(MediaSegmentRow.seq)
+                .where(
+                    MediaSegmentRow.broadcast_id == b.id,
+                    MediaSegmentRow.start_s + MediaSegmentRow.duration_s > done_s,
+                )
+                .order_by(MediaSegmentRow.seq)
+                .limit(1)
+            )
+            index = next_utterance_index(s, b.id)
+            last = s.scalar(
+                select(UtteranceRow.text)
+                .where(UtteranceRow.broadcast_id == b.id)
+                .order_by(UtteranceRow.idx.desc())
+                .limit(1)
+            )
+        ctx = _Asr(
+            b.id,
+            b.stream_id or "",
+            folder,
+            b.started_ts or 0.0,
+            LiveTranscript(
+                b.id, self.cfg.live_asr.options(), start_s=done_s, first_index=index, prompt=last or ""
+            ),
+            catchup=True,
+            stored_done_s=done_s,
+        )
+        with self._lock:
+            self._asr[b.id] = ctx
+        if first is None:
+            ctx.transcript.finish()
+        else:
+            self._follow(ctx, first_seq=first, skip_before_s=done_s)
+        logger.info("broadcast %s: transcribing the rest from %.1f s", b.id, done_s)
+
+    def _resume_analysis(self, broadcasts: Sequence[Broadcast]) -> None:
+        with self.db.session() as s:
+            for b in broadcasts:
+                meta = b.meta or {}
+                rows = s.scalars(
+                    select(UtteranceRow)
+                    .where(
+                        UtteranceRow.broadcast_id == b.id,
+                        UtteranceRow.source == "speech",
+                        UtteranceRow.analyzed.is_(False),
+                    )
+                    .order_by(UtteranceRow.idx)
+                ).all()
+                if not rows and not (meta.get("asr_complete") and not meta.get("analysis_complete")):
+                    continue
+                utts = tuple(repo.utterance_from_row(r) for r in rows)
+                self._analysis_q.put(
+                    TranscriptBatch(
+                        b.id,
+                        b.stream_id or "",
+                        utts,
+                        float(meta.get("asr_done_s", 0.0)),
+                        bool(meta.get("asr_complete")),
+                    )
+                )
+
+    # -- housekeeping ---------------------------------------------------------------------------------------
+
+    def _housekeeping_loop(self) -> None:
+        next_retention = time.monotonic() + 5.0
+        while not self._stop.wait(1.0):
+            self._check_lag()
+            self._write_status()
+            if time.monotonic() >= next_retention:
+                next_retention = time.monotonic() + self.cfg.retention_interval_s
+                try:
+                    self.retention()
+                except Exception:
+                    logger.exception("retention failed")
+
+    def retention(self) -> int:
+        policies = {sid: st.entry.retention.policy() for sid, st in self._streams.items()}
+        quota = None if self.cfg.disk_quota_gb is None else int(self.cfg.disk_quota_gb * 1024**3)
+        done = apply_retention(
+            self.db,
+            policies,
+            self._clock(),
+            pre_roll_s=self.cfg.alerts.pre_roll_s,
+            post_roll_s=self.cfg.alerts.post_roll_s,
+            total_max_bytes=quota,
+            write=self.writer.call,
+        )
+        return len(done)
+
+    def _check_lag(self) -> None:
+        now = self._clock()
+        warn = self.cfg.live_asr.lag_warn_s
+        with self._lock:
+            ctxs = list(self._asr.values())
+        for ctx in ctxs:
+            lag = self.lag_s(ctx, now)
+            ctx.max_lag_s = max(ctx.max_lag_s, lag)
+            st = self._streams.get(ctx.stream_id)
+            if st is None or ctx.catchup:
+                continue
+            st.max_lag_s = max(st.max_lag_s, lag)
+            if lag > warn and (not st.lagging or time.monotonic() - st.last_lag_warn > 30):
+                st.lagging, st.last_lag_warn = True, time.monotonic()
+                logger.error(
+                    "ASR LAG: stream %s is %.1f s behind the live edge (warn at %.0f s): the machine "
+                    "cannot keep up with %d stream(s); alerts are late",
+                    ctx.stream_id,
+                    lag,
+                    warn,
+                    len(self._streams),
+                )
+            elif st.lagging and lag < warn / 2:
+                st.lagging = False
+                logger.warning("ASR lag of stream %s recovered (%.1f s)", ctx.stream_id, lag)
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for `livewatch status` and /metrics (see app/monitor_status.py)."""
+        now = self._clock()
+        with self._lock:
+            ctxs = {a.broadcast_id: a for a in self._asr.values()}
+            streams: dict[str, Any] = {}
+            for sid, st in self._streams.items():
+                ctx = ctxs.get(st.broadcast_id or "")
+                lag = self.lag_s(ctx, now) if ctx is not None else None
+                streams[sid] = {
+                    "name": st.entry.name or sid,
+                    "url": st.entry.url,
+                    "state": st.state.state if st.state else "starting",
+                    "detail": st.state.detail if st.state else "",
+                    "state_since_ts": st.state.since_ts if st.state else None,
+                    "next_try_ts": st.state.next_try_ts if st.state else None,
+                    "broadcast_id": st.broadcast_id,
+                    "broadcast_started_ts": st.broadcast_started_ts if st.broadcast_id else None,
+                    "reconnects": st.recorder.reconnects if st.recorder else 0,
+                    "asr_lag_s": None if lag is None else round(lag, 2),
+                    "max_asr_lag_s": round(st.max_lag_s, 2),
+                    "lagging": st.lagging,
+                    "alerts": st.alerts,
+                }
+            catchup = {
+                bid: {"stream_id": a.stream_id, "backlog_s": round(self.lag_s(a, now), 1)}
+                for bid, a in ctxs.items()
+                if a.catchup
+            }
+        up = time.monotonic() - self.stats.started
+        return {
+            "pid": os.getpid(),
+            "updated_ts": now,
+            "version": __version__,
+            "asr": {
+                "passes": self.stats.passes,
+                "busy_fraction": round(self.stats.asr_busy_s / max(up, 1e-9), 3),
+                "utterances": self.stats.utterances,
+            },
+            "alerts": self.stats.alerts,
+            "evidence": self.stats.evidence,
+            "writer_backlog": self.writer.backlog,
+            "streams": streams,
+            "catchup": catchup,
+        }
+
+    def _write_status(self, stopped: bool = False) -> None:
+        data = self.status()
+        data["running"] = not stopped
+        path = self.data_dir / STATUS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _live_payload(alert: Alert, stream_id: str | None, folder: str) -> dict[str, Any]:
+    payload = alert_payload(alert, stream_id=stream_id, media_path=folder)
+    payload.update({"live": True, "evidence_status": "pending", "evidence": None})
+    return payload

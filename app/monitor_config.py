@@ -1,0 +1,147 @@
+"""The monitor config: the root config plus live streams, live ASR, webhooks and retention.
+
+A monitor file is a root config (`asr`, `rules`, `alerts`, `video`, `data_dir`, ...) with more
+sections. `defaults:` holds per-stream settings that every entry of `streams:` inherits; an entry
+overrides any of them (nested sections such as `reconnect` and `retention` merge key by key). Both
+are validated as they are written, so an error names the file, line and field a user must edit;
+`MonitorConfig.streams_resolved()` gives the merged settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from alerts.webhook import WebhookConfig
+from app.config import ConfigError, RootConfig
+from app.retention import RetentionConfig
+from asr.streaming import StreamingOptions
+from ingest.config import IngestConfig
+
+__all__ = ["LiveAsrSection", "MonitorConfig", "StreamEntry", "StreamSettings", "load_monitor_config"]
+
+
+class StreamSettings(IngestConfig):
+    """Per-stream settings: ingest, evidence rolls, rule packs, retention."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Monitor this stream (false keeps it in the file but idle).")
+    pre_roll_s: float | None = Field(
+        None, ge=0, description="Evidence seconds before an alert's moment (null = alerts.pre_roll_s)."
+    )
+    post_roll_s: float | None = Field(
+        None, ge=0, description="Evidence seconds after an alert's moment (null = alerts.post_roll_s)."
+    )
+    rule_dirs: list[Path] = Field(
+        default_factory=list, description="Rule packs for this stream, layered over the global rules (by id)."
+    )
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Recording retention.")
+
+
+class StreamEntry(StreamSettings):
+    """One live room."""
+
+    id: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Stable id (folder name, alerts)."
+    )
+    url: str = Field(
+        ..., min_length=1, description="Room URL, hls://..., rtmp://..., http(s) FLV/TS, or a file."
+    )
+    name: str = Field("", description="Display name (default: the id).")
+
+
+class LiveAsrSection(BaseModel):
+    """Sliding-window live ASR (see asr/streaming.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_window_s: float = Field(15.0, ge=4, le=30, description="Longest audio decoded in one pass.")
+    min_step_s: float = Field(
+        1.0,
+        gt=0,
+        description="New audio a stream needs before its next pass (smaller: lower latency, more CPU).",
+    )
+    pause_s: float = Field(0.8, gt=0, description="Silence after a word that ends an utterance.")
+    max_utterance_s: float = Field(
+        12.0, gt=0, description="Cut an utterance after this long even without a pause."
+    )
+    prompt_chars: int = Field(100, ge=0, description="Committed text before the window passed as the prompt.")
+    lag_warn_s: float = Field(
+        10.0, gt=0, description="Warn loudly when a stream's ASR falls this far behind the live edge."
+    )
+
+    def options(self) -> StreamingOptions:
+        return StreamingOptions(
+            max_window_s=self.max_window_s,
+            min_step_s=self.min_step_s,
+            pause_s=self.pause_s,
+            max_utterance_s=min(self.max_utterance_s, self.max_window_s - 1.0),
+            prompt_chars=self.prompt_chars,
+        )
+
+
+class MonitorConfig(RootConfig):
+    """`livewatch monitor --config FILE`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    live_asr: LiveAsrSection = Field(default_factory=LiveAsrSection, description="Live speech recognition.")
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list, description="Receivers of alert notifications."
+    )
+    disk_quota_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Keep all streams' unpinned recordings under this many GiB (oldest deleted first).",
+    )
+    retention_interval_s: float = Field(60.0, gt=0, description="How often retention runs.")
+    defaults: StreamSettings = Field(
+        default_factory=StreamSettings, description="Settings every stream inherits."
+    )
+    streams: list[StreamEntry] = Field(..., min_length=1, description="The live rooms to monitor.")
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_ids(cls, value: list[StreamEntry]) -> list[StreamEntry]:
+        seen: set[str] = set()
+        for s in value:
+            if s.id in seen:
+                raise ValueError(f"stream id '{s.id}' is used twice")
+            seen.add(s.id)
+        return value
+
+    def streams_resolved(self) -> list[StreamEntry]:
+        """Each enabled stream with the defaults merged under its own settings."""
+        base = self.defaults.model_dump(exclude_unset=True)
+        out = []
+        for entry in self.streams:
+            merged = _deep_merge(base, entry.model_dump(exclude_unset=True))
+            resolved = StreamEntry.model_validate(merged)
+            if resolved.enabled:
+                out.append(resolved)
+        return out
+
+    def pre_post_roll(self, stream: StreamSettings) -> tuple[float, float]:
+        return (
+            self.alerts.pre_roll_s if stream.pre_roll_s is None else stream.pre_roll_s,
+            self.alerts.post_roll_s if stream.post_roll_s is None else stream.post_roll_s,
+        )
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_monitor_config(path: Path) -> MonitorConfig:
+    from app.yamlconf import load_yaml_model
+
+    return load_yaml_model(path, MonitorConfig, ConfigError)

@@ -1,0 +1,535 @@
+"""Continuous recording of one live stream into copy-codec MPEG-TS files, with reconnects.
+
+One `Recorder` per stream. It runs one thread that owns the stream's subprocesses: either
+`streamlink --stdout URL QUALITY | ffmpeg -i pipe:0 ...` (platform room URLs, `hls://...`) or ffmpeg
+alone (rtmp://, http(s) FLV/TS, a local file replayed as if live with `-re`). ffmpeg's segment muxer
+writes `seg_000000.ts, seg_000001.ts, ...` and appends a line to `segments.csv` as each file completes.
+
+The thread polls that folder: it announces a broadcast when the first bytes land, each finished file
+as a `SegmentRecorded`, and the end of the connection as a `BroadcastEnded`. A drop, a stall (no new
+bytes for `stall_timeout_s`) or an offline room ends the broadcast; the recorder then retries with
+exponential backoff, and every connection that delivers data is a new broadcast in its own folder, so
+a gap between two broadcasts is always visible. The reconnect policy is ours: streamlink's own retry
+options are not used.
+
+Concurrency contract: the sink's methods are called from the recorder's thread, in order, one at a
+time (started → segments → ended, then the next broadcast). `stop()` may be called from any thread;
+it ends the connection gracefully (ffmpeg finishes and lists its last file) and joins the thread.
+Subprocesses get SIGTERM when the recorder thread's process dies (Linux PR_SET_PDEATHSIG), so a
+monitor killed with SIGKILL leaves no recorder writing on; they also run in their own session, so a
+Ctrl-C in the terminal reaches the monitor, which stops them in order.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Protocol
+from urllib.parse import urlsplit
+
+from ingest import ffmpeg
+from ingest.config import BackoffConfig, IngestConfig
+from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, MediaSegment, SegmentRecorded
+
+__all__ = [
+    "Recorder",
+    "RecorderSink",
+    "backoff_delay",
+    "choose_via",
+    "new_broadcast_id",
+    "read_segment_list",
+    "streamlink_args",
+]
+
+logger = logging.getLogger(__name__)
+
+_DIRECT_SCHEMES = ("rtmp", "rtmps", "rtmpt", "rtsp", "rtsps", "srt", "udp", "tcp", "file")
+_DIRECT_SUFFIXES = (".flv", ".ts", ".mp4", ".mkv", ".m2ts")
+_START_RE = re.compile(r"Duration: .*?, start: (-?\d+(?:\.\d+)?)")
+_POLL_S = 0.1
+
+
+class RecorderSink(Protocol):
+    """Receives a recorder's events, on the recorder's thread, in order."""
+
+    def broadcast_started(self, event: BroadcastStarted) -> None: ...
+    def segment_recorded(self, event: SegmentRecorded) -> None: ...
+    def broadcast_ended(self, event: BroadcastEnded) -> None: ...
+    def state_changed(self, event: IngestState) -> None: ...
+
+
+def backoff_delay(attempt: int, cfg: BackoffConfig) -> float:
+    """Seconds to wait before reconnect attempt `attempt` (0 = first retry). Pure."""
+    return float(min(cfg.max_s, cfg.initial_s * cfg.factor ** max(0, attempt)))
+
+
+def choose_via(url: str, via: str = "auto") -> str:
+    """'ffmpeg' or 'streamlink' for a source URL (see `IngestConfig.via`). Pure."""
+    if via != "auto":
+        return via
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme or len(scheme) == 1:  # a path (or a Windows drive letter)
+        return "ffmpeg"
+    if scheme in _DIRECT_SCHEMES:
+        return "ffmpeg"
+    if scheme in ("http", "https") and parts.path.lower().endswith(_DIRECT_SUFFIXES):
+        return "ffmpeg"
+    return "streamlink"
+
+
+def is_local_file(url: str) -> bool:
+    scheme = urlsplit(url).scheme.lower()
+    return not scheme or len(scheme) == 1 or scheme == "file"
+
+
+def streamlink_args(url: str, cfg: IngestConfig) -> list[str]:
+    """streamlink writing the stream to stdout (run with this interpreter, so the venv's copy is used)."""
+    args = [
+        sys.executable,
+        "-m",
+        "streamlink",
+        "--stdout",
+        "--loglevel",
+        "info",
+        "--stream-timeout",
+        f"{cfg.stall_timeout_s:g}",
+        "--hls-live-edge",
+        str(cfg.hls_live_edge),
+    ]
+    for k, v in cfg.http_headers.items():
+        args += ["--http-header", f"{k}={v}"]
+    for k, v in cfg.http_cookies.items():
+        args += ["--http-cookie", f"{k}={v}"]
+    if cfg.cookies_file is not None:
+        args += ["--http-cookies-file", str(cfg.cookies_file)]
+    args += [*cfg.streamlink_args, url, cfg.quality]
+    return args
+
+
+def new_broadcast_id(stream_id: str, now_ts: float) -> str:
+    """Readable and unique: '<stream>-20260101T120000Z-<4 hex>'."""
+    stamp = datetime.fromtimestamp(now_ts, UTC).strftime("%Y%m%dT%H%M%SZ")
+    salt = hashlib.sha256(f"{stream_id}|{now_ts!r}|{time.perf_counter_ns()}".encode()).hexdigest()[:4]
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream_id)[:60]
+    return f"{safe}-{stamp}-{salt}"
+
+
+def read_segment_list(path: Path) -> list[tuple[str, float, float]]:
+    """(file name, start_s, end_s) for each complete line of ffmpeg's CSV segment list."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a line still being written
+    out = []
+    for row in csv.reader(text.splitlines()):
+        if len(row) >= 3:
+            try:
+                out.append((row[0], float(row[1]), float(row[2])))
+            except ValueError:
+                logger.warning("%s: unreadable segment list line %r", path, row)
+    return out
+
+
+# -- subprocesses ----------------------------------------------------------------------------------------
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_LIBC = None
+if sys.platform.startswith("linux"):
+    try:
+        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        _LIBC = None
+
+
+class _Proc:
+    """A subprocess whose stderr is read by a thread into a short tail (and logged at debug)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        stdin: IO[bytes] | int | None = None,
+        stdout: int | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        logger.debug("starting %s: %s", name, " ".join(args))
+        self.popen = subprocess.Popen(
+            args,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_pdeathsig if _LIBC is not None else None,  # the child only calls prctl
+        )
+        self._on_line = on_line
+        self._reader = threading.Thread(target=self._read, name=f"{name}-stderr", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stderr is not None
+        for raw in self.popen.stderr:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if not line:
+                continue
+            self.tail.append(line)
+            logger.debug("%s[%s]: %s", self.name, self.popen.pid, line)
+            if self._on_line is not None:
+                self._on_line(line)
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM, wait up to `grace_s`, then SIGKILL. Idempotent."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                logger.warning(
+                    "%s[%s] did not stop in %.0f s; killing it", self.name, self.popen.pid, grace_s
+                )
+                self.popen.kill()
+                self.popen.wait()
+        self._reader.join(timeout=2.0)
+
+    def error_summary(self) -> str:
+        interesting = [ln for ln in self.tail if not ln.startswith(("  ", "Stream #", "Input #", "Output #"))]
+        return " | ".join(interesting[-3:])
+
+
+@dataclass(slots=True)
+class _Attempt:
+    broadcast_id: str | None = None  # set once data flowed
+    end_s: float = 0.0
+    reason: str = ""
+    finished: bool = False  # the source ended by itself (a replayed file)
+    recorded_s: float = 0.0
+
+
+class Recorder:
+    """Records one stream until stopped; see the module docstring for the threading contract."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        url: str,
+        cfg: IngestConfig,
+        root: Path,
+        sink: RecorderSink,
+        *,
+        keep_video: bool,
+        loop_files: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stream_id = stream_id
+        self.url = url
+        self.cfg = cfg
+        self.root = Path(root)
+        self.sink = sink
+        self.keep_video = keep_video
+        self.loop_files = loop_files
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.via = choose_via(url, cfg.via)
+        self.reconnects = 0  # connections after the first one that delivered data
+
+    # -- public --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("recorder already started")
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{self.stream_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("recorder %s did not stop within %.0f s", self.stream_id, timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- loop ----------------------------------------------------------------------------------------
+
+    def _state(
+        self, state: str, detail: str = "", attempt: int = 0, next_try_ts: float | None = None
+    ) -> None:
+        self.sink.state_changed(
+            IngestState(self.stream_id, state, detail, self._clock(), attempt, next_try_ts)
+        )
+
+    def _run(self) -> None:
+        attempt = 0
+        had_data = False
+        try:
+            while not self._stop.is_set():
+                self._state("connecting", self.url, attempt)
+                result = self._record_once()
+                if result.broadcast_id is not None:
+                    if had_data:
+                        self.reconnects += 1
+                    had_data = True
+                if self._stop.is_set():
+                    break
+                if result.finished and not self.loop_files:
+                    self._state("finished", result.reason)
+                    return
+                if result.recorded_s >= self.cfg.reconnect.reset_after_s:
+                    attempt = 0
+                delay = 0.0 if result.finished else backoff_delay(attempt, self.cfg.reconnect)
+                attempt += 1
+                state = "reconnecting" if result.broadcast_id is not None else "offline"
+                logger.warning(
+                    "stream %s %s (%s); retrying in %.1f s",
+                    self.stream_id,
+                    "dropped" if state == "reconnecting" else "offline",
+                    result.reason,
+                    delay,
+                )
+                self._state(state, result.reason, attempt, self._clock() + delay)
+                self._stop.wait(delay)
+        except Exception:
+            logger.exception("recorder %s failed", self.stream_id)
+            self._state("failed", "internal error; see log")
+            raise
+        self._state("stopped")
+
+    def _record_once(self) -> _Attempt:
+        now = self._clock()
+        broadcast_id = new_broadcast_id(self.stream_id, now)
+        folder = self.root / self.stream_id / broadcast_id
+        folder.mkdir(parents=True, exist_ok=True)
+        source_start: list[float] = []
+
+        def on_ffmpeg_line(line: str) -> None:
+            m = _START_RE.search(line)
+            if m and not source_start:
+                source_start.append(float(m.group(1)))
+
+        local = is_local_file(self.url)
+        procs: list[_Proc] = []
+        try:
+            if self.via == "streamlink":
+                sl = _Proc(
+                    f"streamlink-{self.stream_id}",
+                    streamlink_args(self.url, self.cfg),
+                    stdout=subprocess.PIPE,
+                )
+                procs.append(sl)
+                assert sl.popen.stdout is not None
+                cmd = ffmpeg.RecordCommand("pipe:0", folder, self.cfg.segment_s, self.keep_video)
+                procs.append(
+                    _Proc(
+                        f"ffmpeg-{self.stream_id}",
+                        ffmpeg.record_segments_args(cmd),
+                        stdin=sl.popen.stdout,
+                        on_line=on_ffmpeg_line,
+                    )
+                )
+                sl.popen.stdout.close()  # ffmpeg holds the read end now
+            else:
+                src = self.url[len("file://") :] if self.url.startswith("file://") else self.url
+                cmd = ffmpeg.RecordCommand(
+                    src,
+                    folder,
+                    self.cfg.segment_s,
+                    self.keep_video,
+                    realtime=local and self.cfg.realtime,
+                    http_headers=self.cfg.http_headers,
+                    network_timeout_s=None if local else self.cfg.stall_timeout_s,
+                )
+                procs.append(
+                    _Proc(
+                        f"ffmpeg-{self.stream_id}", ffmpeg.record_segments_args(cmd), on_line=on_ffmpeg_line
+                    )
+                )
+        except OSError as e:
+            for p in procs:
+                p.stop(2.0)
+            _remove_empty_attempt(folder)
+            return _Attempt(reason=f"cannot start {self.via}: {e}")
+        return self._watch(broadcast_id, folder, procs, source_start, local)
+
+    def _watch(
+        self, broadcast_id: str, folder: Path, procs: list[_Proc], source_start: list[float], local: bool
+    ) -> _Attempt:
+        result = _Attempt()
+        growth = _Growth(folder)
+        last_growth = self._clock()
+        listed = 0
+        stopping = False
+        reason = ""
+        while procs[-1].poll() is None:  # ffmpeg (last) ends when its input ends or fails
+            now = self._clock()
+            if growth.changed():
+                last_growth = now
+            if result.broadcast_id is None and growth.size > 0:
+                result.broadcast_id = broadcast_id
+                self.sink.broadcast_started(
+                    BroadcastStarted(
+                        self.stream_id,
+                        broadcast_id,
+                        str(folder),
+                        self.url,
+                        now,
+                        source_start[0] if source_start else None,
+                    )
+                )
+                self._state("recording", broadcast_id)
+            if result.broadcast_id is not None:
+                listed = self._emit_new(folder, broadcast_id, listed, result)
+            if not stopping and self._stop.is_set():
+                stopping, reason = True, "stopped"
+                self._stop_procs(procs)
+            elif not stopping and now - last_growth > self.cfg.stall_timeout_s:
+                reason = f"stalled: no data for {now - last_growth:.0f} s"
+                logger.warning("stream %s: %s", self.stream_id, reason)
+                stopping = True
+                self._stop_procs(procs)
+            time.sleep(_POLL_S)
+        for p in procs:
+            p.stop(2.0)
+        codes = [p.poll() for p in procs]
+        if growth.changed():
+            last_growth = self._clock()
+        if result.broadcast_id is None and growth.size > 0:  # data came in the last moment
+            result.broadcast_id = broadcast_id
+            self.sink.broadcast_started(
+                BroadcastStarted(
+                    self.stream_id,
+                    broadcast_id,
+                    str(folder),
+                    self.url,
+                    last_growth,
+                    source_start[0] if source_start else None,
+                )
+            )
+        if not reason:
+            if local and codes[-1] == 0:
+                reason, result.finished = "source ended", True
+            else:
+                detail = " ; ".join(s for s in (p.error_summary() for p in procs) if s)
+                reason = f"connection ended (exit {codes}){': ' + detail if detail else ''}"
+        result.reason = reason
+        if result.broadcast_id is None:
+            _remove_empty_attempt(folder)
+            return result
+        listed = self._emit_new(folder, broadcast_id, listed, result)
+        self._emit_unlisted(folder, broadcast_id, result)
+        result.recorded_s = result.end_s
+        self.sink.broadcast_ended(
+            BroadcastEnded(self.stream_id, broadcast_id, last_growth, result.end_s, reason)
+        )
+        return result
+
+    def _stop_procs(self, procs: list[_Proc]) -> None:
+        """Stop upstream first, so ffmpeg reads to the end of its input and lists its last file."""
+
+        def stop_all() -> None:
+            for p in procs:
+                p.stop(5.0)
+
+        threading.Thread(target=stop_all, name=f"stop-{self.stream_id}", daemon=True).start()
+
+    def _emit_new(self, folder: Path, broadcast_id: str, listed: int, result: _Attempt) -> int:
+        rows = read_segment_list(folder / ffmpeg.SEGMENT_LIST)
+        for name, start_s, end_s in rows[listed:]:
+            seq = _seq_of(name)
+            path = folder / name
+            size = path.stat().st_size if path.exists() else 0
+            seg = MediaSegment(broadcast_id, seq, str(path), start_s, max(0.0, end_s - start_s))
+            result.end_s = max(result.end_s, end_s)
+            self.sink.segment_recorded(SegmentRecorded(seg, size, self._clock()))
+        return max(listed, len(rows))
+
+    def _emit_unlisted(self, folder: Path, broadcast_id: str, result: _Attempt) -> None:
+        """Files ffmpeg wrote but never listed (it was killed): placed after the last listed one."""
+        rows = read_segment_list(folder / ffmpeg.SEGMENT_LIST)
+        known = {_seq_of(r[0]) for r in rows}
+        for path in sorted(folder.glob("seg_*.ts")):
+            seq = _seq_of(path.name)
+            if seq in known or path.stat().st_size == 0:
+                continue
+            duration = _probe_duration(path)
+            if duration <= 0:
+                continue
+            seg = MediaSegment(broadcast_id, seq, str(path), result.end_s, duration)
+            result.end_s += duration
+            self.sink.segment_recorded(SegmentRecorded(seg, path.stat().st_size, self._clock()))
+
+
+def _seq_of(name: str) -> int:
+    return int(Path(name).stem.split("_")[-1])
+
+
+def _probe_duration(path: Path) -> float:
+    try:
+        return ffmpeg.probe(path).duration_s
+    except Exception:
+        logger.warning("unlisted recording %s is unreadable; left out", path, exc_info=True)
+        return 0.0
+
+
+class _Growth:
+    """Watches the newest recorded file of a folder: files are numbered, so only it can grow."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.seq = 0
+        self.size = 0  # bytes in files before `seq` plus the current size of `seq`
+        self._done = 0  # bytes in finished files
+
+    def changed(self) -> bool:
+        before = self.size
+        while (self.folder / ffmpeg.segment_name(self.seq + 1)).exists():
+            self._done += _size(self.folder / ffmpeg.segment_name(self.seq))
+            self.seq += 1
+        self.size = self._done + _size(self.folder / ffmpeg.segment_name(self.seq))
+        return self.size != before
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _remove_empty_attempt(folder: Path) -> None:
+    """Remove the folder of an attempt that never received media (it holds only empty files)."""
+    try:
+        for p in folder.iterdir():
+            if p.is_file() and p.stat().st_size == 0:
+                p.unlink()
+        folder.rmdir()
+    except OSError:
+        logger.warning("could not remove folder %s of a failed connection", folder, exc_info=True)

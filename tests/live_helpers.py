@@ -1,0 +1,258 @@
+"""Helpers for the live-monitoring tests and benchmark: a live HLS server on 127.0.0.1, fakes.
+
+- `HlsServer`: `ffmpeg -re FILE → HLS` (ingest.ffmpeg.hls_serve_args) into a temp folder plus a
+  threaded HTTP server on a free port; `cut()` stops the HTTP server while ffmpeg keeps producing,
+  `restore()` brings it back on the same port.
+- `ScriptTranscriber`: a fake `Transcriber` that "hears" scripted lines: for an audio window it returns
+  the lines (on the broadcast clock) that the window covers, character by character with even times,
+  cut at the window's end like a real recognizer hearing half a sentence.
+- `LookupRules` / `LookupHolder`: fake rules that flag a scripted line by its labels.
+- `python tests/live_helpers.py monitor CONFIG SCRIPT`: a monitor process with those fakes (for the
+  kill -9 test, which needs a process to kill).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from asr.types import Utterance, Word
+from detectors.types import Detection
+from ingest import ffmpeg
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "examples" / "corpus"
+SR = 16_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class HlsServer:
+    """A corpus file served as live HLS on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(self, media: Path, folder: Path, *, hls_time_s: float = 2.0, list_size: int = 6) -> None:
+        self.media = media
+        self.folder = folder
+        self.hls_time_s = hls_time_s
+        self.list_size = list_size
+        self.port = free_port()
+        self.producer: subprocess.Popen[bytes] | None = None
+        self.started_ts: float | None = None  # wall clock when ffmpeg started reading the file
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"hls://http://127.0.0.1:{self.port}/index.m3u8"
+
+    def start(self, wait_segments: int = 1) -> HlsServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = ffmpeg.hls_serve_args(
+            ffmpeg.HlsServeCommand(self.media, self.folder, self.hls_time_s, self.list_size)
+        )
+        self.started_ts = time.time()
+        self.producer = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.restore()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            playlist = self.folder / "index.m3u8"
+            if playlist.exists() and playlist.read_text().count("#EXTINF") >= wait_segments:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("HLS producer wrote no playlist")
+
+    def cut(self) -> None:
+        """Stop answering HTTP (the producer keeps going, as a live room would)."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def restore(self) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(self.folder))
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def finished(self) -> bool:
+        return self.producer is not None and self.producer.poll() is not None
+
+    def stop(self) -> None:
+        self.cut()
+        if self.producer is not None and self.producer.poll() is None:
+            self.producer.terminate()
+            self.producer.wait(10)
+
+    def __enter__(self) -> HlsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- fakes ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    start_s: float
+    end_s: float
+    text: str
+    labels: tuple[str, ...] = ()
+
+
+def corpus_lines(name: str = "broadcast_0", offset_s: float = 0.0) -> list[Line]:
+    """The spans of a corpus broadcast as scripted lines (optionally shifted onto another clock)."""
+    data = json.loads((CORPUS / f"{name}.json").read_text(encoding="utf-8"))
+    return [
+        Line(
+            sp["start_s"] + offset_s,
+            sp["end_s"] + offset_s,
+            sp["text"],
+            tuple(lb for lb in sp["labels"] if lb != "clean"),
+        )
+        for sp in data["spans"]
+    ]
+
+
+def _chars(text: str) -> list[str]:
+    return [c for c in text if c.isalnum()]
+
+
+class ScriptTranscriber:
+    """Fake transcriber: returns the scripted lines a window of audio covers (see the module docstring).
+
+    Only lines inside audio that is loud enough count, so silence (zeros) yields nothing, as with
+    VAD. `calls` records every (offset_s, duration_s) asked for.
+    """
+
+    def __init__(self, lines: Sequence[Line], *, delay_s: float = 0.0) -> None:
+        self.lines = list(lines)
+        self.delay_s = delay_s
+        self.calls: list[tuple[float, float]] = []
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        dur = audio.shape[0] / SR
+        self.calls.append((offset_s, dur))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        end = offset_s + dur
+        out = []
+        for line in self.lines:
+            if line.end_s <= offset_s or line.start_s >= end:
+                continue
+            lo = int(max(0.0, line.start_s - offset_s) * SR)
+            hi = int(min(dur, line.end_s - offset_s) * SR)
+            if hi <= lo or float(np.abs(audio[lo:hi]).max(initial=0.0)) < 1e-4:
+                continue  # silence where the line should be: not heard
+            chars = _chars(line.text)
+            step = (line.end_s - line.start_s) / len(chars)
+            words = []
+            for i, c in enumerate(chars):
+                ws, we = line.start_s + i * step, line.start_s + (i + 1) * step
+                if ws >= offset_s - 1e-6 and we <= end + 1e-6:
+                    words.append(Word(c, round(ws, 3), round(we, 3), 0.9))
+            if words:
+                text = "".join(w.text for w in words)
+                out.append(
+                    Utterance(len(out), words[0].start_s, words[-1].end_s, text, tuple(words), raw_text=text)
+                )
+        return iter(out)
+
+
+class LookupRules:
+    """Fake rules: an utterance containing a labelled line's text raises one detection per label."""
+
+    def __init__(self, lines: Sequence[Line], version: str = "test-rules") -> None:
+        self.version = version
+        self.table = {"".join(_chars(ln.text)): ln.labels for ln in lines if ln.labels}
+
+    def detect(self, utt: Utterance) -> list[Detection]:
+        out = []
+        for text, labels in self.table.items():
+            if text and text in utt.text:
+                for lb in labels:
+                    out.append(
+                        Detection(
+                            rule_id=f"test.{lb}",
+                            category=lb,
+                            code="T1",
+                            severity="high",
+                            law="test law",
+                            source="speech",
+                            start_s=utt.start_s,
+                            end_s=utt.end_s,
+                            matched=text[:6],
+                            text=utt.text,
+                        )
+                    )
+        return out
+
+
+class LookupHolder:
+    def __init__(self, rules: LookupRules) -> None:
+        self.rules = rules
+
+    def maybe_reload(self) -> LookupRules:
+        return self.rules
+
+
+def run_fake_monitor(config: Path, script: Path) -> None:
+    """A monitor process with ScriptTranscriber/LookupRules from a JSON script of lines."""
+    import logging
+    import signal
+
+    from app.monitor import Monitor
+    from app.monitor_config import load_monitor_config
+    from store.db import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lines = [Line(**{**d, "labels": tuple(d["labels"])}) for d in json.loads(script.read_text())]
+    cfg = load_monitor_config(config)
+    data_dir = cfg.resolved_data_dir()
+    rules = LookupRules(lines)
+    mon = Monitor(
+        cfg,
+        Database.for_data_dir(data_dir, cfg.db_url),
+        data_dir,
+        transcriber=ScriptTranscriber(lines),
+        rule_holder=lambda dirs: LookupHolder(rules),
+    )
+    quit_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: quit_event.set())
+    mon.start()
+    try:
+        quit_event.wait()
+    finally:
+        mon.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "monitor":
+        run_fake_monitor(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        sys.exit("usage: python tests/live_helpers.py monitor CONFIG SCRIPT")
