@@ -83,7 +83,10 @@ def _write_files(req: EvidenceRequest, tmp: Path) -> tuple[EvidenceFile, ...]:
     boxes = [b for d in alert.detections for b in d.details.get("boxes", [])]
     if req.snapshot and media.has_video:
         snap = tmp / "snapshot.jpg"
-        ffmpeg.snapshot(media.path, min(local_start + 0.2, max(0.0, media.duration_s - 0.1)), snap)
+        # a visual alert's snapshot is the frame its boxes came from; otherwise just after the moment
+        frame_t = next((d.details["frame_t_s"] for d in alert.detections if "frame_t_s" in d.details), None)
+        at = (float(frame_t) - media.start_s) if frame_t is not None else local_start + 0.2
+        ffmpeg.snapshot(media.path, min(at, max(0.0, media.duration_s - 0.1)), snap)
         if boxes:
             _draw_boxes(snap, boxes)
         entries.append((snap.name, "snapshot"))

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from app import __version__
+from app.errors import UsageError
 
 app = typer.Typer(
     name="livewatch",
@@ -35,10 +36,6 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Root con
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default $LIVEWATCH_DATA_DIR or ./livewatch-data).")
 ]
-
-
-class UsageError(Exception):
-    """Bad input detected by the CLI itself."""
 
 
 def parse_time(value: str | None) -> float | None:

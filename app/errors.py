@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
-
+from alerts.package import EvidenceIntegrityError
 from app.config import ConfigError
+from asr.errors import AsrError
+from detectors.price_config import PriceConfigError
+from detectors.rules import RulePackError
 from ingest.errors import MediaError
+from store.prices import ReferencePriceError
+
+__all__ = ["KNOWN_ERRORS", "UsageError"]
 
 
-def _collect() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = [ConfigError, MediaError]
-    for module, name in (("asr.errors", "AsrError"), ("detectors.rules", "RulePackError"),
-                         ("app.cli", "UsageError")):
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
+class UsageError(Exception):
+    """Bad input detected by the CLI itself (an option's value)."""
 
 
-KNOWN_ERRORS = _collect()
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (
+    AsrError, ConfigError, EvidenceIntegrityError, MediaError, PriceConfigError, ReferencePriceError,
+    RulePackError, UsageError,
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ingest.errors import MediaError  # one media error for the whole pipeline
+
 __all__ = ["AsrError", "MediaError", "ModelError"]
 
 
@@ -11,15 +13,3 @@ class AsrError(Exception):
 
 class ModelError(AsrError):
     """The Whisper model cannot be found, assembled or loaded."""
-
-
-class MediaError(AsrError):
-    """A media file cannot be decoded to audio (missing, not media, no audio stream, truncated...).
-
-    Same constructor as `ingest.errors.MediaError` (path, reason) so callers can report both alike.
-    """
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
