@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ingest.errors
 from asr.audio import SAMPLE_RATE, load_audio
-from asr.errors import AsrError, MediaError
+from asr.errors import MediaError
 
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
 
@@ -117,9 +118,9 @@ def test_truncated_live_ts_segment_keeps_what_is_there(media: Path, tmp_path: Pa
     assert 0.5 * SAMPLE_RATE < len(audio) < 3 * SAMPLE_RATE
 
 
-def test_media_error_is_an_asr_error_with_path_and_reason(tmp_path: Path) -> None:
-    with pytest.raises(AsrError) as info:
+def test_media_error_names_path_and_reason(tmp_path: Path) -> None:
+    with pytest.raises(MediaError) as info:
         load_audio(tmp_path / "x.wav")
-    assert isinstance(info.value, MediaError)
+    assert isinstance(info.value, ingest.errors.MediaError)
     assert info.value.path == str(tmp_path / "x.wav") and info.value.reason == "no such file"
     assert "\n" not in str(info.value)
