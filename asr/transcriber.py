@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -30,14 +30,12 @@ from asr.model import resolve_model
 from asr.normalize import WordLike, compact_text, normalize_text, normalize_words
 from asr.types import Utterance
 
-if TYPE_CHECKING:
-    from faster_whisper import WhisperModel
-
 __all__ = [
     "SAMPLE_RATE",
     "SegmentLike",
     "Transcriber",
     "TranscriberStats",
+    "WhisperLike",
     "WhisperTranscriber",
     "is_hallucination",
     "resolve_compute",
@@ -46,6 +44,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
+# Silence put between speech runs in "merge" mode: without it Whisper runs lines together and times the
+# first word of a line inside the previous one; with it each line reads as its own sentence.
+_MERGE_GAP_S = 0.6
 
 
 class Transcriber(Protocol):
@@ -161,6 +162,12 @@ def resolve_compute(cfg: AsrConfig) -> tuple[str, str]:
     return device, compute_type
 
 
+class WhisperLike(Protocol):
+    """The part of `faster_whisper.WhisperModel` the transcriber uses."""
+
+    def transcribe(self, audio: np.ndarray, **kwargs: Any) -> tuple[Iterable[Any], Any]: ...
+
+
 class _SegmentWithWords(SegmentLike, Protocol):
     @property
     def start(self) -> float: ...
@@ -195,35 +202,37 @@ class _Part:
 class _SpeechMap:
     """Maps decoder time to the caller's audio time and tells which speech run a moment belongs to.
 
-    `runs` are (start_s, end_s) in the caller's audio. With `joined`, the decoder saw the runs
-    concatenated without the silences between them; otherwise it saw the audio itself.
+    `runs` are (start_s, end_s) in the caller's audio. With `gap_s` set, the decoder saw the runs
+    joined with `gap_s` of silence between them instead of the original pauses; otherwise it saw the
+    audio itself. The silence before a run belongs to that run: Whisper tends to time the first word
+    after a pause early, never the last word before it late.
     """
 
-    def __init__(self, runs: list[tuple[float, float]], *, joined: bool) -> None:
+    def __init__(self, runs: list[tuple[float, float]], *, gap_s: float | None = None) -> None:
         self.runs = runs
-        self.joined = joined
+        self.gap_s = gap_s
         self._starts: list[float] = []
         pos = 0.0
         for start, end in runs:
-            self._starts.append(pos if joined else start)
-            pos += end - start
+            self._starts.append(pos if gap_s is not None else start)
+            pos += end - start + (gap_s or 0.0)
 
     def run_of(self, t: float) -> int:
-        return max(0, bisect.bisect_right(self._starts, t) - 1)
+        return max(0, bisect.bisect_right(self._starts, t + (self.gap_s or 0.0)) - 1)
 
     def to_audio(self, t: float, run: int) -> float:
-        if not self.joined:
+        if self.gap_s is None:
             return t
         start, end = self.runs[run]
         return min(max(start + (t - self._starts[run]), start), end)
 
 
 def _split_words(words: list[WordLike], speech: _SpeechMap) -> list[list[_TimedWord]]:
-    """Group a segment's words by speech run (by each word's midpoint), times in audio time."""
+    """Group a segment's words by the speech run their start falls in; times in the caller's audio."""
     groups: list[list[_TimedWord]] = []
     current_run = -1
     for w in words:
-        run = speech.run_of((w.start + w.end) / 2)
+        run = speech.run_of(w.start)
         if run != current_run:
             groups.append([])
             current_run = run
@@ -272,15 +281,21 @@ class WhisperTranscriber:
     threading contract; `stats` counts kept and dropped (hallucinated) segments by reason.
     """
 
-    def __init__(self, cfg: AsrConfig) -> None:
-        from faster_whisper import WhisperModel
-
+    def __init__(self, cfg: AsrConfig, *, model: WhisperLike | None = None) -> None:
+        """Load the model `cfg` names; tests may inject `model` (anything with faster-whisper's
+        `transcribe` signature) to skip loading."""
         self.cfg = cfg
         self.device, self.compute_type = resolve_compute(cfg)
-        self.model_path = resolve_model(cfg)
         self.stats = TranscriberStats()
+        if model is not None:
+            self.model_path = type(model).__name__
+            self._model = model
+            return
+        from faster_whisper import WhisperModel
+
+        self.model_path = resolve_model(cfg)
         try:
-            self._model: WhisperModel = WhisperModel(
+            self._model = WhisperModel(
                 self.model_path,
                 device=self.device,
                 compute_type=self.compute_type,
@@ -324,7 +339,7 @@ class WhisperTranscriber:
 
         clip_timestamps: list[float] | str = "0"
         if not cfg.vad_filter:
-            speech = _SpeechMap([(0.0, duration)], joined=False)
+            speech = _SpeechMap([(0.0, duration)])
             decoded = audio
         else:
             runs = self._speech_runs(audio)
@@ -333,12 +348,14 @@ class WhisperTranscriber:
                 return iter(())
             run_s = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in runs]
             if cfg.vad_mode == "clips":
-                speech = _SpeechMap(run_s, joined=False)
+                speech = _SpeechMap(run_s)
                 decoded = audio
                 clip_timestamps = [t for run in run_s for t in run]
             else:
-                speech = _SpeechMap(run_s, joined=True)
-                decoded = np.concatenate([audio[s:e] for s, e in runs])
+                speech = _SpeechMap(run_s, gap_s=_MERGE_GAP_S)
+                gap = np.zeros(round(_MERGE_GAP_S * SAMPLE_RATE), dtype=np.float32)
+                pieces = [piece for s, e in runs for piece in (audio[s:e], gap)]
+                decoded = np.concatenate(pieces[:-1])
 
         initial_prompt = " ".join(p.strip() for p in (cfg.initial_prompt, prompt) if p and p.strip()) or None
         segments, _info = self._model.transcribe(

@@ -47,13 +47,12 @@ def variants() -> list[Variant]:
             {},
             direct={"beam_size": 5, "vad_filter": True},
         ),
-        Variant("b5 noprompt merge-vad500", {"beam_size": 5, **no_prompt}),
         Variant("b5 prompt merge-vad500", {"beam_size": 5}),
-        Variant("b1 noprompt merge-vad500", {"beam_size": 1, **no_prompt}),
+        Variant("b5 noprompt merge-vad500", {"beam_size": 5, **no_prompt}),
         Variant("b1 prompt merge-vad500", {"beam_size": 1}),
-        Variant("b5 noprompt clips-vad500", {"beam_size": 5, "vad_mode": "clips", **no_prompt}),
+        Variant("b1 noprompt merge-vad500", {"beam_size": 1, **no_prompt}),
+        Variant("b5 prompt merge-vad500 cond-prev", {"beam_size": 5, "condition_on_previous_text": True}),
         Variant("b5 prompt clips-vad500", {"beam_size": 5, "vad_mode": "clips"}),
-        Variant("b1 prompt clips-vad500", {"beam_size": 1, "vad_mode": "clips"}),
         Variant("b5 prompt merge-vad300", {"beam_size": 5, "vad": VadConfig(min_silence_duration_ms=300)}),
         Variant("b5 prompt merge-vad1000", {"beam_size": 5, "vad": VadConfig(min_silence_duration_ms=1000)}),
         Variant("b5 prompt merge-vad2000", {"beam_size": 5, "vad": VadConfig(min_silence_duration_ms=2000)}),
@@ -78,16 +77,16 @@ def run(
     cfg = base.model_copy(update=variant.cfg)
     transcriber.cfg = cfg
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if variant.direct is not None:
         segments, _ = transcriber._model.transcribe(
             audio, language="zh", word_timestamps=True, **variant.direct
         )
-        utts = list(
-            transcriber._utterances(segments, _SpeechMap([(0.0, len(audio) / 16000)], joined=False), 0.0)
-        )
+        utts = list(transcriber._utterances(segments, _SpeechMap([(0.0, len(audio) / 16000)]), 0.0))
     else:
         utts = list(transcriber.transcribe(audio))
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
 
     ref = "".join(compact_text(s["text"]) for s in spans)
     hyp = "".join(compact_text(u.text) for u in utts)
@@ -111,6 +110,7 @@ def run(
     return {
         "variant": variant.name,
         "time_s": round(elapsed, 1),
+        "cpu_s": round(cpu, 1),
         "cer": round(cer, 4),
         "cer_n": round(cer_n, 4),
         "utterances": len(utts),
@@ -136,14 +136,16 @@ def main() -> None:
     transcriber = WhisperTranscriber(base)
     print(f"model load {time.perf_counter() - t0:.1f}s, audio {len(audio) / 16000:.1f}s", flush=True)
     wanted = [w for w in args.variants.split(",") if w]
-    print("| variant | time s | CER | CER (numerals normalized) | utterances | merged | split | trad chars |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| variant | wall s | CPU s | CER | CER (numerals normalized) | utterances | merged | split | trad chars |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for variant in variants():
         if wanted and not any(w in variant.name for w in wanted):
             continue
         r = run(transcriber, base, audio, variant, spans)
         print(
-            f"| {r['variant']} | {r['time_s']} | {r['cer']:.3f} | {r['cer_n']:.3f} | {r['utterances']} | {r['merged']} | "
+            f"| {r['variant']} | {r['time_s']} | {r['cpu_s']} | {r['cer']:.3f} | {r['cer_n']:.3f} | {r['utterances']} | {r['merged']} | "
             f"{r['split']} | {r['trad']} |",
             flush=True,
         )

@@ -1,0 +1,164 @@
+"""WhisperTranscriber around a scripted stand-in for faster-whisper: times, filtering, splitting, laziness.
+
+The real model runs in test_asr_whisper.py; here a `ScriptedWhisper` (same `transcribe` signature)
+returns fixed segments so each rule can be checked exactly. VAD (Silero) runs for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from asr import AsrConfig, WhisperTranscriber, load_audio
+from asr.transcriber import _SpeechMap, _split_words
+
+CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
+SR = 16_000
+
+
+@dataclass(frozen=True)
+class FWord:
+    word: str
+    start: float
+    end: float
+    probability: float = 0.9
+
+
+@dataclass(frozen=True)
+class FSeg:
+    start: float
+    end: float
+    text: str
+    words: list[FWord]
+    avg_logprob: float = -0.2
+    no_speech_prob: float = 0.01
+    compression_ratio: float = 1.1
+    temperature: float = 0.0
+
+
+def seg(start: float, chars: str, step: float = 0.25, **kw: Any) -> FSeg:
+    words = [
+        FWord(c, round(start + i * step, 3), round(start + (i + 1) * step, 3)) for i, c in enumerate(chars)
+    ]
+    return FSeg(start, words[-1].end if words else start, chars, words, **kw)
+
+
+@dataclass
+class ScriptedWhisper:
+    segments: list[FSeg]
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    yielded: int = 0
+
+    def transcribe(self, audio: np.ndarray, **kwargs: Any) -> tuple[Iterator[FSeg], None]:
+        self.calls.append({"samples": len(audio), **kwargs})
+
+        def generate() -> Iterator[FSeg]:
+            for s in self.segments:
+                self.yielded += 1
+                yield s
+
+        return generate(), None
+
+
+def no_vad(**kw: Any) -> AsrConfig:
+    return AsrConfig(vad_filter=False, **kw)
+
+
+def test_offset_normalization_and_indices() -> None:
+    model = ScriptedWhisper([seg(0.5, "這個價格"), seg(3.0, "９９元")])
+    t = WhisperTranscriber(no_vad(), model=model)
+    utts = list(t.transcribe(np.zeros(5 * SR, dtype=np.float32), offset_s=600.0))
+    assert [(u.index, u.text, u.raw_text) for u in utts] == [
+        (0, "这个价格", "這個價格"),
+        (1, "99元", "９９元"),
+    ]
+    assert utts[0].start_s == 600.5 and utts[0].end_s == 601.5
+    assert [w.start_s for w in utts[1].words] == [603.0, 603.25, 603.5]
+    assert all(u.text == "".join(w.text for w in u.words) for u in utts)
+
+
+def test_hallucinations_are_dropped_and_counted() -> None:
+    model = ScriptedWhisper(
+        [
+            seg(0.0, "今天只要九十九"),
+            seg(2.0, "请不吝点赞订阅转发打赏支持明镜与点点栏目"),
+            seg(4.0, "啊啊啊啊啊"),
+            seg(6.0, "你好", no_speech_prob=0.9, avg_logprob=-1.4),
+            seg(8.0, "好的好的", compression_ratio=2.8),
+            seg(9.0, "下单"),
+        ]
+    )
+    t = WhisperTranscriber(no_vad(), model=model)
+    assert [u.text for u in t.transcribe(np.zeros(10 * SR, dtype=np.float32))] == ["今天只要九十九", "下单"]
+    assert t.stats.segments == 6 and t.stats.kept == 2 and t.stats.dropped_total == 4
+    assert t.stats.dropped == {"known": 1, "repetition": 1, "no_speech": 1, "compression_ratio": 1}
+
+
+def test_decoding_is_lazy() -> None:
+    model = ScriptedWhisper([seg(0.0, "一"), seg(1.0, "二"), seg(2.0, "三")])
+    t = WhisperTranscriber(no_vad(), model=model)
+    it = t.transcribe(np.zeros(4 * SR, dtype=np.float32))
+    assert model.yielded == 0
+    assert next(it).text == "一"
+    assert model.yielded == 1
+
+
+def test_decoder_options_and_prompt() -> None:
+    model = ScriptedWhisper([])
+    cfg = no_vad(beam_size=3, hotwords="直播间")
+    t = WhisperTranscriber(cfg, model=model)
+    list(t.transcribe(np.zeros(SR, dtype=np.float32), prompt="上一句: 原价九百九十九"))
+    call = model.calls[0]
+    assert call["initial_prompt"] == f"{cfg.initial_prompt} 上一句: 原价九百九十九"
+    assert call["language"] == "zh" and call["beam_size"] == 3 and call["hotwords"] == "直播间"
+    assert call["word_timestamps"] is True and call["condition_on_previous_text"] is False
+    assert call["vad_filter"] is False  # VAD is ours, so utterances can be cut at pauses
+
+
+def test_bad_audio_shapes() -> None:
+    model = ScriptedWhisper([seg(0.0, "一")])
+    t = WhisperTranscriber(no_vad(), model=model)
+    with pytest.raises(ValueError, match="mono"):
+        list(t.transcribe(np.zeros((2, SR), dtype=np.float32)))
+    assert list(t.transcribe(np.zeros(0, dtype=np.float32))) == []
+    assert model.calls == []
+
+
+def test_speech_map_assigns_the_pause_to_the_following_run() -> None:
+    speech = _SpeechMap([(1.0, 3.0), (5.0, 6.0)], gap_s=0.6)  # joined: run0 0-2, gap 2-2.6, run1 2.6-3.6
+    assert speech.run_of(0.5) == 0 and speech.to_audio(0.5, 0) == 1.5
+    assert speech.run_of(2.3) == 1 and speech.to_audio(2.3, 1) == 5.0  # early first word: clamped
+    assert speech.run_of(3.0) == 1 and speech.to_audio(3.0, 1) == pytest.approx(5.4)
+    groups = _split_words([FWord("好", 1.5, 1.9), FWord("仅", 2.2, 2.7), FWord("剩", 2.7, 3.0)], speech)
+    assert [[w.word for w in g] for g in groups] == [["好"], ["仅", "剩"]]
+    assert groups[1][0].start == 5.0 and groups[1][1].end == pytest.approx(5.4)
+
+
+def test_merge_mode_decodes_speech_only_and_splits_at_the_pause() -> None:
+    a, b = load_audio(CORPUS / "clips" / "d01.flac"), load_audio(CORPUS / "clips" / "d03.flac")
+    audio = np.concatenate([a, np.zeros(3 * SR, dtype=np.float32), b])
+    len_a = len(a) / SR
+    # A decoder segment whose words run across the join (as Whisper does when lines are glued):
+    # 21 characters x 0.3 s from 0.5 s end past the first run (~4.4 s) in decoder time.
+    model = ScriptedWhisper(
+        [
+            seg(0.5, "家人们这款面霜是全网最低价今天只要九十九元", step=0.3),
+            seg(7.0, "我们这个保健茶", step=0.3),
+        ]
+    )
+    t = WhisperTranscriber(AsrConfig(), model=model)
+    utts = list(t.transcribe(audio, offset_s=100.0))
+    decoded = model.calls[0]["samples"] / SR
+    assert decoded < len(audio) / SR - 2.0, "the long pause was not removed before decoding"
+    first_line_end, second_line_start = 100.0 + len_a, 100.0 + len_a + 3.0
+    assert len(utts) == 3, [u.text for u in utts]
+    assert (
+        utts[0].text.startswith("家人们") and utts[0].end_s <= first_line_end + 0.25
+    )  # VAD pads runs by 200 ms
+    assert utts[1].start_s >= second_line_start - 0.5 and utts[2].start_s >= utts[1].end_s
+    assert "".join(u.text for u in utts[:2]) == "家人们这款面霜是全网最低价今天只要九十九元"
