@@ -44,9 +44,15 @@ def group_detections(detections: Iterable[Detection], merge_gap_s: float) -> lis
     return groups
 
 
-def alert_id_for(broadcast_id: str, category: str, source: str, start_s: float) -> str:
-    """Deterministic id: the same broadcast, category, source and moment give the same alert."""
-    key = f"{broadcast_id}|{category}|{source}|{round(start_s, 1):.1f}"
+def alert_id_for(broadcast_id: str, category: str, source: str, start_s: float,
+                 utterance_index: int | None = None) -> str:
+    """Deterministic id: the same broadcast, category, source and moment give the same alert.
+
+    The moment is the utterance the alert starts in when known, so that a changed rule set which
+    raises the same alert from a different phrase of that utterance keeps its id (and its decisions).
+    """
+    anchor = f"u{utterance_index}" if utterance_index is not None else f"{round(start_s, 1):.1f}"
+    key = f"{broadcast_id}|{category}|{source}|{anchor}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -73,8 +79,10 @@ def make_alert(
     for d in sorted(group, key=lambda d: d.start_s):
         if d.text not in texts:
             texts.append(d.text)
+    indexes = [d.utterance_index for d in group]
+    first_utt = min(i for i in indexes if i is not None) if all(i is not None for i in indexes) else None
     return Alert(
-        alert_id=alert_id_for(broadcast_id, lead.category, lead.source, start_s),
+        alert_id=alert_id_for(broadcast_id, lead.category, lead.source, start_s, first_utt),
         broadcast_id=broadcast_id,
         category=lead.category,
         code=lead.code,

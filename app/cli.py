@@ -97,7 +97,8 @@ def scan(
         for p in paths:
             tasks: dict[str, TaskID] = {}
 
-            def progress(stage: str, done: float, total: float, _p: Path = p) -> None:
+            def progress(stage: str, done: float, total: float, _p: Path = p,
+                         tasks: dict[str, TaskID] = tasks) -> None:
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(f"{_p.name} · {stage}", total=max(total, 1e-9))
                 bar.update(tasks[stage], completed=done, total=max(total, 1e-9))

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
-from alerts.grouping import context_text, group_detections, make_alert
 from alerts.types import Alert, MediaRef
 from app import __version__
+from app.analysis import analyze_broadcast
 from app.config import RootConfig
 from app.price_scan import PriceScan
 from asr.types import Utterance
@@ -116,7 +116,7 @@ class Scanner:
             meta = dict(b.meta or {}) if b else {}
             if (b is not None and b.status == "done" and not opts.force and b.rules_version == rules.version
                     and meta.get("asr_signature") == asr_sig and meta.get("video") == video_on):
-                alerts = repo.alert_payloads(s, broadcast_ids=[broadcast_id])
+                alerts = repo.alert_payloads(s, alert_ids=meta.get("alert_ids", []))
                 return ScanResult(broadcast_id, info, media_sha, alerts, "all", {**stats, **meta.get("stats", {})})
 
         reused = "none"
@@ -139,20 +139,13 @@ class Scanner:
                                         lambda done: progress("video", done, info.duration_s), stats)
         t_video = time.perf_counter()
 
-        detections = [d for u in [*speech, *screen] for d in rules.detect(u)]
-        price = self.price.analyze(speech, screen, stream_id=opts.stream_id, started_ts=opts.started_ts,
-                                   broadcast_id=broadcast_id)
-        detections.extend(price.detections)
-        detections.extend(visual)
+        result = analyze_broadcast(speech, screen, visual, rules=rules, price=self.price, cfg=self.cfg.alerts,
+                                   broadcast_id=broadcast_id, stream_id=opts.stream_id, started_ts=opts.started_ts)
+        alerts = list(result.alerts)
+        detections = result.detections
+        price = result.price
+        assert price is not None
         all_utts = sorted([*speech, *screen], key=lambda u: (u.start_s, u.source))
-        groups = group_detections(detections, self.cfg.alerts.merge_gap_s)
-        alerts = [
-            make_alert(g, broadcast_id=broadcast_id, rules_version=rules.version, started_ts=opts.started_ts,
-                       context=context_text([u for u in all_utts if u.source == g[0].source] or all_utts,
-                                            min(d.start_s for d in g), max(d.end_s for d in g),
-                                            self.cfg.alerts.context_before_s, self.cfg.alerts.context_after_s))
-            for g in groups
-        ]
         media_ref = MediaRef(str(Path(path).resolve()), media_sha, size, 0.0, info.duration_s, info.has_video)
         payloads = self._evidence(alerts, media_ref, all_utts, opts, progress)
         t_ev = time.perf_counter()
@@ -175,7 +168,8 @@ class Scanner:
             b.ended_ts = None if opts.started_ts is None else opts.started_ts + info.duration_s
             b.status, b.rules_version = "done", rules.version
             b.meta = {"asr_signature": asr_sig, "video": video_on, "video_signature": self.cfg.video_signature(),
-                      "stats": stats, "visual_detections": [_detection_to_json(d) for d in visual]}
+                      "stats": stats, "visual_detections": [_detection_to_json(d) for d in visual],
+                      "alert_ids": [a.alert_id for a in alerts]}
             s.flush()
             if reused == "none":
                 repo.replace_utterances(s, broadcast_id, "speech", speech)
@@ -187,7 +181,7 @@ class Scanner:
                             started_ts=opts.started_ts)
         stored = self.db.session()
         try:
-            out = repo.alert_payloads(stored, broadcast_ids=[broadcast_id])
+            out = repo.alert_payloads(stored, alert_ids=[a.alert_id for a in alerts])
         finally:
             stored.close()
         stats["total_s"] = round(time.perf_counter() - t0, 3)
