@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from review_corpus import CorpusStore, build_store
+from review_corpus import CorpusStore, shared_store
 from sqlalchemy import select
 
 from review.auth import hash_password
@@ -28,6 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.model,  # the shared store is scanned with the embedded Whisper model
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
 ]
 
@@ -40,7 +41,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
-    return build_store(tmp_path_factory.mktemp("review-browser"))
+    return shared_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,7 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(server: str, brow
     page.click("#to-moment")
     page.evaluate("document.querySelector('#player').pause()")
     moment = page.evaluate("document.querySelector('#player').currentTime")
+    assert moment == pytest.approx(page.evaluate("() => state.alert.clip.moment_offset_s"), abs=0.3)
     assert moment >= 9.5  # the moment sits after the pre-roll
     page.wait_for_selector("#snapshot[src$='snapshot.jpg']")
     page.wait_for_function("() => document.querySelector('#snapshot').naturalWidth > 0")
@@ -183,11 +185,11 @@ def test_price_history_alert_page_shows_earlier_claim_and_audio_clip(server: str
     page.wait_for_function("() => document.querySelector('#player') && document.querySelector('#player').readyState >= 1",
                            timeout=20000)
     assert page.evaluate("document.querySelector('#player').tagName") == "AUDIO"
-    link = page.locator("#price a", has_text="告警")
-    earlier = store.alerts[[a.matched for a in store.alerts].index("原價")].alert_id
+    link = page.locator("#price a", has_text="告警").first
+    earlier = store.by_id(store.price_history_alert).contradicts[0]["alert_id"]
     assert link.get_attribute("href") == f"#/alert/{earlier}"
     page.screenshot(path=str(OUT / "price-history.png"), full_page=True)
     link.click()
     page.wait_for_url(lambda u: u.endswith(f"#/alert/{earlier}"))
-    page.wait_for_function("() => document.querySelector('#facts').textContent.includes('原價')")
+    page.wait_for_function(f"() => document.querySelector('#facts').textContent.includes('{earlier}')")
     ctx.close()
