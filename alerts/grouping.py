@@ -1,7 +1,7 @@
 """Grouping detections into alerts: pure functions, no I/O.
 
-Detections of the same category and source whose times overlap (or lie within `merge_gap_s`) become
-one alert, so one phrase hit by several rules, or a caption read on many frames, pages a reviewer once.
+Detections of the same category and source whose times overlap (or lie within `merge_gap_s`), or that
+come from the same utterance, become one alert, so one phrase hit by several rules, or a caption read on many frames, pages a reviewer once.
 Different categories on one phrase stay separate alerts: each is a separate violation to decide.
 """
 
@@ -31,12 +31,17 @@ def group_detections(detections: Iterable[Detection], merge_gap_s: float) -> lis
         items = sorted(by_key[key], key=lambda d: (d.start_s, d.end_s))
         current: list[Detection] = []
         current_end = float("-inf")
+        current_utts: set[int] = set()
         for d in items:
-            if current and d.start_s > current_end + merge_gap_s:
+            same_utterance = d.utterance_index is not None and d.utterance_index in current_utts
+            if current and d.start_s > current_end + merge_gap_s and not same_utterance:
                 groups.append(current)
                 current = []
                 current_end = float("-inf")
+                current_utts = set()
             current.append(d)
+            if d.utterance_index is not None:
+                current_utts.add(d.utterance_index)
             current_end = max(current_end, d.end_s)
         if current:
             groups.append(current)
@@ -71,8 +76,9 @@ def make_alert(
     context: str,
     started_ts: float | None = None,
 ) -> Alert:
-    """The group's lead detection (highest severity, then score, then earliest) names rule and code."""
-    lead = max(group, key=lambda d: (severity_rank(d.severity), d.score, -d.start_s))
+    """The group's lead detection (highest severity, then score, then earliest, then rule id) names rule
+    and code; the order of the detections does not matter."""
+    lead = min(group, key=lambda d: (-severity_rank(d.severity), -d.score, d.start_s, d.rule_id))
     start_s = min(d.start_s for d in group)
     end_s = max(d.end_s for d in group)
     texts: list[str] = []

@@ -46,3 +46,14 @@ def test_context_takes_utterances_around_the_moment() -> None:
     utts = [Utterance(i, float(i * 5), float(i * 5 + 4), f"u{i}") for i in range(10)]
     ctx = context_text(utts, 20.0, 21.0, before_s=5.5, after_s=3.0)
     assert ctx == "u3 u4"
+
+
+def test_hits_of_one_category_in_one_utterance_are_one_alert() -> None:
+    a = det("a", "false_claim", 1.0, 1.5)
+    b = det("b", "false_claim", 4.0, 4.5)
+    from dataclasses import replace
+
+    groups = group_detections([replace(a, utterance_index=3), replace(b, utterance_index=3)], 1.0)
+    assert len(groups) == 1
+    groups = group_detections([replace(a, utterance_index=3), replace(b, utterance_index=4)], 1.0)
+    assert len(groups) == 2
