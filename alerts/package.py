@@ -57,8 +57,22 @@ EVIDENCE_PREFIX = "evidence/"
 CAPTURE_MANIFEST = EVIDENCE_PREFIX + "manifest.json"
 
 # Media is already compressed; deflating it only costs time and makes a byte flip harder to localise.
-_STORED_SUFFIXES = {".mp4", ".m4a", ".mkv", ".ts", ".flv", ".webm", ".jpg", ".jpeg", ".png", ".flac", ".mp3",
-                    ".aac", ".ogg", ".opus"}
+_STORED_SUFFIXES = {
+    ".mp4",
+    ".m4a",
+    ".mkv",
+    ".ts",
+    ".flv",
+    ".webm",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".flac",
+    ".mp3",
+    ".aac",
+    ".ogg",
+    ".opus",
+}
 
 
 class EvidenceIntegrityError(Exception):
@@ -137,9 +151,12 @@ def _kind_of(name: str) -> str:
     if name.startswith(EVIDENCE_PREFIX):
         stem = PurePosixPath(name).stem
         return {"clip": "clip", "snapshot": "snapshot", "transcript": "transcript"}.get(stem, "evidence")
-    return {"alert.json": "alert", "decisions.json": "decisions", "summary.html": "summary", SUMS: "checksums"}.get(
-        name, "other"
-    )
+    return {
+        "alert.json": "alert",
+        "decisions.json": "decisions",
+        "summary.html": "summary",
+        SUMS: "checksums",
+    }.get(name, "other")
 
 
 def build_package(inp: PackageInput, dest: Path) -> PackageResult:
@@ -180,9 +197,14 @@ def build_package(inp: PackageInput, dest: Path) -> PackageResult:
     members.append(("alert.json", _json_bytes(dict(inp.alert))))
     members.append(("decisions.json", _json_bytes(list(map(dict, inp.decisions)))))
     summary = render_summary_html(
-        alert=inp.alert, capture=capture, transcript=transcript, decisions=inp.decisions,
-        files=[(n, _sha256_of(v), _size_of(v)) for n, v in members], created_ts=created_ts,
-        exported_by=inp.exported_by, timezone=inp.timezone,
+        alert=inp.alert,
+        capture=capture,
+        transcript=transcript,
+        decisions=inp.decisions,
+        files=[(n, _sha256_of(v), _size_of(v)) for n, v in members],
+        created_ts=created_ts,
+        exported_by=inp.exported_by,
+        timezone=inp.timezone,
     )
     members.append(("summary.html", summary.encode("utf-8")))
     listed = [(n, _sha256_of(v), _size_of(v)) for n, v in members]
@@ -269,7 +291,9 @@ def verify_package(path: Path, expected_manifest_sha256: str | None = None) -> V
         contents: dict[str, bytes] = {}
         for name, entry in listed.items():
             if name not in names:
-                report.checks.append(FileCheck(name, "missing", entry.get("sha256"), None, "listed but not in the zip"))
+                report.checks.append(
+                    FileCheck(name, "missing", entry.get("sha256"), None, "listed but not in the zip")
+                )
                 continue
             data, err = _read_member(zf, name)
             if data is None:
@@ -278,19 +302,25 @@ def verify_package(path: Path, expected_manifest_sha256: str | None = None) -> V
                 continue
             actual = _sha256_bytes(data)
             if actual != entry.get("sha256"):
-                detail = f"size {len(data)} (listed {entry.get('size')})" if len(data) != entry.get("size") else ""
+                detail = (
+                    f"size {len(data)} (listed {entry.get('size')})" if len(data) != entry.get("size") else ""
+                )
                 report.checks.append(FileCheck(name, "changed", entry.get("sha256"), actual, detail))
             else:
                 report.checks.append(FileCheck(name, "ok", actual, actual))
                 contents[name] = data
         for name in names:
             if name != MANIFEST and name not in listed:
-                report.checks.append(FileCheck(name, "unlisted", None, None, "in the zip but not in the manifest"))
+                report.checks.append(
+                    FileCheck(name, "unlisted", None, None, "in the zip but not in the manifest")
+                )
         _cross_check_capture(manifest, contents, report)
     return report
 
 
-def _cross_check_capture(manifest: Mapping[str, Any], contents: Mapping[str, bytes], report: VerifyReport) -> None:
+def _cross_check_capture(
+    manifest: Mapping[str, Any], contents: Mapping[str, bytes], report: VerifyReport
+) -> None:
     """Compare evidence files with the capture-time manifest, which the package manifest alone cannot vouch for."""
     capture_raw = contents.get(CAPTURE_MANIFEST)
     if capture_raw is None:
@@ -310,7 +340,9 @@ def _cross_check_capture(manifest: Mapping[str, Any], contents: Mapping[str, byt
         name = EVIDENCE_PREFIX + str(f.get("name"))
         data = contents.get(name)
         if data is not None and _sha256_bytes(data) != f.get("sha256"):
-            report.problems.append(f"{name}: SHA-256 differs from the capture-time manifest ({f.get('sha256')})")
+            report.problems.append(
+                f"{name}: SHA-256 differs from the capture-time manifest ({f.get('sha256')})"
+            )
 
 
 def _read_member(zf: zipfile.ZipFile, name: str) -> tuple[bytes | None, str]:
@@ -359,9 +391,17 @@ def _fmt_s(s: float | None) -> str:
     return f"{int(s // 3600):02d}:{int(s % 3600 // 60):02d}:{s % 60:06.3f}"
 
 
-def render_summary_html(*, alert: Mapping[str, Any], capture: Mapping[str, Any], transcript: Mapping[str, Any],
-                        decisions: Sequence[Mapping[str, Any]], files: Sequence[tuple[str, str, int]],
-                        created_ts: float, exported_by: str, timezone: str) -> str:
+def render_summary_html(
+    *,
+    alert: Mapping[str, Any],
+    capture: Mapping[str, Any],
+    transcript: Mapping[str, Any],
+    decisions: Sequence[Mapping[str, Any]],
+    files: Sequence[tuple[str, str, int]],
+    created_ts: float,
+    exported_by: str,
+    timezone: str,
+) -> str:
     """A self-contained printable page (no scripts, no external resources except the packaged snapshot)."""
     tz = ZoneInfo(timezone)
     e = html.escape
@@ -384,59 +424,82 @@ def render_summary_html(*, alert: Mapping[str, Any], capture: Mapping[str, Any],
         ("原文 Text", alert.get("text")),
         ("上下文 Context", alert.get("context")),
         ("法律依据 Law", alert.get("law")),
-        ("片段 Clip", f"{_fmt_s(clip.get('start_s'))} – {_fmt_s(clip.get('end_s'))} "
-                      f"({clip.get('method', '')}; moment at +{clip.get('moment_offset_s', '—')} s)"),
+        (
+            "片段 Clip",
+            f"{_fmt_s(clip.get('start_s'))} – {_fmt_s(clip.get('end_s'))} "
+            f"({clip.get('method', '')}; moment at +{clip.get('moment_offset_s', '—')} s)",
+        ),
     ]
-    out.write("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">")
+    out.write('<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">')
     out.write(f"<title>证据包 Evidence package {e(aid)}</title><style>{_SUMMARY_CSS}</style></head><body>")
-    out.write(f"<h1>证据包 Evidence package</h1><p class=\"sub\">{e(aid)} · exported {e(_fmt_ts(created_ts, tz))}"
-              f" by {e(exported_by)}</p>")
-    out.write("<table class=\"kv\">")
+    out.write(
+        f'<h1>证据包 Evidence package</h1><p class="sub">{e(aid)} · exported {e(_fmt_ts(created_ts, tz))}'
+        f" by {e(exported_by)}</p>"
+    )
+    out.write('<table class="kv">')
     for k, v in rows:
         out.write(f"<tr><th>{e(k)}</th><td>{e(str(v if v is not None else '—'))}</td></tr>")
     out.write("</table>")
     if any(name == EVIDENCE_PREFIX + "snapshot.jpg" for name, _, _ in files):
-        out.write("<h2>截图 Snapshot</h2><img class=\"snap\" src=\"evidence/snapshot.jpg\" alt=\"snapshot\">")
+        out.write('<h2>截图 Snapshot</h2><img class="snap" src="evidence/snapshot.jpg" alt="snapshot">')
     contradicts = (alert.get("details") or {}).get("contradicts") or []
     if contradicts:
-        out.write("<h2>历史价格 Earlier price claims</h2><table><tr><th>时间 Time</th><th>场次 Broadcast</th>"
-                  "<th>位置 Position</th><th>原话 Claim</th><th>告警 Alert</th></tr>")
+        out.write(
+            "<h2>历史价格 Earlier price claims</h2><table><tr><th>时间 Time</th><th>场次 Broadcast</th>"
+            "<th>位置 Position</th><th>原话 Claim</th><th>告警 Alert</th></tr>"
+        )
         for c in contradicts:
-            out.write(f"<tr><td>{e(_fmt_ts(c.get('ts'), tz))}</td><td>{e(str(c.get('broadcast_id', '')))}</td>"
-                      f"<td>{e(_fmt_s(c.get('start_s')))}</td><td>{e(str(c.get('text', '')))}</td>"
-                      f"<td>{e(str(c.get('alert_id') or '—'))}</td></tr>")
+            out.write(
+                f"<tr><td>{e(_fmt_ts(c.get('ts'), tz))}</td><td>{e(str(c.get('broadcast_id', '')))}</td>"
+                f"<td>{e(_fmt_s(c.get('start_s')))}</td><td>{e(str(c.get('text', '')))}</td>"
+                f"<td>{e(str(c.get('alert_id') or '—'))}</td></tr>"
+            )
         out.write("</table>")
-    out.write("<h2>转写 Transcript</h2><table><tr><th>时间 Time</th><th>来源 Source</th><th>文本 Text</th></tr>")
+    out.write(
+        "<h2>转写 Transcript</h2><table><tr><th>时间 Time</th><th>来源 Source</th><th>文本 Text</th></tr>"
+    )
     a0, a1 = float(alert.get("start_s") or 0), float(alert.get("end_s") or 0)
     for u in transcript.get("utterances", []):
         hit = float(u.get("end_s", 0)) >= a0 and float(u.get("start_s", 0)) <= a1
-        cls = " class=\"hit\"" if hit else ""
-        out.write(f"<tr{cls}><td>{e(_fmt_s(u.get('start_s')))}</td><td>{e(str(u.get('source', '')))}</td>"
-                  f"<td>{e(str(u.get('text', '')))}</td></tr>")
+        cls = ' class="hit"' if hit else ""
+        out.write(
+            f"<tr{cls}><td>{e(_fmt_s(u.get('start_s')))}</td><td>{e(str(u.get('source', '')))}</td>"
+            f"<td>{e(str(u.get('text', '')))}</td></tr>"
+        )
     out.write("</table>")
     out.write("<h2>审核记录 Decisions</h2>")
     if decisions:
-        out.write("<table><tr><th>时间 Time</th><th>审核人 Reviewer</th><th>结论 Decision</th><th>备注 Note</th></tr>")
+        out.write(
+            "<table><tr><th>时间 Time</th><th>审核人 Reviewer</th><th>结论 Decision</th><th>备注 Note</th></tr>"
+        )
         for d in decisions:
-            out.write(f"<tr><td>{e(_fmt_ts(d.get('created_ts'), tz))}</td><td>{e(str(d.get('reviewer', '')))}</td>"
-                      f"<td>{e(str(d.get('decision', '')))}</td><td>{e(str(d.get('note', '')))}</td></tr>")
+            out.write(
+                f"<tr><td>{e(_fmt_ts(d.get('created_ts'), tz))}</td><td>{e(str(d.get('reviewer', '')))}</td>"
+                f"<td>{e(str(d.get('decision', '')))}</td><td>{e(str(d.get('note', '')))}</td></tr>"
+            )
         out.write("</table>")
     else:
         out.write("<p>未审核 Not reviewed yet.</p>")
-    out.write("<h2>文件与哈希 Files and SHA-256</h2><table><tr><th>文件 File</th><th>大小 Bytes</th>"
-              "<th>SHA-256</th></tr>")
+    out.write(
+        "<h2>文件与哈希 Files and SHA-256</h2><table><tr><th>文件 File</th><th>大小 Bytes</th>"
+        "<th>SHA-256</th></tr>"
+    )
     for name, sha, size in files:
-        out.write(f"<tr><td>{e(name)}</td><td>{size}</td><td class=\"mono\">{e(sha)}</td></tr>")
+        out.write(f'<tr><td>{e(name)}</td><td>{size}</td><td class="mono">{e(sha)}</td></tr>')
     out.write("</table>")
     media = capture.get("media") or []
     if media:
         out.write("<h2>原始录像 Original recording</h2><table><tr><th>文件 File</th><th>SHA-256</th></tr>")
         for m in media:
-            out.write(f"<tr><td>{e(str(m.get('path', '')))}</td><td class=\"mono\">{e(str(m.get('sha256', '')))}</td></tr>")
+            out.write(
+                f'<tr><td>{e(str(m.get("path", "")))}</td><td class="mono">{e(str(m.get("sha256", "")))}</td></tr>'
+            )
         out.write("</table>")
-    out.write("<p class=\"note\">manifest.json lists the SHA-256 of every file in this package (this page included); "
-              "evidence/manifest.json was written when the evidence was captured. Check with "
-              "<code>livewatch evidence verify PACKAGE.zip</code> or <code>sha256sum -c SHA256SUMS</code>.</p>")
+    out.write(
+        '<p class="note">manifest.json lists the SHA-256 of every file in this package (this page included); '
+        "evidence/manifest.json was written when the evidence was captured. Check with "
+        "<code>livewatch evidence verify PACKAGE.zip</code> or <code>sha256sum -c SHA256SUMS</code>.</p>"
+    )
     out.write("</body></html>")
     return out.getvalue()
 

@@ -20,14 +20,19 @@ __all__ = ["evidence_app", "review_command"]
 def review_command(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    host: Annotated[str | None, typer.Option("--host", help="Listen address (default review.host, 127.0.0.1).")]
-    = None,
-    port: Annotated[int | None, typer.Option("--port", help="Listen port (default review.port, 8765).")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Listen address (default review.host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Listen port (default review.port, 8765).")
+    ] = None,
     create_user: Annotated[
-        str | None, typer.Option("--create-user", help="Ask for a password and print a review.users entry; no server.")
+        str | None,
+        typer.Option("--create-user", help="Ask for a password and print a review.users entry; no server."),
     ] = None,
     create_token: Annotated[
-        str | None, typer.Option("--create-token", help="Print a new API token and its review.api_tokens entry.")
+        str | None,
+        typer.Option("--create-token", help="Print a new API token and its review.api_tokens entry."),
     ] = None,
 ) -> None:
     """Serve the review web app: alert queue, clip player, decisions, statistics, evidence packages."""
@@ -36,7 +41,9 @@ def review_command(
     if create_user is not None:
         from review.config import ReviewUser
 
-        password = typer.prompt(f"password for {create_user}", hide_input=True, confirmation_prompt=True, err=True)
+        password = typer.prompt(
+            f"password for {create_user}", hide_input=True, confirmation_prompt=True, err=True
+        )
         if len(password) < 8:
             raise UsageError("--create-user: use a password of at least 8 characters")
         user = ReviewUser(username=create_user, password_hash=hash_password(password))
@@ -56,22 +63,27 @@ def review_command(
 
     cfg, db, ddir = open_store(config, data_dir)
     rcfg = cfg.review
-    token = env_token()
-    if not rcfg.users and not rcfg.api_tokens and not token:
-        raise UsageError("review: no users or API tokens are configured; make a user with "
-                         "`livewatch review --create-user NAME` and add it under review.users in the config")
-    app = create_app(db, ddir, rcfg, tool_version=__version__, env_token=token)
+    api_token = env_token()
+    if not rcfg.users and not rcfg.api_tokens and not api_token:
+        raise UsageError(
+            "review: no users or API tokens are configured; make a user with "
+            "`livewatch review --create-user NAME` and add it under review.users in the config"
+        )
+    app = create_app(db, ddir, rcfg, tool_version=__version__, env_token=api_token)
     bind_host = host or rcfg.host
     bind_port = port or rcfg.port
     if bind_host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]review: listening on {bind_host}; serve it over HTTPS (a proxy) and set "
-                  "review.cookie_secure[/yellow]")
+        err.print(
+            f"[yellow]review: listening on {bind_host}; serve it over HTTPS (a proxy) and set "
+            "review.cookie_secure[/yellow]"
+        )
     err.print(f"livewatch review on http://{bind_host}:{bind_port}/  (data: {ddir})")
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning")
 
 
-evidence_app = typer.Typer(help="Evidence packages: export an alert as a zip, verify a zip's hashes.",
-                           no_args_is_help=True)
+evidence_app = typer.Typer(
+    help="Evidence packages: export an alert as a zip, verify a zip's hashes.", no_args_is_help=True
+)
 
 
 @evidence_app.command("export")
@@ -79,8 +91,9 @@ def export(
     alert_id: Annotated[str, typer.Argument(help="The alert's id.")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Zip path or folder (default: current folder).")]
-    = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Zip path or folder (default: current folder).")
+    ] = None,
     by: Annotated[str, typer.Option("--by", help="Who exports (recorded in the package).")] = "",
 ) -> None:
     """Write an alert's evidence package (clip, snapshot, transcript, decisions, summary, hashes)."""
@@ -95,8 +108,14 @@ def export(
         dest = dest / f"livewatch-evidence-{alert_id}.zip"
     with db.session() as s:
         try:
-            result = export_package(s, alert_id, dest, exported_by=by or getpass.getuser(),
-                                    tool_version=__version__, timezone=cfg.review.timezone)
+            result = export_package(
+                s,
+                alert_id,
+                dest,
+                exported_by=by or getpass.getuser(),
+                tool_version=__version__,
+                timezone=cfg.review.timezone,
+            )
         except KeyError:
             raise UsageError(f"evidence export: no alert with id {alert_id}") from None
         except PackageNotAvailable as e:

@@ -39,7 +39,14 @@ from starlette.background import BackgroundTask
 from alerts.evidence import sha256_file
 from alerts.package import EvidenceIntegrityError
 from review import charts, ledger
-from review.auth import LoginLimiter, SessionData, SessionSigner, hash_token, load_or_create_secret, verify_password
+from review.auth import (
+    LoginLimiter,
+    SessionData,
+    SessionSigner,
+    hash_token,
+    load_or_create_secret,
+    verify_password,
+)
 from review.config import ReviewConfig
 from review.decisions import DECISIONS, NOTE, add_decision, decision_dict, history, rule_precision
 from review.detail import PackageNotAvailable, alert_detail, evidence_file_path, export_package, media_type
@@ -55,8 +62,10 @@ COOKIE_NAME = "livewatch_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-_CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
-        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,25 +99,40 @@ class _State:
     tool_version: str
 
 
-def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version: str = "0",
-               env_token: str | None = None, clock: Callable[[], float] = time.time,
-               monotonic: Callable[[], float] = time.monotonic) -> FastAPI:
+def create_app(
+    db: Database,
+    data_dir: Path,
+    cfg: ReviewConfig,
+    *,
+    tool_version: str = "0",
+    env_token: str | None = None,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FastAPI:
     """Build the app. `env_token` is an extra API token (the CLI passes $LIVEWATCH_REVIEW_TOKEN)."""
-    secret = (cfg.session_secret.encode("utf-8") if cfg.session_secret
-              else load_or_create_secret(data_dir / "review-secret"))
+    secret = (
+        cfg.session_secret.encode("utf-8")
+        if cfg.session_secret
+        else load_or_create_secret(data_dir / "review-secret")
+    )
     tokens = [(t.sha256, t.name) for t in cfg.api_tokens]
     if env_token:
         tokens.append((hash_token(env_token), "api-token"))
     state = _State(
-        db=db, data_dir=data_dir, cfg=cfg, signer=SessionSigner(secret, cfg.session_ttl_s, clock),
+        db=db,
+        data_dir=data_dir,
+        cfg=cfg,
+        signer=SessionSigner(secret, cfg.session_ttl_s, clock),
         limiter=LoginLimiter(cfg.login_max_failures, cfg.login_lockout_s, cfg.login_lockout_max_s, monotonic),
-        users={u.username: u.password_hash for u in cfg.users}, tokens=tokens, tool_version=tool_version,
+        users={u.username: u.password_hash for u in cfg.users},
+        tokens=tokens,
+        tool_version=tool_version,
     )
     app = FastAPI(
         title="livewatch review",
         version=tool_version,
         description="Review queue, decisions, statistics and evidence packages for livewatch alerts. "
-                    "Log in at POST /api/login (cookie + CSRF token) or send `Authorization: Bearer TOKEN`.",
+        "Log in at POST /api/login (cookie + CSRF token) or send `Authorization: Bearer TOKEN`.",
     )
     app.state.review = state
 
@@ -120,8 +144,9 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if response.headers.get("content-type", "").startswith("text/html") and not request.url.path.startswith(
-                ("/docs", "/redoc")):
+        if response.headers.get("content-type", "").startswith(
+            "text/html"
+        ) and not request.url.path.startswith(("/docs", "/redoc")):
             response.headers.setdefault("Content-Security-Policy", _CSP)
         return response
 
@@ -153,47 +178,78 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
     Db = Annotated[Session, Depends(get_session)]
 
     def filters(
-        stream: Annotated[str | None, Query(description="Stream id; '(none)' for alerts without one.")] = None,
+        stream: Annotated[
+            str | None, Query(description="Stream id; '(none)' for alerts without one.")
+        ] = None,
         category: Annotated[str | None, Query(description="Alert category, e.g. false_claim.")] = None,
         severity: Annotated[str | None, Query(description="low, medium, high or critical.")] = None,
         source: Annotated[str | None, Query(description="speech, screen or visual.")] = None,
-        status: Annotated[Literal["unreviewed", "confirmed", "false_positive", "escalated"] | None,
-                          Query(description="Current review status.")] = None,
-        since: Annotated[str | None, Query(description="From this time: ISO date/datetime or epoch seconds.")] = None,
-        until: Annotated[str | None, Query(description="Before this time (a date includes that whole day).")] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Text search in text, context, rule, law, id.")]
-        = None,
+        status: Annotated[
+            Literal["unreviewed", "confirmed", "false_positive", "escalated"] | None,
+            Query(description="Current review status."),
+        ] = None,
+        since: Annotated[
+            str | None, Query(description="From this time: ISO date/datetime or epoch seconds.")
+        ] = None,
+        until: Annotated[
+            str | None, Query(description="Before this time (a date includes that whole day).")
+        ] = None,
+        q: Annotated[
+            str | None, Query(max_length=200, description="Text search in text, context, rule, law, id.")
+        ] = None,
         broadcast: Annotated[str | None, Query(description="Broadcast id.")] = None,
         rule: Annotated[str | None, Query(description="Rule id.")] = None,
     ) -> AlertFilter:
         tz = ZoneInfo(state.cfg.timezone)
         return AlertFilter(
-            stream=stream or None, category=category or None, severity=severity or None, source=source or None,
-            status=status, since_ts=_parse_time(since, tz, end=False), until_ts=_parse_time(until, tz, end=True),
-            text=(q or "").strip() or None, broadcast=broadcast or None, rule=rule or None,
+            stream=stream or None,
+            category=category or None,
+            severity=severity or None,
+            source=source or None,
+            status=status,
+            since_ts=_parse_time(since, tz, end=False),
+            until_ts=_parse_time(until, tz, end=True),
+            text=(q or "").strip() or None,
+            broadcast=broadcast or None,
+            rule=rule or None,
         )
 
     Filter = Annotated[AlertFilter, Depends(filters)]
 
     # -- session --------------------------------------------------------------------------------------
 
-    @app.post("/api/login", tags=["auth"], summary="Log in; sets the session cookie and returns the CSRF token")
+    @app.post(
+        "/api/login", tags=["auth"], summary="Log in; sets the session cookie and returns the CSRF token"
+    )
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
         client = request.client.host if request.client else "unknown"
         wait = state.limiter.retry_after(client, body.username)
         if wait > 0:
-            raise HTTPException(429, f"too many failed logins; try again in {wait:.0f} s",
-                                headers={"Retry-After": str(int(wait) + 1)})
+            raise HTTPException(
+                429,
+                f"too many failed logins; try again in {wait:.0f} s",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
         if not verify_password(state.users.get(body.username), body.password):
             wait = state.limiter.failure(client, body.username)
             if wait > 0:
-                raise HTTPException(429, f"too many failed logins; try again in {wait:.0f} s",
-                                    headers={"Retry-After": str(int(wait) + 1)})
+                raise HTTPException(
+                    429,
+                    f"too many failed logins; try again in {wait:.0f} s",
+                    headers={"Retry-After": str(int(wait) + 1)},
+                )
             raise HTTPException(401, "wrong user name or password")
         state.limiter.success(client, body.username)
         cookie, data = state.signer.issue(body.username)
-        response.set_cookie(COOKIE_NAME, cookie, max_age=int(state.cfg.session_ttl_s), httponly=True,
-                            samesite="strict", secure=state.cfg.cookie_secure, path="/")
+        response.set_cookie(
+            COOKIE_NAME,
+            cookie,
+            max_age=int(state.cfg.session_ttl_s),
+            httponly=True,
+            samesite="strict",
+            secure=state.cfg.cookie_secure,
+            path="/",
+        )
         logger.info("review login: %s from %s", body.username, client)
         return {"username": data.username, "csrf_token": data.csrf, "expires_ts": data.expires_ts}
 
@@ -206,35 +262,62 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
 
     @app.get("/api/session", tags=["auth"], summary="Who is logged in, and the CSRF token for this session")
     def session_info(who: Who) -> dict[str, Any]:
-        return {"username": who.name, "via": who.via, "csrf_token": who.session.csrf if who.session else None,
-                "timezone": state.cfg.timezone, "page_size": state.cfg.page_size,
-                "decisions": [*DECISIONS, NOTE]}
+        return {
+            "username": who.name,
+            "via": who.via,
+            "csrf_token": who.session.csrf if who.session else None,
+            "timezone": state.cfg.timezone,
+            "page_size": state.cfg.page_size,
+            "decisions": [*DECISIONS, NOTE],
+        }
 
     # -- alerts ---------------------------------------------------------------------------------------
 
-    @app.get("/api/alerts", tags=["alerts"], summary="The review queue: alerts newest first, with facet counts")
-    def list_alerts(who: Who, db: Db, f: Filter,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    @app.get(
+        "/api/alerts", tags=["alerts"], summary="The review queue: alerts newest first, with facet counts"
+    )
+    def list_alerts(
+        who: Who,
+        db: Db,
+        f: Filter,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
         page = queue(db, f, limit=limit, offset=offset)
-        return {"total": page.total, "limit": limit, "offset": offset, "items": page.items, "counts": page.counts}
+        return {
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "items": page.items,
+            "counts": page.counts,
+        }
 
-    @app.get("/api/alerts/{alert_id}", tags=["alerts"], summary="One alert with clip, transcript and decisions")
+    @app.get(
+        "/api/alerts/{alert_id}", tags=["alerts"], summary="One alert with clip, transcript and decisions"
+    )
     def get_alert(alert_id: str, who: Who, db: Db) -> dict[str, Any]:
         detail = alert_detail(db, alert_id)
         if detail is None:
             raise HTTPException(404, "no such alert")
         return detail
 
-    @app.get("/api/alerts/{alert_id}/files/{name}", tags=["evidence"],
-             summary="An evidence file of an alert (by its listed name; range requests supported)",
-             response_class=FileResponse)
+    @app.get(
+        "/api/alerts/{alert_id}/files/{name}",
+        tags=["evidence"],
+        summary="An evidence file of an alert (by its listed name; range requests supported)",
+        response_class=FileResponse,
+    )
     def get_file(alert_id: str, name: str, who: Who, db: Db) -> FileResponse:
         path = evidence_file_path(db, alert_id, name)
         if path is None:
             raise HTTPException(404, "no such evidence file")
-        return FileResponse(path, media_type=media_type(path.name), content_disposition_type="inline",
-                            filename=path.name, headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(
+            path,
+            media_type=media_type(path.name),
+            content_disposition_type="inline",
+            filename=path.name,
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
 
     @app.get("/api/alerts/{alert_id}/decisions", tags=["decisions"], summary="The audit trail of an alert")
     def get_decisions(alert_id: str, who: Who, db: Db) -> list[dict[str, Any]]:
@@ -242,8 +325,12 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
             raise HTTPException(404, "no such alert")
         return [decision_dict(d) for d in history(db, alert_id)]
 
-    @app.post("/api/alerts/{alert_id}/decisions", tags=["decisions"], status_code=201,
-              summary="Append a decision (confirmed, false_positive, escalated) or a note")
+    @app.post(
+        "/api/alerts/{alert_id}/decisions",
+        tags=["decisions"],
+        status_code=201,
+        summary="Append a decision (confirmed, false_positive, escalated) or a note",
+    )
     def post_decision(alert_id: str, body: DecisionBody, who: Who, db: Db) -> dict[str, Any]:
         try:
             d = add_decision(db, alert_id, body.decision, reviewer=who.name, note=body.note)
@@ -253,10 +340,17 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
             raise HTTPException(422, str(e)) from None
         logger.info("decision %s on %s by %s", d.decision, alert_id, who.name)
         detail = alert_detail(db, alert_id) or {}
-        return {"decision": decision_dict(d), "status": detail.get("status"), "decisions": detail.get("decisions")}
+        return {
+            "decision": decision_dict(d),
+            "status": detail.get("status"),
+            "decisions": detail.get("decisions"),
+        }
 
-    @app.get("/api/alerts/{alert_id}/verify", tags=["evidence"],
-             summary="Hash the evidence files on disk again and compare with the recorded hashes")
+    @app.get(
+        "/api/alerts/{alert_id}/verify",
+        tags=["evidence"],
+        summary="Hash the evidence files on disk again and compare with the recorded hashes",
+    )
     def verify_alert(alert_id: str, who: Who, db: Db) -> dict[str, Any]:
         a = db.get(AlertRow, alert_id)
         if a is None:
@@ -267,17 +361,29 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
             path = evidence_file_path(db, alert_id, r.name)
             actual = sha256_file(path) if path is not None else None
             status = "missing" if actual is None else ("ok" if actual == r.sha256 else "changed")
-            out.append({"name": r.name, "recorded_sha256": r.sha256, "actual_sha256": actual, "status": status})
+            out.append(
+                {"name": r.name, "recorded_sha256": r.sha256, "actual_sha256": actual, "status": status}
+            )
         return {"ok": bool(out) and all(x["status"] == "ok" for x in out), "files": out}
 
-    @app.get("/api/alerts/{alert_id}/package", tags=["evidence"], response_class=FileResponse,
-             summary="Download the evidence package (zip with clip, snapshot, transcript, manifest, decisions)")
+    @app.get(
+        "/api/alerts/{alert_id}/package",
+        tags=["evidence"],
+        response_class=FileResponse,
+        summary="Download the evidence package (zip with clip, snapshot, transcript, manifest, decisions)",
+    )
     def get_package(alert_id: str, who: Who, db: Db) -> FileResponse:
         tmpdir = Path(tempfile.mkdtemp(prefix="livewatch-package-"))
         dest = tmpdir / f"livewatch-evidence-{alert_id}.zip"
         try:
-            result = export_package(db, alert_id, dest, exported_by=who.name, tool_version=state.tool_version,
-                                    timezone=state.cfg.timezone)
+            result = export_package(
+                db,
+                alert_id,
+                dest,
+                exported_by=who.name,
+                tool_version=state.tool_version,
+                timezone=state.cfg.timezone,
+            )
         except KeyError:
             _rmtree(tmpdir)
             raise HTTPException(404, "no such alert") from None
@@ -291,19 +397,33 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
         except BaseException:
             _rmtree(tmpdir)
             raise
-        logger.info("evidence package of %s exported by %s (manifest %s)", alert_id, who.name, result.manifest_sha256)
-        return FileResponse(dest, media_type="application/zip", filename=dest.name,
-                            headers={"X-Manifest-SHA256": result.manifest_sha256, "X-Zip-SHA256": result.zip_sha256},
-                            background=BackgroundTask(_rmtree, tmpdir))
+        logger.info(
+            "evidence package of %s exported by %s (manifest %s)", alert_id, who.name, result.manifest_sha256
+        )
+        return FileResponse(
+            dest,
+            media_type="application/zip",
+            filename=dest.name,
+            headers={"X-Manifest-SHA256": result.manifest_sha256, "X-Zip-SHA256": result.zip_sha256},
+            background=BackgroundTask(_rmtree, tmpdir),
+        )
 
     # -- statistics and ledger ------------------------------------------------------------------------
 
-    @app.get("/api/stats", tags=["statistics"], summary="Alerts and confirmed violations per day/category/stream/rule")
+    @app.get(
+        "/api/stats",
+        tags=["statistics"],
+        summary="Alerts and confirmed violations per day/category/stream/rule",
+    )
     def get_stats(who: Who, db: Db, f: Filter) -> dict[str, Any]:
         return statistics(db, f, state.cfg.timezone).as_dict()
 
-    @app.get("/api/stats/chart.svg", tags=["statistics"], summary="The statistics as one SVG chart",
-             response_class=Response)
+    @app.get(
+        "/api/stats/chart.svg",
+        tags=["statistics"],
+        summary="The statistics as one SVG chart",
+        response_class=Response,
+    )
     def get_chart(who: Who, db: Db, f: Filter) -> Response:
         svg = charts.statistics_svg(statistics(db, f, state.cfg.timezone))
         return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
@@ -312,8 +432,12 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
     def get_precision(who: Who, db: Db, f: Filter) -> list[dict[str, Any]]:
         return [p.as_dict() for p in rule_precision(db, since_ts=f.since_ts, until_ts=f.until_ts).values()]
 
-    @app.get("/api/ledger.{fmt}", tags=["statistics"], summary="The ledger (台账) for a period as CSV or XLSX",
-             response_class=Response)
+    @app.get(
+        "/api/ledger.{fmt}",
+        tags=["statistics"],
+        summary="The ledger (台账) for a period as CSV or XLSX",
+        response_class=Response,
+    )
     def get_ledger(fmt: Literal["csv", "xlsx"], who: Who, db: Db, f: Filter) -> Response:
         rows = ledger_rows(db, f, state.cfg.timezone)
         stamp = _period_name(f, state.cfg.timezone)
@@ -323,15 +447,21 @@ def create_app(db: Database, data_dir: Path, cfg: ReviewConfig, *, tool_version:
             stats = statistics(db, f, state.cfg.timezone)
             body = ledger.ledger_xlsx(rows, stats, f"livewatch 台账 Ledger {stamp}")
             mt = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return Response(body, media_type=mt,
-                        headers={"Content-Disposition": f'attachment; filename="livewatch-ledger-{stamp}.{fmt}"'})
+        return Response(
+            body,
+            media_type=mt,
+            headers={"Content-Disposition": f'attachment; filename="livewatch-ledger-{stamp}.{fmt}"'},
+        )
 
     # -- the page -------------------------------------------------------------------------------------
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -117,9 +117,21 @@ class SessionSigner:
 
     def issue(self, username: str) -> tuple[str, SessionData]:
         now = self._clock()
-        data = SessionData(secrets.token_urlsafe(16), username, secrets.token_urlsafe(24), now, now + self.ttl_s)
-        body = _b64(json.dumps({"s": data.sid, "u": data.username, "c": data.csrf, "i": data.issued_ts,
-                                "e": data.expires_ts}, separators=(",", ":")).encode("utf-8"))
+        data = SessionData(
+            secrets.token_urlsafe(16), username, secrets.token_urlsafe(24), now, now + self.ttl_s
+        )
+        body = _b64(
+            json.dumps(
+                {
+                    "s": data.sid,
+                    "u": data.username,
+                    "c": data.csrf,
+                    "i": data.issued_ts,
+                    "e": data.expires_ts,
+                },
+                separators=(",", ":"),
+            ).encode("utf-8")
+        )
         return f"{body}.{self._sign(body)}", data
 
     def read(self, cookie: str | None) -> SessionData | None:
@@ -165,9 +177,15 @@ class LoginLimiter:
     `max_lockout_s`. A success clears the (client, user) key. Keys are forgotten after `forget_s` quiet.
     """
 
-    def __init__(self, max_failures: int = 5, lockout_s: float = 30.0, max_lockout_s: float = 900.0,
-                 clock: Callable[[], float] = time.monotonic, forget_s: float = 3600.0,
-                 client_factor: int = 4) -> None:
+    def __init__(
+        self,
+        max_failures: int = 5,
+        lockout_s: float = 30.0,
+        max_lockout_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        forget_s: float = 3600.0,
+        client_factor: int = 4,
+    ) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
         self.max_lockout_s = max_lockout_s
@@ -182,16 +200,21 @@ class LoginLimiter:
         now = self._clock()
         with self._lock:
             self._expire(now)
-            waits = [f.locked_until - now for k in ((client, username), (client, None))
-                     if (f := self._state.get(k)) is not None]
+            waits = [
+                f.locked_until - now
+                for k in ((client, username), (client, None))
+                if (f := self._state.get(k)) is not None
+            ]
         return max([0.0, *waits])
 
     def failure(self, client: str, username: str) -> float:
         """Record a failed login; return the lockout now in force (0 if none)."""
         now = self._clock()
         with self._lock:
-            for key, limit in (((client, username), self.max_failures),
-                               ((client, None), self.max_failures * self.client_factor)):
+            for key, limit in (
+                ((client, username), self.max_failures),
+                ((client, None), self.max_failures * self.client_factor),
+            ):
                 f = self._state.setdefault(key, _Failures(0, now, 0.0))
                 f.count += 1
                 f.last_ts = now
@@ -206,6 +229,8 @@ class LoginLimiter:
             self._state.pop((client, username), None)
 
     def _expire(self, now: float) -> None:
-        stale = [k for k, f in self._state.items() if now - f.last_ts > self.forget_s and f.locked_until <= now]
+        stale = [
+            k for k, f in self._state.items() if now - f.last_ts > self.forget_s and f.locked_until <= now
+        ]
         for k in stale:
             del self._state[k]

@@ -14,7 +14,10 @@ class ReviewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(
-        ..., min_length=1, max_length=128, description="Login name; recorded as the reviewer on every decision."
+        ...,
+        min_length=1,
+        max_length=128,
+        description="Login name; recorded as the reviewer on every decision.",
     )
     password_hash: str = Field(
         ..., description="argon2 hash of the password; make one with `livewatch review --create-user NAME`."
@@ -38,7 +41,9 @@ class ReviewUser(BaseModel):
 class ApiToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., min_length=1, max_length=128, description="Who uses the token; recorded as the reviewer.")
+    name: str = Field(
+        ..., min_length=1, max_length=128, description="Who uses the token; recorded as the reviewer."
+    )
     sha256: str = Field(
         ..., description="SHA-256 (hex) of the token; make one with `livewatch review --create-token NAME`."
     )
@@ -55,7 +60,9 @@ class ApiToken(BaseModel):
 class ReviewConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field("127.0.0.1", description="Address the review app listens on; keep 127.0.0.1 behind a proxy.")
+    host: str = Field(
+        "127.0.0.1", description="Address the review app listens on; keep 127.0.0.1 behind a proxy."
+    )
     port: int = Field(8765, ge=1, le=65535, description="TCP port of the review app.")
     users: list[ReviewUser] = Field(default_factory=list, description="Reviewers who may log in.")
     api_tokens: list[ApiToken] = Field(
@@ -74,7 +81,9 @@ class ReviewConfig(BaseModel):
         5, ge=1, description="Failed logins per client and user before logins are refused for a while."
     )
     login_lockout_s: float = Field(
-        30.0, gt=0, description="First lockout after too many failed logins; doubles with each further failure."
+        30.0,
+        gt=0,
+        description="First lockout after too many failed logins; doubles with each further failure.",
     )
     login_lockout_max_s: float = Field(900.0, gt=0, description="Longest lockout after failed logins.")
     timezone: str = Field(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, event, func, select
+from sqlalchemy import and_, event, func, select
 from sqlalchemy.orm import Session
 
 from store.models import AlertRow, Decision
@@ -55,8 +55,15 @@ def _no_delete(_mapper: Any, _conn: Any, target: Decision) -> None:
     raise AuditTrailError(f"decision {target.id} is part of the audit trail and cannot be deleted")
 
 
-def add_decision(session: Session, alert_id: str, decision: str, *, reviewer: str, note: str = "",
-                 clock: Callable[[], float] = time.time) -> Decision:
+def add_decision(
+    session: Session,
+    alert_id: str,
+    decision: str,
+    *,
+    reviewer: str,
+    note: str = "",
+    clock: Callable[[], float] = time.time,
+) -> Decision:
     """Append one decision and commit. Raises KeyError for an unknown alert, ValueError for a bad kind."""
     if decision not in (*DECISIONS, NOTE):
         raise ValueError(f"decision must be one of {', '.join((*DECISIONS, NOTE))}, not {decision!r}")
@@ -80,8 +87,14 @@ def history(session: Session, alert_id: str) -> list[Decision]:
 
 
 def decision_dict(d: Decision) -> dict[str, Any]:
-    return {"id": d.id, "alert_id": d.alert_id, "decision": d.decision, "note": d.note, "reviewer": d.reviewer,
-            "created_ts": d.created_ts}
+    return {
+        "id": d.id,
+        "alert_id": d.alert_id,
+        "decision": d.decision,
+        "note": d.note,
+        "reviewer": d.reviewer,
+        "created_ts": d.created_ts,
+    }
 
 
 def latest_status_subquery() -> Any:
@@ -101,13 +114,13 @@ def latest_decisions(session: Session, alert_ids: Iterable[str] | None = None) -
     even if two rows share a timestamp.
     """
     latest = latest_status_subquery()
-    q: Select[tuple[Decision]] = select(Decision).join(latest, Decision.id == latest.c.decision_id)
+    q = select(Decision).join(latest, Decision.id == latest.c.decision_id)
     if alert_ids is None:
         return {d.alert_id: d for d in session.scalars(q)}
     ids = list(dict.fromkeys(alert_ids))
     out: dict[str, Decision] = {}
     for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-        chunk = ids[i:i + 500]
+        chunk = ids[i : i + 500]
         out.update({d.alert_id: d for d in session.scalars(q.where(Decision.alert_id.in_(chunk)))})
     return out
 
@@ -133,13 +146,21 @@ class RulePrecision:
         return (self.confirmed + self.escalated) / self.decided if self.decided else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "alerts": self.alerts, "confirmed": self.confirmed,
-                "false_positive": self.false_positive, "escalated": self.escalated,
-                "unreviewed": self.unreviewed, "decided": self.decided, "precision": self.precision}
+        return {
+            "rule_id": self.rule_id,
+            "alerts": self.alerts,
+            "confirmed": self.confirmed,
+            "false_positive": self.false_positive,
+            "escalated": self.escalated,
+            "unreviewed": self.unreviewed,
+            "decided": self.decided,
+            "precision": self.precision,
+        }
 
 
-def rule_precision(session: Session, *, since_ts: float | None = None, until_ts: float | None = None
-                   ) -> dict[str, RulePrecision]:
+def rule_precision(
+    session: Session, *, since_ts: float | None = None, until_ts: float | None = None
+) -> dict[str, RulePrecision]:
     """rule_id → counts of its alerts by current status, optionally limited to alerts in [since, until)."""
     latest = latest_status_subquery()
     when = func.coalesce(AlertRow.start_ts, AlertRow.created_ts)
@@ -158,7 +179,13 @@ def rule_precision(session: Session, *, since_ts: float | None = None, until_ts:
     for rule_id, decision, n in session.execute(q):
         counts.setdefault(rule_id, {})[decision or "unreviewed"] = int(n)
     return {
-        rule: RulePrecision(rule, sum(c.values()), c.get("confirmed", 0), c.get("false_positive", 0),
-                            c.get("escalated", 0), c.get("unreviewed", 0))
+        rule: RulePrecision(
+            rule,
+            sum(c.values()),
+            c.get("confirmed", 0),
+            c.get("false_positive", 0),
+            c.get("escalated", 0),
+            c.get("unreviewed", 0),
+        )
         for rule, c in sorted(counts.items())
     }

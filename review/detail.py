@@ -23,7 +23,14 @@ from review.decisions import decision_dict, history, latest_decisions
 from review.queries import CATEGORY_NAMES
 from store.models import AlertRow, DetectionRow, EvidenceFileRow
 
-__all__ = ["PackageNotAvailable", "alert_detail", "evidence_file_path", "export_package", "mark_transcript", "media_type"]
+__all__ = [
+    "PackageNotAvailable",
+    "alert_detail",
+    "evidence_file_path",
+    "export_package",
+    "mark_transcript",
+    "media_type",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +91,9 @@ def _find_span(text: str, needle: str) -> tuple[int, int] | None:
     return hay.orig_index[j], hay.orig_index[j + len(ndl) - 1] + 1
 
 
-def mark_transcript(transcript: dict[str, Any], hits: Sequence[tuple[str, float, float, str]]) -> dict[str, Any]:
+def mark_transcript(
+    transcript: dict[str, Any], hits: Sequence[tuple[str, float, float, str]]
+) -> dict[str, Any]:
     """Transcript for the page: each word with its offset in the clip and whether it belongs to a hit.
 
     `hits` are (source, start_s, end_s, matched) of the alert's detections. A word is marked when the
@@ -99,8 +108,11 @@ def mark_transcript(transcript: dict[str, Any], hits: Sequence[tuple[str, float,
         if not words:
             words = [(str(u.get("text", "")), u_start, u_end)]
         marks = [False] * len(words)
-        relevant = [h for h in hits if h[0] == u.get("source", h[0]) and h[2] >= u_start - 0.05
-                    and h[1] <= u_end + 0.05]
+        relevant = [
+            h
+            for h in hits
+            if h[0] == u.get("source", h[0]) and h[2] >= u_start - 0.05 and h[1] <= u_end + 0.05
+        ]
         joined = "".join(w[0] for w in words)
         bounds = []
         pos = 0
@@ -117,16 +129,26 @@ def mark_transcript(transcript: dict[str, Any], hits: Sequence[tuple[str, float,
                 for k, (_t, w0, w1) in enumerate(words):
                     if h0 - 0.05 <= (w0 + w1) / 2 <= h1 + 0.05:
                         marks[k] = True
-        out_utts.append({
-            "source": u.get("source", "speech"),
-            "start_s": u_start,
-            "end_s": u_end,
-            "offset_s": round(max(0.0, u_start - clip_start), 3),
-            "text": u.get("text", ""),
-            "hit": any(marks),
-            "words": [{"text": t, "start_s": w0, "end_s": w1, "offset_s": round(max(0.0, w0 - clip_start), 3),
-                       "hit": m} for (t, w0, w1), m in zip(words, marks, strict=True)],
-        })
+        out_utts.append(
+            {
+                "source": u.get("source", "speech"),
+                "start_s": u_start,
+                "end_s": u_end,
+                "offset_s": round(max(0.0, u_start - clip_start), 3),
+                "text": u.get("text", ""),
+                "hit": any(marks),
+                "words": [
+                    {
+                        "text": t,
+                        "start_s": w0,
+                        "end_s": w1,
+                        "offset_s": round(max(0.0, w0 - clip_start), 3),
+                        "hit": m,
+                    }
+                    for (t, w0, w1), m in zip(words, marks, strict=True)
+                ],
+            }
+        )
     return {"clip_start_s": clip_start, "clip_end_s": transcript.get("clip_end_s"), "utterances": out_utts}
 
 
@@ -160,8 +182,11 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
     a = session.get(AlertRow, alert_id)
     if a is None:
         return None
-    files = list(session.scalars(select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id)
-                                 .order_by(EvidenceFileRow.id)))
+    files = list(
+        session.scalars(
+            select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id).order_by(EvidenceFileRow.id)
+        )
+    )
     folder = Path(a.evidence_dir) if a.evidence_dir else None
     manifest = _read_json(folder / "manifest.json") if folder else {}
     raw_transcript = _read_json(folder / "transcript.json") if folder else {}
@@ -213,13 +238,32 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
             "rules_version": a.rules_version,
             "evidence_status": a.evidence_status,
         },
-        "detections": [{"rule_id": d.rule_id, "code": d.code, "severity": d.severity, "source": d.source,
-                        "start_s": d.start_s, "end_s": d.end_s, "matched": d.matched, "score": d.score,
-                        "mode": d.mode} for d in detections],
+        "detections": [
+            {
+                "rule_id": d.rule_id,
+                "code": d.code,
+                "severity": d.severity,
+                "source": d.source,
+                "start_s": d.start_s,
+                "end_s": d.end_s,
+                "matched": d.matched,
+                "score": d.score,
+                "mode": d.mode,
+            }
+            for d in detections
+        ],
         "status": latest.decision if latest else "unreviewed",
         "decisions": [decision_dict(d) for d in decisions],
-        "files": [{"name": f.name, "kind": f.kind, "sha256": f.sha256, "size": f.size,
-                   "url": _file_url(alert_id, f.name)} for f in files],
+        "files": [
+            {
+                "name": f.name,
+                "kind": f.kind,
+                "sha256": f.sha256,
+                "size": f.size,
+                "url": _file_url(alert_id, f.name),
+            }
+            for f in files
+        ],
         "clip": clip,
         "snapshot_url": _file_url(alert_id, snap_row.name) if snap_row else None,
         "transcript": mark_transcript(raw_transcript, hits) if raw_transcript else None,
@@ -242,13 +286,19 @@ def _contradicts(session: Session, payload: dict[str, Any]) -> list[dict[str, An
         c["clip_url"] = None
         if other and session.get(AlertRow, other) is not None:
             c["alert_url"] = f"#/alert/{other}"
-            clip = session.scalar(select(EvidenceFileRow.name).where(EvidenceFileRow.alert_id == other,
-                                                                     EvidenceFileRow.kind == "clip"))
+            clip = session.scalar(
+                select(EvidenceFileRow.name).where(
+                    EvidenceFileRow.alert_id == other, EvidenceFileRow.kind == "clip"
+                )
+            )
             if clip:
                 c["clip_url"] = _file_url(other, clip)
                 other_row = session.get(AlertRow, other)
-                other_manifest = (_read_json(Path(other_row.evidence_dir) / "manifest.json")
-                                  if other_row and other_row.evidence_dir else {})
+                other_manifest = (
+                    _read_json(Path(other_row.evidence_dir) / "manifest.json")
+                    if other_row and other_row.evidence_dir
+                    else {}
+                )
                 start = float((other_manifest.get("clip") or {}).get("start_s", 0.0))
                 if c.get("start_s") is not None:
                     c["clip_offset_s"] = round(max(0.0, float(c["start_s"]) - start), 3)
@@ -260,8 +310,9 @@ class PackageNotAvailable(Exception):
     """The alert has no finished evidence to package."""
 
 
-def export_package(session: Session, alert_id: str, dest: Path, *, exported_by: str, tool_version: str,
-                   timezone: str) -> PackageResult:
+def export_package(
+    session: Session, alert_id: str, dest: Path, *, exported_by: str, tool_version: str, timezone: str
+) -> PackageResult:
     """Package an alert's evidence, record and decisions into `dest` (a .zip path).
 
     Raises KeyError for an unknown alert, PackageNotAvailable without evidence, and
@@ -272,14 +323,23 @@ def export_package(session: Session, alert_id: str, dest: Path, *, exported_by: 
         raise KeyError(alert_id)
     if not a.evidence_dir or a.evidence_status != "done":
         raise PackageNotAvailable(f"alert {alert_id} has no evidence yet (status {a.evidence_status})")
-    recorded = {f.name: f.sha256 for f in session.scalars(
-        select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id))}
+    recorded = {
+        f.name: f.sha256
+        for f in session.scalars(select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id))
+    }
     alert = dict(a.payload or {})
     alert.setdefault("alert_id", a.id)
     decisions = [decision_dict(d) for d in history(session, alert_id)]
     result = build_package(
-        PackageInput(alert=alert, evidence_dir=Path(a.evidence_dir), recorded_sha256=recorded, decisions=decisions,
-                     exported_by=exported_by, tool_version=tool_version, timezone=timezone),
+        PackageInput(
+            alert=alert,
+            evidence_dir=Path(a.evidence_dir),
+            recorded_sha256=recorded,
+            decisions=decisions,
+            exported_by=exported_by,
+            tool_version=tool_version,
+            timezone=timezone,
+        ),
         dest,
     )
     logger.info("evidence package for %s written to %s (manifest %s)", alert_id, dest, result.manifest_sha256)

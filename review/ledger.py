@@ -42,7 +42,15 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
         cell.alignment = Alignment(wrap_text=True, vertical="top")
     for r in rows:
         ws.append(r.values())
-    widths = {"seq": 6, "alert_id": 20, "time_local": 20, "text": 48, "law": 32, "note": 32, "manifest_sha256": 66}
+    widths = {
+        "seq": 6,
+        "alert_id": 20,
+        "time_local": 20,
+        "text": 48,
+        "law": 32,
+        "note": 32,
+        "manifest_sha256": 66,
+    }
     for i, (key, _) in enumerate(LedgerRow.HEADERS, 1):
         ws.column_dimensions[get_column_letter(i)].width = widths.get(key, 14)
     ws.freeze_panes = "A3"
@@ -54,19 +62,40 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
     summary["A1"].font = Font(bold=True)
     for k in ("alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed"):
         summary.append([k, stats.totals.get(k, 0)])
-    for heading, key, items in (("按日 Per day", "day", stats.per_day),
-                                ("按类别 Per category", "category", stats.per_category),
-                                ("按直播间 Per stream", "stream", stats.per_stream),
-                                ("按规则 Per rule", "rule", stats.per_rule)):
+    for heading, key, items in (
+        ("按日 Per day", "day", stats.per_day),
+        ("按类别 Per category", "category", stats.per_category),
+        ("按直播间 Per stream", "stream", stats.per_stream),
+        ("按规则 Per rule", "rule", stats.per_rule),
+    ):
         summary.append([])
         summary.append([heading])
         summary.cell(summary.max_row, 1).font = Font(bold=True)
-        summary.append([key, "alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed",
-                        "precision"])
+        summary.append(
+            [
+                key,
+                "alerts",
+                "violations",
+                "confirmed",
+                "escalated",
+                "false_positive",
+                "unreviewed",
+                "precision",
+            ]
+        )
         for it in items:
-            summary.append([it[key], it["alerts"], it["violations"], it["confirmed"], it["escalated"],
-                            it["false_positive"], it["unreviewed"],
-                            None if it["precision"] is None else round(it["precision"], 3)])
+            summary.append(
+                [
+                    it[key],
+                    it["alerts"],
+                    it["violations"],
+                    it["confirmed"],
+                    it["escalated"],
+                    it["false_positive"],
+                    it["unreviewed"],
+                    None if it["precision"] is None else round(it["precision"], 3),
+                ]
+            )
     summary.column_dimensions["A"].width = 36
     out = io.BytesIO()
     wb.save(out)

@@ -47,7 +47,12 @@ CATEGORY_NAMES = {
     "prohibited_goods": "禁售商品",
     "orientation": "导向问题",
 }
-STATUS_NAMES = {"unreviewed": "未审核", "confirmed": "确认违规", "false_positive": "误报", "escalated": "上报"}
+STATUS_NAMES = {
+    "unreviewed": "未审核",
+    "confirmed": "确认违规",
+    "false_positive": "误报",
+    "escalated": "上报",
+}
 FACETS = ("stream", "category", "severity", "source", "status")
 
 
@@ -85,7 +90,11 @@ def _base(f: AlertFilter, columns: Sequence[Any]) -> Select[Any]:
         .outerjoin(Decision, Decision.id == latest.c.decision_id)
     )
     if f.stream:
-        q = q.where(AlertRow.stream_id == f.stream) if f.stream != "(none)" else q.where(AlertRow.stream_id.is_(None))
+        q = (
+            q.where(AlertRow.stream_id == f.stream)
+            if f.stream != "(none)"
+            else q.where(AlertRow.stream_id.is_(None))
+        )
     if f.category:
         q = q.where(AlertRow.category == f.category)
     if f.severity:
@@ -97,16 +106,26 @@ def _base(f: AlertFilter, columns: Sequence[Any]) -> Select[Any]:
     if f.rule:
         q = q.where(AlertRow.rule_id == f.rule)
     if f.status:
-        q = q.where(Decision.id.is_(None)) if f.status == "unreviewed" else q.where(Decision.decision == f.status)
+        q = (
+            q.where(Decision.id.is_(None))
+            if f.status == "unreviewed"
+            else q.where(Decision.decision == f.status)
+        )
     if f.since_ts is not None:
         q = q.where(alert_time() >= f.since_ts)
     if f.until_ts is not None:
         q = q.where(alert_time() < f.until_ts)
     if f.text:
         like = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        q = q.where(or_(AlertRow.text.like(like, escape="\\"), AlertRow.context.like(like, escape="\\"),
-                        AlertRow.rule_id.like(like, escape="\\"), AlertRow.id.like(like, escape="\\"),
-                        AlertRow.law.like(like, escape="\\")))
+        q = q.where(
+            or_(
+                AlertRow.text.like(like, escape="\\"),
+                AlertRow.context.like(like, escape="\\"),
+                AlertRow.rule_id.like(like, escape="\\"),
+                AlertRow.id.like(like, escape="\\"),
+                AlertRow.law.like(like, escape="\\"),
+            )
+        )
     return q
 
 
@@ -181,19 +200,34 @@ class Statistics:
     per_rule: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"timezone": self.timezone, "since_ts": self.since_ts, "until_ts": self.until_ts,
-                "totals": self.totals, "per_day": self.per_day, "per_category": self.per_category,
-                "per_stream": self.per_stream, "per_rule": self.per_rule}
+        return {
+            "timezone": self.timezone,
+            "since_ts": self.since_ts,
+            "until_ts": self.until_ts,
+            "totals": self.totals,
+            "per_day": self.per_day,
+            "per_category": self.per_category,
+            "per_stream": self.per_stream,
+            "per_rule": self.per_rule,
+        }
 
 
 def _bucket_rows(counts: dict[str, Counter[str]], key_name: str) -> list[dict[str, Any]]:
     out = []
     for key, c in counts.items():
         decided = c["confirmed"] + c["escalated"] + c["false_positive"]
-        out.append({key_name: key, "alerts": c["alerts"], "confirmed": c["confirmed"], "escalated": c["escalated"],
-                    "false_positive": c["false_positive"], "unreviewed": c["unreviewed"],
-                    "violations": c["confirmed"] + c["escalated"],
-                    "precision": (c["confirmed"] + c["escalated"]) / decided if decided else None})
+        out.append(
+            {
+                key_name: key,
+                "alerts": c["alerts"],
+                "confirmed": c["confirmed"],
+                "escalated": c["escalated"],
+                "false_positive": c["false_positive"],
+                "unreviewed": c["unreviewed"],
+                "violations": c["confirmed"] + c["escalated"],
+                "precision": (c["confirmed"] + c["escalated"]) / decided if decided else None,
+            }
+        )
     return out
 
 
@@ -201,14 +235,30 @@ def statistics(session: Session, f: AlertFilter, timezone: str) -> Statistics:
     """Alerts and confirmed violations (confirmed or escalated) per day, category, stream and rule."""
     tz = ZoneInfo(timezone)
     rows = session.execute(
-        _base(f, [AlertRow.id, alert_time(), AlertRow.category, AlertRow.stream_id, AlertRow.rule_id,
-                  _status_col(None)])
+        _base(
+            f,
+            [
+                AlertRow.id,
+                alert_time(),
+                AlertRow.category,
+                AlertRow.stream_id,
+                AlertRow.rule_id,
+                _status_col(None),
+            ],
+        )
     ).all()
-    by: dict[str, dict[str, Counter[str]]] = {k: defaultdict(Counter) for k in ("day", "category", "stream", "rule")}
+    by: dict[str, dict[str, Counter[str]]] = {
+        k: defaultdict(Counter) for k in ("day", "category", "stream", "rule")
+    }
     totals: Counter[str] = Counter()
     for _id, ts, category, stream, rule, status in rows:
         day = datetime.fromtimestamp(float(ts), tz).strftime("%Y-%m-%d")
-        for dim, key in (("day", day), ("category", category), ("stream", stream or "(none)"), ("rule", rule)):
+        for dim, key in (
+            ("day", day),
+            ("category", category),
+            ("stream", stream or "(none)"),
+            ("rule", rule),
+        ):
             by[dim][key]["alerts"] += 1
             by[dim][key][status] += 1
         totals["alerts"] += 1
@@ -216,7 +266,9 @@ def statistics(session: Session, f: AlertFilter, timezone: str) -> Statistics:
     for day in _days_to_show(set(by["day"]), f, tz):
         by["day"].setdefault(day, Counter())
     per_day = sorted(_bucket_rows(by["day"], "day"), key=lambda r: r["day"])
-    per_category = sorted(_bucket_rows(by["category"], "category"), key=lambda r: (-r["alerts"], r["category"]))
+    per_category = sorted(
+        _bucket_rows(by["category"], "category"), key=lambda r: (-r["alerts"], r["category"])
+    )
     for r in per_category:
         r["category_name"] = CATEGORY_NAMES.get(r["category"], r["category"])
     per_stream = sorted(_bucket_rows(by["stream"], "stream"), key=lambda r: (-r["alerts"], r["stream"]))
@@ -233,8 +285,10 @@ def _days_to_show(present: set[str], f: AlertFilter, tz: ZoneInfo, max_days: int
     if present:
         days = sorted(present)
         first = first or date.fromisoformat(days[0])
-        last = last or max(date.fromisoformat(days[-1]), datetime.now(tz).date() if f.since_ts is not None
-                           else date.fromisoformat(days[-1]))
+        last = last or max(
+            date.fromisoformat(days[-1]),
+            datetime.now(tz).date() if f.since_ts is not None else date.fromisoformat(days[-1]),
+        )
     if first is None or last is None or last < first or (last - first).days > max_days:
         return []
     return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
@@ -265,14 +319,26 @@ class LedgerRow:
     note: str
     manifest_sha256: str
 
-    HEADERS = (  # noqa: RUF012 - a class-level constant, not a field (slots dataclass)
-        ("seq", "序号 No."), ("alert_id", "告警编号 Alert ID"), ("time_local", "时间 Time"),
-        ("stream_id", "直播间 Stream"), ("broadcast_id", "场次 Broadcast"), ("moment", "时间点 Moment"),
-        ("category", "类别 Category"), ("category_name", "类别名称 Category name"), ("code", "代码 Code"),
-        ("rule", "规则 Rule"), ("severity", "严重程度 Severity"), ("source", "信号 Source"),
-        ("text", "内容 Text"), ("law", "法律依据 Law"), ("status", "状态 Status"),
-        ("status_name", "状态名称 Status name"), ("reviewer", "审核人 Reviewer"),
-        ("decided_local", "审核时间 Decided"), ("note", "备注 Note"),
+    HEADERS = (
+        ("seq", "序号 No."),
+        ("alert_id", "告警编号 Alert ID"),
+        ("time_local", "时间 Time"),
+        ("stream_id", "直播间 Stream"),
+        ("broadcast_id", "场次 Broadcast"),
+        ("moment", "时间点 Moment"),
+        ("category", "类别 Category"),
+        ("category_name", "类别名称 Category name"),
+        ("code", "代码 Code"),
+        ("rule", "规则 Rule"),
+        ("severity", "严重程度 Severity"),
+        ("source", "信号 Source"),
+        ("text", "内容 Text"),
+        ("law", "法律依据 Law"),
+        ("status", "状态 Status"),
+        ("status_name", "状态名称 Status name"),
+        ("reviewer", "审核人 Reviewer"),
+        ("decided_local", "审核时间 Decided"),
+        ("note", "备注 Note"),
         ("manifest_sha256", "证据清单 SHA-256 Evidence manifest"),
     )
 
@@ -294,28 +360,41 @@ def _fmt_moment(start_s: float, end_s: float) -> str:
 def ledger_rows(session: Session, f: AlertFilter, timezone: str) -> list[LedgerRow]:
     """The ledger for a filter (usually a period), oldest first, with each alert's latest decision and notes."""
     tz = ZoneInfo(timezone)
-    alerts = list(session.scalars(
-        _base(f, [AlertRow]).order_by(alert_time(), AlertRow.start_s, AlertRow.id)
-    ))
+    alerts = list(session.scalars(_base(f, [AlertRow]).order_by(alert_time(), AlertRow.start_s, AlertRow.id)))
     ids = [a.id for a in alerts]
     latest = latest_decisions(session, ids)
     notes: dict[str, list[str]] = defaultdict(list)
     for i in range(0, len(ids), 500):
-        q = select(Decision).where(Decision.alert_id.in_(ids[i:i + 500]), Decision.note != "")
-        for d in session.scalars(q.order_by(Decision.id)):
-            notes[d.alert_id].append(f"{d.reviewer}: {d.note}")
+        q = select(Decision).where(Decision.alert_id.in_(ids[i : i + 500]), Decision.note != "")
+        for row in session.scalars(q.order_by(Decision.id)):
+            notes[row.alert_id].append(f"{row.reviewer}: {row.note}")
     out = []
     for n, a in enumerate(alerts, 1):
         d = latest.get(a.id)
         status = d.decision if d else "unreviewed"
         ev = (a.payload or {}).get("evidence") or {}
-        out.append(LedgerRow(
-            seq=n, alert_id=a.id, time_local=_fmt_local(a.start_ts if a.start_ts is not None else a.created_ts, tz),
-            stream_id=a.stream_id or "", broadcast_id=a.broadcast_id, moment=_fmt_moment(a.start_s, a.end_s),
-            category=a.category, category_name=CATEGORY_NAMES.get(a.category, a.category), code=a.code,
-            rule=a.rule_id, severity=a.severity, source=a.source, text=a.text, law=a.law, status=status,
-            status_name=STATUS_NAMES.get(status, status), reviewer=d.reviewer if d else "",
-            decided_local=_fmt_local(d.created_ts if d else None, tz), note=" | ".join(notes.get(a.id, [])),
-            manifest_sha256=str(ev.get("manifest_sha256", "")),
-        ))
+        out.append(
+            LedgerRow(
+                seq=n,
+                alert_id=a.id,
+                time_local=_fmt_local(a.start_ts if a.start_ts is not None else a.created_ts, tz),
+                stream_id=a.stream_id or "",
+                broadcast_id=a.broadcast_id,
+                moment=_fmt_moment(a.start_s, a.end_s),
+                category=a.category,
+                category_name=CATEGORY_NAMES.get(a.category, a.category),
+                code=a.code,
+                rule=a.rule_id,
+                severity=a.severity,
+                source=a.source,
+                text=a.text,
+                law=a.law,
+                status=status,
+                status_name=STATUS_NAMES.get(status, status),
+                reviewer=d.reviewer if d else "",
+                decided_local=_fmt_local(d.created_ts if d else None, tz),
+                note=" | ".join(notes.get(a.id, [])),
+                manifest_sha256=str(ev.get("manifest_sha256", "")),
+            )
+        )
     return out

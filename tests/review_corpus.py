@@ -81,8 +81,9 @@ def _join(ids: Sequence[str], out: Path) -> Path:
     for i in ids:
         args += ["-i", str(CORPUS / "clips" / f"{i}.flac")]
     graph = "".join(f"[{k}:a]" for k in range(len(ids))) + f"concat=n={len(ids)}:v=0:a=1[a]"
-    subprocess.run([*args, "-filter_complex", graph, "-map", "[a]", "-ar", "16000", "-ac", "1", str(out)],
-                   check=True)
+    subprocess.run(
+        [*args, "-filter_complex", graph, "-map", "[a]", "-ar", "16000", "-ac", "1", str(out)], check=True
+    )
     return out
 
 
@@ -93,10 +94,20 @@ def _read_back(db: Database) -> list[StoredAlert]:
         modes = {(d.alert_id, d.rule_id): d.mode for d in s.scalars(select(DetectionRow))}
     out = [
         StoredAlert(
-            alert_id=a.id, broadcast_id=a.broadcast_id, stream_id=a.stream_id, category=a.category,
-            rule_id=a.rule_id, severity=a.severity, source=a.source, text=a.text, context=a.context, law=a.law,
-            matched=str((a.payload or {}).get("matched", "")), start_s=a.start_s,
-            start_ts=a.start_ts if a.start_ts is not None else a.created_ts, has_snapshot=a.id in snaps,
+            alert_id=a.id,
+            broadcast_id=a.broadcast_id,
+            stream_id=a.stream_id,
+            category=a.category,
+            rule_id=a.rule_id,
+            severity=a.severity,
+            source=a.source,
+            text=a.text,
+            context=a.context,
+            law=a.law,
+            matched=str((a.payload or {}).get("matched", "")),
+            start_s=a.start_s,
+            start_ts=a.start_ts if a.start_ts is not None else a.created_ts,
+            has_snapshot=a.id in snaps,
             exact=modes.get((a.id, a.rule_id)) == "exact",
             contradicts=tuple(((a.payload or {}).get("details") or {}).get("contradicts") or ()),
         )
@@ -129,4 +140,3 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
     if _shared is None:
         _shared = scan_store(tmp_path_factory.mktemp("review-scan"))
     return _shared
-

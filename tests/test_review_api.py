@@ -21,11 +21,11 @@ from review_corpus import CorpusStore, shared_store
 from sqlalchemy import select
 
 from alerts.package import verify_package
+from detectors.normalize import normalize
 from review.app import COOKIE_NAME, CSRF_HEADER, create_app
 from review.auth import hash_password, hash_token
 from review.config import ApiToken, ReviewConfig, ReviewUser
 from review.decisions import AuditTrailError, latest_decisions, rule_precision
-from detectors.normalize import normalize
 from store.models import AlertRow, Decision, EvidenceFileRow
 
 pytestmark = pytest.mark.model  # the shared store is scanned with the embedded Whisper model
@@ -57,10 +57,13 @@ def mono() -> FakeClock:
 @pytest.fixture(scope="module")
 def app(store: CorpusStore, mono: FakeClock):  # type: ignore[no-untyped-def]
     cfg = ReviewConfig(
-        users=[ReviewUser(username="ann", password_hash=hash_password(PASSWORD)),
-               ReviewUser(username="bo", password_hash=hash_password(PASSWORD + "!"))],
+        users=[
+            ReviewUser(username="ann", password_hash=hash_password(PASSWORD)),
+            ReviewUser(username="bo", password_hash=hash_password(PASSWORD + "!")),
+        ],
         api_tokens=[ApiToken(name="ledger-robot", sha256=hash_token(TOKEN))],
-        login_max_failures=3, login_lockout_s=30.0,
+        login_max_failures=3,
+        login_lockout_s=30.0,
     )
     return create_app(store.db, store.data_dir, cfg, tool_version="test", env_token=ENV_TOKEN, monotonic=mono)
 
@@ -80,11 +83,20 @@ def client(app) -> tuple[TestClient, str]:  # type: ignore[no-untyped-def]
 # -- authentication ---------------------------------------------------------------------------------
 
 PROTECTED = [
-    ("GET", "/api/alerts"), ("GET", "/api/alerts/{id}"), ("GET", "/api/alerts/{id}/files/clip.mp4"),
-    ("GET", "/api/alerts/{id}/decisions"), ("POST", "/api/alerts/{id}/decisions"),
-    ("GET", "/api/alerts/{id}/package"), ("GET", "/api/alerts/{id}/verify"), ("GET", "/api/stats"),
-    ("GET", "/api/stats/chart.svg"), ("GET", "/api/precision"), ("GET", "/api/ledger.csv"),
-    ("GET", "/api/ledger.xlsx"), ("GET", "/api/session"), ("POST", "/api/logout"),
+    ("GET", "/api/alerts"),
+    ("GET", "/api/alerts/{id}"),
+    ("GET", "/api/alerts/{id}/files/clip.mp4"),
+    ("GET", "/api/alerts/{id}/decisions"),
+    ("POST", "/api/alerts/{id}/decisions"),
+    ("GET", "/api/alerts/{id}/package"),
+    ("GET", "/api/alerts/{id}/verify"),
+    ("GET", "/api/stats"),
+    ("GET", "/api/stats/chart.svg"),
+    ("GET", "/api/precision"),
+    ("GET", "/api/ledger.csv"),
+    ("GET", "/api/ledger.xlsx"),
+    ("GET", "/api/session"),
+    ("POST", "/api/logout"),
 ]
 
 
@@ -94,8 +106,12 @@ def test_every_api_route_needs_a_login(app, store: CorpusStore, method: str, pat
     r = c.request(method, path.format(id=store.alerts[0].alert_id), json={"decision": "confirmed"})
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == "Bearer"
-    bad = c.request(method, path.format(id=store.alerts[0].alert_id), headers={"Authorization": "Bearer nope"},
-                    json={"decision": "confirmed"})
+    bad = c.request(
+        method,
+        path.format(id=store.alerts[0].alert_id),
+        headers={"Authorization": "Bearer nope"},
+        json={"decision": "confirmed"},
+    )
     assert bad.status_code == 401
     c.cookies.set(COOKIE_NAME, "eyJ1IjoiYW5uIn0.c2lnbmF0dXJl")
     forged = c.request(method, path.format(id=store.alerts[0].alert_id), json={"decision": "confirmed"})
@@ -109,9 +125,16 @@ def test_page_and_openapi_are_served(app) -> None:  # type: ignore[no-untyped-de
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert c.get("/static/app.js").status_code == 200
     paths = c.get("/openapi.json").json()["paths"]
-    for p in ("/api/alerts", "/api/alerts/{alert_id}", "/api/alerts/{alert_id}/files/{name}",
-              "/api/alerts/{alert_id}/decisions", "/api/alerts/{alert_id}/package", "/api/stats",
-              "/api/ledger.{fmt}", "/api/login"):
+    for p in (
+        "/api/alerts",
+        "/api/alerts/{alert_id}",
+        "/api/alerts/{alert_id}/files/{name}",
+        "/api/alerts/{alert_id}/decisions",
+        "/api/alerts/{alert_id}/package",
+        "/api/stats",
+        "/api/ledger.{fmt}",
+        "/api/login",
+    ):
         assert p in paths
 
 
@@ -149,12 +172,20 @@ def test_session_cookie_csrf_and_logout(app, store: CorpusStore) -> None:  # typ
     aid = store.alerts[-1].alert_id
     url = f"/api/alerts/{aid}/decisions"
     assert c.post(url, json={"decision": "note", "note": "n"}).status_code == 403  # no CSRF header
-    assert c.post(url, json={"decision": "note", "note": "n"}, headers={CSRF_HEADER: "guess"}).status_code == 403
-    cross = c.post(url, json={"decision": "note", "note": "n"},
-                   headers={CSRF_HEADER: csrf, "Origin": "https://evil.example"})
+    assert (
+        c.post(url, json={"decision": "note", "note": "n"}, headers={CSRF_HEADER: "guess"}).status_code == 403
+    )
+    cross = c.post(
+        url,
+        json={"decision": "note", "note": "n"},
+        headers={CSRF_HEADER: csrf, "Origin": "https://evil.example"},
+    )
     assert cross.status_code == 403
-    ok = c.post(url, json={"decision": "note", "note": "checked the room name"},
-                headers={CSRF_HEADER: csrf, "Origin": "http://127.0.0.1:8765"})
+    ok = c.post(
+        url,
+        json={"decision": "note", "note": "checked the room name"},
+        headers={CSRF_HEADER: csrf, "Origin": "http://127.0.0.1:8765"},
+    )
     assert ok.status_code == 201 and ok.json()["decision"]["reviewer"] == "ann"
     assert c.post("/api/logout", headers={CSRF_HEADER: csrf}).status_code == 200
     replay = TestClient(app)
@@ -167,12 +198,16 @@ def test_api_tokens_from_config_and_environment(app, store: CorpusStore) -> None
     for token, name in ((TOKEN, "ledger-robot"), (ENV_TOKEN, "api-token")):
         h = {"Authorization": f"Bearer {token}"}
         assert c.get("/api/alerts", headers=h).json()["total"] == len(store.alerts)
-        r = c.post(f"/api/alerts/{store.alerts[-2].alert_id}/decisions", headers=h,
-                   json={"decision": "note", "note": f"via {name}"})
+        r = c.post(
+            f"/api/alerts/{store.alerts[-2].alert_id}/decisions",
+            headers=h,
+            json={"decision": "note", "note": f"via {name}"},
+        )
         assert r.status_code == 201 and r.json()["decision"]["reviewer"] == name  # no CSRF for bearer tokens
 
 
 # -- queue and filters ------------------------------------------------------------------------------
+
 
 def test_queue_lists_newest_first_with_counts(client: tuple[TestClient, str], store: CorpusStore) -> None:
     c, _ = client
@@ -190,8 +225,9 @@ def test_queue_lists_newest_first_with_counts(client: tuple[TestClient, str], st
 
 
 @pytest.mark.parametrize("facet", ["stream", "category", "severity", "source"])
-def test_each_facet_filters_and_other_facets_count_within_it(client: tuple[TestClient, str], store: CorpusStore,
-                                                             facet: str) -> None:
+def test_each_facet_filters_and_other_facets_count_within_it(
+    client: tuple[TestClient, str], store: CorpusStore, facet: str
+) -> None:
     c, _ = client
     attr = {"stream": "stream_id"}.get(facet, facet)
     for value, n in Counter(getattr(a, attr) for a in store.alerts).items():
@@ -206,11 +242,16 @@ def test_each_facet_filters_and_other_facets_count_within_it(client: tuple[TestC
 
 def _search(store: CorpusStore, needle: str) -> set[str]:
     """What the text search must find: the needle in text, context, rule, law or id."""
-    return {a.alert_id for a in store.alerts
-            if any(needle in x for x in (a.text, a.context, a.rule_id, a.law, a.alert_id))}
+    return {
+        a.alert_id
+        for a in store.alerts
+        if any(needle in x for x in (a.text, a.context, a.rule_id, a.law, a.alert_id))
+    }
 
 
-def test_combined_filters_text_search_and_time_range(client: tuple[TestClient, str], store: CorpusStore) -> None:
+def test_combined_filters_text_search_and_time_range(
+    client: tuple[TestClient, str], store: CorpusStore
+) -> None:
     c, _ = client
     lead = Counter((a.stream_id, a.category, a.severity) for a in store.alerts).most_common(1)[0][0]
     r = c.get("/api/alerts", params=dict(zip(("stream", "category", "severity"), lead, strict=True))).json()
@@ -221,14 +262,20 @@ def test_combined_filters_text_search_and_time_range(client: tuple[TestClient, s
     assert target.alert_id in {a["alert_id"] for a in found["items"]}
     assert {a["alert_id"] for a in found["items"]} == _search(store, target.matched)
     law = next(a.law for a in store.alerts if a.category == "price_fraud" and a.law).split()[0]
-    assert {a["alert_id"] for a in c.get("/api/alerts", params={"q": law}).json()["items"]} == _search(store, law)
-    assert c.get("/api/alerts", params={"q": "100%_"}).json()["total"] == len(_search(store, "100%_"))  # literal
+    assert {a["alert_id"] for a in c.get("/api/alerts", params={"q": law}).json()["items"]} == _search(
+        store, law
+    )
+    assert c.get("/api/alerts", params={"q": "100%_"}).json()["total"] == len(
+        _search(store, "100%_")
+    )  # literal
     days = Counter(datetime.fromtimestamp(a.start_ts, TZ).date().isoformat() for a in store.alerts)
     for day, n in days.items():
         r = c.get("/api/alerts", params={"since": day, "until": day}).json()
         assert r["total"] == n
     first = min(store.alerts, key=lambda a: a.start_ts)
-    r = c.get("/api/alerts", params={"since": str(first.start_ts), "until": str(first.start_ts + 0.001)}).json()
+    r = c.get(
+        "/api/alerts", params={"since": str(first.start_ts), "until": str(first.start_ts + 0.001)}
+    ).json()
     assert [a["alert_id"] for a in r["items"]] == [first.alert_id]
     assert c.get("/api/alerts", params={"since": "yesterday-ish"}).status_code == 422
     assert c.get("/api/alerts", params={"status": "maybe"}).status_code == 422
@@ -236,8 +283,10 @@ def test_combined_filters_text_search_and_time_range(client: tuple[TestClient, s
 
 # -- alert page data --------------------------------------------------------------------------------
 
-def test_alert_detail_has_clip_moment_transcript_hits_law_and_hashes(client: tuple[TestClient, str],
-                                                                     store: CorpusStore) -> None:
+
+def test_alert_detail_has_clip_moment_transcript_hits_law_and_hashes(
+    client: tuple[TestClient, str], store: CorpusStore
+) -> None:
     c, _ = client
     a = next(x for x in store.alerts if x.exact and x.has_snapshot)
     d = c.get(f"/api/alerts/{a.alert_id}").json()
@@ -255,13 +304,17 @@ def test_alert_detail_has_clip_moment_transcript_hits_law_and_hashes(client: tup
         assert w["offset_s"] == pytest.approx(w["start_s"] - d["transcript"]["clip_start_s"], abs=0.001)
     assert d["snapshot_url"] == f"/api/alerts/{a.alert_id}/files/snapshot.jpg"
     with store.db.session() as s:
-        rows = {r.name: r.sha256 for r in s.scalars(select(EvidenceFileRow).where(EvidenceFileRow.alert_id == a.alert_id))}
+        rows = {
+            r.name: r.sha256
+            for r in s.scalars(select(EvidenceFileRow).where(EvidenceFileRow.alert_id == a.alert_id))
+        }
     assert {f["name"]: f["sha256"] for f in d["files"]} == rows
     assert c.get("/api/alerts/not-an-alert").status_code == 404
 
 
-def test_price_history_alert_links_the_earlier_claim_and_its_clip(client: tuple[TestClient, str],
-                                                                  store: CorpusStore) -> None:
+def test_price_history_alert_links_the_earlier_claim_and_its_clip(
+    client: tuple[TestClient, str], store: CorpusStore
+) -> None:
     c, _ = client
     d = c.get(f"/api/alerts/{store.price_history_alert}").json()
     assert d["clip"]["element"] == "audio" and d["snapshot_url"] is None  # the recordings are audio only
@@ -271,8 +324,11 @@ def test_price_history_alert_links_the_earlier_claim_and_its_clip(client: tuple[
         assert other.start_ts < store.by_id(store.price_history_alert).start_ts
         assert earlier["alert_url"] == f"#/alert/{other.alert_id}"
         with store.db.session() as s:
-            clip = s.scalar(select(EvidenceFileRow.name).where(EvidenceFileRow.alert_id == other.alert_id,
-                                                               EvidenceFileRow.kind == "clip"))
+            clip = s.scalar(
+                select(EvidenceFileRow.name).where(
+                    EvidenceFileRow.alert_id == other.alert_id, EvidenceFileRow.kind == "clip"
+                )
+            )
         assert earlier["clip_url"] == f"/api/alerts/{other.alert_id}/files/{clip}"
         assert c.get(earlier["clip_url"]).status_code == 200
         with store.db.session() as s:
@@ -282,6 +338,7 @@ def test_price_history_alert_links_the_earlier_claim_and_its_clip(client: tuple[
 
 
 # -- files: range requests and traversal ------------------------------------------------------------
+
 
 def test_clip_is_served_with_range_requests(client: tuple[TestClient, str], store: CorpusStore) -> None:
     c, _ = client
@@ -301,14 +358,29 @@ def test_clip_is_served_with_range_requests(client: tuple[TestClient, str], stor
     opened = c.get(url, headers={"Range": f"bytes={len(data) - 10}-"})
     assert opened.status_code == 206 and opened.content == data[-10:]
     assert c.get(url, headers={"Range": f"bytes={len(data) + 5}-"}).status_code == 416
-    assert hashlib.sha256(full.content).hexdigest() == c.get(f"/api/alerts/{a.alert_id}").json()["files"][0]["sha256"]
+    assert (
+        hashlib.sha256(full.content).hexdigest()
+        == c.get(f"/api/alerts/{a.alert_id}").json()["files"][0]["sha256"]
+    )
 
 
-@pytest.mark.parametrize("name", [
-    "..%2F..%2Flivewatch.db", "..%2Fmanifest.json", "%2Fetc%2Fpasswd", "livewatch.db", "%2E%2E", "%2E",
-    "clip.mp4%00.jpg", "..%5C..%5Clivewatch.db", "review-secret",
-])
-def test_path_traversal_attempts_get_404(client: tuple[TestClient, str], store: CorpusStore, name: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..%2F..%2Flivewatch.db",
+        "..%2Fmanifest.json",
+        "%2Fetc%2Fpasswd",
+        "livewatch.db",
+        "%2E%2E",
+        "%2E",
+        "clip.mp4%00.jpg",
+        "..%5C..%5Clivewatch.db",
+        "review-secret",
+    ],
+)
+def test_path_traversal_attempts_get_404(
+    client: tuple[TestClient, str], store: CorpusStore, name: str
+) -> None:
     c, _ = client
     r = c.get(f"/api/alerts/{store.alerts[0].alert_id}/files/{name}")
     assert r.status_code == 404
@@ -319,13 +391,19 @@ def test_files_only_by_alert_id_and_listed_name(client: tuple[TestClient, str], 
     c, _ = client
     video, audio = store.alerts[0], next(a for a in store.alerts if not a.has_snapshot)
     assert c.get(f"/api/alerts/{video.alert_id}/files/manifest.json").status_code == 200
-    assert c.get(f"/api/alerts/{audio.alert_id}/files/snapshot.jpg").status_code == 404  # not this alert's file
-    for raw in (f"/api/alerts/..%2F..%2F{video.alert_id}/files/clip.mp4",
-                "/api/alerts/%2E%2E/files/livewatch.db", "/api/alerts//files/clip.mp4"):
+    assert (
+        c.get(f"/api/alerts/{audio.alert_id}/files/snapshot.jpg").status_code == 404
+    )  # not this alert's file
+    for raw in (
+        f"/api/alerts/..%2F..%2F{video.alert_id}/files/clip.mp4",
+        "/api/alerts/%2E%2E/files/livewatch.db",
+        "/api/alerts//files/clip.mp4",
+    ):
         assert c.get(raw).status_code == 404
 
 
 # -- decisions --------------------------------------------------------------------------------------
+
 
 def test_decisions_append_to_an_audit_trail(client: tuple[TestClient, str], store: CorpusStore) -> None:
     c, csrf = client
@@ -340,10 +418,12 @@ def test_decisions_append_to_an_audit_trail(client: tuple[TestClient, str], stor
     note = c.post(url, json={"decision": "note", "note": "sent to 网监 team"}, headers=h)
     assert note.json()["status"] == "confirmed"  # a note does not change the status
     trail = c.get(url).json()
-    assert trail[:len(before)] == before
-    assert [(d["decision"], d["reviewer"], d["note"]) for d in trail[len(before):]] == [
-        ("false_positive", "ann", "ad read, not the host"), ("confirmed", "ann", "re-listened: the host said it"),
-        ("note", "ann", "sent to 网监 team")]
+    assert trail[: len(before)] == before
+    assert [(d["decision"], d["reviewer"], d["note"]) for d in trail[len(before) :]] == [
+        ("false_positive", "ann", "ad read, not the host"),
+        ("confirmed", "ann", "re-listened: the host said it"),
+        ("note", "ann", "sent to 网监 team"),
+    ]
     assert trail[-3]["created_ts"] <= trail[-2]["created_ts"] <= trail[-1]["created_ts"]
     assert c.post(url, json={"decision": "note", "note": "  "}, headers=h).status_code == 422
     assert c.post(url, json={"decision": "approve"}, headers=h).status_code == 422
@@ -362,8 +442,9 @@ def test_decisions_append_to_an_audit_trail(client: tuple[TestClient, str], stor
     assert c.get(url).json() == trail
 
 
-def test_status_filter_latest_decisions_and_rule_precision(client: tuple[TestClient, str],
-                                                           store: CorpusStore) -> None:
+def test_status_filter_latest_decisions_and_rule_precision(
+    client: tuple[TestClient, str], store: CorpusStore
+) -> None:
     c, csrf = client
     h = {CSRF_HEADER: csrf}
     rule = Counter(a.rule_id for a in store.alerts).most_common(1)[0][0]
@@ -376,7 +457,9 @@ def test_status_filter_latest_decisions_and_rule_precision(client: tuple[TestCli
         prec = rule_precision(s)
         only = latest_decisions(s, [absolute[0].alert_id, "unknown"])
     assert set(only) == {absolute[0].alert_id}
-    expected = Counter(latest[a.alert_id].decision if a.alert_id in latest else "unreviewed" for a in store.alerts)
+    expected = Counter(
+        latest[a.alert_id].decision if a.alert_id in latest else "unreviewed" for a in store.alerts
+    )
     r = c.get("/api/alerts").json()
     assert r["counts"]["status"] == dict(expected)
     for status, n in expected.items():
@@ -393,6 +476,7 @@ def test_status_filter_latest_decisions_and_rule_precision(client: tuple[TestCli
 
 # -- statistics, ledger, package --------------------------------------------------------------------
 
+
 def test_statistics_chart_and_ledger_exports(client: tuple[TestClient, str], store: CorpusStore) -> None:
     c, _ = client
     stats = c.get("/api/stats").json()
@@ -400,12 +484,19 @@ def test_statistics_chart_and_ledger_exports(client: tuple[TestClient, str], sto
     days = Counter(datetime.fromtimestamp(a.start_ts, TZ).date().isoformat() for a in store.alerts)
     assert {d["day"]: d["alerts"] for d in stats["per_day"]} == dict(days)  # consecutive days here
     week = c.get("/api/stats", params={"since": "2024-04-28", "until": "2024-05-04"}).json()["per_day"]
-    assert [d["day"] for d in week] == [f"2024-{m:02d}-{d:02d}" for m, d in
-                                        ((4, 28), (4, 29), (4, 30), (5, 1), (5, 2), (5, 3), (5, 4))]
+    assert [d["day"] for d in week] == [
+        f"2024-{m:02d}-{d:02d}" for m, d in ((4, 28), (4, 29), (4, 30), (5, 1), (5, 2), (5, 3), (5, 4))
+    ]
     assert {d["day"]: d["alerts"] for d in week if d["alerts"]} == dict(days)  # quiet days are zeros
-    assert {d["category"]: d["alerts"] for d in stats["per_category"]} == dict(Counter(a.category for a in store.alerts))
-    assert {d["stream"]: d["alerts"] for d in stats["per_stream"]} == dict(Counter(a.stream_id for a in store.alerts))
-    assert {d["rule"]: d["alerts"] for d in stats["per_rule"]} == dict(Counter(a.rule_id for a in store.alerts))
+    assert {d["category"]: d["alerts"] for d in stats["per_category"]} == dict(
+        Counter(a.category for a in store.alerts)
+    )
+    assert {d["stream"]: d["alerts"] for d in stats["per_stream"]} == dict(
+        Counter(a.stream_id for a in store.alerts)
+    )
+    assert {d["rule"]: d["alerts"] for d in stats["per_rule"]} == dict(
+        Counter(a.rule_id for a in store.alerts)
+    )
     assert stats["totals"]["violations"] == stats["totals"]["confirmed"] + stats["totals"]["escalated"]
     svg = c.get("/api/stats/chart.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml")
@@ -418,7 +509,10 @@ def test_statistics_chart_and_ledger_exports(client: tuple[TestClient, str], sto
     day = min(days)
     csv_r = c.get("/api/ledger.csv", params={"since": day, "until": day})
     assert csv_r.content.startswith("\ufeff".encode())
-    assert f"livewatch-ledger-{day.replace('-', '')}-{day.replace('-', '')}.csv" in csv_r.headers["content-disposition"]
+    assert (
+        f"livewatch-ledger-{day.replace('-', '')}-{day.replace('-', '')}.csv"
+        in csv_r.headers["content-disposition"]
+    )
     rows = list(csv.reader(io.StringIO(csv_r.content.decode("utf-8-sig"))))
     assert len(rows) - 1 == days[day]
     header = rows[0]
@@ -437,12 +531,16 @@ def test_statistics_chart_and_ledger_exports(client: tuple[TestClient, str], sto
     assert summary["B2"].value == len(store.alerts)
 
 
-def test_package_download_verifies_and_carries_the_decisions(client: tuple[TestClient, str],
-                                                             store: CorpusStore, tmp_path: Path) -> None:
+def test_package_download_verifies_and_carries_the_decisions(
+    client: tuple[TestClient, str], store: CorpusStore, tmp_path: Path
+) -> None:
     c, csrf = client
     a = store.alerts[1]
-    c.post(f"/api/alerts/{a.alert_id}/decisions", json={"decision": "escalated", "note": "案件移送"},
-           headers={CSRF_HEADER: csrf})
+    c.post(
+        f"/api/alerts/{a.alert_id}/decisions",
+        json={"decision": "escalated", "note": "案件移送"},
+        headers={CSRF_HEADER: csrf},
+    )
     r = c.get(f"/api/alerts/{a.alert_id}/package")
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     path = tmp_path / "p.zip"
@@ -454,8 +552,9 @@ def test_package_download_verifies_and_carries_the_decisions(client: tuple[TestC
         assert "案件移送" in zf.read("decisions.json").decode("utf-8")
 
 
-def test_verify_endpoint_and_package_refusal_name_a_file_changed_on_disk(client: tuple[TestClient, str],
-                                                                         store: CorpusStore) -> None:
+def test_verify_endpoint_and_package_refusal_name_a_file_changed_on_disk(
+    client: tuple[TestClient, str], store: CorpusStore
+) -> None:
     c, _ = client
     a = [x for x in store.alerts if x.has_snapshot][2]
     assert c.get(f"/api/alerts/{a.alert_id}/verify").json()["ok"] is True

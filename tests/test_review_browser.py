@@ -23,13 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 OUT = ROOT / "test-output" / "review"
 PASSWORD = "s3cret-for-the-browser"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.model,  # the shared store is scanned with the embedded Whisper model
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
 ]
 
 
@@ -48,13 +58,31 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
 def server(store: CorpusStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`livewatch review` as a user starts it, with a config holding one reviewer."""
     cfg = tmp_path_factory.mktemp("cfg") / "livewatch.yaml"
-    cfg.write_text(f"review:\n  users:\n    - username: ann\n      password_hash: '{hash_password(PASSWORD)}'\n",
-                   encoding="utf-8")
+    cfg.write_text(
+        f"review:\n  users:\n    - username: ann\n      password_hash: '{hash_password(PASSWORD)}'\n",
+        encoding="utf-8",
+    )
     port = _free_port()
     log = (tmp_path_factory.mktemp("log") / "review.log").open("w")
     env = {k: v for k, v in os.environ.items() if k not in ("LIVEWATCH_DATA_DIR", "LIVEWATCH_DB_URL")}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "review", "--config", str(cfg), "--data-dir",
-                             str(store.data_dir), "--port", str(port)], cwd=ROOT, stdout=log, stderr=log, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "review",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(store.data_dir),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -65,8 +93,9 @@ def server(store: CorpusStore, tmp_path_factory: pytest.TempPathFactory) -> Iter
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.flush()
-                    raise RuntimeError("livewatch review did not start: "
-                                       + Path(log.name).read_text(encoding="utf-8")) from None
+                    raise RuntimeError(
+                        "livewatch review did not start: " + Path(log.name).read_text(encoding="utf-8")
+                    ) from None
                 time.sleep(0.2)
         yield url
     finally:
@@ -87,7 +116,9 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(server: str, browser, store: CorpusStore) -> None:  # type: ignore[no-untyped-def]
+def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(
+    server: str, browser, store: CorpusStore
+) -> None:  # type: ignore[no-untyped-def]
     OUT.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
@@ -106,13 +137,15 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(server: str, brow
     assert page.locator("#queue-body tr").count() == len(store.alerts)
     assert str(len(store.alerts)) in page.inner_text("#queue-count")
     for stream in ("room-a", "room-b"):
-        assert f"{stream} ({sum(a.stream_id == stream for a in store.alerts)})" in page.inner_text("#f-stream")
+        assert f"{stream} ({sum(a.stream_id == stream for a in store.alerts)})" in page.inner_text(
+            "#f-stream"
+        )
     page.screenshot(path=str(OUT / "queue.png"), full_page=True)
 
     # keyboard: filter to one stream's video alerts, move down, open
     page.select_option("#f-stream", "room-a")
-    page.wait_for_function("() => document.querySelectorAll('#queue-body tr').length === %d"
-                           % sum(a.stream_id == "room-a" for a in store.alerts))
+    in_room_a = sum(a.stream_id == "room-a" for a in store.alerts)
+    page.wait_for_function(f"() => document.querySelectorAll('#queue-body tr').length === {in_room_a}")
     page.keyboard.press("j")
     selected = page.get_attribute("#queue-body tr.sel", "data-id")
     assert selected == page.locator("#queue-body tr").nth(1).get_attribute("data-id")
@@ -129,8 +162,9 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(server: str, brow
     hit = page.locator("#transcript .w.hit").first
     target = float(hit.get_attribute("data-offset"))
     hit.click()
-    page.wait_for_function(f"() => Math.abs(document.querySelector('#player').currentTime - {target}) < 0.6",
-                           timeout=10000)
+    page.wait_for_function(
+        f"() => Math.abs(document.querySelector('#player').currentTime - {target}) < 0.6", timeout=10000
+    )
     page.keyboard.press("0")
     page.wait_for_function("() => document.querySelector('#player').currentTime < 0.3")
     page.evaluate("document.querySelector('#player').pause()")
@@ -161,17 +195,23 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(server: str, brow
     # back in the queue the decided alert shows its status
     page.keyboard.press("u")
     page.wait_for_selector("#queue-view:not([hidden])")
-    page.wait_for_function(f"() => document.querySelector(\"#queue-body tr[data-id='{selected}']\")"
-                           ".textContent.includes('false positive')")
+    page.wait_for_function(
+        f"() => document.querySelector(\"#queue-body tr[data-id='{selected}']\")"
+        ".textContent.includes('false positive')"
+    )
 
     page.goto(server + "/#/stats?since=2024-04-25&until=2024-05-31")
-    page.wait_for_function("() => document.querySelector('#chart').complete && document.querySelector('#chart').naturalWidth > 0")
+    page.wait_for_function(
+        "() => document.querySelector('#chart').complete && document.querySelector('#chart').naturalWidth > 0"
+    )
     page.wait_for_selector("#precision tr:nth-child(2)")
     page.screenshot(path=str(OUT / "stats.png"), full_page=True)
     assert not errors, errors
 
 
-def test_price_history_alert_page_shows_earlier_claim_and_audio_clip(server: str, browser, store: CorpusStore) -> None:  # type: ignore[no-untyped-def]
+def test_price_history_alert_page_shows_earlier_claim_and_audio_clip(
+    server: str, browser, store: CorpusStore
+) -> None:  # type: ignore[no-untyped-def]
     OUT.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
@@ -182,8 +222,10 @@ def test_price_history_alert_page_shows_earlier_claim_and_audio_clip(server: str
     page.wait_for_selector("#queue-body tr")
     page.goto(server + f"/#/alert/{store.price_history_alert}")
     page.wait_for_selector("#price-card:not([hidden])")
-    page.wait_for_function("() => document.querySelector('#player') && document.querySelector('#player').readyState >= 1",
-                           timeout=20000)
+    page.wait_for_function(
+        "() => document.querySelector('#player') && document.querySelector('#player').readyState >= 1",
+        timeout=20000,
+    )
     assert page.evaluate("document.querySelector('#player').tagName") == "AUDIO"
     link = page.locator("#price a", has_text="告警").first
     earlier = store.by_id(store.price_history_alert).contradicts[0]["alert_id"]

@@ -20,11 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str, input: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LIVEWATCH_DATA_DIR", "LIVEWATCH_DB_URL",
-                                                            "LIVEWATCH_REVIEW_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LIVEWATCH_DATA_DIR", "LIVEWATCH_DB_URL", "LIVEWATCH_REVIEW_TOKEN")
+    }
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          input=input, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        input=input,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +73,9 @@ def test_review_without_users_says_how_to_make_one(tmp_path: Path) -> None:
 
 def test_bad_review_config_names_file_line_and_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("review:\n  users:\n    - username: ann\n      password_hash: plaintext\n", encoding="utf-8")
+    cfg.write_text(
+        "review:\n  users:\n    - username: ann\n      password_hash: plaintext\n", encoding="utf-8"
+    )
     r = _run("review", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2
     assert "bad.yaml" in r.stderr and "password_hash" in r.stderr and "argon2" in r.stderr
@@ -74,7 +86,9 @@ def test_evidence_export_then_verify_then_tamper(store: CorpusStore, tmp_path: P
     a = store.alerts[0]
     out = tmp_path / "cases"
     out.mkdir()
-    r = _run("evidence", "export", a.alert_id, "--data-dir", str(store.data_dir), "--out", str(out), "--by", "ann")
+    r = _run(
+        "evidence", "export", a.alert_id, "--data-dir", str(store.data_dir), "--out", str(out), "--by", "ann"
+    )
     assert r.returncode == 0, r.stderr
     path = Path(r.stdout.strip())
     assert path == out / f"livewatch-evidence-{a.alert_id}.zip" and path.is_file()

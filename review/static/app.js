@@ -313,8 +313,9 @@ function renderPrice(d) {
   if (!items.length) return;
   const now = h("div", { class: "claim now" }, h("h4", {}, "本条 This alert"),
     h("div", {}, fmtTime(d.alert.start_ts)), h("div", {}, highlight(d.alert.text, d.alert.matched)),
-    ...(d.claims || []).map((c) => h("div", { class: "small muted" },
-      `ref ${c.reference_kind || ""} ${c.reference_price ?? "—"} → now ${c.current_price ?? "—"}`)));
+    ...[...new Set((d.claims || []).map((c) =>
+      `ref ${c.reference_kind || ""} ${c.reference_price ?? "—"} → now ${c.current_kind || ""} ${c.current_price ?? "—"}`))]
+      .map((line) => h("div", { class: "small muted" }, line)));
   const earlier = h("div", {}, ...items.map((c) => h("div", { class: "claim" },
     h("div", {}, fmtTime(c.ts), " · ", h("span", { class: "muted small" }, `${c.broadcast_id || ""} @ ${fmtS(c.start_s)}`)),
     h("div", {}, c.text || ""),
