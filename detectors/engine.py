@@ -42,6 +42,7 @@ from detectors.base import DetectionContext, Detector, PhraseTable, register
 from detectors.config import DEFAULT_RULES_DIR, RulesDetectorConfig
 from detectors.normalize import (
     Normalized,
+    code_syllables,
     display,
     normalize,
     pinyin_codes,
@@ -171,8 +172,8 @@ class _Atom:
 
 @dataclass(slots=True)
 class _Near:
-    a: list[int]
-    b: list[int]
+    a: frozenset[int]
+    b: frozenset[int]
     within: int
     ordered: bool
     label: str
@@ -181,11 +182,11 @@ class _Near:
 @dataclass(slots=True)
 class _Compiled:
     rule: Rule
-    hit_atoms: list[int]
+    hit_atoms: frozenset[int]
     near: list[_Near]
-    require: list[list[int]]
-    unless: list[int]
-    exempt: list[int]
+    require: list[frozenset[int]]
+    unless: tuple[str, ...]  # normalized phrases, looked for only when the rule has a hit
+    exempt: tuple[str, ...]
     exempt_regex: list[re.Pattern[str]]
     regexes: list[tuple[str, re.Pattern[str]]]
     negation_cues: tuple[str, ...]
@@ -197,13 +198,15 @@ class _Compiled:
 class _Scratch:
     """Per-call matching state."""
 
-    __slots__ = ("exact", "fuzzy", "norm", "pinyin", "regex_rules")
+    __slots__ = ("exact", "found", "fuzzy", "norm", "occ", "pinyin", "regex_rules")
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
         self.exact: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.pinyin: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.fuzzy: dict[int, list[_Occ]] = defaultdict(list)
+        self.found: set[int] = set()  # atoms with at least one occurrence in this text
+        self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
 
 
@@ -228,15 +231,35 @@ class RuleSet:
         self._fuzzy_atoms: list[int] = []
         for eff in effective:
             self._compile(eff)
-        self._char_ac = self._automaton(set(self._rules_by_text) | set(self._regex_trigger)
-                                        | {a.text for a in self._atoms})
-        self._py_ac = self._automaton({a.codes for a in self._atoms if a.mode != "exact"})
-        bigrams: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self._by_id = {r.id: r for r in self.rules}
+        self._atoms_by_text: dict[str, list[int]] = defaultdict(list)
+        self._atoms_by_codes: dict[str, list[int]] = defaultdict(list)
+        for ai, atom in enumerate(self._atoms):
+            self._atoms_by_text[atom.text].append(ai)
+            if atom.mode != "exact":
+                self._atoms_by_codes[atom.codes].append(ai)
+        char_keys = set(self._rules_by_text) | set(self._regex_trigger) | set(self._atoms_by_text)
+        self._char_ac = self._automaton({
+            k: (k, len(k), _needs_bound(k), tuple(self._atoms_by_text.get(k, ())),
+                frozenset(self._rules_by_text.get(k, ())), frozenset(self._regex_trigger.get(k, ())))
+            for k in char_keys
+        })
+        self._py_ac = self._automaton({
+            k: (k, len(k), tuple(self._atoms_by_codes.get(k, ())), frozenset(self._rules_by_codes.get(k, ())))
+            for k in self._atoms_by_codes
+        })
+        # Fuzzy anchors: disjoint syllable bigrams (0-1, 2-3, ... and the last one), so that a term
+        # with one wrong syllable still shares an anchor with the text.
+        bigrams: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for ai in self._fuzzy_atoms:
-            codes = self._atoms[ai].codes
-            for k in range(len(codes) - 1):
-                bigrams[codes[k:k + 2]].append((ai, k))
-        self._bigrams = dict(bigrams)
+            atom = self._atoms[ai]
+            L = len(atom.codes)
+            offsets = sorted({*range(0, L - 1, 2), L - 2})
+            shapes = _SHAPES_LONG if L >= FUZZY_INDEL_CHARS else _SHAPES_SHORT
+            entry = (atom.latin, atom.codes, max(1, L // 4), shapes)
+            for k in offsets:
+                bigrams[atom.codes[k:k + 2]].append((ai, k, L, *entry))
+        self._bigrams = {k: tuple(v) for k, v in bigrams.items()}
         self._fz_ac = self._automaton(set(bigrams))
 
     # ------------------------------------------------------------ loading
@@ -255,13 +278,14 @@ class RuleSet:
         return rs
 
     @staticmethod
-    def _automaton(keys: Iterable[str]) -> ahocorasick.Automaton | None:
-        keys = [k for k in keys if k]
-        if not keys:
+    def _automaton(keys: dict[str, Any] | Iterable[str]) -> ahocorasick.Automaton | None:
+        items = list(keys.items()) if isinstance(keys, dict) else [(k, k) for k in keys]
+        items = [(k, v) for k, v in items if k]
+        if not items:
             return None
         ac = ahocorasick.Automaton()
-        for k in keys:
-            ac.add_word(k, k)
+        for k, v in items:
+            ac.add_word(k, v)
         ac.make_automaton()
         return ac
 
@@ -315,15 +339,15 @@ class RuleSet:
             a = self._atoms_of(n.a, mode)
             b = self._atoms_of(n.b, mode)
             label = f"near({'|'.join(self._atoms[i].text for i in a)} ~{n.within}~ {'|'.join(self._atoms[i].text for i in b)})"
-            near.append(_Near(a, b, n.within, n.ordered, label))
-        require = [self._atoms_of(group, mode) for group in spec.require]
-        unless = self._atoms_of(spec.unless, "exact")
-        exempt = self._atoms_of(eff.exempt, "exact")
+            near.append(_Near(frozenset(a), frozenset(b), n.within, n.ordered, label))
+        require = [frozenset(self._atoms_of(group, mode)) for group in spec.require]
+        unless = tuple(dict.fromkeys(normalize(t).text for u in spec.unless for t in expand_term(u)))
+        exempt = tuple(dict.fromkeys(normalize(t).text for x in eff.exempt for t in expand_term(x)))
         regexes = [(src, re.compile(expand_macros(src))) for src in spec.regex]
         exempt_regex = [re.compile(expand_macros(src)) for src in spec.exempt_regex]
         neg = eff.negation
         comp = _Compiled(
-            rule=rule, hit_atoms=hit_atoms, near=near, require=require, unless=unless, exempt=exempt,
+            rule=rule, hit_atoms=frozenset(hit_atoms), near=near, require=require, unless=unless, exempt=exempt,
             exempt_regex=exempt_regex, regexes=regexes,
             negation_cues=tuple(sorted(set(neg.cues), key=len, reverse=True)) if neg else (),
             negation_window=neg.window if neg else 0, threshold=eff.threshold,
@@ -355,26 +379,28 @@ class RuleSet:
         text = norm.text
         candidates: set[int] = set(self._always)
         if self._char_ac is not None and text:
-            for end, key in self._char_ac.iter(text):
-                start = end - len(key) + 1
-                if not _bounded(text, start, end + 1, key):
+            exact, found = sc.exact, sc.found
+            for end, (key, klen, bound, atoms, rules, trig) in self._char_ac.iter(text):
+                start = end - klen + 1
+                if bound and not _bounded(text, start, end + 1, key):
                     continue
-                sc.exact[key].append((start, end + 1))
-                rs = self._rules_by_text.get(key)
-                if rs:
-                    candidates |= rs
-                trig = self._regex_trigger.get(key)
+                exact[key].append((start, end + 1))
+                if atoms:
+                    found.update(atoms)
+                if rules:
+                    candidates |= rules
                 if trig:
                     candidates |= trig
                     sc.regex_rules |= trig
         codes = pinyin_codes(text)
         if self._py_ac is not None and text:
-            for end, key in self._py_ac.iter(codes):
-                start = end - len(key) + 1
+            for end, (key, klen, atoms, rules) in self._py_ac.iter(codes):
+                start = end - klen + 1
                 if not _bounded(text, start, end + 1, text[start:end + 1]):
                     continue
                 sc.pinyin[key].append((start, end + 1))
-                candidates |= self._rules_by_codes.get(key, set())
+                sc.found.update(atoms)
+                candidates |= rules
         if self._fz_ac is not None and len(text) >= 2:
             self._fuzzy_scan(sc, codes, candidates)
         return sc, candidates
@@ -382,33 +408,55 @@ class RuleSet:
     def _fuzzy_scan(self, sc: _Scratch, codes: str, candidates: set[int]) -> None:
         assert self._fz_ac is not None
         n = len(codes)
-        lat = [pinyin_latin(c) for c in codes]
-        tried: set[tuple[int, int]] = set()
+        lat: list[str] | None = None
+        tried: set[int] = set()
+        similarity = Indel.normalized_similarity
+        bigrams = self._bigrams
+        ne = str.__ne__
         for end, key in self._fz_ac.iter(codes):
             pos = end - 1
-            for ai, off in self._bigrams[key]:
+            for ai, off, L, latin, term_codes, max_diff, shapes in bigrams[key]:
                 s0 = pos - off
-                if (ai, s0) in tried:
+                tag = ai * 65536 + s0
+                if tag in tried:
                     continue
-                tried.add((ai, s0))
-                atom = self._atoms[ai]
-                L = len(atom.codes)
-                best: _Occ | None = None
-                # Same syllable count; a long term may also have lost or gained one syllable.
-                for ds, dl in _SHAPES_LONG if L >= FUZZY_INDEL_CHARS else _SHAPES_SHORT:
+                tried.add(tag)
+                if s0 >= 0 and s0 + L <= n:
+                    window = codes[s0:s0 + L]
+                    if window == term_codes:
+                        continue  # a homophone: the pinyin automaton has it
+                    if len(shapes) == 1 and sum(map(ne, window, term_codes)) > max_diff:
+                        continue
+                best = 0.0
+                span = (0, 0)
+                for ds, dl in shapes:
                     s = s0 + ds
                     e = s + L + dl
                     if s < 0 or e > n or e - s < 2:
                         continue
-                    window = "".join(lat[s:e])
-                    score = Indel.normalized_similarity(atom.latin, window) * 100.0
-                    if best is None or score > best.score:
-                        best = _Occ(s, e, min(score, FUZZY_MAX), "fuzzy")
-                if best is not None and best.score >= 60.0:
-                    sc.fuzzy[ai].append(best)
-                    candidates |= self._rules_by_codes.get(atom.codes, set())
+                    if dl == 0 and ds == 0 and len(shapes) == 1:
+                        pass  # checked above
+                    elif dl == 0 and sum(map(ne, codes[s:e], term_codes)) > max_diff:
+                        continue
+                    if lat is None:
+                        syl = code_syllables()
+                        lat = [syl.get(c, c) for c in codes]
+                    score = similarity(latin, "".join(lat[s:e])) * 100.0
+                    if score > best:
+                        best, span = score, (s, e)
+                if best >= 60.0:
+                    sc.fuzzy[ai].append(_Occ(span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
+                    sc.found.add(ai)
+                    candidates |= self._rules_by_codes.get(term_codes, set())
 
     def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
+        cached = sc.occ.get(ai)
+        if cached is not None:
+            return cached
+        cached = sc.occ[ai] = self._occ_uncached(sc, ai)
+        return cached
+
+    def _occ_uncached(self, sc: _Scratch, ai: int) -> list[_Occ]:
         atom = self._atoms[ai]
         out = [_Occ(s, e, 100.0, "exact") for s, e in sc.exact.get(atom.text, ())]
         if atom.mode != "exact":
@@ -432,7 +480,8 @@ class RuleSet:
         text = norm.text
         thr = comp.threshold
         raw: list[tuple[int, int, float, str, str]] = []
-        for ai in comp.hit_atoms:
+        found = sc.found
+        for ai in sorted(comp.hit_atoms & found):
             for o in self._occ(sc, ai):
                 if o.score >= thr:
                     raw.append((o.start, o.end, o.score, o.mode, self._atoms[ai].text))
@@ -442,10 +491,14 @@ class RuleSet:
                     if m.end() > m.start():
                         raw.append((m.start(), m.end(), 100.0, "regex", src))
         for nr in comp.near:
-            a_occ = [(o, self._atoms[ai].text) for ai in nr.a for o in self._occ(sc, ai) if o.score >= thr]
-            if not a_occ:
+            a_found = nr.a & found
+            if not a_found:
                 continue
-            b_occ = [(o, self._atoms[ai].text) for ai in nr.b for o in self._occ(sc, ai) if o.score >= thr]
+            b_found = nr.b & found
+            if not b_found:
+                continue
+            a_occ = [(o, self._atoms[ai].text) for ai in sorted(a_found) for o in self._occ(sc, ai) if o.score >= thr]
+            b_occ = [(o, self._atoms[ai].text) for ai in sorted(b_found) for o in self._occ(sc, ai) if o.score >= thr]
             for oa, ta in a_occ:
                 for ob, tb in b_occ:
                     if oa.start < ob.end and ob.start < oa.end:
@@ -464,12 +517,12 @@ class RuleSet:
             return [], []
         hits = [self._hit(rule.id, norm, *r) for r in raw]
         silenced: list[Hit] = []
-        for ai in comp.unless:
-            if sc.exact.get(self._atoms[ai].text):
-                why = f"unless: {self._atoms[ai].text}"
+        for phrase in comp.unless:
+            if phrase in text:
+                why = f"unless: {phrase}"
                 return [], [_with_reason(h, why) for h in hits]
         for gi, group in enumerate(comp.require):
-            if not any(o.score >= thr for ai in group for o in self._occ(sc, ai)):
+            if not any(o.score >= thr for ai in group & found for o in self._occ(sc, ai)):
                 why = f"require[{gi}]: none of {'|'.join(self._atoms[ai].text for ai in group)}"
                 return [], [_with_reason(h, why) for h in hits]
         kept: list[Hit] = []
@@ -482,12 +535,11 @@ class RuleSet:
         return _dedupe(kept), _dedupe(silenced)
 
     def _exemption(self, comp: _Compiled, sc: _Scratch, h: Hit) -> str:
-        for ai in comp.exempt:
-            phrase = self._atoms[ai].text
-            for s, e in sc.exact.get(phrase, ()):
-                if s < h.end and h.start < e:
-                    return f"exempt: {phrase}"
         text = sc.norm.text
+        for phrase in comp.exempt:
+            # an occurrence overlapping the hit lies within this window
+            if text.find(phrase, max(0, h.start - len(phrase) + 1), h.end + len(phrase) - 1) >= 0:
+                return f"exempt: {phrase}"
         for rx in comp.exempt_regex:
             for m in rx.finditer(text):
                 if m.start() < h.end and h.start < m.end():
@@ -532,7 +584,7 @@ class RuleSet:
         hits, silenced, _norm = self.match(utt.text, utt.source)
         if not hits:
             return []
-        by_rule = {c.rule.id: c.rule for c in self._compiled}
+        by_rule = self._by_id
         out: list[Detection] = []
         for h in hits:
             rule = by_rule[h.rule_id]
@@ -559,7 +611,7 @@ class RuleSet:
         """Normalization steps, pinyin, and which rules fire or are silenced, with scores."""
         hits, silenced, norm = self.match(text)
         steps = normalize(text, record_steps=True).steps
-        by_rule = {c.rule.id: c.rule for c in self._compiled}
+        by_rule = self._by_id
 
         def conv(h: Hit) -> ExplainHit:
             r = by_rule[h.rule_id]
@@ -584,6 +636,10 @@ class RuleSet:
 
 def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
+
+
+def _needs_bound(key: str) -> bool:
+    return _is_latin(key[0]) or _is_latin(key[-1])
 
 
 def _bounded(text: str, start: int, end: int, key: str) -> bool:

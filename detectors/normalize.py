@@ -37,8 +37,12 @@ from functools import lru_cache
 __all__ = [
     "DEFAULT_VARIANTS",
     "Normalized",
+    "code_syllables",
+    "display",
     "is_cjk",
     "normalize",
+    "normalize_term",
+    "pinyin_display",
     "pinyin_codes",
     "pinyin_latin",
     "syllable_of_code",
@@ -229,10 +233,79 @@ def _latin_syllables(chars: list[str], idx: list[int]) -> tuple[list[str], list[
     return out_c, out_i
 
 
+_FOLD = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+_FOLD.update({c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)})  # full-width ASCII
+_FOLD.update({c + 0xFEE0: c + 32 for c in range(ord("A"), ord("Z") + 1)})  # full-width capitals
+_FOLD[0x3000] = 0x20  # ideographic space
+# Characters the fast path keeps as they are; anything else is looked at one by one.
+_NONKEEP = re.compile(r"[^\u4e00-\u9fff\u3400-\u4dbfa-z0-9%]")
+
+
 def normalize(text: str, *, record_steps: bool = False) -> Normalized:
     """Normalize `text` for matching. See the module docstring for the steps."""
-    steps: list[tuple[str, str]] = []
     simp = _to_simplified(text)
+    folded = simp.translate(_FOLD)
+    if record_steps or _DEFAULT_VARIANT_RE.search(folded) or _has_latin_syllable(folded):
+        return _normalize_slow(text, simp, record_steps)
+    parts: list[str] = []
+    index: list[int] = []
+    breaks: set[int] = set()
+    pos = 0
+    olen = 0
+    n = len(folded)
+    for m in _NONKEEP.finditer(folded):
+        i = m.start()
+        if i > pos:
+            parts.append(folded[pos:i])
+            index.extend(range(pos, i))
+            olen += i - pos
+        pos = i + 1
+        ch = folded[i]
+        kept = _keep_one(ch, folded, i, n)
+        if kept is None:
+            breaks.add(olen)
+        else:
+            parts.append(kept)
+            index.extend([i] * len(kept))
+            olen += len(kept)
+    if pos == 0:
+        return Normalized(text, folded, tuple(range(n)), frozenset(), ())
+    if pos < n:
+        parts.append(folded[pos:])
+        index.extend(range(pos, n))
+        olen += n - pos
+    breaks.discard(0)
+    breaks.discard(olen)
+    return Normalized(text, "".join(parts), tuple(index), frozenset(breaks), ())
+
+
+def _keep_one(ch: str, text: str, i: int, n: int) -> str | None:
+    """What a character outside the fast path's set becomes: kept text, or None (dropped, a break)."""
+    f = _fold_char(ch)
+    if f != ch and f and all(is_cjk(c) or (c.isascii() and c.isalnum()) or c == "%" for c in f):
+        return f  # ①, ㎏, compatibility ideographs
+    cat = unicodedata.category(ch)
+    if cat == "Co":
+        return ch
+    if ch == "." and 0 < i < n - 1 and text[i - 1].isdigit() and text[i + 1].isdigit():
+        return ch
+    if ch.isalnum():
+        return f or ch
+    if cat[0] in "PZC":
+        return None
+    return ch  # other symbols (¥, +, ~) carry meaning in prices
+
+
+def _has_latin_syllable(text: str) -> bool:
+    if not _LATIN_RUN.search(text):
+        return False
+    chars = list(text)
+    out, _ = _latin_syllables(chars, list(range(len(chars))))
+    return out is not chars
+
+
+def _normalize_slow(text: str, simp: str, record_steps: bool) -> Normalized:
+    steps: list[tuple[str, str]] = []
     if record_steps:
         steps.append(("t2s", simp))
 
@@ -291,6 +364,11 @@ def normalize_term(term: str) -> str:
 def pinyin_codes(text: str) -> str:
     """One code point per character of normalized `text`: homophones share a code."""
     return text.translate(_get_tables().translate)
+
+
+def code_syllables() -> dict[str, str]:
+    """The code → Latin syllable table (read-only; shared)."""
+    return _get_tables().code_syl
 
 
 def syllable_of_code(ch: str) -> str | None:
