@@ -211,7 +211,7 @@ class Monitor:
         if self._transcriber is None:
             from asr.transcriber import WhisperTranscriber
 
-            self._transcriber = WhisperTranscriber(self.cfg.asr)
+            self._transcriber = WhisperTranscriber(self.cfg.live_asr_config())
         return self._transcriber
 
     def start(self) -> None:

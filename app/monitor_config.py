@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from alerts.webhook import WebhookConfig
 from app.config import ConfigError, RootConfig
 from app.retention import RetentionConfig
+from asr.config import AsrConfig
 from asr.streaming import StreamingOptions
 from ingest.config import IngestConfig
 
@@ -72,6 +73,17 @@ class LiveAsrSection(BaseModel):
     lag_warn_s: float = Field(
         10.0, gt=0, description="Warn loudly when a stream's ASR falls this far behind the live edge."
     )
+    temperatures: tuple[float, ...] = Field(
+        (0.0,),
+        min_length=1,
+        description=(
+            "Decoding temperatures for live passes (replaces asr.temperatures). One: a fallback re-decode of a "
+            "half-heard window costs seconds, and the next pass decodes that audio again anyway."
+        ),
+    )
+    beam_size: int | None = Field(
+        None, ge=1, description="Beam width for live passes (null = asr.beam_size)."
+    )
 
     def options(self) -> StreamingOptions:
         return StreamingOptions(
@@ -123,6 +135,13 @@ class MonitorConfig(RootConfig):
             if resolved.enabled:
                 out.append(resolved)
         return out
+
+    def live_asr_config(self) -> AsrConfig:
+        """The `asr` section with the live-pass overrides applied (what the monitor's model decodes with)."""
+        update: dict[str, Any] = {"temperatures": tuple(self.live_asr.temperatures)}
+        if self.live_asr.beam_size is not None:
+            update["beam_size"] = self.live_asr.beam_size
+        return self.asr.model_copy(update=update)
 
     def pre_post_roll(self, stream: StreamSettings) -> tuple[float, float]:
         return (

@@ -5,7 +5,9 @@ file. Each broadcast keeps a buffer of 16 kHz audio from the last point that is 
 pass decodes the buffer's first `max_window_s` seconds with the text just before it as the prompt
 (whisper_streaming's design). Words are committed by *local agreement*: at the live edge a word is
 final once two consecutive passes over the growing audio produced it identically (compared character
-by character, since Chinese words are split differently from pass to pass). Behind the live edge (a
+by character, since Chinese words are split differently from pass to pass), or once the window holds
+a pause of `pause_s` after it (the speaker stopped: the words before are no longer at the growing
+edge, and waiting for a second pass would only add latency). Behind the live edge (a
 backlog after a restart or when ASR fell behind) and at the end of a broadcast the audio after the
 window is already known, so every hypothesis segment but the one the window cuts is final at once.
 
@@ -240,6 +242,9 @@ class LiveTranscript:
         if at_live_edge:
             n = agreed_prefix_chars([w.key for w in self._prev], [w.key for w in hyp])
             commit, pending = _split_at_chars(hyp, n)
+            k = _final_by_pause(hyp, window_end, opts.pause_s)
+            if k > len(commit):  # words followed by a pause the window already holds are final too
+                commit, pending = list(hyp[:k]), list(hyp[k:])
         elif whole:  # the end of the broadcast: everything is final
             commit, pending = hyp, []
         else:  # backlog: the window cuts the audio, so only its last segment may be incomplete
@@ -343,6 +348,16 @@ class LiveTranscript:
             self._chunks = [rest] if rest.shape[0] else []
             self._samples = rest.shape[0]
             self._buf_start_s += n / SAMPLE_RATE
+
+
+def _final_by_pause(words: Sequence[_HWord], window_end_s: float, pause_s: float) -> int:
+    """How many leading words are followed by at least `pause_s` of heard audio without speech. Pure."""
+    k = 0
+    for i, w in enumerate(words):
+        nxt = words[i + 1].word.start_s if i + 1 < len(words) else window_end_s
+        if nxt - w.word.end_s >= pause_s:
+            k = i + 1
+    return k
 
 
 def _split_at_chars(words: Sequence[_HWord], n_chars: int) -> tuple[list[_HWord], list[_HWord]]:

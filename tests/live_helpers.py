@@ -6,6 +6,9 @@
 - `ScriptTranscriber`: a fake `Transcriber` that "hears" scripted lines: for an audio window it returns
   the lines (on the broadcast clock) that the window covers, character by character with even times,
   cut at the window's end like a real recognizer hearing half a sentence.
+- `ToneScript` + `ToneTranscriber`: synthetic media where line i is a tone of its own pitch, and a fake
+  transcriber that hears those tones and "says" line i. It works on any clock (reconnects, restarts,
+  HLS offsets), which a time-scripted fake cannot.
 - `LookupRules` / `LookupHolder`: fake rules that flag a scripted line by its labels.
 - `python tests/live_helpers.py monitor CONFIG SCRIPT`: a monitor process with those fakes (for the
   kill -9 test, which needs a process to kill).
@@ -181,6 +184,144 @@ class ScriptTranscriber:
                 out.append(
                     Utterance(len(out), words[0].start_s, words[-1].end_s, text, tuple(words), raw_text=text)
                 )
+        return iter(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ToneScript:
+    """Line i is spoken at [period*i + lead, +length] as a tone of 400 + 150*i Hz."""
+
+    texts: tuple[str, ...]
+    labels: tuple[tuple[str, ...], ...]
+    period_s: float = 5.0
+    lead_s: float = 1.0
+    length_s: float = 2.5
+
+    @classmethod
+    def from_corpus(cls, ids: Sequence[str], **kw: float) -> ToneScript:
+        clips = {}
+        for raw in (CORPUS / "clips.jsonl").read_text(encoding="utf-8").splitlines():
+            d = json.loads(raw)
+            clips[d["id"]] = d
+        return cls(
+            tuple(clips[i]["text"] for i in ids),
+            tuple(tuple(lb for lb in clips[i]["labels"] if lb != "clean") for i in ids),
+            **kw,
+        )
+
+    @property
+    def duration_s(self) -> float:
+        return self.period_s * len(self.texts)
+
+    def freq(self, i: int) -> float:
+        return 400.0 + 150.0 * i
+
+    def lines(self) -> list[Line]:
+        return [
+            Line(self.period_s * i + self.lead_s, self.period_s * i + self.lead_s + self.length_s, t, lb)
+            for i, (t, lb) in enumerate(zip(self.texts, self.labels, strict=True))
+        ]
+
+    def audio(self) -> np.ndarray:
+        """The script's sound at 16 kHz, without ffmpeg (for unit tests)."""
+        t = np.arange(int(self.duration_s * SR)) / SR
+        idx = np.floor(t / self.period_s)
+        on = ((t % self.period_s) >= self.lead_s) & ((t % self.period_s) <= self.lead_s + self.length_s)
+        return (0.3 * np.sin(2 * np.pi * (400 + 150 * idx) * t) * on).astype(np.float32)
+
+    def make_media(self, path: Path, *, video: bool = True, gop_s: float = 1.0) -> Path:
+        """Write the script as an MP4 (H.264 test pattern + AAC tones) with real ffmpeg."""
+        p, a, n = self.period_s, self.lead_s, self.length_s
+        expr = f"0.3*sin(2*PI*(400+150*floor(t/{p}))*t)*between(mod(t,{p}),{a},{a + n})"
+        args = [
+            ffmpeg.ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"aevalsrc=exprs='{expr}':s=48000:d={self.duration_s}",
+        ]
+        if video:
+            args += [
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc=size=320x180:rate=25:duration={self.duration_s}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                str(int(25 * gop_s)),
+                "-pix_fmt",
+                "yuv420p",
+            ]
+        args += ["-c:a", "aac", "-b:a", "64k", "-shortest", str(path)]
+        subprocess.run(args, check=True)
+        return path
+
+
+class ToneTranscriber:
+    """Fake transcriber that hears `ToneScript` tones (see the module docstring).
+
+    A tone heard in full gives its line; one cut by the window's end gives the characters heard so
+    far, as a recognizer would. Silence gives nothing. Thread-compatible like the real one: one caller.
+    """
+
+    def __init__(self, script: ToneScript, *, delay_s: float = 0.0) -> None:
+        self.script = script
+        self.delay_s = delay_s
+        self.calls: list[tuple[float, float]] = []
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        self.calls.append((offset_s, audio.shape[0] / SR))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        hop = SR // 20  # 50 ms frames
+        n = audio.shape[0] // hop
+        if n == 0:
+            return iter(())
+        frames = audio[: n * hop].reshape(n, hop)
+        loud = np.sqrt((frames**2).mean(axis=1)) > 0.05
+        out: list[Utterance] = []
+        i = 0
+        while i < n:
+            if not loud[i]:
+                i += 1
+                continue
+            j = i
+            while j < n and loud[j]:
+                j += 1
+            seg = audio[i * hop : j * hop]
+            spectrum = np.abs(np.fft.rfft(seg * np.hanning(seg.shape[0])))
+            freq = float(np.argmax(spectrum)) * SR / seg.shape[0]
+            idx = round((freq - 400.0) / 150.0)
+            t_end = offset_s + j * hop / SR
+            if j < n and i == 0:  # cut by the window's start but ended inside it
+                t_start = t_end - self.script.length_s
+            else:
+                t_start = offset_s + i * hop / SR
+            if 0 <= idx < len(self.script.texts) and (j - i) >= 3:
+                chars = _chars(self.script.texts[idx])
+                step = self.script.length_s / len(chars)
+                words = [
+                    Word(c, round(t_start + k * step, 3), round(t_start + (k + 1) * step, 3), 0.9)
+                    for k, c in enumerate(chars)
+                    if t_start + (k + 1) * step <= t_end + 0.06
+                ]
+                if words:
+                    text = "".join(w.text for w in words)
+                    out.append(
+                        Utterance(
+                            len(out), words[0].start_s, words[-1].end_s, text, tuple(words), raw_text=text
+                        )
+                    )
+            i = j
         return iter(out)
 
 
