@@ -42,7 +42,9 @@ DirArg = Annotated[
 ]
 RulesOpt = Annotated[
     list[Path] | None,
-    typer.Option("--rules", "-r", help="Further rules directory layered on top (repeatable; a site's overrides)."),
+    typer.Option(
+        "--rules", "-r", help="Further rules directory layered on top (repeatable; a site's overrides)."
+    ),
 ]
 
 
@@ -89,11 +91,20 @@ def check_command(directory: DirArg = None, rules: RulesOpt = None) -> None:
         clean_by_file[c.path] = clean_by_file.get(c.path, 0) + 1
     for f in rs.files:
         rules_here = by_file.get(f, [])
-        phrases = sum(len(r.should_flag) + len(r.should_not_flag) for r in rules_here) + clean_by_file.get(f, 0)
-        t.add_row(f"{f.parent.name}/{f.name}", str(len(rules_here)), str(sum(r.enabled for r in rules_here)),
-                  str(phrases), ", ".join(sorted({r.category for r in rules_here})))
+        phrases = sum(len(r.should_flag) + len(r.should_not_flag) for r in rules_here) + clean_by_file.get(
+            f, 0
+        )
+        t.add_row(
+            f"{f.parent.name}/{f.name}",
+            str(len(rules_here)),
+            str(sum(r.enabled for r in rules_here)),
+            str(phrases),
+            ", ".join(sorted({r.category for r in rules_here})),
+        )
     _out().print(t)
-    _out().print(f"ok: {len(rs.rules)} rules ({sum(r.enabled for r in rs.rules)} enabled), version {rs.version}")
+    _out().print(
+        f"ok: {len(rs.rules)} rules ({sum(r.enabled for r in rs.rules)} enabled), version {rs.version}"
+    )
 
 
 @rules_app.command("test")
@@ -112,8 +123,10 @@ def test_command(directory: DirArg = None, rules: RulesOpt = None) -> None:
             expected = {"should_flag": "flag", "should_not_flag": "no flag", "clean": "no rule"}[f.kind]
             t.add_row(f.rule_id or "(any)", expected, f.phrase, "; ".join(f.got) or "-", f"{f.path}:{f.line}")
         out.print(t)
-    out.print(f"{count - len(failures)} passed, {len(failures)} failed "
-              f"({sum(r.enabled for r in rs.rules)} rules, version {rs.version})")
+    out.print(
+        f"{count - len(failures)} passed, {len(failures)} failed "
+        f"({sum(r.enabled for r in rs.rules)} rules, version {rs.version})"
+    )
     if failures:
         raise typer.Exit(1)
 
@@ -121,7 +134,9 @@ def test_command(directory: DirArg = None, rules: RulesOpt = None) -> None:
 @rules_app.command("explain")
 def explain_command(
     text: Annotated[str, typer.Argument(help="The utterance to explain.")],
-    directory: Annotated[Path | None, typer.Option("--dir", help="Rules directory (default: shipped packs).")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Rules directory (default: shipped packs).")
+    ] = None,
     rules: RulesOpt = None,
 ) -> None:
     """Show normalization steps, pinyin, and which rules fire or are silenced, with scores."""
@@ -140,33 +155,63 @@ def explain_command(
         for col in ("rule", "category", "code", "severity", "matched", "score", "mode", "pattern", "reason"):
             t.add_column(col, overflow="fold")
         for h in rows:
-            t.add_row(h.rule_id, h.category, h.code, h.severity, h.matched, f"{h.score:.1f}", h.mode, h.pattern,
-                      h.reason)
+            t.add_row(
+                h.rule_id,
+                h.category,
+                h.code,
+                h.severity,
+                h.matched,
+                f"{h.score:.1f}",
+                h.mode,
+                h.pattern,
+                h.reason,
+            )
         out.print(t)
     out.print(f"rules version {ex.version}")
 
 
 def eval_command(
-    labels: Annotated[list[Path], typer.Argument(help="Labelled data: JSON lines (text, labels) or broadcast JSON (spans).")],
+    labels: Annotated[
+        list[Path], typer.Argument(help="Labelled data: JSON lines (text, labels) or broadcast JSON (spans).")
+    ],
     rules_dir: Annotated[
         list[Path] | None,
-        typer.Option("--rules", "-r", help="Rules directories layered in order (default: the shipped packs)."),
+        typer.Option(
+            "--rules", "-r", help="Rules directories layered in order (default: the shipped packs)."
+        ),
     ] = None,
     transcript: Annotated[
         list[Path] | None,
-        typer.Option("--transcript", "-t", help="ASR transcript JSON for the broadcast JSON at the same position "
-                     "in LABELS: score detections on it by time instead of the clean text (repeatable)."),
+        typer.Option(
+            "--transcript",
+            "-t",
+            help="ASR transcript JSON for the broadcast JSON at the same position "
+            "in LABELS: score detections on it by time instead of the clean text (repeatable).",
+        ),
     ] = None,
-    overlays: Annotated[bool, typer.Option("--overlays", help="Also evaluate a broadcast's on-screen captions.")] = False,
+    overlays: Annotated[
+        bool, typer.Option("--overlays", help="Also evaluate a broadcast's on-screen captions.")
+    ] = False,
     alerts_out: Annotated[
-        Path | None, typer.Option("--alerts-out", help="Write the detections as alerts JSON lines (for tools/score.py).")
+        Path | None,
+        typer.Option("--alerts-out", help="Write the detections as alerts JSON lines (for tools/score.py)."),
     ] = None,
-    slack: Annotated[float, typer.Option("--slack", help="Seconds of slack around a span (transcripts).")] = 2.0,
-    min_precision: Annotated[float, typer.Option("--min-precision", help="Exit 1 below this precision.")] = 0.0,
+    slack: Annotated[
+        float, typer.Option("--slack", help="Seconds of slack around a span (transcripts).")
+    ] = 2.0,
+    min_precision: Annotated[
+        float, typer.Option("--min-precision", help="Exit 1 below this precision.")
+    ] = 0.0,
     min_recall: Annotated[float, typer.Option("--min-recall", help="Exit 1 below this recall.")] = 0.0,
 ) -> None:
     """Precision and recall per category and per rule against labelled data."""
-    from detectors.evaluate import EvalReport, evaluate_items, evaluate_transcript, load_labelled, load_transcript
+    from detectors.evaluate import (
+        EvalReport,
+        evaluate_items,
+        evaluate_transcript,
+        load_labelled,
+        load_transcript,
+    )
 
     dirs = list(rules_dir) if rules_dir else [DEFAULT_RULES_DIR]
     rs = _load(dirs)
@@ -210,8 +255,14 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
         t.add_column(col, justify="right" if col != "category" else "left")
     for c in rep.categories():
         tp, fn, fp = rep.tp[c], rep.fn[c], rep.fp[c]
-        t.add_row(c, str(tp), str(fn), str(fp), f"{tp / (tp + fn):.3f}" if tp + fn else "-",
-                  f"{tp / (tp + fp):.3f}" if tp + fp else "-")
+        t.add_row(
+            c,
+            str(tp),
+            str(fn),
+            str(fp),
+            f"{tp / (tp + fn):.3f}" if tp + fn else "-",
+            f"{tp / (tp + fp):.3f}" if tp + fp else "-",
+        )
     out.print(t)
     r = Table(title="per rule")
     for col in ("rule", "hits", "right", "wrong", "precision"):

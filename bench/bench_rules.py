@@ -63,7 +63,12 @@ def synthetic_pack(n: int, words: list[str], seed: int) -> str:
         elif kind < 0.8:
             body = ["    mode: fuzzy", f"    terms: [{w(4)}, {w(4)}]"]
         elif kind < 0.9:
-            body = ["    near:", f"      - a: [{w()}, {w()}]", f"        b: [{w()}, {w()}]", "        within: 8"]
+            body = [
+                "    near:",
+                f"      - a: [{w()}, {w()}]",
+                f"        b: [{w()}, {w()}]",
+                "        within: 8",
+            ]
         else:
             body = [f'    regex: ["{normalize_term(w(2))}{{num}}(单|件)"]']
         tail = [f"    exempt: [{w()}]", "    should_flag: [x]", "    should_not_flag: [y]"]
@@ -75,7 +80,9 @@ def speech(chars: int) -> list[str]:
     lines: list[str] = []
     for line in (ROOT / "examples" / "corpus" / "clips.jsonl").read_text(encoding="utf-8").splitlines():
         lines.append(json.loads(line)["text"])
-    for line in (ROOT / "tests" / "data" / "rules_extra_lines.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (
+        (ROOT / "tests" / "data" / "rules_extra_lines.jsonl").read_text(encoding="utf-8").splitlines()
+    ):
         lines.append(json.loads(line)["text"])
     for n in (0, 1):
         d = json.loads((ROOT / "tests" / "data" / f"asr_broadcast_{n}.json").read_text(encoding="utf-8"))
@@ -123,11 +130,16 @@ def main() -> None:
     args = ap.parse_args()
     words = vocabulary(args.seed)
     texts = speech(args.chars)
-    print(f"text: {sum(map(len, texts))} chars in {len(texts)} utterances; target >= 200,000 chars/s at 10,000 rules")
+    print(
+        f"text: {sum(map(len, texts))} chars in {len(texts)} utterances; target >= 200,000 chars/s at 10,000 rules"
+    )
     for n in args.rules:
         rate, wall, load_s, total, dets = run(n, words, texts, args.seed, args.repeats)
-        print(f"rules={n:>6} (+shipped, {total} total)  {rate:>10,.0f} chars/s CPU  {wall:>10,.0f} chars/s wall  "
-              f"load {load_s:6.2f} s  detections/pass {dets}", flush=True)
+        print(
+            f"rules={n:>6} (+shipped, {total} total)  {rate:>10,.0f} chars/s CPU  {wall:>10,.0f} chars/s wall  "
+            f"load {load_s:6.2f} s  detections/pass {dets}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ thread only unless the detector's own docstring says otherwise.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
@@ -71,7 +72,7 @@ class Detector(ABC, Generic[C]):
     """Base class: subclasses set `config_model` and implement `detect` and `phrase_table`."""
 
     type: ClassVar[str] = ""
-    config_model: ClassVar[type[BaseModel]]
+    config_model: ClassVar[builtins.type[BaseModel]]
 
     def __init__(self, config: C) -> None:
         self.config = config

@@ -213,8 +213,14 @@ class _Scratch:
 class RuleSet:
     """An immutable, compiled set of rules. Build with `RuleSet.load`."""
 
-    def __init__(self, effective: Sequence[EffectiveRule], clean: Sequence[CleanPhrase], version: str,
-                 files: Sequence[Path], dirs: Sequence[Path]) -> None:
+    def __init__(
+        self,
+        effective: Sequence[EffectiveRule],
+        clean: Sequence[CleanPhrase],
+        version: str,
+        files: Sequence[Path],
+        dirs: Sequence[Path],
+    ) -> None:
         self.version = version
         self.files = tuple(files)
         self.dirs = tuple(Path(d) for d in dirs)
@@ -239,15 +245,30 @@ class RuleSet:
             if atom.mode != "exact":
                 self._atoms_by_codes[atom.codes].append(ai)
         char_keys = set(self._rules_by_text) | set(self._regex_trigger) | set(self._atoms_by_text)
-        self._char_ac = self._automaton({
-            k: (k, len(k), _needs_bound(k), tuple(self._atoms_by_text.get(k, ())),
-                frozenset(self._rules_by_text.get(k, ())), frozenset(self._regex_trigger.get(k, ())))
-            for k in char_keys
-        })
-        self._py_ac = self._automaton({
-            k: (k, len(k), tuple(self._atoms_by_codes.get(k, ())), frozenset(self._rules_by_codes.get(k, ())))
-            for k in self._atoms_by_codes
-        })
+        self._char_ac = self._automaton(
+            {
+                k: (
+                    k,
+                    len(k),
+                    _needs_bound(k),
+                    tuple(self._atoms_by_text.get(k, ())),
+                    frozenset(self._rules_by_text.get(k, ())),
+                    frozenset(self._regex_trigger.get(k, ())),
+                )
+                for k in char_keys
+            }
+        )
+        self._py_ac = self._automaton(
+            {
+                k: (
+                    k,
+                    len(k),
+                    tuple(self._atoms_by_codes.get(k, ())),
+                    frozenset(self._rules_by_codes.get(k, ())),
+                )
+                for k in self._atoms_by_codes
+            }
+        )
         # Fuzzy anchors: disjoint syllable bigrams (0-1, 2-3, ... and the last one), so that a term
         # with one wrong syllable still shares an anchor with the text.
         bigrams: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
@@ -258,7 +279,7 @@ class RuleSet:
             shapes = _SHAPES_LONG if L >= FUZZY_INDEL_CHARS else _SHAPES_SHORT
             entry = (atom.latin, atom.codes, max(1, L // 4), shapes)
             for k in offsets:
-                bigrams[atom.codes[k:k + 2]].append((ai, k, L, *entry))
+                bigrams[atom.codes[k : k + 2]].append((ai, k, L, *entry))
         self._bigrams = {k: tuple(v) for k, v in bigrams.items()}
         self._fz_ac = self._automaton(set(bigrams))
 
@@ -273,8 +294,13 @@ class RuleSet:
         dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
         loaded = load_rules(dirs)
         rs = cls(loaded.rules, loaded.clean, loaded.version, loaded.files, dirs)
-        logger.info("loaded %s rules (%s enabled) from %s files, version %s",
-                    len(rs.rules), sum(r.enabled for r in rs.rules), len(rs.files), rs.version)
+        logger.info(
+            "loaded %s rules (%s enabled) from %s files, version %s",
+            len(rs.rules),
+            sum(r.enabled for r in rs.rules),
+            len(rs.files),
+            rs.version,
+        )
         return rs
 
     @staticmethod
@@ -324,10 +350,21 @@ class RuleSet:
     def _compile(self, eff: EffectiveRule) -> None:
         spec = eff.spec
         rule = Rule(
-            id=spec.id, category=eff.category, code=spec.code, severity=eff.severity, law=eff.law,
-            description=spec.description, tags=eff.tags, enabled=eff.enabled, mode=eff.mode,
-            threshold=eff.threshold, sources=eff.sources, pack=eff.source.pack, path=eff.source.path,
-            line=eff.source.line, should_flag=tuple(spec.should_flag),
+            id=spec.id,
+            category=eff.category,
+            code=spec.code,
+            severity=eff.severity,
+            law=eff.law,
+            description=spec.description,
+            tags=eff.tags,
+            enabled=eff.enabled,
+            mode=eff.mode,
+            threshold=eff.threshold,
+            sources=eff.sources,
+            pack=eff.source.pack,
+            path=eff.source.path,
+            line=eff.source.line,
+            should_flag=tuple(spec.should_flag),
             should_not_flag=tuple(spec.should_not_flag),
         )
         ri = len(self.rules)
@@ -347,10 +384,17 @@ class RuleSet:
         exempt_regex = [re.compile(expand_macros(src)) for src in spec.exempt_regex]
         neg = eff.negation
         comp = _Compiled(
-            rule=rule, hit_atoms=frozenset(hit_atoms), near=near, require=require, unless=unless, exempt=exempt,
-            exempt_regex=exempt_regex, regexes=regexes,
+            rule=rule,
+            hit_atoms=frozenset(hit_atoms),
+            near=near,
+            require=require,
+            unless=unless,
+            exempt=exempt,
+            exempt_regex=exempt_regex,
+            regexes=regexes,
             negation_cues=tuple(sorted(set(neg.cues), key=len, reverse=True)) if neg else (),
-            negation_window=neg.window if neg else 0, threshold=eff.threshold,
+            negation_window=neg.window if neg else 0,
+            threshold=eff.threshold,
             sources=frozenset(eff.sources),
         )
         self._compiled.append(comp)
@@ -396,7 +440,7 @@ class RuleSet:
         if self._py_ac is not None and text:
             for end, (key, klen, atoms, rules) in self._py_ac.iter(codes):
                 start = end - klen + 1
-                if not _bounded(text, start, end + 1, text[start:end + 1]):
+                if not _bounded(text, start, end + 1, text[start : end + 1]):
                     continue
                 sc.pinyin[key].append((start, end + 1))
                 sc.found.update(atoms)
@@ -422,7 +466,7 @@ class RuleSet:
                     continue
                 tried.add(tag)
                 if s0 >= 0 and s0 + L <= n:
-                    window = codes[s0:s0 + L]
+                    window = codes[s0 : s0 + L]
                     if window == term_codes:
                         continue  # a homophone: the pinyin automaton has it
                     if len(shapes) == 1 and sum(map(ne, window, term_codes)) > max_diff:
@@ -497,8 +541,18 @@ class RuleSet:
             b_found = nr.b & found
             if not b_found:
                 continue
-            a_occ = [(o, self._atoms[ai].text) for ai in sorted(a_found) for o in self._occ(sc, ai) if o.score >= thr]
-            b_occ = [(o, self._atoms[ai].text) for ai in sorted(b_found) for o in self._occ(sc, ai) if o.score >= thr]
+            a_occ = [
+                (o, self._atoms[ai].text)
+                for ai in sorted(a_found)
+                for o in self._occ(sc, ai)
+                if o.score >= thr
+            ]
+            b_occ = [
+                (o, self._atoms[ai].text)
+                for ai in sorted(b_found)
+                for o in self._occ(sc, ai)
+                if o.score >= thr
+            ]
             for oa, ta in a_occ:
                 for ob, tb in b_occ:
                     if oa.start < ob.end and ob.start < oa.end:
@@ -511,8 +565,15 @@ class RuleSet:
                         gap = oa.start - ob.end
                     if gap <= nr.within:
                         worst = oa if oa.score <= ob.score else ob
-                        raw.append((min(oa.start, ob.start), max(oa.end, ob.end), worst.score, worst.mode,
-                                    f"{ta} ~{nr.within}~ {tb}"))
+                        raw.append(
+                            (
+                                min(oa.start, ob.start),
+                                max(oa.end, ob.end),
+                                worst.score,
+                                worst.mode,
+                                f"{ta} ~{nr.within}~ {tb}",
+                            )
+                        )
         if not raw:
             return [], []
         hits = [self._hit(rule.id, norm, *r) for r in raw]
@@ -546,7 +607,7 @@ class RuleSet:
                     return f"exempt: /{rx.pattern}/"
         if comp.negation_cues:
             lo = max(0, h.start - comp.negation_window - max(len(c) for c in comp.negation_cues))
-            before = text[lo:h.start]
+            before = text[lo : h.start]
             for cue in comp.negation_cues:
                 k = before.rfind(cue)
                 while k >= 0:
@@ -599,12 +660,24 @@ class RuleSet:
                     {"matched": x.matched, "reason": x.reason} for x in silenced if x.rule_id == h.rule_id
                 ],
             }
-            out.append(Detection(
-                rule_id=rule.id, category=rule.category, code=rule.code, severity=rule.severity,
-                law=rule.law, source=utt.source, start_s=start_s, end_s=end_s, matched=h.matched,
-                text=utt.text, score=round(h.score, 1), mode=h.mode, utterance_index=utt.index,
-                details=details,
-            ))
+            out.append(
+                Detection(
+                    rule_id=rule.id,
+                    category=rule.category,
+                    code=rule.code,
+                    severity=rule.severity,
+                    law=rule.law,
+                    source=utt.source,
+                    start_s=start_s,
+                    end_s=end_s,
+                    matched=h.matched,
+                    text=utt.text,
+                    score=round(h.score, 1),
+                    mode=h.mode,
+                    utterance_index=utt.index,
+                    details=details,
+                )
+            )
         return out
 
     def explain(self, text: str) -> Explanation:
@@ -615,13 +688,27 @@ class RuleSet:
 
         def conv(h: Hit) -> ExplainHit:
             r = by_rule[h.rule_id]
-            return ExplainHit(r.id, r.category, r.code, r.severity, h.matched, display(norm.text[h.start:h.end]),
-                              round(h.score, 1), h.mode, h.pattern, h.reason)
+            return ExplainHit(
+                r.id,
+                r.category,
+                r.code,
+                r.severity,
+                h.matched,
+                display(norm.text[h.start : h.end]),
+                round(h.score, 1),
+                h.mode,
+                h.pattern,
+                h.reason,
+            )
 
         return Explanation(
-            text=text, steps=(("input", text), *steps), normalized=display(norm.text),
-            pinyin=pinyin_display(norm.text), hits=tuple(conv(h) for h in hits),
-            exempted=tuple(conv(h) for h in silenced), version=self.version,
+            text=text,
+            steps=(("input", text), *steps),
+            normalized=display(norm.text),
+            pinyin=pinyin_display(norm.text),
+            hits=tuple(conv(h) for h in hits),
+            exempted=tuple(conv(h) for h in silenced),
+            version=self.version,
         )
 
     def phrase_table(self) -> PhraseTable:
@@ -630,8 +717,10 @@ class RuleSet:
         for r in self.rules:
             if r.enabled:
                 flag.extend(r.should_flag)
-        return PhraseTable(should_flag=tuple(dict.fromkeys(flag)),
-                           should_not_flag=tuple(dict.fromkeys(c.text for c in self.clean)))
+        return PhraseTable(
+            should_flag=tuple(dict.fromkeys(flag)),
+            should_not_flag=tuple(dict.fromkeys(c.text for c in self.clean)),
+        )
 
 
 def _is_latin(ch: str) -> bool:
@@ -644,14 +733,25 @@ def _needs_bound(key: str) -> bool:
 
 def _bounded(text: str, start: int, end: int, key: str) -> bool:
     """A term that starts or ends with a Latin letter or digit must not continue a Latin word there."""
-    if _is_latin(key[0]) and start > 0 and _is_latin(text[start - 1]) and text[start - 1].isalpha() == key[0].isalpha():
+    if (
+        _is_latin(key[0])
+        and start > 0
+        and _is_latin(text[start - 1])
+        and text[start - 1].isalpha() == key[0].isalpha()
+    ):
         return False
-    return not (_is_latin(key[-1]) and end < len(text) and _is_latin(text[end])
-                and text[end].isalpha() == key[-1].isalpha())
+    return not (
+        _is_latin(key[-1])
+        and end < len(text)
+        and _is_latin(text[end])
+        and text[end].isalpha() == key[-1].isalpha()
+    )
 
 
 def _with_reason(h: Hit, reason: str) -> Hit:
-    return Hit(h.rule_id, h.start, h.end, h.orig_start, h.orig_end, h.matched, h.score, h.mode, h.pattern, reason)
+    return Hit(
+        h.rule_id, h.start, h.end, h.orig_start, h.orig_end, h.matched, h.score, h.mode, h.pattern, reason
+    )
 
 
 def _dedupe(hits: list[Hit]) -> list[Hit]:
@@ -696,8 +796,9 @@ class RuleHolder:
     files change again. Any thread may call `maybe_reload`; a lock makes reloads one at a time.
     """
 
-    def __init__(self, dirs: Sequence[Path] | None = None, *, min_interval_s: float = 1.0,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, dirs: Sequence[Path] | None = None, *, min_interval_s: float = 1.0, clock: Any = time.monotonic
+    ) -> None:
         self.dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
         self.min_interval_s = min_interval_s
         self._clock = clock

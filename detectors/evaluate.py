@@ -36,10 +36,10 @@ __all__ = [
     "EvalReport",
     "LabelledItem",
     "PhraseFailure",
-    "load_labelled",
-    "load_transcript",
     "evaluate_items",
     "evaluate_transcript",
+    "load_labelled",
+    "load_transcript",
     "run_phrase_tables",
 ]
 
@@ -70,7 +70,9 @@ def run_phrase_tables(rules: RuleSet) -> tuple[int, list[PhraseFailure]]:
         for phrase in r.should_not_flag:
             count += 1
             hits, _, _ = rules.match(phrase)
-            fired = tuple(f"{h.rule_id}: {h.matched} ({h.mode} {h.score:.0f})" for h in hits if h.rule_id == r.id)
+            fired = tuple(
+                f"{h.rule_id}: {h.matched} ({h.mode} {h.score:.0f})" for h in hits if h.rule_id == r.id
+            )
             if fired:
                 failures.append(PhraseFailure(r.id, "should_not_flag", phrase, fired, str(r.path), r.line))
     for c in rules.clean:
@@ -113,8 +115,16 @@ def load_labelled(path: Path, *, overlays: bool = False) -> list[LabelledItem]:
         groups.append(("screen", d.get("overlays", [])))
     for source, spans in groups:
         for i, sp in enumerate(spans):
-            items.append(LabelledItem(sp["text"], _labels(sp["labels"]), source, sp["start_s"], sp["end_s"],
-                                      ref=f"{path.name}#{source}{i}"))
+            items.append(
+                LabelledItem(
+                    sp["text"],
+                    _labels(sp["labels"]),
+                    source,
+                    sp["start_s"],
+                    sp["end_s"],
+                    ref=f"{path.name}#{source}{i}",
+                )
+            )
     return items
 
 
@@ -148,10 +158,20 @@ class EvalReport:
 
 
 def _alert(d: Detection) -> dict[str, Any]:
-    return {"category": d.category, "code": d.code, "rule": d.rule_id, "severity": d.severity,
-            "start_s": round(d.start_s, 3), "end_s": round(d.end_s, 3), "source": d.source,
-            "matched": d.matched, "text": d.text, "score": d.score, "mode": d.mode,
-            "rules_version": d.details.get("rules_version", "")}
+    return {
+        "category": d.category,
+        "code": d.code,
+        "rule": d.rule_id,
+        "severity": d.severity,
+        "start_s": round(d.start_s, 3),
+        "end_s": round(d.end_s, 3),
+        "source": d.source,
+        "matched": d.matched,
+        "text": d.text,
+        "score": d.score,
+        "mode": d.mode,
+        "rules_version": d.details.get("rules_version", ""),
+    }
 
 
 def evaluate_items(rules: RuleSet, items: Sequence[LabelledItem]) -> EvalReport:
@@ -186,16 +206,28 @@ def load_transcript(path: Path) -> list[Utterance]:
     d = json.loads(Path(path).read_text(encoding="utf-8"))
     out: list[Utterance] = []
     for i, seg in enumerate(d["segments"]):
-        words = tuple(Word(w["text"], float(w["start_s"]), float(w["end_s"]), float(w.get("probability", 1.0)))
-                      for w in seg.get("words", []))
+        words = tuple(
+            Word(w["text"], float(w["start_s"]), float(w["end_s"]), float(w.get("probability", 1.0)))
+            for w in seg.get("words", [])
+        )
         text = "".join(w.text for w in words) if words else seg["text"]
-        out.append(Utterance(i, float(seg["start_s"]), float(seg["end_s"]), text, words,
-                             source=seg.get("source", "speech"), raw_text=seg.get("text", text)))
+        out.append(
+            Utterance(
+                i,
+                float(seg["start_s"]),
+                float(seg["end_s"]),
+                text,
+                words,
+                source=seg.get("source", "speech"),
+                raw_text=seg.get("text", text),
+            )
+        )
     return out
 
 
-def evaluate_transcript(rules: RuleSet, utterances: Sequence[Utterance], truth: Path,
-                        slack_s: float = 2.0) -> EvalReport:
+def evaluate_transcript(
+    rules: RuleSet, utterances: Sequence[Utterance], truth: Path, slack_s: float = 2.0
+) -> EvalReport:
     """Detections on a transcript scored against a broadcast's spans (tools/score.py semantics)."""
     gt = json.loads(Path(truth).read_text(encoding="utf-8"))
     spans = [sp for sp in gt["spans"]]
@@ -215,8 +247,12 @@ def evaluate_transcript(rules: RuleSet, utterances: Sequence[Utterance], truth: 
                 rep.misses.append((f"{Path(truth).name}#{si}", cat, sp["text"]))
     for i, d in enumerate(dets):
         rep.rule_hits[d.rule_id] += 1
-        inside = any(d.category in sp["labels"] and d.start_s <= sp["end_s"] + slack_s
-                     and d.end_s >= sp["start_s"] - slack_s for sp in spans)
+        inside = any(
+            d.category in sp["labels"]
+            and d.start_s <= sp["end_s"] + slack_s
+            and d.end_s >= sp["start_s"] - slack_s
+            for sp in spans
+        )
         if i in used or inside:
             rep.rule_right[d.rule_id] += 1
         else:

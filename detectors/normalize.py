@@ -42,8 +42,8 @@ __all__ = [
     "is_cjk",
     "normalize",
     "normalize_term",
-    "pinyin_display",
     "pinyin_codes",
+    "pinyin_display",
     "pinyin_latin",
     "syllable_of_code",
 ]

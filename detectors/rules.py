@@ -88,6 +88,12 @@ Category = Literal[
 Severity = Literal["low", "medium", "high", "critical"]
 Mode = Literal["exact", "pinyin", "fuzzy"]
 Source = Literal["speech", "screen"]
+
+
+def _all_sources() -> list[Source]:
+    return ["speech", "screen"]
+
+
 assert set(SEVERITIES) == {"low", "medium", "high", "critical"}
 
 DEFAULT_NEGATION_CUES = ("不", "没", "没有", "并非", "不能", "不是", "无法", "不会", "未", "绝非", "别")
@@ -199,9 +205,7 @@ class PackDefaults(BaseModel):
     exempt: list[str] = Field(
         default_factory=list, description="Exemption phrases added to every rule of the pack."
     )
-    sources: list[Source] = Field(
-        default_factory=lambda: ["speech", "screen"], description="Sources the rules apply to."
-    )
+    sources: list[Source] = Field(default_factory=_all_sources, description="Sources the rules apply to.")
 
 
 class RuleSpec(BaseModel):
@@ -339,9 +343,7 @@ def _compose(path: Path, text: str) -> tuple[Any, _LineMap]:
     return data, lm
 
 
-def _construct(
-    loader: Any, node: yaml.Node, loc: tuple[Any, ...], lm: _LineMap, path: Path
-) -> Any:
+def _construct(loader: Any, node: yaml.Node, loc: tuple[Any, ...], lm: _LineMap, path: Path) -> Any:
     lm.lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -413,11 +415,10 @@ def expand_macros(pattern: str) -> str:
 
 
 _REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT)
-_ANY = object()
 
 
-def _first_set(items: list[tuple[Any, Any]]) -> set[Any] | object:
-    """Characters a sequence can start with, or _ANY when unknown/anything."""
+def _first_set(items: list[tuple[Any, Any]]) -> set[Any] | None:
+    """Characters a sequence can start with, or None when unknown or anything."""
     out: set[Any] = set()
     for op, av in items:
         if op is sre_constants.LITERAL:
@@ -428,40 +429,40 @@ def _first_set(items: list[tuple[Any, Any]]) -> set[Any] | object:
                 if iop is sre_constants.LITERAL:
                     out.add(iav)
                 else:
-                    return _ANY
+                    return None
             return out
         if op is sre_constants.SUBPATTERN:
             sub = _first_set(list(av[-1]))
-            if sub is _ANY:
-                return _ANY
-            out |= sub  # type: ignore[operator]
+            if sub is None:
+                return None
+            out |= sub
             return out
         if op is sre_constants.BRANCH:
             for alt in av[1]:
                 sub = _first_set(list(alt))
-                if sub is _ANY:
-                    return _ANY
-                out |= sub  # type: ignore[operator]
+                if sub is None:
+                    return None
+                out |= sub
             return out
         if op in _REPEATS:
             lo, _hi, sub_items = av
             sub = _first_set(list(sub_items))
-            if sub is _ANY:
-                return _ANY
-            out |= sub  # type: ignore[operator]
+            if sub is None:
+                return None
+            out |= sub
             if lo > 0:
                 return out
             continue
         if op in (sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT):
             continue
-        return _ANY
+        return None
     return out
 
 
 def _walk_problems(items: Any, under_repeat: bool) -> str | None:
     for op, av in items:
         if op in _REPEATS:
-            lo, hi, sub = av
+            _lo, hi, sub = av
             multi = hi is sre_constants.MAXREPEAT or hi > 1
             if multi and under_repeat:
                 return "nested quantifier (catastrophic backtracking)"
@@ -478,9 +479,9 @@ def _walk_problems(items: Any, under_repeat: bool) -> str | None:
                         firsts = [_first_set(list(alt)) for alt in branch[1]]
                         seen: set[Any] = set()
                         for fs in firsts:
-                            if fs is _ANY or (seen & fs):  # type: ignore[operator]
+                            if fs is None or (seen & fs):
                                 return "quantified alternation whose branches can start alike (catastrophic backtracking)"
-                            seen |= fs  # type: ignore[operator]
+                            seen |= fs
             p = _walk_problems(sub, under_repeat or multi)
             if p:
                 return p

@@ -41,8 +41,12 @@ def test_check_shipped_packs() -> None:
 
 def test_check_rejects_a_malformed_pack_with_its_line(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(GOOD, encoding="utf-8")
-    (tmp_path / "bad.yaml").write_text(GOOD.replace("site.a1.words", "site.a1.other")
-                                       .replace("    terms: [顶呱呱]\n", '    regex: ["(顶+)+呱"]\n'), encoding="utf-8")
+    (tmp_path / "bad.yaml").write_text(
+        GOOD.replace("site.a1.words", "site.a1.other").replace(
+            "    terms: [顶呱呱]\n", '    regex: ["(顶+)+呱"]\n'
+        ),
+        encoding="utf-8",
+    )
     res = invoke("rules", "check", str(tmp_path))
     assert res.exit_code == 2
     assert f"{tmp_path / 'bad.yaml'}:8: rules[0].regex[0]:" in res.output
@@ -50,8 +54,9 @@ def test_check_rejects_a_malformed_pack_with_its_line(tmp_path: Path) -> None:
 
 
 def test_check_a_site_layer_against_the_shipped_packs(tmp_path: Path) -> None:
-    (tmp_path / "o.yaml").write_text("pack: site\noverrides:\n  patch:\n    nope.rule: {severity: low}\n",
-                                     encoding="utf-8")
+    (tmp_path / "o.yaml").write_text(
+        "pack: site\noverrides:\n  patch:\n    nope.rule: {severity: low}\n", encoding="utf-8"
+    )
     res = invoke("rules", "check", "--rules", str(tmp_path))
     assert res.exit_code == 2 and "o.yaml:4: overrides.patch.nope.rule: unknown rule id" in res.output
 
@@ -64,11 +69,16 @@ def test_test_runs_every_phrase_table() -> None:
 
 
 def test_test_shows_failures_as_a_table(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_text(GOOD.replace("should_not_flag: [很好]", "should_not_flag: [顶呱呱的面霜]"),
-                                     encoding="utf-8")
+    (tmp_path / "p.yaml").write_text(
+        GOOD.replace("should_not_flag: [很好]", "should_not_flag: [顶呱呱的面霜]"), encoding="utf-8"
+    )
     res = invoke("rules", "test", str(tmp_path))
     assert res.exit_code == 1
-    assert "1 phrase-table failures" in res.output and "site.a1.words" in res.output and "顶呱呱的面霜" in res.output
+    assert (
+        "1 phrase-table failures" in res.output
+        and "site.a1.words" in res.output
+        and "顶呱呱的面霜" in res.output
+    )
     assert "1 passed, 1 failed" in res.output
 
 
@@ -89,12 +99,25 @@ def test_explain_lists_silenced_hits() -> None:
 
 def test_eval_clips_and_broadcast_text(tmp_path: Path) -> None:
     alerts = tmp_path / "a.jsonl"
-    res = invoke("eval", str(CORPUS / "clips.jsonl"), str(CORPUS / "broadcast_1.json"), "--alerts-out", str(alerts),
-                 "--min-precision", "0.95", "--min-recall", "0.95")
+    res = invoke(
+        "eval",
+        str(CORPUS / "clips.jsonl"),
+        str(CORPUS / "broadcast_1.json"),
+        "--alerts-out",
+        str(alerts),
+        "--min-precision",
+        "0.95",
+        "--min-recall",
+        "0.95",
+    )
     assert res.exit_code == 0, res.output
     last = res.output.strip().splitlines()[-1]
     assert last.startswith("recall=1.000 precision=1.000")
-    assert "per category" in res.output and "per rule" in res.output and "false_claim.a3.medical_cure" in res.output
+    assert (
+        "per category" in res.output
+        and "per rule" in res.output
+        and "false_claim.a3.medical_cure" in res.output
+    )
     rows = [json.loads(x) for x in alerts.read_text(encoding="utf-8").splitlines()]
     assert rows and {"category", "start_s", "end_s", "source", "rule", "rules_version"} <= set(rows[0])
 
@@ -117,6 +140,8 @@ def test_eval_bad_labels_exit_2(tmp_path: Path, content: str) -> None:
 
 def test_eval_gates_on_precision(tmp_path: Path) -> None:
     p = tmp_path / "l.jsonl"
-    p.write_text(json.dumps({"text": "全网最低价", "labels": ["clean"]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    p.write_text(
+        json.dumps({"text": "全网最低价", "labels": ["clean"]}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     res = invoke("eval", str(p), "--min-precision", "0.9")
     assert res.exit_code == 1 and "recall=1.000 precision=0.000" in res.output

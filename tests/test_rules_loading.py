@@ -115,7 +115,9 @@ def test_regex_problems(pattern: str, problem: str) -> None:
     assert found is not None and problem in found
 
 
-@pytest.mark.parametrize("pattern", ["最后{num}单", "(仅|只)剩{num}(件|单)", "好评率(9[5-9]|100)%", "(ab|cd)+e"])
+@pytest.mark.parametrize(
+    "pattern", ["最后{num}单", "(仅|只)剩{num}(件|单)", "好评率(9[5-9]|100)%", "(ab|cd)+e"]
+)
 def test_safe_regexes_pass(pattern: str) -> None:
     assert regex_problem(pattern) is None
 
@@ -136,13 +138,17 @@ def test_collect_errors_reports_every_bad_file(tmp_path: Path) -> None:
 
 def test_site_layer_disables_and_reweights_shipped_rules(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    write(site, "overrides.yaml", """\
+    write(
+        site,
+        "overrides.yaml",
+        """\
         pack: site
         overrides:
           disable: [false_claim.a1.superlative]
           patch:
             price_fraud.b3.time_pressure: {severity: low, threshold: 99}
-        """)
+        """,
+    )
     base = RuleSet.load([DEFAULT_RULES_DIR])
     layered = RuleSet.load([DEFAULT_RULES_DIR, site])
     assert layered.version != base.version
@@ -157,8 +163,13 @@ def test_site_layer_disables_and_reweights_shipped_rules(tmp_path: Path) -> None
 
 def test_site_layer_replaces_a_rule_by_id(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    write(site, "mine.yaml", PACK.replace("id: test.a1.best", "id: false_claim.a1.superlative")
-          .replace("terms: [最好的]", "terms: [顶呱呱]").replace("这是最好的", "顶呱呱"))
+    write(
+        site,
+        "mine.yaml",
+        PACK.replace("id: test.a1.best", "id: false_claim.a1.superlative")
+        .replace("terms: [最好的]", "terms: [顶呱呱]")
+        .replace("这是最好的", "顶呱呱"),
+    )
     rs = RuleSet.load([DEFAULT_RULES_DIR, site])
     assert sum(r.id == "false_claim.a1.superlative" for r in rs.rules) == 1
     hits, _, _ = rs.match("顶呱呱的面霜")
@@ -167,16 +178,22 @@ def test_site_layer_replaces_a_rule_by_id(tmp_path: Path) -> None:
 
 def test_override_of_unknown_id_names_the_line(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    write(site, "o.yaml", """\
+    write(
+        site,
+        "o.yaml",
+        """\
         pack: site
         overrides:
           disable:
             - false_claim.a1.superlative
             - no.such.rule
-        """)
+        """,
+    )
     with pytest.raises(RulePackError) as ei:
         RuleSet.load([DEFAULT_RULES_DIR, site])
-    assert ei.value.line == 5 and ei.value.field == "overrides.disable[1]" and "no.such.rule" in ei.value.reason
+    assert (
+        ei.value.line == 5 and ei.value.field == "overrides.disable[1]" and "no.such.rule" in ei.value.reason
+    )
 
 
 def test_version_is_a_content_hash(tmp_path: Path) -> None:

@@ -23,9 +23,20 @@ RULES = RuleSet.load([DEFAULT_RULES_DIR])
 
 # DOMAIN.md's keyword traps: ordinary speech that must not alert.
 DOMAIN_TRAPS = [
-    "第一波福利", "第一排的朋友", "最后再说一遍", "最近很多人问", "比我们上一代更轻", "最好放冰箱冷藏",
-    "我们争取做到最好", "本品不具有疾病治疗功能", "这不是药品", "快到期的单独标出来了", "外箱有磨损介意慎拍",
-    "鲜活易腐商品不适用七天无理由", "性能很稳定", "最高档位",
+    "第一波福利",
+    "第一排的朋友",
+    "最后再说一遍",
+    "最近很多人问",
+    "比我们上一代更轻",
+    "最好放冰箱冷藏",
+    "我们争取做到最好",
+    "本品不具有疾病治疗功能",
+    "这不是药品",
+    "快到期的单独标出来了",
+    "外箱有磨损介意慎拍",
+    "鲜活易腐商品不适用七天无理由",
+    "性能很稳定",
+    "最高档位",
 ]
 
 PHRASES = [
@@ -44,7 +55,9 @@ def test_phrase_table(rule_id: str, kind: str, phrase: str) -> None:
         why = [h.reason for h in silenced if h.rule_id == rule_id]
         assert fired, f"{rule_id} should flag {phrase!r} (silenced: {why})"
     else:
-        assert not fired, f"{rule_id} should not flag {phrase!r}: {[(h.matched, h.mode, h.score) for h in fired]}"
+        assert not fired, (
+            f"{rule_id} should not flag {phrase!r}: {[(h.matched, h.mode, h.score) for h in fired]}"
+        )
 
 
 @pytest.mark.parametrize("phrase", [c.text for c in RULES.clean])
@@ -113,8 +126,12 @@ def test_transcript_alerts_score_with_the_projects_scorer(tmp_path: Path) -> Non
     rep = evaluate_transcript(RULES, utts, CORPUS / "broadcast_0.json")
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in rep.alerts), encoding="utf-8")
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "score.py"), str(CORPUS / "broadcast_0.json"),
-                          str(alerts)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "score.py"), str(CORPUS / "broadcast_0.json"), str(alerts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     last = out.strip().splitlines()[-1]
     recall, precision = (float(x.split("=")[1]) for x in last.split())
     assert recall >= 0.95 and precision >= 0.95, out

@@ -58,7 +58,9 @@ def test_unknown_type_names_the_known_ones() -> None:
 def test_every_detector_has_a_config_model_and_a_phrase_table(type_: str) -> None:
     cls = REGISTRY[type_]
     assert issubclass(cls.config_model, BaseModel)
-    assert cls.config_model.model_config.get("extra") == "forbid", f"{type_}: config must forbid unknown fields"
+    assert cls.config_model.model_config.get("extra") == "forbid", (
+        f"{type_}: config must forbid unknown fields"
+    )
     table = cls.phrase_table()
     assert isinstance(table, PhraseTable)
     if table.is_exempt:
@@ -85,7 +87,9 @@ def test_rules_detector_reads_site_layers_and_ignores_frames(tmp_path: Any) -> N
     from detectors.config import RulesDetectorConfig
     from detectors.engine import RulesDetector
 
-    (tmp_path / "o.yaml").write_text("pack: site\noverrides:\n  disable: [false_claim.a1.unique]\n", encoding="utf-8")
+    (tmp_path / "o.yaml").write_text(
+        "pack: site\noverrides:\n  disable: [false_claim.a1.unique]\n", encoding="utf-8"
+    )
     det = RulesDetector(RulesDetectorConfig(dirs=[tmp_path], hot_reload=False))
     got = {d.rule_id for d in det.detect(DetectionContext(utterance=Utterance(0, 0, 1, "史上最强没有之一")))}
     assert "false_claim.a1.superlative" in got and "false_claim.a1.unique" not in got

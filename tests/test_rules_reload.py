@@ -54,13 +54,17 @@ def test_edit_takes_effect_on_next_utterance(tmp_path: Path) -> None:
     assert holder.current.version != v1
 
 
-def test_broken_edit_is_refused_and_old_set_keeps_working(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_broken_edit_is_refused_and_old_set_keeps_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     pack = tmp_path / "site.yaml"
     pack.write_text(PACK.format(terms="顶呱呱"), encoding="utf-8")
     holder = RuleHolder([tmp_path], min_interval_s=0.0)
     v1 = holder.current.version
 
-    pack.write_text(PACK.format(terms="顶呱呱").replace("severity: high", "severity: urgent"), encoding="utf-8")
+    pack.write_text(
+        PACK.format(terms="顶呱呱").replace("severity: high", "severity: urgent"), encoding="utf-8"
+    )
     with caplog.at_level(logging.ERROR, logger="detectors.engine"):
         assert categories(holder, "这个面霜顶呱呱") == ["site.a1.words"]
     assert holder.current.version == v1
@@ -79,8 +83,9 @@ def test_broken_edit_is_refused_and_old_set_keeps_working(tmp_path: Path, caplog
 
 def test_deleting_a_pack_is_a_change(tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text(PACK.format(terms="顶呱呱"), encoding="utf-8")
-    (tmp_path / "more.yaml").write_text(PACK.format(terms="天下无双").replace("site.a1.words", "site.a1.more"),
-                                        encoding="utf-8")
+    (tmp_path / "more.yaml").write_text(
+        PACK.format(terms="天下无双").replace("site.a1.words", "site.a1.more"), encoding="utf-8"
+    )
     holder = RuleHolder([tmp_path], min_interval_s=0.0)
     assert categories(holder, "天下无双") == ["site.a1.more"]
     (tmp_path / "more.yaml").unlink()

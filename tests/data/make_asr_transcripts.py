@@ -52,17 +52,33 @@ def main(names: list[str]) -> None:
             out = []
             for seg in segments:
                 words = [
-                    {"text": w.word, "start_s": round(w.start, 3), "end_s": round(w.end, 3),
-                     "probability": round(w.probability, 4)}
+                    {
+                        "text": w.word,
+                        "start_s": round(w.start, 3),
+                        "end_s": round(w.end, 3),
+                        "probability": round(w.probability, 4),
+                    }
                     for w in (seg.words or [])
                 ]
-                out.append({"start_s": round(seg.start, 3), "end_s": round(seg.end, 3),
-                            "text": seg.text, "words": words})
+                out.append(
+                    {
+                        "start_s": round(seg.start, 3),
+                        "end_s": round(seg.end, 3),
+                        "text": seg.text,
+                        "words": words,
+                    }
+                )
             dest = ROOT / "tests" / "data" / f"asr_{name}.json"
             dest.write_text(
-                json.dumps({"model": "whisper-base int8 cpu, language=zh, vad_filter, word_timestamps",
-                            "audio": f"examples/corpus/{name}.flac", "segments": out},
-                           ensure_ascii=False, indent=1),
+                json.dumps(
+                    {
+                        "model": "whisper-base int8 cpu, language=zh, vad_filter, word_timestamps",
+                        "audio": f"examples/corpus/{name}.flac",
+                        "segments": out,
+                    },
+                    ensure_ascii=False,
+                    indent=1,
+                ),
                 encoding="utf-8",
             )
             print(f"{dest}: {len(out)} segments")
