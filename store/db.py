@@ -1,8 +1,10 @@
 """Database engine and sessions.
 
 SQLite (in the data directory) by default; any SQLAlchemy URL (e.g. postgresql+psycopg://...) when
-configured with LIVEWATCH_DB_URL or the root config. The schema is created on open; SQLite runs in WAL
-mode so the review app can read while a monitor writes.
+configured with LIVEWATCH_DB_URL or the root config. Opening a database brings its schema to the newest
+Alembic revision (`store.migrations.ensure_schema`: a cheap version check when it is already there; a
+locked, all-or-nothing upgrade when not, safe with several processes opening it at once). SQLite runs in
+WAL mode so the review app can read while a monitor writes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.models import Base
+from store.migrations import ensure_schema
 
 __all__ = ["Database", "default_data_dir"]
 
@@ -24,7 +26,8 @@ def default_data_dir() -> Path:
 
 
 class Database:
-    """Owns one engine and its session factory."""
+    """Owns one engine and its session factory. Raises store.migrations.SchemaError for a database it
+    cannot migrate (made by a newer livewatch, or a pre-migration one that differs from the baseline)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -34,7 +37,7 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        ensure_schema(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
