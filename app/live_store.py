@@ -287,6 +287,39 @@ class LiveStore:
         return False
 
     @staticmethod
+    def repeats(
+        s: Session, alert: Alert, stream_id: str, source_start_s: float | None, window_s: float = 30.0
+    ) -> str | None:
+        """The id of an alert of an *earlier connection* to the same stream that this one repeats.
+
+        After a reconnect or a restart the new connection may begin a few seconds before the old one
+        ended (an HLS player starts behind the live edge), so the same words are recorded twice. The
+        source's own clock (`source_start_s`, ffmpeg's input start time) places both on one timeline;
+        an alert of the same category and source overlapping on it, at nearly the same wall-clock time
+        (within `window_s`: a replayed file is a new broadcast, not a repeat), is the same violation.
+        Without a source clock nothing counts as a repeat.
+        """
+        if source_start_s is None or alert.start_ts is None:
+            return None
+        lo, hi = source_start_s + alert.start_s, source_start_s + alert.end_s
+        rows = s.execute(
+            select(AlertRow.id, AlertRow.start_s, AlertRow.end_s, Broadcast.meta)
+            .join(Broadcast, Broadcast.id == AlertRow.broadcast_id)
+            .where(
+                AlertRow.stream_id == stream_id,
+                AlertRow.broadcast_id != alert.broadcast_id,
+                AlertRow.category == alert.category,
+                AlertRow.source == alert.source,
+                AlertRow.start_ts.between(alert.start_ts - window_s, alert.start_ts + window_s),
+            )
+        ).all()
+        for other_id, o_start, o_end, meta in rows:
+            o0 = (meta or {}).get("source_start_s")
+            if o0 is not None and o0 + o_start <= hi + 0.5 and lo <= o0 + o_end + 0.5:
+                return str(other_id)
+        return None
+
+    @staticmethod
     def pin_range(s: Session, broadcast_id: str, start_s: float, end_s: float) -> None:
         s.execute(
             update(MediaSegmentRow)

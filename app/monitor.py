@@ -63,6 +63,7 @@ from app.live_store import (
     rescan_segments,
 )
 from app.monitor_config import MonitorConfig, StreamEntry
+from app.monitor_status import STATUS_FILE
 from app.retention import apply_retention
 from asr.streaming import LiveTranscript, TranscriberLike
 from asr.types import Utterance
@@ -78,8 +79,6 @@ from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
 __all__ = ["STATUS_FILE", "Monitor", "RuleHolderLike", "RulesLike"]
 
 logger = logging.getLogger(__name__)
-
-STATUS_FILE = Path("monitor") / "status.json"
 
 
 class RulesLike(Protocol):
@@ -131,6 +130,7 @@ class _Asr:
     stored_done_s: float = 0.0
     max_lag_s: float = 0.0
     catchup: bool = False
+    source_start_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -205,6 +205,10 @@ class Monitor:
         self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
 
     # -- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def stream_ids(self) -> list[str]:
+        return list(self._streams)
 
     @property
     def transcriber(self) -> TranscriberLike:
@@ -489,7 +493,7 @@ class Monitor:
             recent.append(u)
             detections.extend(rules.detect(u))
         changes = self.grouper.add(batch.broadcast_id, detections)
-        started_ts = self._started_ts(batch.broadcast_id)
+        started_ts, source_start_s = self._clocks(batch.broadcast_id)
         a = self.cfg.alerts
         alerts = []
         for ch in changes:
@@ -516,6 +520,16 @@ class Monitor:
             now = self._clock()
             for alert in alerts:
                 payload = _live_payload(alert, batch.stream_id, folder)
+                if s.get(AlertRow, alert.alert_id) is None:
+                    earlier = LiveStore.repeats(s, alert, batch.stream_id, source_start_s)
+                    if earlier is not None:
+                        logger.info(
+                            "alert %s repeats %s of the previous connection (same moment of the "
+                            "source); not raised again",
+                            alert.alert_id,
+                            earlier,
+                        )
+                        continue
                 if LiveStore.upsert_alert(s, alert, payload, batch.stream_id):
                     new.append(alert.alert_id)
                     enqueue(s, alert.alert_id, alert.category, alert.severity, hooks, now)
@@ -547,14 +561,17 @@ class Monitor:
 
         self.writer.submit(tx, then=after)
 
-    def _started_ts(self, broadcast_id: str) -> float | None:
+    def _clocks(self, broadcast_id: str) -> tuple[float | None, float | None]:
+        """(wall clock of start_s = 0, the source's clock at start_s = 0) of a broadcast."""
         with self._lock:
             ctx = self._asr.get(broadcast_id)
             if ctx is not None:
-                return ctx.started_ts
+                return ctx.started_ts, ctx.source_start_s
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            return b.started_ts if b is not None else None
+            if b is None:
+                return None, None
+            return b.started_ts, (b.meta or {}).get("source_start_s")
 
     def _folder(self, broadcast_id: str) -> str:
         with self._lock:

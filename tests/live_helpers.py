@@ -115,6 +115,38 @@ class HlsServer:
         self.stop()
 
 
+# -- a webhook receiver --------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A real HTTP endpoint on 127.0.0.1 that records POSTs; answers the given status codes, then 200."""
+
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = list(codes)
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                code = receiver.codes.pop(0) if receiver.codes else 200
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # -- fakes ----------------------------------------------------------------------------------------------
 
 
@@ -362,8 +394,31 @@ class LookupHolder:
         return self.rules
 
 
-def run_fake_monitor(config: Path, script: Path) -> None:
-    """A monitor process with ScriptTranscriber/LookupRules from a JSON script of lines."""
+def save_script(script: ToneScript, path: Path) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "texts": script.texts,
+                "labels": script.labels,
+                "period_s": script.period_s,
+                "lead_s": script.lead_s,
+                "length_s": script.length_s,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return path
+
+
+def load_script(path: Path) -> ToneScript:
+    d = json.loads(path.read_text())
+    return ToneScript(
+        tuple(d["texts"]), tuple(tuple(x) for x in d["labels"]), d["period_s"], d["lead_s"], d["length_s"]
+    )
+
+
+def run_fake_monitor(config: Path, script_path: Path) -> None:
+    """A monitor process with ToneTranscriber/LookupRules for a saved ToneScript (SIGTERM stops it)."""
     import logging
     import signal
 
@@ -372,15 +427,15 @@ def run_fake_monitor(config: Path, script: Path) -> None:
     from store.db import Database
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lines = [Line(**{**d, "labels": tuple(d["labels"])}) for d in json.loads(script.read_text())]
+    script = load_script(script_path)
     cfg = load_monitor_config(config)
     data_dir = cfg.resolved_data_dir()
-    rules = LookupRules(lines)
+    rules = LookupRules(script.lines())
     mon = Monitor(
         cfg,
         Database.for_data_dir(data_dir, cfg.db_url),
         data_dir,
-        transcriber=ScriptTranscriber(lines),
+        transcriber=ToneTranscriber(script),
         rule_holder=lambda dirs: LookupHolder(rules),
     )
     quit_event = threading.Event()

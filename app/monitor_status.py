@@ -1,0 +1,177 @@
+"""What `livewatch status` and /metrics show: per stream state, uptime, reconnects, ASR lag, alerts today.
+
+A running monitor rewrites `<data_dir>/monitor/status.json` every second (atomic rename); the rest
+comes from the database, so the status of a stopped monitor still shows its history. Read-only:
+safe from any process while a monitor runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from store.db import Database
+from store.models import AlertRow, Broadcast, BroadcastGap, Stream
+
+__all__ = ["StreamStatus", "metrics_text", "read_status", "stream_statuses"]
+
+STATUS_FILE = Path("monitor") / "status.json"
+STALE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    stream_id: str
+    name: str
+    state: str  # recording | reconnecting | offline | connecting | finished | stopped | not running
+    detail: str
+    broadcast_id: str | None
+    uptime_s: float | None  # of the current broadcast
+    reconnects_today: int
+    gaps_today: int
+    asr_lag_s: float | None
+    max_asr_lag_s: float | None
+    lagging: bool
+    alerts_today: int
+    last_alert_ts: float | None
+
+
+def read_status(data_dir: Path) -> dict[str, Any] | None:
+    path = Path(data_dir) / STATUS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def monitor_running(status: dict[str, Any] | None, now_ts: float) -> bool:
+    return bool(status and status.get("running") and now_ts - float(status.get("updated_ts", 0)) < STALE_S)
+
+
+def local_midnight_ts(now_ts: float) -> float:
+    local = datetime.fromtimestamp(now_ts, UTC).astimezone()
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, list[StreamStatus]]:
+    """(monitor running?, one row per stream the database or the running monitor knows)."""
+    status = read_status(data_dir)
+    running = monitor_running(status, now_ts)
+    live = (status or {}).get("streams", {}) if running else {}
+    midnight = local_midnight_ts(now_ts)
+    with db.session() as s:
+        names = {r.id: r.name for r in s.scalars(select(Stream))}
+        started = dict(
+            s.execute(
+                select(Broadcast.stream_id, func.count())
+                .where(Broadcast.kind == "live", Broadcast.started_ts >= midnight)
+                .group_by(Broadcast.stream_id)
+            ).all()
+        )
+        gaps = dict(
+            s.execute(
+                select(BroadcastGap.stream_id, func.count())
+                .where(BroadcastGap.start_ts >= midnight)
+                .group_by(BroadcastGap.stream_id)
+            ).all()
+        )
+        alerts = {
+            sid: (n, last)
+            for sid, n, last in s.execute(
+                select(AlertRow.stream_id, func.count(), func.max(AlertRow.created_ts))
+                .where(AlertRow.created_ts >= midnight)
+                .group_by(AlertRow.stream_id)
+            ).all()
+        }
+        current = {
+            b.stream_id: b
+            for b in s.scalars(select(Broadcast).where(Broadcast.kind == "live", Broadcast.status == "live"))
+        }
+    rows = []
+    for sid in sorted(set(names) | set(live)):
+        info = live.get(sid, {})
+        b = current.get(sid)
+        if running:
+            state, detail = info.get("state", "unknown"), info.get("detail", "")
+            bid = info.get("broadcast_id")
+            since = info.get("broadcast_started_ts")
+        else:
+            state, detail, bid, since = "not running", "", None, None
+        n_alerts, last = alerts.get(sid, (0, None))
+        rows.append(
+            StreamStatus(
+                stream_id=sid,
+                name=info.get("name") or names.get(sid, sid),
+                state=state,
+                detail=detail,
+                broadcast_id=bid or (b.id if b and running else None),
+                uptime_s=None if since is None else max(0.0, now_ts - since),
+                reconnects_today=max(0, int(started.get(sid, 0)) - 1),
+                gaps_today=int(gaps.get(sid, 0)),
+                asr_lag_s=info.get("asr_lag_s"),
+                max_asr_lag_s=info.get("max_asr_lag_s"),
+                lagging=bool(info.get("lagging")),
+                alerts_today=int(n_alerts),
+                last_alert_ts=last,
+            )
+        )
+    return running, rows
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def metrics_text(running: bool, rows: list[StreamStatus]) -> str:
+    """Prometheus text exposition (version 0.0.4)."""
+    out = [
+        "# HELP livewatch_monitor_up Whether a monitor process is running and updating its status.",
+        "# TYPE livewatch_monitor_up gauge",
+        f"livewatch_monitor_up {int(running)}",
+    ]
+    series = [
+        (
+            "livewatch_stream_recording",
+            "gauge",
+            "1 while the stream is being recorded.",
+            lambda r: float(r.state == "recording"),
+        ),
+        ("livewatch_stream_uptime_seconds", "gauge", "Age of the current broadcast.", lambda r: r.uptime_s),
+        (
+            "livewatch_stream_reconnects_today",
+            "gauge",
+            "Broadcasts started today after the first.",
+            lambda r: r.reconnects_today,
+        ),
+        ("livewatch_stream_gaps_today", "gauge", "Recording gaps opened today.", lambda r: r.gaps_today),
+        (
+            "livewatch_stream_asr_lag_seconds",
+            "gauge",
+            "How far ASR is behind the live edge.",
+            lambda r: r.asr_lag_s,
+        ),
+        (
+            "livewatch_stream_asr_lag_max_seconds",
+            "gauge",
+            "Largest ASR lag since the monitor started.",
+            lambda r: r.max_asr_lag_s,
+        ),
+        ("livewatch_stream_alerts_today", "gauge", "Alerts raised today.", lambda r: r.alerts_today),
+    ]
+    for name, kind, help_text, get in series:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for r in rows:
+            v = get(r)
+            if v is not None:
+                out.append(f'{name}{{stream="{_esc(r.stream_id)}"}} {float(v):g}')
+    return "\n".join(out) + "\n"
+
+
+def as_json(running: bool, rows: list[StreamStatus]) -> dict[str, Any]:
+    return {"running": running, "streams": [asdict(r) for r in rows]}
