@@ -191,6 +191,7 @@ class _Compiled:
     regexes: list[tuple[str, re.Pattern[str]]]
     negation_cues: tuple[str, ...]
     negation_window: int
+    negation_ignore: tuple[str, ...]
     threshold: float
     sources: frozenset[str]
 
@@ -394,6 +395,7 @@ class RuleSet:
             regexes=regexes,
             negation_cues=tuple(sorted(set(neg.cues), key=len, reverse=True)) if neg else (),
             negation_window=neg.window if neg else 0,
+            negation_ignore=tuple(neg.ignore) if neg else (),
             threshold=eff.threshold,
             sources=frozenset(eff.sources),
         )
@@ -523,17 +525,18 @@ class RuleSet:
         norm = sc.norm
         text = norm.text
         thr = comp.threshold
-        raw: list[tuple[int, int, float, str, str]] = []
+        # (start, end, score, mode, pattern, starts of the parts a negation may precede)
+        raw: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
         found = sc.found
         for ai in sorted(comp.hit_atoms & found):
             for o in self._occ(sc, ai):
                 if o.score >= thr:
-                    raw.append((o.start, o.end, o.score, o.mode, self._atoms[ai].text))
+                    raw.append((o.start, o.end, o.score, o.mode, self._atoms[ai].text, (o.start,)))
         if comp.regexes and (ri in sc.regex_rules or ri in self._always):
             for src, rx in comp.regexes:
                 for m in rx.finditer(text):
                     if m.end() > m.start():
-                        raw.append((m.start(), m.end(), 100.0, "regex", src))
+                        raw.append((m.start(), m.end(), 100.0, "regex", src, (m.start(),)))
         for nr in comp.near:
             a_found = nr.a & found
             if not a_found:
@@ -572,11 +575,12 @@ class RuleSet:
                                 worst.score,
                                 worst.mode,
                                 f"{ta} ~{nr.within}~ {tb}",
+                                (oa.start, ob.start),
                             )
                         )
         if not raw:
             return [], []
-        hits = [self._hit(rule.id, norm, *r) for r in raw]
+        hits = [self._hit(rule.id, norm, *r[:5]) for r in raw]
         silenced: list[Hit] = []
         for phrase in comp.unless:
             if phrase in text:
@@ -587,15 +591,15 @@ class RuleSet:
                 why = f"require[{gi}]: none of {'|'.join(self._atoms[ai].text for ai in group)}"
                 return [], [_with_reason(h, why) for h in hits]
         kept: list[Hit] = []
-        for h in hits:
-            why = self._exemption(comp, sc, h)
+        for h, r in zip(hits, raw, strict=True):
+            why = self._exemption(comp, sc, h, r[5])
             if why:
                 silenced.append(_with_reason(h, why))
             else:
                 kept.append(h)
         return _dedupe(kept), _dedupe(silenced)
 
-    def _exemption(self, comp: _Compiled, sc: _Scratch, h: Hit) -> str:
+    def _exemption(self, comp: _Compiled, sc: _Scratch, h: Hit, anchors: tuple[int, ...]) -> str:
         text = sc.norm.text
         for phrase in comp.exempt:
             # an occurrence overlapping the hit lies within this window
@@ -606,15 +610,30 @@ class RuleSet:
                 if m.start() < h.end and h.start < m.end():
                     return f"exempt: /{rx.pattern}/"
         if comp.negation_cues:
-            lo = max(0, h.start - comp.negation_window - max(len(c) for c in comp.negation_cues))
-            before = text[lo : h.start]
-            for cue in comp.negation_cues:
-                k = before.rfind(cue)
-                while k >= 0:
-                    cue_end = lo + k + len(cue)
-                    if h.start - cue_end <= comp.negation_window and not sc.norm.has_break(cue_end, h.start):
-                        return f"negation: {cue}"
-                    k = before.rfind(cue, 0, k)
+            for anchor in anchors:
+                cue = self._negated(comp, sc.norm, anchor)
+                if cue:
+                    return f"negation: {cue}"
+        return ""
+
+    @staticmethod
+    def _negated(comp: _Compiled, norm: Normalized, start: int) -> str:
+        """The negation cue ending at most `window` characters before `start` in the same clause."""
+        text = norm.text
+        lo = max(0, start - comp.negation_window - max(len(c) for c in comp.negation_cues))
+        before = text[lo:start]
+        for cue in comp.negation_cues:
+            k = before.rfind(cue)
+            while k >= 0:
+                at = lo + k
+                cue_end = at + len(cue)
+                if start - cue_end <= comp.negation_window and not norm.has_break(cue_end, start):
+                    if not any(
+                        j >= 0 and at - j >= 0 and text.startswith(ig, at - j)
+                        for ig, j in ((ig, ig.find(cue)) for ig in comp.negation_ignore)
+                    ):
+                        return cue
+                k = before.rfind(cue, 0, k)
         return ""
 
     @staticmethod

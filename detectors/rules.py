@@ -96,7 +96,35 @@ def _all_sources() -> list[Source]:
 
 assert set(SEVERITIES) == {"low", "medium", "high", "critical"}
 
-DEFAULT_NEGATION_CUES = ("不", "没", "没有", "并非", "不能", "不是", "无法", "不会", "未", "绝非", "别")
+DEFAULT_NEGATION_CUES = ("不", "没", "没有", "并非", "不能", "不是", "无法", "不会", "未", "绝非")
+DEFAULT_NEGATION_IGNORE = (
+    "不买",
+    "不抢",
+    "不拍",
+    "不下单",
+    "不错",
+    "不要错过",
+    "不得不",
+    "不少",
+    "不管",
+    "没想到",
+    "不仅",
+    "不光",
+    "不但",
+    "不只",
+    "没得说",
+    "不用说",
+    "不用等",
+    "别家",
+    "别人",
+    "别的",
+    "特别",
+    "区别",
+    "分别",
+    "级别",
+    "类别",
+    "未来",
+)
 _ID_RE = r"^[a-z0-9][a-z0-9_.\-]*$"
 
 MACROS = {
@@ -191,6 +219,10 @@ class NegationSpec(BaseModel):
         default_factory=lambda: list(DEFAULT_NEGATION_CUES), min_length=1, description="Negation words."
     )
     window: int = Field(4, ge=0, le=30, description="Characters allowed between the cue's end and the hit.")
+    ignore: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NEGATION_IGNORE),
+        description="Phrases that contain a cue but do not negate (不买就, 不错, 不仅).",
+    )
 
 
 class PackDefaults(BaseModel):
