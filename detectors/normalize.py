@@ -274,9 +274,12 @@ def normalize(text: str, *, record_steps: bool = False) -> Normalized:
         parts.append(folded[pos:])
         index.extend(range(pos, n))
         olen += n - pos
+    result = "".join(parts)
+    if _DEFAULT_VARIANT_RE.search(result):  # a variant written with spaces or punctuation inside
+        return _normalize_slow(text, simp, False)
     breaks.discard(0)
     breaks.discard(olen)
-    return Normalized(text, "".join(parts), tuple(index), frozenset(breaks), ())
+    return Normalized(text, result, tuple(index), frozenset(breaks), ())
 
 
 def _keep_one(ch: str, text: str, i: int, n: int) -> str | None:
@@ -348,6 +351,10 @@ def _normalize_slow(text: str, simp: str, record_steps: bool) -> Normalized:
         else:  # other symbols (¥, +, ~) carry meaning in prices
             out_c.append(ch)
             out_i.append(idx[k])
+    if _DEFAULT_VARIANT_RE.search("".join(out_c)):
+        # variants written across spaces or punctuation (百 分 之 百); breaks inside them are dropped
+        out_c, out_i = _apply_variants(out_c, out_i, DEFAULT_VARIANTS, _DEFAULT_VARIANT_RE)
+        breaks = {b for b in breaks if b <= len(out_c)}
     result = "".join(out_c)
     breaks.discard(0)
     breaks.discard(len(result))

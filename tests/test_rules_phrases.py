@@ -136,3 +136,16 @@ def test_transcript_alerts_score_with_the_projects_scorer(tmp_path: Path) -> Non
     recall, precision = (float(x.split("=")[1]) for x in last.split())
     assert recall >= 0.95 and precision >= 0.95, out
     assert abs(recall - rep.recall) < 1e-3 and abs(precision - rep.precision) < 1e-3, out
+
+
+def test_every_should_flag_line_survives_traditional_script_and_full_width() -> None:
+    """Whisper writes either script at random; hosts' captions use full-width characters."""
+    import opencc
+
+    s2t = opencc.OpenCC("s2t")
+    wide = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
+    for r in RULES.rules:
+        for phrase in r.should_flag:
+            for variant in (s2t.convert(phrase), phrase.translate(wide), " ".join(phrase)):
+                hits, _, _ = RULES.match(variant)
+                assert any(h.rule_id == r.id for h in hits), (r.id, variant)
