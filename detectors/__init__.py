@@ -14,13 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["RuleHolder", "RulePackError", "RuleSet", "normalize"]
+__all__ = ["RuleHolder", "RulePackError", "RuleSet"]
 
 _LAZY = {
     "RuleSet": "detectors.engine",
     "RuleHolder": "detectors.engine",
     "RulePackError": "detectors.rules",
-    "normalize": "detectors.normalize",
 }
 
 
