@@ -149,3 +149,15 @@ def test_every_should_flag_line_survives_traditional_script_and_full_width() -> 
             for variant in (s2t.convert(phrase), phrase.translate(wide), " ".join(phrase)):
                 hits, _, _ = RULES.match(variant)
                 assert any(h.rule_id == r.id for h in hits), (r.id, variant)
+
+
+def test_asr_detections_are_timed_to_their_words() -> None:
+    utts = load_transcript(DATA / "asr_broadcast_0.json")
+    narrower = 0
+    for u in utts:
+        for d in RULES.detect(u):
+            assert u.start_s - 0.01 <= d.start_s < d.end_s <= u.end_s + 0.01, (d.matched, u.text)
+            assert d.matched in u.text
+            if d.end_s - d.start_s < 0.8 * (u.end_s - u.start_s):
+                narrower += 1
+    assert narrower >= 10
