@@ -660,7 +660,12 @@ class RuleSet:
         raise KeyError(rule_id)
 
     def detect(self, utt: Utterance) -> list[Detection]:
-        """Detections of this rule set in one utterance, each located to the words that hold it."""
+        """Detections of this rule set in one utterance, each located to the words that hold it.
+
+        An utterance the recognizer marked as a hallucination (``meta["hallucination"]``) raises nothing.
+        """
+        if utt.meta.get("hallucination"):
+            return []
         hits, silenced, _norm = self.match(utt.text, utt.source)
         if not hits:
             return []

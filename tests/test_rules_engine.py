@@ -328,3 +328,12 @@ def test_rules_not_hit_are_never_evaluated(tmp_path: Path, n_rules: int) -> None
     rs._evaluate = spy  # type: ignore[method-assign]
     rs.match("这里说了词7号和词42号")
     assert sorted(seen) == [7, 42]
+
+
+def test_hallucinated_utterances_raise_nothing() -> None:
+    from detectors.config import DEFAULT_RULES_DIR
+
+    rs = RuleSet.load([DEFAULT_RULES_DIR])
+    text = "全网最低价"
+    assert rs.detect(Utterance(0, 0.0, 1.0, text))
+    assert rs.detect(Utterance(0, 0.0, 1.0, text, meta={"hallucination": "known phrase"})) == []
