@@ -212,3 +212,18 @@ def test_detections_record_the_version(tmp_path: Path) -> None:
     rs = RuleSet.load([tmp_path])
     (d,) = rs.detect(Utterance(0, 1.0, 2.0, "这是最好的"))
     assert d.details["rules_version"] == rs.version
+
+
+def test_readme_examples_load_and_pass(tmp_path: Path) -> None:
+    import re
+
+    from detectors.evaluate import run_phrase_tables
+
+    md = (DEFAULT_RULES_DIR / "README.md").read_text(encoding="utf-8")
+    pack, overrides = re.findall(r"```yaml\n(.*?)```", md, re.S)
+    write(tmp_path / "a", "pack.yaml", pack)
+    count, failures = run_phrase_tables(RuleSet.load([tmp_path / "a"]))
+    assert count == 3 and failures == []
+    write(tmp_path / "b", "site.yaml", overrides)
+    rs = RuleSet.load([DEFAULT_RULES_DIR, tmp_path / "b"])
+    assert not rs.rule("false_claim.a1.top_grade").enabled
