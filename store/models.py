@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -31,12 +42,12 @@ class Broadcast(Base):
     """One timeline: a scanned media file (kind='file') or one continuous live session (kind='live')."""
 
     __tablename__ = "broadcasts"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # live: <stream 60>-<UTC>-<hex4>
     stream_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(Text)  # media path or stream URL
     media_sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
-    media_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    media_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     started_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
     ended_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -61,7 +72,7 @@ class MediaSegmentRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="recorded")
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     created_ts: Mapped[float] = mapped_column(Float)
 
 
@@ -121,7 +132,7 @@ class DetectionRow(Base):
     __tablename__ = "detections"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
-    broadcast_id: Mapped[str] = mapped_column(String(64), index=True)
+    broadcast_id: Mapped[str] = mapped_column(String(128), index=True)
     rule_id: Mapped[str] = mapped_column(String(128))
     category: Mapped[str] = mapped_column(String(32))
     code: Mapped[str] = mapped_column(String(16))
@@ -144,7 +155,7 @@ class EvidenceFileRow(Base):
     name: Mapped[str] = mapped_column(String(256))
     kind: Mapped[str] = mapped_column(String(32))
     sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
 
 
 class Decision(Base):

@@ -21,12 +21,15 @@ target_metadata = Base.metadata
 def _run_with(connection: Connection) -> None:
     # render_as_batch: SQLite has almost no ALTER TABLE, so autogenerate writes batch blocks (a table
     # copy on SQLite, plain ALTERs elsewhere) and revisions stay portable.
+    # `revision` asks for strict type comparison so that it also writes the ALTERs SQLite would not need
+    # (VARCHAR length, INTEGER width); everything else compares as store.migrations.compare_type says.
+    strict = bool(config.attributes.get("strict_types"))
     context.configure(
         connection=connection,
         transactional_ddl=True,
         target_metadata=target_metadata,
         render_as_batch=True,
-        compare_type=compare_type,
+        compare_type=True if strict else compare_type,
     )
     with context.begin_transaction():
         context.run_migrations()
