@@ -280,7 +280,9 @@ class RuleSet:
             shapes = _SHAPES_LONG if L >= FUZZY_INDEL_CHARS else _SHAPES_SHORT
             entry = (atom.latin, atom.codes, max(1, L // 4), shapes)
             for k in offsets:
-                bigrams[atom.codes[k : k + 2]].append((ai, k, L, *entry))
+                # the syllables outside this anchor, relative to the anchor: a cheap mismatch count
+                rest = tuple((p - k, atom.codes[p]) for p in range(L) if p not in (k, k + 1))
+                bigrams[atom.codes[k : k + 2]].append((ai, k, L, *entry, rest))
         self._bigrams = {k: tuple(v) for k, v in bigrams.items()}
         self._fz_ac = self._automaton(set(bigrams))
 
@@ -458,38 +460,43 @@ class RuleSet:
         tried: set[int] = set()
         similarity = Indel.normalized_similarity
         bigrams = self._bigrams
-        ne = str.__ne__
         for end, key in self._fz_ac.iter(codes):
-            pos = end - 1
-            for ai, off, L, latin, term_codes, max_diff, shapes in bigrams[key]:
-                s0 = pos - off
+            a = end - 1  # first character of the anchor (end is its last)
+            for ai, off, L, latin, term_codes, max_diff, shapes, rest in bigrams[key]:
+                s0 = a - off
+                if len(shapes) == 1:
+                    # Same length only: count the syllables that differ outside the anchor.
+                    if s0 < 0 or s0 + L > n:
+                        continue
+                    miss = 0
+                    for rel, c in rest:
+                        if codes[a + rel] != c:
+                            miss += 1
+                            if miss > max_diff:
+                                break
+                    if miss == 0 or miss > max_diff:
+                        continue  # identical codes are a homophone: the pinyin automaton has it
                 tag = ai * 65536 + s0
                 if tag in tried:
                     continue
                 tried.add(tag)
-                if s0 >= 0 and s0 + L <= n:
-                    window = codes[s0 : s0 + L]
-                    if window == term_codes:
-                        continue  # a homophone: the pinyin automaton has it
-                    if len(shapes) == 1 and sum(map(ne, window, term_codes)) > max_diff:
-                        continue
+                if lat is None:
+                    syl = code_syllables()
+                    lat = [syl.get(c, c) for c in codes]
                 best = 0.0
                 span = (0, 0)
                 for ds, dl in shapes:
-                    s = s0 + ds
-                    e = s + L + dl
-                    if s < 0 or e > n or e - s < 2:
+                    st = s0 + ds
+                    e = st + L + dl
+                    if st < 0 or e > n or e - st < 2:
                         continue
-                    if dl == 0 and ds == 0 and len(shapes) == 1:
-                        pass  # checked above
-                    elif dl == 0 and sum(map(ne, codes[s:e], term_codes)) > max_diff:
-                        continue
-                    if lat is None:
-                        syl = code_syllables()
-                        lat = [syl.get(c, c) for c in codes]
-                    score = similarity(latin, "".join(lat[s:e])) * 100.0
+                    if dl == 0 and len(shapes) > 1:
+                        window = codes[st:e]
+                        if window == term_codes or sum(map(str.__ne__, window, term_codes)) > max_diff:
+                            continue
+                    score = similarity(latin, "".join(lat[st:e])) * 100.0
                     if score > best:
-                        best, span = score, (s, e)
+                        best, span = score, (st, e)
                 if best >= 60.0:
                     sc.fuzzy[ai].append(_Occ(span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
                     sc.found.add(ai)
@@ -620,7 +627,7 @@ class RuleSet:
     def _negated(comp: _Compiled, norm: Normalized, start: int) -> str:
         """The negation cue ending at most `window` characters before `start` in the same clause."""
         text = norm.text
-        lo = max(0, start - comp.negation_window - max(len(c) for c in comp.negation_cues))
+        lo = max(0, start - comp.negation_window - len(comp.negation_cues[0]))  # cues: longest first
         before = text[lo:start]
         for cue in comp.negation_cues:
             k = before.rfind(cue)
