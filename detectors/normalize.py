@@ -79,7 +79,14 @@ class Normalized:
     text: str
     orig_index: tuple[int, ...]
     breaks: frozenset[int]  # normalized indices i such that a clause break precedes text[i]
-    steps: tuple[tuple[str, str], ...]  # (step name, text after the step) for explain
+    recorded_steps: tuple[tuple[str, str], ...] = ()  # filled when normalize(record_steps=True)
+
+    @property
+    def steps(self) -> tuple[tuple[str, str], ...]:
+        """(step name, text after the step) for explain; recomputed when they were not recorded."""
+        if self.recorded_steps or not self.original:
+            return self.recorded_steps
+        return _normalize_slow(self.original, _to_simplified(self.original), True).recorded_steps
 
     def orig_span(self, start: int, end: int) -> tuple[int, int]:
         """Original [start, end) covering normalized characters [start, end)."""
