@@ -9,7 +9,8 @@ with a literal trigger (10 %), each rule with an exemption. The text is the corp
 and the real ASR transcripts, repeated to `--chars` characters and cut into utterances as the ASR
 worker would hand them over. Time covers `RuleSet.detect` per utterance (normalization, pinyin,
 automata, candidate evaluation, detections with times). Prints one line per size: throughput by the
-process's CPU time (steady on a shared machine) and by wall-clock time, and the load time.
+process's CPU time (best of --repeats passes, and the median: the machine is shared) and by
+wall-clock time (best pass), and the load time.
 """
 
 from __future__ import annotations
@@ -118,14 +119,14 @@ def run(n: int, words: list[str], texts: list[str], seed: int, repeats: int) -> 
             dets += len(rs.detect(u))
         rates.append(chars / (time.process_time() - c0))
         walls.append(chars / (time.perf_counter() - t0))
-    return statistics.median(rates), statistics.median(walls), load_s, len(rs.rules), dets
+    return max(rates), statistics.median(rates), max(walls), load_s, len(rs.rules), dets
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rules", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--chars", type=int, default=200_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="passes per size; the best is reported")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     words = vocabulary(args.seed)
@@ -134,9 +135,10 @@ def main() -> None:
         f"text: {sum(map(len, texts))} chars in {len(texts)} utterances; target >= 200,000 chars/s at 10,000 rules"
     )
     for n in args.rules:
-        rate, wall, load_s, total, dets = run(n, words, texts, args.seed, args.repeats)
+        rate, median, wall, load_s, total, dets = run(n, words, texts, args.seed, args.repeats)
         print(
-            f"rules={n:>6} (+shipped, {total} total)  {rate:>10,.0f} chars/s CPU  {wall:>10,.0f} chars/s wall  "
+            f"rules={n:>6} (+shipped, {total} total)  {rate:>10,.0f} chars/s CPU (median {median:,.0f})  "
+            f"{wall:>10,.0f} chars/s wall  "
             f"load {load_s:6.2f} s  detections/pass {dets}",
             flush=True,
         )
