@@ -250,6 +250,9 @@ def _migration_transaction(conn: Connection) -> Iterator[None]:
             yield
         return
     if dialect == "postgresql":
+        # READ COMMITTED whatever the server's default: after waiting for the lock, the next statement
+        # must see what the process that held it committed (a REPEATABLE READ snapshot would not).
+        conn.execution_options(isolation_level="READ COMMITTED")
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     else:
         logger.warning(
