@@ -313,6 +313,10 @@ def record_segments_args(cmd: RecordCommand) -> list[str]:
         args += ["-rw_timeout", str(int(cmd.network_timeout_s * 1_000_000))]
     if is_http and cmd.http_headers:
         args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in cmd.http_headers.items())]
+    if not cmd.realtime:
+        # A live input arrives in real time: probing the default 5 s of it would hold back the first
+        # recorded bytes (and the first alert) of every connection by that much.
+        args += ["-analyzeduration", "2000000", "-probesize", "2000000"]
     args += ["-i", cmd.source]
     if cmd.keep_video:
         args += ["-map", "0:v:0?"]

@@ -258,6 +258,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self.via = choose_via(url, cfg.via)
         self.reconnects = 0  # connections after the first one that delivered data
+        self._last_source_end: float | None = None  # source clock at the end of the last broadcast
 
     # -- public --------------------------------------------------------------------------------------
 
@@ -375,7 +376,7 @@ class Recorder:
         except OSError as e:
             for p in procs:
                 p.stop(2.0)
-            _remove_empty_attempt(folder)
+            _remove_attempt(folder)
             return _Attempt(reason=f"cannot start {self.via}: {e}")
         return self._watch(broadcast_id, folder, procs, source_start, local)
 
@@ -392,7 +393,7 @@ class Recorder:
             now = self._clock()
             if growth.changed():
                 last_growth = now
-            if result.broadcast_id is None and growth.size > 0:
+            if result.broadcast_id is None and growth.size > 0 and not self._old_media(source_start, folder):
                 result.broadcast_id = broadcast_id
                 self.sink.broadcast_started(
                     BroadcastStarted(
@@ -421,7 +422,8 @@ class Recorder:
         codes = [p.poll() for p in procs]
         if growth.changed():
             last_growth = self._clock()
-        if result.broadcast_id is None and growth.size > 0:  # data came in the last moment
+        old_media = growth.size > 0 and self._old_media(source_start, folder)
+        if result.broadcast_id is None and growth.size > 0 and not old_media:  # data came in the last moment
             result.broadcast_id = broadcast_id
             self.sink.broadcast_started(
                 BroadcastStarted(
@@ -439,17 +441,38 @@ class Recorder:
             else:
                 detail = " ; ".join(s for s in (p.error_summary() for p in procs) if s)
                 reason = f"connection ended (exit {codes}){': ' + detail if detail else ''}"
+        if result.broadcast_id is None and old_media:
+            reason = f"only media recorded before (a stale playlist?); {reason}"
+            logger.info("stream %s: connection delivered nothing new; discarded", self.stream_id)
         result.reason = reason
         if result.broadcast_id is None:
-            _remove_empty_attempt(folder)
+            _remove_attempt(folder)
             return result
         listed = self._emit_new(folder, broadcast_id, listed, result)
         self._emit_unlisted(folder, broadcast_id, result)
         result.recorded_s = result.end_s
+        if source_start:
+            self._last_source_end = source_start[0] + result.end_s
         self.sink.broadcast_ended(
             BroadcastEnded(self.stream_id, broadcast_id, last_growth, result.end_s, reason)
         )
         return result
+
+    def _old_media(self, source_start: list[float], folder: Path) -> bool:
+        """True while all this connection delivered was recorded already (by the source's clock).
+
+        A player reconnecting to HLS starts a few segments behind the live edge, and an ended room's
+        CDN may keep serving its last playlist: such bytes are not a new broadcast. A source clock
+        that went backwards by more than two minutes was reset (a new session), not replayed.
+        """
+        last = self._last_source_end
+        if last is None or not source_start:
+            return False
+        start = source_start[0]
+        if start >= last - 0.5 or last - start > 120.0:
+            return False
+        rows = read_segment_list(folder / ffmpeg.SEGMENT_LIST)
+        return start + (rows[-1][2] if rows else 0.0) <= last + 0.5
 
     def _stop_procs(self, procs: list[_Proc]) -> None:
         """Stop upstream first, so ffmpeg reads to the end of its input and lists its last file."""
@@ -524,11 +547,11 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _remove_empty_attempt(folder: Path) -> None:
-    """Remove the folder of an attempt that never received media (it holds only empty files)."""
+def _remove_attempt(folder: Path) -> None:
+    """Remove the folder of an attempt that recorded nothing new (no media, or media recorded before)."""
     try:
         for p in folder.iterdir():
-            if p.is_file() and p.stat().st_size == 0:
+            if p.is_file() and (p.suffix == ".ts" or p.name == ffmpeg.SEGMENT_LIST or p.stat().st_size == 0):
                 p.unlink()
         folder.rmdir()
     except OSError:

@@ -1,0 +1,139 @@
+"""Live repository functions (app/live_store.py): repeats across connections, watermarks, the writer."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from alerts.types import Alert
+from app.live_store import DbWriter, LiveStore
+from asr.types import Utterance, Word
+from detectors.types import Detection
+from store.db import Database
+from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
+
+
+def alert(aid: str, broadcast: str, start: float, end: float, start_ts: float, cat: str = "vulgar") -> Alert:
+    d = Detection(
+        rule_id="r",
+        category=cat,
+        code="C1",
+        severity="high",
+        law="",
+        source="speech",
+        start_s=start,
+        end_s=end,
+        matched="x",
+        text="t",
+    )
+    return Alert(
+        aid, broadcast, cat, "C1", "r", "high", "", "speech", start, end, "t", "", "v", (d,), start_ts
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    d = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with d.session() as s, s.begin():
+        for bid, src0, started in (("old", 100.0, 1000.0), ("new", 130.0, 1031.0), ("reset", 5.0, 1040.0)):
+            LiveStore.start_broadcast(
+                s,
+                broadcast_id=bid,
+                stream_id="room",
+                url="u",
+                name="",
+                folder="/x",
+                started_ts=started,
+                source_start_s=src0,
+                rules_version="v",
+            )
+            s.flush()
+        LiveStore.upsert_alert(s, alert("a-old", "old", 28.0, 31.0, 1028.0), {}, "room")
+    return d
+
+
+def test_the_same_moment_of_the_source_in_a_new_connection_is_a_repeat(db: Database) -> None:
+    with db.session() as s:
+        # old: source 128-131; new starts at source 130, so its 0-1 s overlaps
+        assert LiveStore.repeats(s, alert("x", "new", 0.0, 1.5, 1031.0), "room", 130.0) == "a-old"
+        assert LiveStore.repeats(s, alert("x", "new", 5.0, 6.0, 1036.0), "room", 130.0) is None
+        assert (
+            LiveStore.repeats(s, alert("x", "new", 0.0, 1.5, 1031.0, cat="price_fraud"), "room", 130.0)
+            is None
+        )
+        # a source clock that was reset does not line up with the old one
+        assert LiveStore.repeats(s, alert("x", "reset", 0.0, 1.0, 1040.0), "room", 5.0) is None
+        assert LiveStore.repeats(s, alert("x", "new", 0.0, 1.5, 1031.0), "room", None) is None
+
+
+def test_stopping_and_starting_again_opens_and_closes_a_gap(db: Database) -> None:
+    from store.models import BroadcastGap
+
+    with db.session() as s, s.begin():
+        LiveStore.end_broadcast(s, "new", 1060.0, 29.0, "stalled")
+    with db.session() as s, s.begin():
+        LiveStore.start_broadcast(
+            s,
+            broadcast_id="next",
+            stream_id="room",
+            url="u",
+            name="",
+            folder="/x",
+            started_ts=1075.0,
+            source_start_s=None,
+            rules_version="v",
+        )
+    with db.session() as s:
+        gap = s.query(BroadcastGap).one()
+        assert (gap.start_ts, gap.end_ts, gap.reason) == (1060.0, 1075.0, "stalled")
+
+
+def test_transcript_watermark_moves_file_statuses(db: Database) -> None:
+    with db.session() as s, s.begin():
+        for i in range(3):
+            LiveStore.add_segment(s, "new", i, f"/x/seg_{i}.ts", i * 2.0, 2.0, 10, 0.0)
+        LiveStore.add_segment(s, "new", 0, "/x/seg_0.ts", 0.0, 2.0, 10, 0.0)  # idempotent
+    u = Utterance(0, 0.5, 1.5, "你好", (Word("你", 0.5, 1.0), Word("好", 1.0, 1.5)))
+    with db.session() as s, s.begin():
+        LiveStore.store_transcript(s, "new", [u], done_s=4.0, final=False)
+    with db.session() as s, s.begin():
+        LiveStore.mark_analyzed(s, "new", [0], analyzed_s=2.0, final=False)
+    with db.session() as s:
+        assert [r.status for r in s.query(MediaSegmentRow).order_by(MediaSegmentRow.seq)] == [
+            "analyzed",
+            "transcribed",
+            "recorded",
+        ]
+        assert s.query(UtteranceRow).one().analyzed
+        assert s.get(Broadcast, "new").meta["asr_done_s"] == 4.0
+
+
+def test_an_alert_grows_until_its_evidence_is_cut(db: Database) -> None:
+    grown = alert("a-old", "old", 28.0, 34.0, 1028.0)
+    with db.session() as s, s.begin():
+        assert LiveStore.upsert_alert(s, grown, {"text": "grown"}, "room") is False
+    with db.session() as s, s.begin():
+        assert s.get(AlertRow, "a-old").end_s == 34.0
+        s.get(AlertRow, "a-old").evidence_status = "done"
+    with db.session() as s, s.begin():
+        LiveStore.upsert_alert(s, alert("a-old", "old", 28.0, 40.0, 1028.0), {}, "room")
+    with db.session() as s:
+        assert s.get(AlertRow, "a-old").end_s == 34.0  # closed alerts are not rewritten
+
+
+def test_writer_runs_jobs_in_order_and_reports_errors_to_callers(db: Database) -> None:
+    w = DbWriter(db)
+    w.start()
+    seen: list[int] = []
+    done = threading.Event()
+    for i in range(20):
+        w.submit(lambda s, i=i: i, then=seen.append)
+    w.submit(lambda s: None, then=lambda _r: done.set())
+    assert done.wait(10)
+    assert seen == list(range(20))
+    with pytest.raises(KeyError):
+        w.call(lambda s: LiveStore.end_broadcast(s, "missing", 0.0, 0.0, ""))
+    assert w.call(lambda s: 42) == 42
+    w.stop()
