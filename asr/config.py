@@ -154,6 +154,22 @@ class AsrConfig(BaseModel):
             "way an utterance never spans a pause between spoken lines."
         ),
     )
+    split_pause_s: float | None = Field(
+        default=0.7,
+        gt=0,
+        description=(
+            "Also cut an utterance where two words are at least this far apart (a pause VAD missed, "
+            "e.g. over background music); null to cut at VAD pauses only."
+        ),
+    )
+    max_chars_per_s: float = Field(
+        default=12.0,
+        gt=0,
+        description=(
+            "Speaking rate above which a line is checked for a decoding loop (Whisper repeating earlier "
+            "lines); the repeated tail is dropped."
+        ),
+    )
     word_timestamps: bool = Field(
         default=True, description="Time each word (needed to locate a phrase in time)."
     )

@@ -16,7 +16,7 @@ import bisect
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -47,6 +47,10 @@ SAMPLE_RATE = 16_000
 # Silence put between speech runs in "merge" mode: without it Whisper runs lines together and times the
 # first word of a line inside the previous one; with it each line reads as its own sentence.
 _MERGE_GAP_S = 0.6
+# Length of a repeated character run that marks a decoding loop (see _loop_cut).
+_LOOP_NGRAM = 10
+# Longest utterance made by joining Whisper's segments of one line (one decoder window).
+_MAX_LINE_S = 30.0
 
 
 class Transcriber(Protocol):
@@ -227,25 +231,69 @@ class _SpeechMap:
         return min(max(start + (t - self._starts[run]), start), end)
 
 
-def _split_words(words: list[WordLike], speech: _SpeechMap) -> list[list[_TimedWord]]:
-    """Group a segment's words by the speech run their start falls in; times in the caller's audio."""
-    groups: list[list[_TimedWord]] = []
-    current_run = -1
+def _split_words(
+    words: list[WordLike], speech: _SpeechMap, pause_s: float | None
+) -> list[tuple[int, list[_TimedWord]]]:
+    """Group a segment's words into (speech run, words) pieces; times in the caller's audio.
+
+    A new piece starts where the speech run changes (a VAD pause) or, within a run, where the gap
+    between two words is at least `pause_s` (lines over background music that VAD reads as speech).
+    """
+    groups: list[tuple[int, list[_TimedWord]]] = []
     for w in words:
         run = speech.run_of(w.start)
-        if run != current_run:
-            groups.append([])
-            current_run = run
-        groups[-1].append(
-            _TimedWord(w.word, speech.to_audio(w.start, run), speech.to_audio(w.end, run), w.probability)
-        )
+        timed = _TimedWord(w.word, speech.to_audio(w.start, run), speech.to_audio(w.end, run), w.probability)
+        if (
+            not groups
+            or run != groups[-1][0]
+            or (pause_s is not None and timed.start - groups[-1][1][-1].end >= pause_s)
+        ):
+            groups.append((run, []))
+        groups[-1][1].append(timed)
     return groups
 
 
-def _utterance(
-    segment: _SegmentWithWords, words: list[_TimedWord], index: int, offset_s: float, speech: _SpeechMap
-) -> Utterance:
+def _loop_cut(words: list[_TimedWord], history: Sequence[str], max_chars_per_s: float) -> int | None:
+    """Where a decoding loop starts in `words` (index of the first word to drop), or None.
+
+    Only a line spoken implausibly fast is suspect; in it, the loop starts at the first run of
+    `_LOOP_NGRAM` characters already said earlier in this line or in `history` (this call's lines).
+    """
+    compact = [compact_text(w.word) for w in words]
+    text = "".join(compact)
+    duration = words[-1].end - words[0].start if words else 0.0
+    if len(text) <= max_chars_per_s * max(duration, 1.0):
+        return None
+    seen = {h[i : i + _LOOP_NGRAM] for h in history for i in range(len(h) - _LOOP_NGRAM + 1)}
+    start = None
+    for i in range(len(text) - _LOOP_NGRAM + 1):
+        gram = text[i : i + _LOOP_NGRAM]
+        if gram in seen or gram in text[:i]:
+            start = i
+            break
+    if start is None:
+        return None
+    pos = 0
+    for index, chars in enumerate(compact):
+        if pos + len(chars) > start:
+            return index
+        pos += len(chars)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """Words of one decoder segment that lie in one speech run, after filtering."""
+
+    segment: _SegmentWithWords
+    run: int
+    words: list[_TimedWord]
+
+
+def _utterance(pieces: list[_Piece], index: int, offset_s: float, speech: _SpeechMap) -> Utterance:
+    words = [w for p in pieces for w in p.words]
     norm = normalize_words(words, offset_s=offset_s)
+    segment = pieces[0].segment
     if norm:
         text = "".join(w.text for w in norm)
         start_s, end_s = norm[0].start_s, norm[-1].end_s
@@ -259,6 +307,9 @@ def _utterance(
         start_s = round(offset_s + speech.to_audio(segment.start, start_run), 3)
         end_s = round(offset_s + speech.to_audio(segment.end, end_run), 3)
         raw_text = segment.text.strip()
+    weights = [max(len(p.words), 1) for p in pieces]
+    total = sum(weights)
+    temperatures = [p.segment.temperature for p in pieces if p.segment.temperature is not None]
     return Utterance(
         index=index,
         start_s=start_s,
@@ -267,10 +318,14 @@ def _utterance(
         words=norm,
         source="speech",
         raw_text=raw_text,
-        avg_logprob=float(segment.avg_logprob),
-        no_speech_prob=float(segment.no_speech_prob),
-        compression_ratio=float(segment.compression_ratio),
-        meta={"temperature": segment.temperature},
+        avg_logprob=sum(float(p.segment.avg_logprob) * n for p, n in zip(pieces, weights, strict=True))
+        / total,
+        no_speech_prob=max(float(p.segment.no_speech_prob) for p in pieces),
+        compression_ratio=sum(
+            float(p.segment.compression_ratio) * n for p, n in zip(pieces, weights, strict=True)
+        )
+        / total,
+        meta={"temperature": max(temperatures, default=None), "segments": len(pieces)},
     )
 
 
@@ -379,19 +434,36 @@ class WhisperTranscriber:
         self.stats.dropped[reason.split(" ", 1)[0]] += 1
         logger.debug("dropped %.2f-%.2f s %r: %s", start_s, end_s, text, reason)
 
-    def _utterances(
+    def _pieces(
         self, segments: Iterable[_SegmentWithWords], speech: _SpeechMap, offset_s: float
-    ) -> Iterator[Utterance]:
-        index = 0
+    ) -> Iterator[_Piece]:
+        """Decoder segments, filtered, cut at pauses, with decoding loops removed."""
+        cfg = self.cfg
+        history: list[str] = []  # compact texts of this call's pieces, for the loop check
         for segment in segments:
             self.stats.segments += 1
-            reason = is_hallucination(segment, self.cfg)
+            reason = is_hallucination(segment, cfg)
             if reason is not None:
                 self._drop(reason, offset_s + segment.start, offset_s + segment.end, segment.text)
                 continue
-            groups = _split_words(list(segment.words or ()), speech) or [[]]
-            for words in groups:
-                if len(groups) > 1:
+            groups = _split_words(list(segment.words or ()), speech, cfg.split_pause_s)
+            if not groups:  # no word timestamps
+                yield _Piece(segment, speech.run_of(segment.start), [])
+                continue
+            for run, words in groups:
+                cut = _loop_cut(words, history, cfg.max_chars_per_s)
+                if cut is not None:
+                    looped = words[cut:]
+                    self._drop(
+                        "loop (repeats earlier text, spoken too fast)",
+                        offset_s + looped[0].start,
+                        offset_s + looped[-1].end,
+                        "".join(w.word for w in looped),
+                    )
+                    words = words[:cut]
+                    if not words:
+                        continue
+                if len(groups) > 1 or cut is not None:
                     # A credit line glued to real speech in one segment: check each part on its own.
                     part = _Part(
                         "".join(w.word for w in words),
@@ -399,14 +471,43 @@ class WhisperTranscriber:
                         segment.no_speech_prob,
                         segment.compression_ratio,
                     )
-                    reason = is_hallucination(part, self.cfg)
+                    reason = is_hallucination(part, cfg)
                     if reason is not None:
                         self._drop(reason, offset_s + words[0].start, offset_s + words[-1].end, part.text)
                         continue
-                utterance = _utterance(segment, words, index, offset_s, speech)
-                if not utterance.text:
-                    self.stats.dropped["empty"] += 1
-                    continue
+                history.append(compact_text("".join(w.word for w in words)))
+                yield _Piece(segment, run, words)
+
+    def _continues(self, pending: list[_Piece], piece: _Piece) -> bool:
+        """Whether `piece` goes on the line in `pending`: same speech run, no pause, not too long."""
+        last = pending[-1]
+        if not (piece.words and last.words) or piece.run != last.run:
+            return False
+        pause_s = self.cfg.split_pause_s
+        if pause_s is not None and piece.words[0].start - last.words[-1].end >= pause_s:
+            return False
+        return piece.words[-1].end - pending[0].words[0].start <= _MAX_LINE_S
+
+    def _utterances(
+        self, segments: Iterable[_SegmentWithWords], speech: _SpeechMap, offset_s: float
+    ) -> Iterator[Utterance]:
+        """One utterance per spoken line: Whisper's segments split at pauses, and joined where Whisper
+        split a line without a pause (at a comma). A line is yielded once the next one starts."""
+        index = 0
+        pending: list[_Piece] = []
+        for piece in self._pieces(segments, speech, offset_s):
+            if pending and self._continues(pending, piece):
+                pending.append(piece)
+                continue
+            if pending:
+                utterance = _utterance(pending, index, offset_s, speech)
+                if utterance.text:
+                    self.stats.kept += 1
+                    index += 1
+                    yield utterance
+            pending = [piece]
+        if pending:
+            utterance = _utterance(pending, index, offset_s, speech)
+            if utterance.text:
                 self.stats.kept += 1
-                index += 1
                 yield utterance

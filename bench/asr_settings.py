@@ -55,6 +55,7 @@ def variants() -> list[Variant]:
         Variant("b5 prompt clips-vad500", {"beam_size": 5, "vad_mode": "clips"}),
         Variant("b5 prompt merge-vad300", {"beam_size": 5, "vad": VadConfig(min_silence_duration_ms=300)}),
         Variant("b5 prompt merge-vad1000", {"beam_size": 5, "vad": VadConfig(min_silence_duration_ms=1000)}),
+        Variant("b1 prompt merge-vad1000", {"beam_size": 1, "vad": VadConfig(min_silence_duration_ms=1000)}),
         Variant("b5 prompt merge-vad2000", {"beam_size": 5, "vad": VadConfig(min_silence_duration_ms=2000)}),
         Variant("b5 prompt novad", {"beam_size": 5, "vad_filter": False}),
         Variant("b5 prompt hotwords merge-vad500", {"beam_size": 5, "hotwords": "家人们 直播间 原价 下单"}),

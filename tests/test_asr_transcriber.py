@@ -105,7 +105,7 @@ def test_decoding_is_lazy() -> None:
     it = t.transcribe(np.zeros(4 * SR, dtype=np.float32))
     assert model.yielded == 0
     assert next(it).text == "一"
-    assert model.yielded == 1
+    assert model.yielded == 2  # a line is complete once the next one starts
 
 
 def test_decoder_options_and_prompt() -> None:
@@ -134,9 +134,9 @@ def test_speech_map_assigns_the_pause_to_the_following_run() -> None:
     assert speech.run_of(0.5) == 0 and speech.to_audio(0.5, 0) == 1.5
     assert speech.run_of(2.3) == 1 and speech.to_audio(2.3, 1) == 5.0  # early first word: clamped
     assert speech.run_of(3.0) == 1 and speech.to_audio(3.0, 1) == pytest.approx(5.4)
-    groups = _split_words([FWord("好", 1.5, 1.9), FWord("仅", 2.2, 2.7), FWord("剩", 2.7, 3.0)], speech)
-    assert [[w.word for w in g] for g in groups] == [["好"], ["仅", "剩"]]
-    assert groups[1][0].start == 5.0 and groups[1][1].end == pytest.approx(5.4)
+    groups = _split_words([FWord("好", 1.5, 1.9), FWord("仅", 2.2, 2.7), FWord("剩", 2.7, 3.0)], speech, None)
+    assert [(run, [w.word for w in g]) for run, g in groups] == [(0, ["好"]), (1, ["仅", "剩"])]
+    assert groups[1][1][0].start == 5.0 and groups[1][1][1].end == pytest.approx(5.4)
 
 
 def test_merge_mode_decodes_speech_only_and_splits_at_the_pause() -> None:
@@ -156,9 +156,51 @@ def test_merge_mode_decodes_speech_only_and_splits_at_the_pause() -> None:
     decoded = model.calls[0]["samples"] / SR
     assert decoded < len(audio) / SR - 2.0, "the long pause was not removed before decoding"
     first_line_end, second_line_start = 100.0 + len_a, 100.0 + len_a + 3.0
-    assert len(utts) == 3, [u.text for u in utts]
-    assert (
-        utts[0].text.startswith("家人们") and utts[0].end_s <= first_line_end + 0.25
-    )  # VAD pads runs by 200 ms
-    assert utts[1].start_s >= second_line_start - 0.5 and utts[2].start_s >= utts[1].end_s
-    assert "".join(u.text for u in utts[:2]) == "家人们这款面霜是全网最低价今天只要九十九元"
+    # Cut where the first run ends; the second segment continues the second run's line without a pause.
+    assert [u.text for u in utts] == ["家人们这款面霜是全网最低价", "今天只要九十九元我们这个保健茶"]
+    assert utts[0].end_s <= first_line_end + 0.25  # VAD pads runs by 200 ms
+    assert utts[1].start_s >= second_line_start - 0.5
+
+
+def test_a_pause_between_words_cuts_the_line_even_without_vad() -> None:
+    words = [FWord(c, 0.2 * i, 0.2 * i + 0.2) for i, c in enumerate("市场价一千二")]
+    words += [FWord(c, 2.5 + 0.2 * i, 2.7 + 0.2 * i) for i, c in enumerate("今天一折")]
+    model = ScriptedWhisper([FSeg(0.0, 3.3, "市场价一千二今天一折", words)])
+    utts = list(WhisperTranscriber(no_vad(), model=model).transcribe(np.zeros(4 * SR, dtype=np.float32)))
+    assert [(u.text, u.start_s, u.end_s) for u in utts] == [
+        ("市场价一千二", 0.0, 1.2),
+        ("今天一折", 2.5, 3.3),
+    ]
+    model = ScriptedWhisper([FSeg(0.0, 3.3, "市场价一千二今天一折", words)])
+    t = WhisperTranscriber(no_vad(split_pause_s=None), model=model)
+    assert [u.text for u in t.transcribe(np.zeros(4 * SR, dtype=np.float32))] == ["市场价一千二今天一折"]
+
+
+def test_a_decoding_loop_repeating_earlier_lines_is_cut_off() -> None:
+    first = seg(0.0, "这款蜂蜜是纯天然的产地在云南", step=0.25)
+    # The real line, then earlier text again, squeezed into an impossible speaking rate.
+    real = "市场价一千二今天一折只要一百二"
+    looped = "这款蜂蜜是纯天然的产地在云南" * 3
+    words = [FWord(c, 10.0 + 0.25 * i, 10.25 + 0.25 * i) for i, c in enumerate(real)]
+    words += [FWord(c, 13.75 + 0.01 * i, 13.76 + 0.01 * i) for i, c in enumerate(looped)]
+    model = ScriptedWhisper([first, FSeg(10.0, 14.2, real + looped, words)])
+    t = WhisperTranscriber(no_vad(), model=model)
+    utts = list(t.transcribe(np.zeros(15 * SR, dtype=np.float32)))
+    assert [u.text for u in utts] == ["这款蜂蜜是纯天然的产地在云南", real]
+    assert t.stats.dropped["loop"] == 1
+
+
+def test_host_repeating_a_line_at_normal_speed_is_kept() -> None:
+    line = "库存只剩十件了大家抓紧时间"
+    model = ScriptedWhisper([seg(0.0, line), seg(5.0, line + line)])
+    utts = list(WhisperTranscriber(no_vad(), model=model).transcribe(np.zeros(15 * SR, dtype=np.float32)))
+    assert [u.text for u in utts] == [line, line + line]
+
+
+def test_a_line_whisper_split_at_a_comma_is_one_utterance() -> None:
+    model = ScriptedWhisper(
+        [seg(0.0, "这个精华液原价九百九十九元", step=0.2), seg(2.7, "今天直播间只要一百九十九元", step=0.2)]
+    )
+    utts = list(WhisperTranscriber(no_vad(), model=model).transcribe(np.zeros(7 * SR, dtype=np.float32)))
+    assert [u.text for u in utts] == ["这个精华液原价九百九十九元今天直播间只要一百九十九元"]
+    assert utts[0].meta["segments"] == 2 and utts[0].start_s == 0.0 and utts[0].end_s == pytest.approx(5.3)
