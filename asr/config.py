@@ -1,7 +1,7 @@
 """The `asr` section of the livewatch config: which Whisper model, where it runs, how it decodes Mandarin.
 
 Defaults were chosen on the bundled corpus (synthetic Mandarin live-commerce speech over room noise)
-with the embedded base model, int8, on 2 CPU cores; see `bench/asr_settings.md` for the numbers.
+with the embedded base model, int8, on 2 CPU cores; `bench/asr_settings.md` has the numbers.
 """
 
 from __future__ import annotations
