@@ -122,8 +122,9 @@ def is_hallucination(segment: SegmentLike, cfg: AsrConfig) -> str | None:
     """Why `segment` should be dropped as a hallucination, or None to keep it. Pure function.
 
     Drops: empty text; likely silence (no-speech probability above threshold AND low confidence);
-    repetition loops (high compression ratio); known phrases such as subtitle credits, matched fuzzily
-    against the whole line; and lines made of one short unit repeated ('啊啊啊啊').
+    repetition loops (high compression ratio); the initial prompt read back; known phrases such as
+    subtitle credits, matched fuzzily against the whole line; and lines made of one short unit
+    repeated ('啊啊啊啊').
     """
     text = compact_text(segment.text)
     if not text:
@@ -132,6 +133,12 @@ def is_hallucination(segment: SegmentLike, cfg: AsrConfig) -> str | None:
         return f"no_speech (p={segment.no_speech_prob:.2f}, avg_logprob={segment.avg_logprob:.2f})"
     if segment.compression_ratio > cfg.compression_ratio_threshold:
         return f"compression_ratio {segment.compression_ratio:.2f}"
+    prompt = compact_text(cfg.initial_prompt or "")
+    if prompt and (
+        (len(text) >= 3 and text in prompt) or fuzz.ratio(text, prompt) >= cfg.hallucination_similarity
+    ):
+        # Over silence Whisper reads its prompt back ("以下是普通话。").
+        return "prompt echo"
     for phrase in _compact_phrases(cfg.hallucination_phrases):
         # Whole-line similarity, or the phrase inside a line it mostly fills; a real sentence that
         # merely contains "谢谢观看" somewhere stays.

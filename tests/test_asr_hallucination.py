@@ -91,3 +91,11 @@ def test_thresholds_come_from_config() -> None:
     assert is_hallucination(Seg("普通的一句话", compression_ratio=1.2), strict) is not None
     no_lists = AsrConfig(hallucination_phrases=(), hallucination_patterns=())
     assert is_hallucination(Seg("谢谢观看"), no_lists) is None
+
+
+def test_the_prompt_read_back_over_silence_is_dropped() -> None:
+    # Seen with the real model on digital silence when VAD is off.
+    assert is_hallucination(Seg("以下是普通话。"), CFG) == "prompt echo"
+    assert is_hallucination(Seg("以下是普通话的句子,使用简体中文。"), CFG) == "prompt echo"
+    assert is_hallucination(Seg("这款是普通话教材"), CFG) is None
+    assert is_hallucination(Seg("以下是普通话。"), AsrConfig(initial_prompt=None)) is None

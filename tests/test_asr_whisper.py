@@ -35,9 +35,14 @@ def comparable(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def transcriber(tmp_path_factory: pytest.TempPathFactory) -> WhisperTranscriber:
-    # A fresh cache: the test also covers first-use assembly of the embedded model.
-    return WhisperTranscriber(AsrConfig(cache_dir=tmp_path_factory.mktemp("cache"), cpu_threads=2))
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # A fresh cache: these tests also cover first-use assembly of the embedded model.
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def transcriber(cache_dir: Path) -> WhisperTranscriber:
+    return WhisperTranscriber(AsrConfig(cache_dir=cache_dir, cpu_threads=2))
 
 
 def test_price_line_is_recognized_in_simplified_with_timed_words(transcriber: WhisperTranscriber) -> None:
@@ -88,3 +93,11 @@ def test_room_noise_without_speech_yields_nothing(transcriber: WhisperTranscribe
     kept_before = transcriber.stats.kept
     assert list(transcriber.transcribe(hum.astype(np.float32))) == []
     assert transcriber.stats.kept == kept_before
+
+
+def test_silence_without_vad_yields_nothing(cache_dir: Path) -> None:
+    # With VAD off, Whisper itself sees the silence: it reads back its prompt, which the filter drops.
+    cfg = AsrConfig(cache_dir=cache_dir, cpu_threads=2, vad_filter=False)
+    t = WhisperTranscriber(cfg)
+    assert list(t.transcribe(np.zeros(15 * 16_000, dtype=np.float32))) == []
+    assert t.stats.kept == 0
