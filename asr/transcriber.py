@@ -82,7 +82,12 @@ class SegmentLike(Protocol):
 
 @dataclass(slots=True)
 class TranscriberStats:
-    """Counts since the transcriber was created. Written by the owning thread only."""
+    """Counts since the transcriber was created. Written by the owning thread only.
+
+    `segments` are Whisper's results, `kept` the utterances yielded; `dropped` counts discarded results
+    by the first word of the reason: empty, no_speech, compression_ratio, prompt (echo), known (phrase),
+    credit (pattern), repetition, loop.
+    """
 
     calls: int = 0
     audio_s: float = 0.0
