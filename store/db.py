@@ -9,15 +9,20 @@ WAL mode so the review app can read while a monitor writes.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.migrations import ensure_schema
 
 __all__ = ["Database", "default_data_dir"]
+
+logger = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
@@ -37,8 +42,25 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        ensure_schema(self.engine)
+        self._ensure_schema()
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _ensure_schema(self) -> None:
+        """Migrate to head. On SQLite, openers racing on a new file can hit a lock-upgrade deadlock that
+        SQLite reports at once as 'database is locked' (the busy timeout cannot help there): retry."""
+        delay = 0.05
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ensure_schema(self.engine)
+                return
+            except OperationalError as e:
+                if not self.url.startswith("sqlite") or "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                logger.info("database busy while checking its schema; retrying in %.2fs", delay)
+                self.engine.dispose()
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, url: str | None = None) -> Database:
