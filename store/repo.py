@@ -112,10 +112,13 @@ def set_evidence(session: Session, alert_id: str, evidence: Evidence, payload: d
                                 sha256=evidence.manifest_sha256, size=0))
 
 
-def alert_payloads(session: Session, *, broadcast_ids: Sequence[str] | None = None,
+def alert_payloads(session: Session, *, alert_ids: Sequence[str] | None = None,
+                   broadcast_ids: Sequence[str] | None = None,
                    stream_id: str | None = None, category: str | None = None, limit: int | None = None
                    ) -> list[dict[str, Any]]:
     q = select(AlertRow)
+    if alert_ids is not None:
+        q = q.where(AlertRow.id.in_(list(alert_ids)))
     if broadcast_ids is not None:
         q = q.where(AlertRow.broadcast_id.in_(list(broadcast_ids)))
     if stream_id:
