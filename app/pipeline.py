@@ -116,8 +116,8 @@ class Scanner:
             meta = dict(b.meta or {}) if b else {}
             if (b is not None and b.status == "done" and not opts.force and b.rules_version == rules.version
                     and meta.get("asr_signature") == asr_sig and meta.get("video") == video_on):
-                alerts = repo.alert_payloads(s, alert_ids=meta.get("alert_ids", []))
-                return ScanResult(broadcast_id, info, media_sha, alerts, "all", {**stats, **meta.get("stats", {})})
+                stored_alerts = repo.alert_payloads(s, alert_ids=meta.get("alert_ids", []))
+                return ScanResult(broadcast_id, info, media_sha, stored_alerts, "all", {**stats, **meta.get("stats", {})})
 
         reused = "none"
         if stored_speech and meta.get("asr_signature") == asr_sig and not opts.force:
@@ -144,7 +144,8 @@ class Scanner:
         alerts = list(result.alerts)
         detections = result.detections
         price = result.price
-        assert price is not None
+        if price is None:
+            raise RuntimeError("the scan's price analysis did not run")
         all_utts = sorted([*speech, *screen], key=lambda u: (u.start_s, u.source))
         media_ref = MediaRef(str(Path(path).resolve()), media_sha, size, 0.0, info.duration_s, info.has_video)
         payloads = self._evidence(alerts, media_ref, all_utts, opts, progress)
