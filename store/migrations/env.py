@@ -8,6 +8,8 @@ and a `sqlalchemy.url` option this opens its own (used by `python -m store.migra
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
@@ -24,12 +26,13 @@ def _run_with(connection: Connection) -> None:
     # `revision` asks for strict type comparison so that it also writes the ALTERs SQLite would not need
     # (VARCHAR length, INTEGER width); everything else compares as store.migrations.compare_type says.
     strict = bool(config.attributes.get("strict_types"))
+    comparator: Any = True if strict else compare_type
     context.configure(
         connection=connection,
         transactional_ddl=True,
         target_metadata=target_metadata,
         render_as_batch=True,
-        compare_type=True if strict else compare_type,
+        compare_type=comparator,
     )
     with context.begin_transaction():
         context.run_migrations()
