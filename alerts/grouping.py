@@ -49,8 +49,9 @@ def group_detections(detections: Iterable[Detection], merge_gap_s: float) -> lis
     return groups
 
 
-def alert_id_for(broadcast_id: str, category: str, source: str, start_s: float,
-                 utterance_index: int | None = None) -> str:
+def alert_id_for(
+    broadcast_id: str, category: str, source: str, start_s: float, utterance_index: int | None = None
+) -> str:
     """Deterministic id: the same broadcast, category, source and moment give the same alert.
 
     The moment is the utterance the alert starts in when known, so that a changed rule set which

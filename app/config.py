@@ -46,7 +46,8 @@ class RootConfig(BaseModel):
 
     data_dir: Path | None = Field(None, description="Where the database, recordings and evidence live.")
     db_url: str | None = Field(
-        None, description="SQLAlchemy URL; default SQLite in the data directory (postgresql+psycopg://... works)."
+        None,
+        description="SQLAlchemy URL; default SQLite in the data directory (postgresql+psycopg://... works).",
     )
     asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
     rules: RulesSection = Field(default_factory=RulesSection, description="Rule packs.")
@@ -55,7 +56,9 @@ class RootConfig(BaseModel):
         None, description="Price-check config (thresholds, rule ids, laws); default configs/price.yaml."
     )
     video: VideoSection = Field(default_factory=VideoSection, description="Frame analysis.")
-    review: ReviewConfig = Field(default_factory=ReviewConfig, description="Review web app: users, tokens, sessions.")
+    review: ReviewConfig = Field(
+        default_factory=ReviewConfig, description="Review web app: users, tokens, sessions."
+    )
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:
         if override is not None:
@@ -76,7 +79,9 @@ class RootConfig(BaseModel):
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     def video_signature(self) -> str:
-        return hashlib.sha256(json.dumps(self.video.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps(self.video.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()[:16]
 
 
 def load_config(path: Path | None) -> RootConfig:

@@ -18,6 +18,12 @@ class UsageError(Exception):
 
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (
-    AsrError, ConfigError, EvidenceIntegrityError, MediaError, PriceConfigError, ReferencePriceError,
-    RulePackError, UsageError,
+    AsrError,
+    ConfigError,
+    EvidenceIntegrityError,
+    MediaError,
+    PriceConfigError,
+    ReferencePriceError,
+    RulePackError,
+    UsageError,
 )

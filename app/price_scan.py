@@ -54,9 +54,21 @@ class PriceScan:
         )
         return res
 
-    def save(self, session: Any, analysis: PriceAnalysis, *, broadcast_id: str, stream_id: str | None,
-             started_ts: float | None) -> None:
+    def save(
+        self,
+        session: Any,
+        analysis: PriceAnalysis,
+        *,
+        broadcast_id: str,
+        stream_id: str | None,
+        started_ts: float | None,
+    ) -> None:
         """Store the broadcast's claims in the caller's transaction and link them to their alerts."""
-        save_claims(session, broadcast_id=broadcast_id, stream_id=stream_id, started_ts=started_ts,
-                    claims=[tc.claim for tc in analysis.claims])
+        save_claims(
+            session,
+            broadcast_id=broadcast_id,
+            stream_id=stream_id,
+            started_ts=started_ts,
+            claims=[tc.claim for tc in analysis.claims],
+        )
         link_claim_alerts(session, broadcast_id)

@@ -17,15 +17,21 @@ from ingest.types import MediaInfo
 __all__ = ["read_video"]
 
 
-def read_video(path: str | Path, info: MediaInfo, cfg: VideoConfig, progress: Callable[[float], None],
-               stats: dict[str, object] | None = None) -> tuple[list[Utterance], list[Detection]]:
+def read_video(
+    path: str | Path,
+    info: MediaInfo,
+    cfg: VideoConfig,
+    progress: Callable[[float], None],
+    stats: dict[str, object] | None = None,
+) -> tuple[list[Utterance], list[Detection]]:
     """Captions (source 'screen') and visual detections (source 'visual') of one file."""
     reader = ScreenTextReader(cfg.screen) if cfg.screen.enabled else None
     visual = VisualDetector(cfg.visual) if cfg.visual.enabled else None
     captions: list[Utterance] = []
     detections: list[Detection] = []
-    for frame in sample_frames(path, cfg.frames.interval_s, backend=cfg.frames.backend,
-                               skip_nonref=cfg.frames.skip_nonref):
+    for frame in sample_frames(
+        path, cfg.frames.interval_s, backend=cfg.frames.backend, skip_nonref=cfg.frames.skip_nonref
+    ):
         if reader is not None:
             captions.extend(reader.feed(frame))
         if visual is not None:

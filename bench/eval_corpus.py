@@ -27,8 +27,12 @@ from store.db import Database  # noqa: E402
 def score(truth: Path, alerts: list[dict], source: str) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
         f.write("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in alerts))
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "score.py"), str(truth), f.name, "--source", source],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "score.py"), str(truth), f.name, "--source", source],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     Path(f.name).unlink()
     return out.strip()
 
@@ -45,16 +49,22 @@ def main() -> None:
         db = Database.for_data_dir(data)
         scanner = Scanner(cfg, db, data_dir=data)
         right = 0
-        lines = [json.loads(x) for x in (corpus / "clips.jsonl").read_text(encoding="utf-8").splitlines() if x]
+        lines = [
+            json.loads(x) for x in (corpus / "clips.jsonl").read_text(encoding="utf-8").splitlines() if x
+        ]
         for line in lines:
             # each clip is its own stream, so price history from one clip never reaches another
-            r = scanner.scan(corpus / "clips" / f"{line['id']}.flac", ScanOptions(stream_id=f"clip-{line['id']}"))
+            r = scanner.scan(
+                corpus / "clips" / f"{line['id']}.flac", ScanOptions(stream_id=f"clip-{line['id']}")
+            )
             got = sorted({a["category"] for a in r.alerts})
             want = [c for c in line["labels"] if c != "clean"]
             ok = (not got) if not want else bool(set(got) & set(want)) and set(got) <= set(want)
             right += ok
-            print(f"{'ok ' if ok else 'BAD'} {line['id']} want={','.join(want) or 'clean':28s} "
-                  f"got={','.join(got) or '-':28s} {line['text']}")
+            print(
+                f"{'ok ' if ok else 'BAD'} {line['id']} want={','.join(want) or 'clean':28s} "
+                f"got={','.join(got) or '-':28s} {line['text']}"
+            )
         print(f"clips with the right verdict: {right}/{len(lines)}")
         for name, sources in (("broadcast_0.mp4", ("speech", "screen")), ("broadcast_1.flac", ("speech",))):
             r = scanner.scan(corpus / name, ScanOptions(video=not args.no_video))

@@ -30,6 +30,7 @@ def run_ffmpeg(ffmpeg: str, *args: str) -> None:
 @pytest.fixture(scope="session")
 def video_no_audio(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
     out = tmp_path_factory.mktemp("media") / "silent_video.mp4"
-    run_ffmpeg(ffmpeg, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=3", "-c:v", "libx264",
-               str(out))
+    run_ffmpeg(
+        ffmpeg, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=3", "-c:v", "libx264", str(out)
+    )
     return out

@@ -5,10 +5,28 @@ from asr.types import Utterance
 from detectors.types import Detection
 
 
-def det(rule: str, cat: str, start: float, end: float, sev: str = "medium", source: str = "speech",
-        score: float = 100.0) -> Detection:
-    return Detection(rule_id=rule, category=cat, code="A1", severity=sev, law="广告法 第9条", source=source,
-                     start_s=start, end_s=end, matched="最", text=f"text {start}", score=score)
+def det(
+    rule: str,
+    cat: str,
+    start: float,
+    end: float,
+    sev: str = "medium",
+    source: str = "speech",
+    score: float = 100.0,
+) -> Detection:
+    return Detection(
+        rule_id=rule,
+        category=cat,
+        code="A1",
+        severity=sev,
+        law="广告法 第9条",
+        source=source,
+        start_s=start,
+        end_s=end,
+        matched="最",
+        text=f"text {start}",
+        score=score,
+    )
 
 
 def test_overlapping_hits_of_one_category_are_one_alert() -> None:
@@ -23,10 +41,14 @@ def test_hits_apart_in_time_are_separate_alerts() -> None:
 
 
 def test_categories_and_sources_never_merge() -> None:
-    groups = group_detections([
-        det("a", "false_claim", 1.0, 2.0), det("b", "fake_sales", 1.0, 2.0),
-        det("c", "false_claim", 1.0, 2.0, source="screen"),
-    ], 1.0)
+    groups = group_detections(
+        [
+            det("a", "false_claim", 1.0, 2.0),
+            det("b", "fake_sales", 1.0, 2.0),
+            det("c", "false_claim", 1.0, 2.0, source="screen"),
+        ],
+        1.0,
+    )
     assert len(groups) == 3
 
 

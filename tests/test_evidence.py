@@ -17,8 +17,18 @@ from ingest.ffmpeg import probe
 
 
 def _alert(start: float, end: float):
-    d = Detection(rule_id="false_claim.absolute", category="false_claim", code="A1", severity="high",
-                  law="广告法 第9条", source="speech", start_s=start, end_s=end, matched="顶级", text="这款手机壳顶级材质")
+    d = Detection(
+        rule_id="false_claim.absolute",
+        category="false_claim",
+        code="A1",
+        severity="high",
+        law="广告法 第9条",
+        source="speech",
+        start_s=start,
+        end_s=end,
+        matched="顶级",
+        text="这款手机壳顶级材质",
+    )
     return make_alert([d], broadcast_id="b", rules_version="v1", context="这款手机壳顶级材质")
 
 
@@ -26,11 +36,22 @@ def _request(media: Path, tmp: Path, start: float, end: float) -> EvidenceReques
     info = probe(media)
     ref = MediaRef(str(media), sha256_file(media), media.stat().st_size, 0.0, info.duration_s, info.has_video)
     alert = _alert(start, end)
-    utt = Utterance(0, start, end, "这款手机壳", (Word("这款", start, start + 1), Word("手机壳", start + 1, end)))
-    return EvidenceRequest(alert=alert, media=ref, originals=(ref,), utterances=(utt,), out_root=tmp,
-                           pre_roll_s=10.0, post_roll_s=5.0, snapshot=True, tool_version="test",
-                           stream={"stream_id": None}, payload=alert_payload(alert, stream_id=None,
-                                                                             media_path=str(media)))
+    utt = Utterance(
+        0, start, end, "这款手机壳", (Word("这款", start, start + 1), Word("手机壳", start + 1, end))
+    )
+    return EvidenceRequest(
+        alert=alert,
+        media=ref,
+        originals=(ref,),
+        utterances=(utt,),
+        out_root=tmp,
+        pre_roll_s=10.0,
+        post_roll_s=5.0,
+        snapshot=True,
+        tool_version="test",
+        stream={"stream_id": None},
+        payload=alert_payload(alert, stream_id=None, media_path=str(media)),
+    )
 
 
 def _decodes(path: Path) -> float:
@@ -41,7 +62,9 @@ def _decodes(path: Path) -> float:
 
 
 @pytest.mark.parametrize("name", ["broadcast_0.mp4", "broadcast_1.flac"])
-def test_clip_is_a_playable_stream_copy_with_pre_and_post_roll(corpus: Path, tmp_path: Path, name: str) -> None:
+def test_clip_is_a_playable_stream_copy_with_pre_and_post_roll(
+    corpus: Path, tmp_path: Path, name: str
+) -> None:
     media = corpus / name
     before = sha256_file(media)
     ev = write_evidence(_request(media, tmp_path, 33.5, 37.9))
