@@ -213,9 +213,7 @@ class Monitor:
     @property
     def transcriber(self) -> TranscriberLike:
         if self._transcriber is None:
-            from asr.transcriber import WhisperTranscriber
-
-            self._transcriber = WhisperTranscriber(self.cfg.live_asr_config())
+            self._transcriber = live_transcriber(self.cfg)
         return self._transcriber
 
     def start(self) -> None:
@@ -444,9 +442,17 @@ class Monitor:
                 logger.exception("ASR pass over %s failed; it is retried", ctx.broadcast_id)
                 self._stop.wait(1.0)
                 continue
+            took = time.perf_counter() - t0
             self.stats.passes += 1
-            self.stats.asr_busy_s += time.perf_counter() - t0
+            self.stats.asr_busy_s += took
             final = ctx.transcript.exhausted
+            now = self._clock()
+            logger.debug("ASR %s: window %.1f-%.1f s took %.2f s, live edge %.1f s, %d committed, %d pending",
+                         ctx.broadcast_id, res.window_start_s, res.window_end_s, took, now - ctx.started_ts,
+                         res.committed_words, res.pending_words)
+            if res.utterances:  # when each line became final: transcript latency, kept with the line
+                res = replace(res, utterances=tuple(
+                    replace(u, meta={**u.meta, "committed_ts": round(now, 3)}) for u in res.utterances))
             if res.utterances or final or res.done_s - ctx.stored_done_s >= 5.0:
                 ctx.stored_done_s = res.done_s
                 self.stats.utterances += len(res.utterances)
@@ -970,6 +976,39 @@ class Monitor:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
         tmp.replace(path)
+
+
+class _LiveDecoding:
+    """A faster-whisper model with extra decoding options on every call (see LiveAsrSection)."""
+
+    def __init__(self, model: Any, **options: Any) -> None:
+        self._model = model
+        self._options = options
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
+        return self._model.transcribe(audio, **kwargs, **self._options)
+
+
+def live_transcriber(cfg: MonitorConfig) -> TranscriberLike:
+    """The monitor's one Whisper model: `asr` with the live overrides, decoding bounded per pass."""
+    from faster_whisper import WhisperModel
+
+    from asr.errors import ModelError
+    from asr.model import resolve_model
+    from asr.transcriber import WhisperTranscriber, resolve_compute
+
+    acfg = cfg.live_asr_config()
+    device, compute_type = resolve_compute(acfg)
+    path = resolve_model(acfg)
+    try:
+        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=acfg.cpu_threads)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
+    logger.info("live ASR: Whisper model %s on %s (%s), beam %d", path, device, compute_type, acfg.beam_size)
+    options: dict[str, Any] = {"max_new_tokens": cfg.live_asr.max_new_tokens}
+    if cfg.live_asr.no_repeat_ngram_size:
+        options["no_repeat_ngram_size"] = cfg.live_asr.no_repeat_ngram_size
+    return WhisperTranscriber(acfg, model=_LiveDecoding(model, **options))
 
 
 def _live_payload(alert: Alert, stream_id: str | None, folder: str) -> dict[str, Any]:

@@ -82,7 +82,36 @@ class LiveAsrSection(BaseModel):
         ),
     )
     beam_size: int | None = Field(
-        None, ge=1, description="Beam width for live passes (null = asr.beam_size)."
+        1,
+        ge=1,
+        description=(
+            "Beam width for live passes (null = asr.beam_size). Greedy: on 2 CPU cores a pass costs about "
+            "half of beam 5's (the encoder's ~1 s is fixed), which halves alert latency at equal recall on "
+            "the corpus (bench/bench_live.md)."
+        ),
+    )
+    min_speech_ms: int = Field(
+        500,
+        ge=0,
+        description=(
+            "VAD: speech shorter than this is not decoded in live passes (replaces "
+            "asr.vad.min_speech_duration_ms). Short bursts of room music at a window's edge are what Whisper "
+            "hallucinates on; a whole file gives it context, a 5 s window does not."
+        ),
+    )
+    max_new_tokens: int = Field(
+        160,
+        ge=16,
+        description=(
+            "Stop decoding a pass after this many tokens. A window that ends on a burst of noise can send "
+            "Whisper into a loop ('新的新的新的...') of up to 448 tokens, seconds of CPU for text the "
+            "hallucination filter drops anyway; 15 s of fast speech needs about 120."
+        ),
+    )
+    no_repeat_ngram_size: int = Field(
+        0,
+        ge=0,
+        description="Forbid the decoder to repeat any token n-gram of this size within a pass (0 = off).",
     )
 
     def options(self) -> StreamingOptions:
@@ -138,7 +167,10 @@ class MonitorConfig(RootConfig):
 
     def live_asr_config(self) -> AsrConfig:
         """The `asr` section with the live-pass overrides applied (what the monitor's model decodes with)."""
-        update: dict[str, Any] = {"temperatures": tuple(self.live_asr.temperatures)}
+        update: dict[str, Any] = {
+            "temperatures": tuple(self.live_asr.temperatures),
+            "vad": self.asr.vad.model_copy(update={"min_speech_duration_ms": self.live_asr.min_speech_ms}),
+        }
         if self.live_asr.beam_size is not None:
             update["beam_size"] = self.live_asr.beam_size
         return self.asr.model_copy(update=update)

@@ -143,7 +143,7 @@ class LiveTranscript:
         self._open = _Open()
         self._closed_end_s = start_s
         self._committed_end_s = start_s
-        self._prompt = prompt[-self.opts.prompt_chars :] if prompt else ""
+        self._prompt = _tail(prompt, self.opts.prompt_chars)
         self.next_index = first_index
         self.done_s = start_s
         self.processed_end_s = start_s  # end of the window of the last pass
@@ -269,7 +269,10 @@ class LiveTranscript:
             self._open.words.append(w)
             self._committed_end_s = max(self._committed_end_s, w.word.end_s)
         if self._open.words:
-            quiet_after = (window_end - self._open.end_s >= opts.pause_s) and not pending
+            # the speaker paused after the open utterance: silence heard up to the window's end, or
+            # the next (not yet agreed) words start a pause later
+            next_start = pending[0].word.start_s if pending else window_end
+            quiet_after = next_start - self._open.end_s >= opts.pause_s
             window_full = win.shape[0] >= (opts.max_window_s - opts.keep_s) * SAMPLE_RATE
             if quiet_after or (final and whole and not pending) or window_full:
                 out.append(self._close())
@@ -330,7 +333,7 @@ class LiveTranscript:
         )
         self.next_index += 1
         self._closed_end_s = max(self._closed_end_s, utt.end_s)
-        self._prompt = (self._prompt + text)[-self.opts.prompt_chars :]
+        self._prompt = _tail(self._prompt + text, self.opts.prompt_chars)
         return utt
 
     def _trim(self, to_s: float) -> None:
@@ -348,6 +351,10 @@ class LiveTranscript:
             self._chunks = [rest] if rest.shape[0] else []
             self._samples = rest.shape[0]
             self._buf_start_s += n / SAMPLE_RATE
+
+
+def _tail(text: str, n: int) -> str:
+    return text[-n:] if n > 0 else ""
 
 
 def _final_by_pause(words: Sequence[_HWord], window_end_s: float, pause_s: float) -> int:

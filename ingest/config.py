@@ -78,6 +78,14 @@ class IngestConfig(BaseModel):
         le=10,
         description="streamlink --hls-live-edge: HLS segments behind the live edge to start at.",
     )
+    hls_playlist_reload_s: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "streamlink --hls-playlist-reload-time: poll a live playlist this often (null = streamlink's "
+            "default, the target duration). Shorter finds new segments sooner, at more requests."
+        ),
+    )
     realtime: bool = Field(
         True,
         description="Replay a local file at its own speed (ffmpeg -re), as if it were live; false reads it at full speed.",

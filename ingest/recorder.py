@@ -111,6 +111,8 @@ def streamlink_args(url: str, cfg: IngestConfig) -> list[str]:
         "--hls-live-edge",
         str(cfg.hls_live_edge),
     ]
+    if cfg.hls_playlist_reload_s is not None:
+        args += ["--hls-playlist-reload-time", f"{cfg.hls_playlist_reload_s:g}"]
     for k, v in cfg.http_headers.items():
         args += ["--http-header", f"{k}={v}"]
     for k, v in cfg.http_cookies.items():
@@ -469,7 +471,7 @@ class Recorder:
         if last is None or not source_start:
             return False
         start = source_start[0]
-        if start >= last - 0.5 or last - start > 120.0:
+        if start > last + 0.5 or last - start > 120.0:  # a gap (the usual case), or a reset clock
             return False
         rows = read_segment_list(folder / ffmpeg.SEGMENT_LIST)
         return start + (rows[-1][2] if rows else 0.0) <= last + 0.5

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import socket
@@ -45,11 +44,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 class HlsServer:
     """A corpus file served as live HLS on 127.0.0.1 (see the module docstring)."""
 
@@ -61,8 +55,7 @@ class HlsServer:
         self.port = free_port()
         self.producer: subprocess.Popen[bytes] | None = None
         self.started_ts: float | None = None  # wall clock when ffmpeg started reading the file
-        self._httpd: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._httpd: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -87,16 +80,22 @@ class HlsServer:
     def cut(self) -> None:
         """Stop answering HTTP (the producer keeps going, as a live room would)."""
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            self._httpd.terminate()
+            self._httpd.wait(10)
             self._httpd = None
 
     def restore(self) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(self.folder))
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        """Serve the folder again on the same port, from its own process (no GIL shared with a monitor)."""
+        self._httpd = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory",
+             str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"HTTP server on port {self.port} did not start")
 
     @property
     def finished(self) -> bool:
