@@ -411,9 +411,25 @@ class Monitor:
     # -- ASR worker ---------------------------------------------------------------------------------------
 
     def _next(self) -> _Asr | None:
+        """The broadcast to serve next: the one furthest behind, so no room lags more than the others.
+
+        Plain round-robin is not fair once a pass cannot take a stream's whole backlog (the window is
+        capped): a stream that fell behind would need more passes than the others and never get them.
+        A broadcast catching up after a restart competes as if it were `lag_warn_s` behind at most, so
+        its backlog cannot starve the live rooms. Ties go to the one served longest ago.
+        """
+        now = self._clock()
         with self._lock:
             ready = [a for a in self._asr.values() if a.transcript.wants_pass()]
-        return min(ready, key=lambda a: a.last_served) if ready else None
+        if not ready:
+            return None
+        cap = self.cfg.live_asr.lag_warn_s
+
+        def urgency(a: _Asr) -> tuple[float, float]:
+            lag = self.lag_s(a, now)
+            return (min(lag, cap) if a.catchup else lag), -a.last_served
+
+        return max(ready, key=urgency)
 
     def lag_s(self, ctx: _Asr, now: float | None = None) -> float:
         """How far ASR is behind the live edge (live broadcasts) or the recorded end (catch-up)."""
@@ -447,12 +463,23 @@ class Monitor:
             self.stats.asr_busy_s += took
             final = ctx.transcript.exhausted
             now = self._clock()
-            logger.debug("ASR %s: window %.1f-%.1f s took %.2f s, live edge %.1f s, %d committed, %d pending",
-                         ctx.broadcast_id, res.window_start_s, res.window_end_s, took, now - ctx.started_ts,
-                         res.committed_words, res.pending_words)
+            logger.debug(
+                "ASR %s: window %.1f-%.1f s took %.2f s, live edge %.1f s, %d committed, %d pending",
+                ctx.broadcast_id,
+                res.window_start_s,
+                res.window_end_s,
+                took,
+                now - ctx.started_ts,
+                res.committed_words,
+                res.pending_words,
+            )
             if res.utterances:  # when each line became final: transcript latency, kept with the line
-                res = replace(res, utterances=tuple(
-                    replace(u, meta={**u.meta, "committed_ts": round(now, 3)}) for u in res.utterances))
+                res = replace(
+                    res,
+                    utterances=tuple(
+                        replace(u, meta={**u.meta, "committed_ts": round(now, 3)}) for u in res.utterances
+                    ),
+                )
             if res.utterances or final or res.done_s - ctx.stored_done_s >= 5.0:
                 ctx.stored_done_s = res.done_s
                 self.stats.utterances += len(res.utterances)

@@ -62,7 +62,7 @@ class TranscriberLike(Protocol):
 class StreamingOptions:
     max_window_s: float = 15.0  # the longest audio one pass decodes
     min_step_s: float = 1.0  # new audio needed before the next pass over a broadcast
-    pause_s: float = 0.8  # silence after a word that ends an utterance
+    pause_s: float = 0.6  # silence after a word that ends an utterance
     max_utterance_s: float = 12.0  # an utterance is cut after this long even without a pause
     prompt_chars: int = 100  # committed text before the window passed as the prompt
     keep_s: float = 1.0  # audio kept at the end of a silent buffer (a word may be starting)

@@ -83,8 +83,16 @@ def main() -> None:
     truth = json.loads(args.truth.read_text(encoding="utf-8"))
     tmp = Path(tempfile.mkdtemp(prefix="bench_live_"))
     period = probe(args.media).duration_s
-    spans = [{**sp, "id": f"{sp['id']}#{k}", "start_s": sp["start_s"] + k * period, "end_s": sp["end_s"] + k * period}
-             for k in range(args.loops) for sp in truth["spans"]]
+    spans = [
+        {
+            **sp,
+            "id": f"{sp['id']}#{k}",
+            "start_s": sp["start_s"] + k * period,
+            "end_s": sp["end_s"] + k * period,
+        }
+        for k in range(args.loops)
+        for sp in truth["spans"]
+    ]
     data = tmp / "data"
     live_asr: dict[str, Any] = {}
     if args.beam is not None:
@@ -97,13 +105,22 @@ def main() -> None:
     if args.loops > 1:  # one continuous file: the broadcast N times
         media = Path(concat_segments([args.media] * args.loops, tmp / f"loop{args.loops}.mp4"))
     servers = [HlsServer(media, tmp / f"hls{i}", hls_time_s=args.hls_time) for i in range(args.streams)]
-    cfg = MonitorConfig.model_validate({
-        "data_dir": str(data),
-        "live_asr": live_asr,
-        "streams": [{"id": f"s{i}", "url": srv.url, "hls_live_edge": args.hls_live_edge, "stall_timeout_s": 15,
-                     "hls_playlist_reload_s": args.reload}
-                    for i, srv in enumerate(servers)],
-    })
+    cfg = MonitorConfig.model_validate(
+        {
+            "data_dir": str(data),
+            "live_asr": live_asr,
+            "streams": [
+                {
+                    "id": f"s{i}",
+                    "url": srv.url,
+                    "hls_live_edge": args.hls_live_edge,
+                    "stall_timeout_s": 15,
+                    "hls_playlist_reload_s": args.reload,
+                }
+                for i, srv in enumerate(servers)
+            ],
+        }
+    )
     db = Database.for_data_dir(data)
     mon = Monitor(cfg, db, data)
     t_load = time.perf_counter()
@@ -163,14 +180,24 @@ def main() -> None:
             b = broadcasts[a.broadcast_id]
             src0 = float((b.meta or {}).get("source_start_s") or 0.0)
             lo, hi = a.start_s + src0, a.end_s + src0
-            match = [sp for sp in spans if a.category in sp["labels"] and lo <= sp["end_s"] + 2 and hi >= sp["start_s"] - 2]
+            match = [
+                sp
+                for sp in spans
+                if a.category in sp["labels"] and lo <= sp["end_s"] + 2 and hi >= sp["start_s"] - 2
+            ]
             if match:
                 sp = min(match, key=lambda sp: abs(sp["end_s"] - hi))
                 d = a.created_ts - (srv.started_ts + sp["end_s"])
                 tp_lat.append(d)
                 tp += 1
-                said = [u for u in utts if u.broadcast_id == a.broadcast_id and u.start_s <= a.end_s
-                        and u.end_s >= a.start_s and (u.meta or {}).get("committed_ts")]
+                said = [
+                    u
+                    for u in utts
+                    if u.broadcast_id == a.broadcast_id
+                    and u.start_s <= a.end_s
+                    and u.end_s >= a.start_s
+                    and (u.meta or {}).get("committed_ts")
+                ]
                 if said:
                     committed = max(float(u.meta["committed_ts"]) for u in said)
                     commit_lat.append(committed - (srv.started_ts + sp["end_s"]))
@@ -186,44 +213,68 @@ def main() -> None:
         series = [v for _, v in lags[sid]]
         half = len(series) // 2
         by_stream[sid] = {
-            "alerts": len(mine), "true_positive": tp, "false_positive": fp,
+            "alerts": len(mine),
+            "true_positive": tp,
+            "false_positive": fp,
             "recall": round(len(hit_spans) / max(1, len(labelled)), 3),
-            "latency_p50_s": round(pct(tp_lat, 0.5), 2), "latency_p95_s": round(pct(tp_lat, 0.95), 2),
-            "latency_all_p50_s": round(pct(lat, 0.5), 2), "latency_all_p95_s": round(pct(lat, 0.95), 2),
+            "latency_p50_s": round(pct(tp_lat, 0.5), 2),
+            "latency_p95_s": round(pct(tp_lat, 0.95), 2),
+            "latency_all_p50_s": round(pct(lat, 0.5), 2),
+            "latency_all_p95_s": round(pct(lat, 0.95), 2),
             "transcript_final_p50_s": round(pct(commit_lat, 0.5), 2),
             "alert_stored_after_transcript_p50_s": round(pct(store_lat, 0.5), 2),
-            "ingest_delay_s": [round(b.started_ts - (srv.started_ts + float((b.meta or {}).get("source_start_s") or 0)), 2)
-                               for b in broadcasts.values() if b.stream_id == sid and b.started_ts],
+            "ingest_delay_s": [
+                round(b.started_ts - (srv.started_ts + float((b.meta or {}).get("source_start_s") or 0)), 2)
+                for b in broadcasts.values()
+                if b.stream_id == sid and b.started_ts
+            ],
             "after_ingest_p50_s": round(pct(asr_part, 0.5), 2),
             "after_ingest_p95_s": round(pct(asr_part, 0.95), 2),
             "max_asr_lag_s": round(max(series, default=float("nan")), 2),
             "max_lag_first_half_s": round(max(series[:half], default=float("nan")), 2),
             "max_lag_second_half_s": round(max(series[half:], default=float("nan")), 2),
             "mean_lag_s": round(statistics.fmean(series), 2) if series else None,
+            "mean_lag_by_quarter_s": [
+                round(statistics.fmean(q), 2) if q else None
+                for q in (series[k * len(series) // 4 : (k + 1) * len(series) // 4] for k in range(4))
+            ],
             "broadcasts": sum(1 for b in broadcasts.values() if b.stream_id == sid),
         }
         all_lat += lat
         all_tp_lat += tp_lat
     result = {
-        "streams": args.streams, "media": str(args.media.name), "loops": args.loops, "hls_time_s": args.hls_time,
-        "hls_live_edge": args.hls_live_edge, "hls_playlist_reload_s": args.reload, "live_asr": cfg.live_asr.model_dump(mode="json"),
+        "streams": args.streams,
+        "media": str(args.media.name),
+        "loops": args.loops,
+        "hls_time_s": args.hls_time,
+        "hls_live_edge": args.hls_live_edge,
+        "hls_playlist_reload_s": args.reload,
+        "live_asr": cfg.live_asr.model_dump(mode="json"),
         "asr_beam": cfg.live_asr_config().beam_size,
-        "latency_p50_s": round(pct(all_tp_lat, 0.5), 2), "latency_p95_s": round(pct(all_tp_lat, 0.95), 2),
+        "latency_p50_s": round(pct(all_tp_lat, 0.5), 2),
+        "latency_p95_s": round(pct(all_tp_lat, 0.95), 2),
         "latency_all_alerts_p50_s": round(pct(all_lat, 0.5), 2),
         "latency_all_alerts_p95_s": round(pct(all_lat, 0.95), 2),
-        "per_stream": by_stream, "asr": status["asr"],
-        "load_avg_during": round(statistics.fmean(loads), 2) if loads else None, "cpus": os.cpu_count(),
+        "per_stream": by_stream,
+        "asr": status["asr"],
+        "load_avg_during": round(statistics.fmean(loads), 2) if loads else None,
+        "cpus": os.cpu_count(),
     }
     out = args.out or ROOT / "bench" / "out" / f"live_{args.streams}streams.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     print(json.dumps(result, indent=1, ensure_ascii=False))
-    print(f"\nalert latency (matched alerts, n={len(all_tp_lat)}): p50 {result['latency_p50_s']} s, "
-          f"p95 {result['latency_p95_s']} s   (all alerts n={len(all_lat)}: p50 "
-          f"{result['latency_all_alerts_p50_s']} s, p95 {result['latency_all_alerts_p95_s']} s)")
+    print(
+        f"\nalert latency (matched alerts, n={len(all_tp_lat)}): p50 {result['latency_p50_s']} s, "
+        f"p95 {result['latency_p95_s']} s   (all alerts n={len(all_lat)}: p50 "
+        f"{result['latency_all_alerts_p50_s']} s, p95 {result['latency_all_alerts_p95_s']} s)"
+    )
     for sid, r in by_stream.items():
-        print(f"{sid}: max ASR lag {r['max_asr_lag_s']} s (first half {r['max_lag_first_half_s']} s, "
-              f"second half {r['max_lag_second_half_s']} s), recall {r['recall']}, alerts {r['alerts']}")
+        print(
+            f"{sid}: max ASR lag {r['max_asr_lag_s']} s (first half {r['max_lag_first_half_s']} s, "
+            f"second half {r['max_lag_second_half_s']} s; mean by quarter {r['mean_lag_by_quarter_s']}), "
+            f"recall {r['recall']}, alerts {r['alerts']}"
+        )
     print(f"load average during the run: {result['load_avg_during']} on {os.cpu_count()} CPUs; data in {tmp}")
     if not args.keep:
         import shutil

@@ -173,10 +173,12 @@ def test_audio_after_finish_is_refused() -> None:
 
 
 def test_an_utterance_closes_when_the_next_words_start_after_a_pause_before_they_are_agreed() -> None:
-    tr = Scripted([
-        [("仅剩", 0.0, 0.5), ("三单", 0.5, 1.0)],
-        [("仅剩", 0.0, 0.5), ("三单", 0.5, 1.0), ("史上", 1.7, 2.0)],  # the next line starts 0.7 s later
-    ])
+    tr = Scripted(
+        [
+            [("仅剩", 0.0, 0.5), ("三单", 0.5, 1.0)],
+            [("仅剩", 0.0, 0.5), ("三单", 0.5, 1.0), ("史上", 1.7, 2.0)],  # the next line starts 0.7 s later
+        ]
+    )
     lt = LiveTranscript("b", StreamingOptions(pause_s=0.6, min_step_s=0.5))
     lt.add_audio(0.0, _tone(1.2))
     assert lt.step(tr).utterances == ()
