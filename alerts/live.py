@@ -44,6 +44,7 @@ class LiveGrouper:
     def __init__(self, merge_gap_s: float) -> None:
         self.merge_gap_s = merge_gap_s
         self._open: dict[tuple[str, str, str], _Group] = {}
+        self._superseded: list[_Group] = []  # closed by a later group of the same key, not yet reported
 
     def add(self, broadcast_id: str, detections: Iterable[Detection]) -> list[GroupChange]:
         """Place new detections (in time order) into groups; one change per group touched."""
@@ -56,6 +57,8 @@ class LiveGrouper:
                 g.end_s = max(g.end_s, d.end_s)
                 new = touched.get(g.alert_id, (g, False))[1]
             else:
+                if g is not None:  # detections come in time order: nothing can join the old group now
+                    self._superseded.append(g)
                 g = _Group(
                     alert_id_for(broadcast_id, d.category, d.source, d.start_s), broadcast_id, [d], d.end_s
                 )
@@ -73,15 +76,21 @@ class LiveGrouper:
             return
         key = (broadcast_id, ds[0].category, ds[0].source)
         current = self._open.get(key)
-        if current is None or current.end_s <= max(d.end_s for d in ds):
-            self._open[key] = _Group(alert_id, broadcast_id, list(ds), max(d.end_s for d in ds))
+        restored = _Group(alert_id, broadcast_id, list(ds), max(d.end_s for d in ds))
+        if current is None or current.end_s <= restored.end_s:
+            if current is not None:
+                self._superseded.append(current)
+            self._open[key] = restored
+        else:
+            self._superseded.append(restored)
 
     def open_alerts(self, broadcast_id: str) -> list[str]:
         return [g.alert_id for g in self._open.values() if g.broadcast_id == broadcast_id]
 
     def close_before(self, broadcast_id: str, complete_s: float) -> list[str]:
         """Close groups nothing can join any more: the transcript is complete up to `complete_s`."""
-        closed = []
+        closed = [g.alert_id for g in self._superseded if g.broadcast_id == broadcast_id]
+        self._superseded = [g for g in self._superseded if g.broadcast_id != broadcast_id]
         for key, g in list(self._open.items()):
             if g.broadcast_id == broadcast_id and g.end_s + self.merge_gap_s < complete_s:
                 closed.append(g.alert_id)

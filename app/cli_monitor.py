@@ -55,7 +55,7 @@ def monitor_command(
         err.print(f"livewatch: {signal.Signals(signum).name}: stopping cleanly (again to force)")
         quit_event.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old: dict[signal.Signals, Any] = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         monitor.start()
         names = ", ".join(monitor.stream_ids)

@@ -492,12 +492,15 @@ class Monitor:
                         done_s=res.done_s,
                         final=final,
                     ),
-                    then=lambda _r, b=batch: self._analysis_q.put(b),
+                    then=partial(self._to_analysis, batch),
                 )
             if final:
                 with self._lock:
                     self._asr.pop(ctx.broadcast_id, None)
                 logger.info("broadcast %s fully transcribed", ctx.broadcast_id)
+
+    def _to_analysis(self, batch: TranscriptBatch, _stored: object) -> None:
+        self._analysis_q.put(batch)
 
     # -- analysis worker ----------------------------------------------------------------------------------
 
@@ -619,18 +622,40 @@ class Monitor:
 
     def _evidence_loop(self) -> None:
         pending: dict[str, float] = {}
+        next_sweep = time.monotonic() + 30.0
         while not self._stop.is_set():
             try:
                 while True:
                     pending.setdefault(self._evidence_q.get_nowait(), time.monotonic())
             except queue.Empty:
                 pass
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + 30.0
+                for alert_id in self._closed_but_pending():
+                    pending.setdefault(alert_id, time.monotonic())
             for alert_id in list(pending):
                 if self._stop.is_set():
                     return
                 if self._try_evidence(alert_id):
                     del pending[alert_id]
             self._stop.wait(0.2)
+
+    def _closed_but_pending(self) -> list[str]:
+        """Alerts still without evidence although their transcript is complete past them (a safety net:
+        the grouper reports closed groups, this finds any that a crash or a bug left behind)."""
+        gap = self.cfg.alerts.merge_gap_s
+        with self.db.session() as s:
+            rows = s.execute(
+                select(AlertRow.id, AlertRow.end_s, Broadcast.meta)
+                .join(Broadcast, Broadcast.id == AlertRow.broadcast_id)
+                .where(AlertRow.evidence_status == "pending")
+            ).all()
+        return [
+            aid
+            for aid, end_s, meta in rows
+            if (meta or {}).get("analysis_complete")
+            or float((meta or {}).get("analyzed_s", 0.0)) > end_s + gap + 1.0
+        ]
 
     def _try_evidence(self, alert_id: str) -> bool:
         """Cut the evidence if the post-roll is on disk. True when done with this alert (cut or failed)."""

@@ -93,3 +93,12 @@ def test_broadcasts_never_share_groups() -> None:
     a = g.add("b1", [det("vulgar", 1.0, 2.0)])
     b = g.add("b2", [det("vulgar", 1.0, 2.0)])
     assert a[0].new and b[0].new and a[0].alert_id != b[0].alert_id
+
+
+def test_a_group_followed_by_a_new_one_of_its_kind_is_closed_too() -> None:
+    g = LiveGrouper(merge_gap_s=1.0)
+    (a,) = g.add("b1", [det("false_claim", 10.0, 12.0)])
+    (b,) = g.add("b1", [det("false_claim", 20.0, 21.0)])  # before the watermark passed 13 s
+    assert b.new and b.alert_id != a.alert_id
+    assert g.close_before("b1", 14.0) == [a.alert_id]
+    assert g.close_broadcast("b1") == [b.alert_id]
