@@ -1,12 +1,14 @@
 """Helpers for the live-monitoring tests and benchmark: a live HLS server on 127.0.0.1, fakes.
 
 - `HlsServer`: `ffmpeg -re FILE → HLS` (ingest.ffmpeg.hls_serve_args) into a temp folder plus a
-  `python -m http.server` process on a free port; `cut()` stops it while ffmpeg keeps producing,
+  threaded HTTP server on a free port; `cut()` stops the HTTP server while ffmpeg keeps producing,
   `restore()` brings it back on the same port.
+- `ScriptTranscriber`: a fake `Transcriber` that "hears" scripted lines: for an audio window it returns
+  the lines (on the broadcast clock) that the window covers, character by character with even times,
+  cut at the window's end like a real recognizer hearing half a sentence.
 - `ToneScript` + `ToneTranscriber`: synthetic media where line i is a tone of its own pitch, and a fake
-  transcriber that hears those tones and "says" line i, character by character with even times, cut
-  at the window's end like a real recognizer hearing half a sentence. It hears rather than follows a
-  clock, so it works across reconnects, restarts and HLS offsets.
+  transcriber that hears those tones and "says" line i. It works on any clock (reconnects, restarts,
+  HLS offsets), which a time-scripted fake cannot.
 - `LookupRules` / `LookupHolder`: fake rules that flag a scripted line by its labels.
 - `python tests/live_helpers.py monitor CONFIG SCRIPT`: a monitor process with those fakes (for the
   kill -9 test, which needs a process to kill).
@@ -166,8 +168,65 @@ class Line:
     labels: tuple[str, ...] = ()
 
 
+def corpus_lines(name: str = "broadcast_0", offset_s: float = 0.0) -> list[Line]:
+    """The spans of a corpus broadcast as scripted lines (optionally shifted onto another clock)."""
+    data = json.loads((CORPUS / f"{name}.json").read_text(encoding="utf-8"))
+    return [
+        Line(
+            sp["start_s"] + offset_s,
+            sp["end_s"] + offset_s,
+            sp["text"],
+            tuple(lb for lb in sp["labels"] if lb != "clean"),
+        )
+        for sp in data["spans"]
+    ]
+
+
 def _chars(text: str) -> list[str]:
     return [c for c in text if c.isalnum()]
+
+
+class ScriptTranscriber:
+    """Fake transcriber: returns the scripted lines a window of audio covers (see the module docstring).
+
+    Only lines inside audio that is loud enough count, so silence (zeros) yields nothing, as with
+    VAD. `calls` records every (offset_s, duration_s) asked for.
+    """
+
+    def __init__(self, lines: Sequence[Line], *, delay_s: float = 0.0) -> None:
+        self.lines = list(lines)
+        self.delay_s = delay_s
+        self.calls: list[tuple[float, float]] = []
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        dur = audio.shape[0] / SR
+        self.calls.append((offset_s, dur))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        end = offset_s + dur
+        out = []
+        for line in self.lines:
+            if line.end_s <= offset_s or line.start_s >= end:
+                continue
+            lo = int(max(0.0, line.start_s - offset_s) * SR)
+            hi = int(min(dur, line.end_s - offset_s) * SR)
+            if hi <= lo or float(np.abs(audio[lo:hi]).max(initial=0.0)) < 1e-4:
+                continue  # silence where the line should be: not heard
+            chars = _chars(line.text)
+            step = (line.end_s - line.start_s) / len(chars)
+            words = []
+            for i, c in enumerate(chars):
+                ws, we = line.start_s + i * step, line.start_s + (i + 1) * step
+                if ws >= offset_s - 1e-6 and we <= end + 1e-6:
+                    words.append(Word(c, round(ws, 3), round(we, 3), 0.9))
+            if words:
+                text = "".join(w.text for w in words)
+                out.append(
+                    Utterance(len(out), words[0].start_s, words[-1].end_s, text, tuple(words), raw_text=text)
+                )
+        return iter(out)
 
 
 @dataclass(frozen=True, slots=True)
