@@ -1043,20 +1043,35 @@ class _LiveDecoding:
 
 def live_transcriber(cfg: MonitorConfig) -> TranscriberLike:
     """The monitor's one Whisper model: `asr` with the live overrides, decoding bounded per pass."""
-    from faster_whisper import WhisperModel
-
+    from asr.encoder import load_whisper_model
     from asr.errors import ModelError
     from asr.model import resolve_model
     from asr.transcriber import WhisperTranscriber, resolve_compute
 
     acfg = cfg.live_asr_config()
+    la = cfg.live_asr
     device, compute_type = resolve_compute(acfg)
     path = resolve_model(acfg)
     try:
-        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=acfg.cpu_threads)
+        model = load_whisper_model(
+            path,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=acfg.cpu_threads,
+            trim_encoder=la.trim_encoder,
+            margin_s=la.encoder_margin_s,
+            min_context_s=la.encoder_min_s,
+        )
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
-    logger.info("live ASR: Whisper model %s on %s (%s), beam %d", path, device, compute_type, acfg.beam_size)
+    logger.info(
+        "live ASR: Whisper model %s on %s (%s), beam %d, encoder %s",
+        path,
+        device,
+        compute_type,
+        acfg.beam_size,
+        "trimmed to the audio" if la.trim_encoder else "over 30 s",
+    )
     options: dict[str, Any] = {"max_new_tokens": cfg.live_asr.max_new_tokens}
     if cfg.live_asr.no_repeat_ngram_size:
         options["no_repeat_ngram_size"] = cfg.live_asr.no_repeat_ngram_size

@@ -149,6 +149,7 @@ class LiveTranscript:
         self.processed_end_s = start_s  # end of the window of the last pass
         self.passes = 0
         self._final_done = False
+        self._blank_pass = False  # the last pass at the live edge heard nothing of the pending words
 
     # -- audio side (any thread) ---------------------------------------------------------------------
 
@@ -238,6 +239,15 @@ class LiveTranscript:
             else ()
         )
         self.passes += 1
+
+        if at_live_edge and not hyp and self._prev and not self._blank_pass:
+            # The last pass heard words this one does not (all of it dropped as a hallucination, or VAD
+            # found nothing at the edge): one blank pass is no evidence that they were not said, so the
+            # audio is kept and decoded again with more behind it; a second blank pass in a row is.
+            self._blank_pass = True
+            self.processed_end_s = window_end
+            return StepResult((), buf_start, window_end, self.done_s, 0, len(self._prev))
+        self._blank_pass = False
 
         if at_live_edge:
             n = agreed_prefix_chars([w.key for w in self._prev], [w.key for w in hyp])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -294,6 +295,70 @@ def _loop_cut(words: list[_TimedWord], history: Sequence[str], max_chars_per_s: 
 
 
 @dataclass(frozen=True, slots=True)
+class _LineOnce:
+    """The first copy of a line Whisper wrote several times over (a `_SegmentWithWords`)."""
+
+    text: str
+    start: float
+    end: float
+    words: list[WordLike]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float | None
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _first_of_repeated_line(segment: _SegmentWithWords, min_chars: int = 6) -> _LineOnce | None:
+    """The line once, when `segment` is one line followed by copies of itself; else None. Pure.
+
+    With greedy decoding and no temperature fallback (live passes), Whisper sometimes reads a whole line
+    and then loops on it ("这个减肥茶三天瘦十斤。这个减肥茶三天瘦十斤。…") until the token limit. The
+    compression-ratio filter would drop the segment, line and all; the line itself was heard. Only a
+    period of at least `min_chars` characters counts ("这边这边这边" stays a loop to drop), and the
+    result is checked again by the caller's filter.
+    """
+    words = list(segment.words or ())
+    keys = [compact_text(w.word) for w in words]
+    text = "".join(keys)
+    period = None
+    for n in range(1, len(text) // 2 + 1):
+        if text[n : 2 * n] != text[:n]:
+            continue
+        if n >= min_chars:
+            period = n
+            break
+        if (text[:n] * (len(text) // n + 1))[: len(text)] == text:
+            return None  # a short unit over and over: nothing was heard
+    if period is None:
+        return None
+    kept: list[WordLike] = []
+    pos = 0
+    for w, k in zip(words, keys, strict=True):
+        if pos + len(k) > period:
+            break
+        kept.append(w)
+        pos += len(k)
+    if pos != period:  # the copies are not cut at a word boundary: not a clean repeat
+        return None
+    line = "".join(w.word for w in kept).strip()
+    return _LineOnce(
+        text=line,
+        start=kept[0].start,
+        end=kept[-1].end,
+        words=kept,
+        avg_logprob=float(segment.avg_logprob),
+        no_speech_prob=float(segment.no_speech_prob),
+        compression_ratio=_compression_ratio(line),
+        temperature=segment.temperature,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class _Piece:
     """Words of one decoder segment that lie in one speech run, after filtering."""
 
@@ -455,6 +520,16 @@ class WhisperTranscriber:
         for segment in segments:
             self.stats.segments += 1
             reason = is_hallucination(segment, cfg)
+            if reason is not None and reason.startswith("compression_ratio"):
+                rescued = _first_of_repeated_line(segment)
+                if rescued is not None and is_hallucination(rescued, cfg) is None:
+                    self._drop(
+                        "loop (the line repeated after itself)",
+                        offset_s + rescued.end,
+                        offset_s + segment.end,
+                        segment.text[len(rescued.text) :],
+                    )
+                    segment, reason = rescued, None
             if reason is not None:
                 self._drop(reason, offset_s + segment.start, offset_s + segment.end, segment.text)
                 continue

@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=None, help="live_asr.beam_size (default: the config's)")
     ap.add_argument("--min-step", type=float, default=None)
     ap.add_argument("--pause", type=float, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any live_asr field")
     ap.add_argument("--loops", type=int, default=1, help="play the broadcast this many times in a row")
     ap.add_argument("--stagger", type=float, default=0.7, help="seconds between producer starts")
     ap.add_argument("--out", type=Path, default=None)
@@ -101,6 +102,12 @@ def main() -> None:
         live_asr["min_step_s"] = args.min_step
     if args.pause is not None:
         live_asr["pause_s"] = args.pause
+    for kv in args.set:
+        key, _, raw = kv.partition("=")
+        try:
+            live_asr[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            live_asr[key] = raw
     media = args.media
     if args.loops > 1:  # one continuous file: the broadcast N times
         media = Path(concat_segments([args.media] * args.loops, tmp / f"loop{args.loops}.mp4"))
@@ -139,7 +146,9 @@ def main() -> None:
         while not stop.wait(0.5):
             st = mon.status()
             for sid, info in st["streams"].items():
-                if info["asr_lag_s"] is not None:
+                # only while the room is live: after the producer stops the live clock runs on with no
+                # audio until the stall timeout ends the recording, which is not ASR falling behind
+                if info["asr_lag_s"] is not None and not servers[int(sid[1:])].finished:
                     lags[sid].append((time.time(), info["asr_lag_s"]))
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -217,6 +226,7 @@ def main() -> None:
             "true_positive": tp,
             "false_positive": fp,
             "recall": round(len(hit_spans) / max(1, len(labelled)), 3),
+            "missed": sorted(f"{i}:{c}" for i, c in labelled - hit_spans),
             "latency_p50_s": round(pct(tp_lat, 0.5), 2),
             "latency_p95_s": round(pct(tp_lat, 0.95), 2),
             "latency_all_p50_s": round(pct(lat, 0.5), 2),
@@ -273,7 +283,8 @@ def main() -> None:
         print(
             f"{sid}: max ASR lag {r['max_asr_lag_s']} s (first half {r['max_lag_first_half_s']} s, "
             f"second half {r['max_lag_second_half_s']} s; mean by quarter {r['mean_lag_by_quarter_s']}), "
-            f"recall {r['recall']}, alerts {r['alerts']}"
+            f"recall {r['recall']} (missed {', '.join(r['missed']) or 'none'}), alerts {r['alerts']}, "
+            f"false {r['false_positive']}"
         )
     print(f"load average during the run: {result['load_avg_during']} on {os.cpu_count()} CPUs; data in {tmp}")
     if not args.keep:
