@@ -38,6 +38,7 @@ from starlette.background import BackgroundTask
 
 from alerts.evidence import sha256_file
 from alerts.package import EvidenceIntegrityError
+from app.monitor_status import metrics_text, stream_statuses
 from review import charts, ledger
 from review.auth import (
     LoginLimiter,
@@ -451,6 +452,23 @@ def create_app(
             body,
             media_type=mt,
             headers={"Content-Disposition": f'attachment; filename="livewatch-ledger-{stamp}.{fmt}"'},
+        )
+
+    # -- monitoring -----------------------------------------------------------------------------------
+
+    @app.get(
+        "/metrics",
+        tags=["monitoring"],
+        summary="The live monitor per stream in Prometheus text format (state, uptime, reconnects, ASR lag, "
+        "alerts today); scrape with a bearer token",
+        response_class=Response,
+    )
+    def get_metrics(who: Who) -> Response:
+        running, rows = stream_statuses(state.db, state.data_dir, clock())
+        return Response(
+            metrics_text(running, rows),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
         )
 
     # -- the page -------------------------------------------------------------------------------------

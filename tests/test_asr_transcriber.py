@@ -204,3 +204,27 @@ def test_a_line_whisper_split_at_a_comma_is_one_utterance() -> None:
     utts = list(WhisperTranscriber(no_vad(), model=model).transcribe(np.zeros(7 * SR, dtype=np.float32)))
     assert [u.text for u in utts] == ["这个精华液原价九百九十九元今天直播间只要一百九十九元"]
     assert utts[0].meta["segments"] == 2 and utts[0].start_s == 0.0 and utts[0].end_s == pytest.approx(5.3)
+
+
+def test_a_line_whisper_looped_on_is_kept_once() -> None:
+    # Greedy live decoding: the line, then copies of it until the token limit (compression ratio 5).
+    line = "这个减肥茶三天瘦十斤绝对不反弹"
+    words = [FWord(c, 1.0 + 0.2 * i, 1.2 + 0.2 * i) for i, c in enumerate(line)]
+    words += [FWord(c, 4.0 + 0.01 * i, 4.01 + 0.01 * i) for i, c in enumerate(line * 6)]
+    model = ScriptedWhisper([FSeg(1.0, 5.0, line * 7, words, compression_ratio=5.2)])
+    t = WhisperTranscriber(no_vad(), model=model)
+    utts = list(t.transcribe(np.zeros(6 * SR, dtype=np.float32)))
+    assert [u.text for u in utts] == [line]
+    assert utts[0].end_s == pytest.approx(1.0 + 0.2 * len(line))
+    assert t.stats.dropped["loop"] == 1
+
+
+@pytest.mark.parametrize(
+    "text", ["这边这边这边这边这边这边这边这边", "请" * 40, "1-2-3-4-4-4-4-4-4-4-4-4-4-4-4"]
+)
+def test_a_short_unit_looped_is_still_dropped_whole(text: str) -> None:
+    words = [FWord(c, 0.5 + 0.02 * i, 0.52 + 0.02 * i) for i, c in enumerate(text)]
+    model = ScriptedWhisper([FSeg(0.5, 2.0, text, words, compression_ratio=6.0)])
+    t = WhisperTranscriber(no_vad(), model=model)
+    assert list(t.transcribe(np.zeros(3 * SR, dtype=np.float32))) == []
+    assert t.stats.dropped["compression_ratio"] == 1

@@ -185,3 +185,27 @@ def test_an_utterance_closes_when_the_next_words_start_after_a_pause_before_they
     lt.add_audio(1.2, _tone(0.9))
     res = lt.step(tr)
     assert [u.text for u in res.utterances] == ["仅剩三单"] and res.pending_words == 1
+
+
+class _BlankOnce:
+    """Hears the line as the real model would, except that chosen passes come back empty (all dropped)."""
+
+    def __init__(self, inner: ToneTranscriber, blank: set[int]) -> None:
+        self.inner = inner
+        self.blank = blank
+        self.calls = 0
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        self.calls += 1
+        out = list(self.inner.transcribe(audio, offset_s=offset_s, prompt=prompt))
+        return iter(() if self.calls in self.blank else out)
+
+
+@pytest.mark.parametrize("blank", [{2}, {3}, {2, 4}, {3, 5}])
+def test_a_blank_pass_in_the_middle_of_a_line_loses_none_of_it(blank: set[int]) -> None:
+    # passes 2, 3, ... run while the first line is being spoken: one of them hears nothing
+    tr = _BlankOnce(ToneTranscriber(SCRIPT), blank)
+    got = run_live(LiveTranscript("b", StreamingOptions(min_step_s=0.5)), SCRIPT.audio(), tr)
+    assert [u.text for u, _ in got] == FULL

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import time
 import xml.etree.ElementTree as ET
 import zipfile
 from collections import Counter
@@ -97,6 +98,7 @@ PROTECTED = [
     ("GET", "/api/ledger.xlsx"),
     ("GET", "/api/session"),
     ("POST", "/api/logout"),
+    ("GET", "/metrics"),
 ]
 
 
@@ -571,3 +573,43 @@ def test_verify_endpoint_and_package_refusal_name_a_file_changed_on_disk(
     finally:
         snap.write_bytes(original)
     assert c.get(f"/api/alerts/{a.alert_id}/verify").json()["ok"] is True
+
+
+def test_metrics_show_the_running_monitor_in_prometheus_text(
+    store: CorpusStore, client: tuple[TestClient, str]
+) -> None:
+    c, _ = client
+    status_file = store.data_dir / "monitor" / "status.json"
+    status_file.parent.mkdir(parents=True, exist_ok=True)
+    status = {
+        "running": True,
+        "updated_ts": time.time(),
+        "streams": {
+            "room-x": {
+                "state": "recording",
+                "detail": "",
+                "broadcast_started_ts": time.time() - 90,
+                "asr_lag_s": 1.5,
+                "max_asr_lag_s": 4.25,
+                "lagging": False,
+            }
+        },
+    }
+    status_file.write_text(json.dumps(status), encoding="utf-8")
+    try:
+        r = c.get("/metrics")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        lines = r.text.splitlines()
+        assert "livewatch_monitor_up 1" in lines
+        assert 'livewatch_stream_recording{stream="room-x"} 1' in lines
+        assert 'livewatch_stream_asr_lag_seconds{stream="room-x"} 1.5' in lines
+        assert 'livewatch_stream_asr_lag_max_seconds{stream="room-x"} 4.25' in lines
+        uptime = next(x for x in lines if x.startswith('livewatch_stream_uptime_seconds{stream="room-x"}'))
+        assert 89 <= float(uptime.split()[-1]) <= 120
+        assert any(x.startswith("# TYPE livewatch_stream_alerts_today gauge") for x in lines)
+    finally:
+        status_file.unlink()
+    r = c.get("/metrics")
+    assert "livewatch_monitor_up 0" in r.text.splitlines()  # no status file: no monitor running
+    assert "room-x" not in r.text
