@@ -36,6 +36,8 @@ from rapidfuzz.distance import Levenshtein
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_live import pct  # noqa: E402  (this folder is on sys.path: the script's own)
+
 from app.monitor import live_transcriber  # noqa: E402
 from app.monitor_config import MonitorConfig  # noqa: E402
 from asr.audio import load_audio  # noqa: E402
@@ -45,15 +47,6 @@ from asr.types import Utterance  # noqa: E402
 from detectors.engine import RuleHolder  # noqa: E402
 
 SLACK_S = 2.0
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def _arabic(text: str) -> str:
