@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from alerts.types import Alert
 from asr.types import Utterance
-from detectors.types import Detection
+from detectors.types import Detection, PriceClaim
 from ingest import ffmpeg
 from ingest.recorder import read_segment_list
 from store import repo
@@ -39,6 +39,7 @@ from store.models import (
     BroadcastGap,
     DetectionRow,
     MediaSegmentRow,
+    PriceClaimRow,
     UtteranceRow,
 )
 
@@ -337,6 +338,34 @@ class LiveStore:
         if row is not None:
             row.evidence_status = "failed"
             row.payload = {**(row.payload or {}), "evidence_error": error}
+
+
+def stored_claims(s: Session, broadcast_id: str) -> list[PriceClaim]:
+    """The price claims stored for a broadcast (to carry on after a restart)."""
+    rows = s.scalars(
+        select(PriceClaimRow)
+        .where(PriceClaimRow.broadcast_id == broadcast_id)
+        .order_by(PriceClaimRow.start_s, PriceClaimRow.id)
+    ).all()
+    return [
+        PriceClaim(
+            source=r.source,
+            start_s=r.start_s,
+            end_s=r.end_s,
+            text=r.text,
+            reference_price=r.reference_price,
+            reference_kind=r.reference_kind,
+            current_price=r.current_price,
+            current_kind=r.current_kind,
+            discount=r.discount,
+            reduction=r.reduction,
+            conditions=tuple(r.conditions or ()),
+            product=r.product,
+            pressure=tuple(r.pressure or ()),
+            basis=r.basis,
+        )
+        for r in rows
+    ]
 
 
 def _detection_row(alert: Alert, d: Detection) -> DetectionRow:

@@ -8,7 +8,8 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
     DbWriter (the one writer) ◀── utterances + ASR watermark ── ASR worker (one thread owns the model,
         │ after commit                                              round-robin over broadcasts)
         ▼
-    analysis worker: rules.detect(utterance) → LiveGrouper → alert stored at once (+ webhook outbox rows)
+    analysis worker: rules.detect(utterance) + price checks → LiveGrouper → alert stored at once
+        │ (+ webhook outbox rows, price claims)
         │ closed alerts
         ▼
     evidence worker: waits for the post-roll on disk, joins the files, writes the hashed evidence folder
@@ -61,13 +62,16 @@ from app.live_store import (
     alert_from_row,
     next_utterance_index,
     rescan_segments,
+    stored_claims,
 )
 from app.monitor_config import MonitorConfig, StreamEntry
 from app.monitor_status import STATUS_FILE
 from app.retention import apply_retention
 from asr.streaming import LiveTranscript, TranscriberLike
 from asr.types import Utterance
-from detectors.types import Detection
+from detectors.price import PriceChecker, analyze_utterances
+from detectors.price_config import load_price_config
+from detectors.types import Detection, PriceClaim
 from ingest import ffmpeg
 from ingest.recorder import Recorder
 from ingest.tail import AudioFollower
@@ -75,6 +79,7 @@ from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, SegmentR
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
+from store.prices import SqlPriceHistory, link_claim_alerts, save_claims
 
 __all__ = ["STATUS_FILE", "Monitor", "RuleHolderLike", "RulesLike"]
 
@@ -203,6 +208,8 @@ class Monitor:
         base_dirs = tuple(cfg.rule_dirs())
         self._base_holder = holders.get(base_dirs) or make_holder(list(base_dirs))
         self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
+        self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
+        self._claims: dict[str, list[PriceClaim]] = {}  # per broadcast, as stored (analysis thread)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -528,8 +535,27 @@ class Monitor:
         for u in batch.utterances:
             recent.append(u)
             detections.extend(rules.detect(u))
-        changes = self.grouper.add(batch.broadcast_id, detections)
         started_ts, source_start_s = self._clocks(batch.broadcast_id)
+        # the scan's price checks, claim by claim, against the stream's stored history
+        price = analyze_utterances(
+            batch.utterances,
+            (),
+            self._price,
+            stream_id=batch.stream_id,
+            started_ts=started_ts,
+            broadcast_id=batch.broadcast_id,
+        )
+        detections.extend(price.detections)
+        claims = self._claims.get(batch.broadcast_id)
+        if claims is None:
+            with self.db.session() as s:
+                claims = self._claims[batch.broadcast_id] = stored_claims(s, batch.broadcast_id)
+        claims.extend(tc.claim for tc in price.claims)
+        all_claims = list(claims)
+        if batch.final:  # the broadcast is over: nothing more to keep for it
+            self._claims.pop(batch.broadcast_id, None)
+            self._recent.pop(batch.broadcast_id, None)
+        changes = self.grouper.add(batch.broadcast_id, detections)
         a = self.cfg.alerts
         alerts = []
         for ch in changes:
@@ -570,6 +596,16 @@ class Monitor:
                     new.append(alert.alert_id)
                     enqueue(s, alert.alert_id, alert.category, alert.severity, hooks, now)
                 LiveStore.pin_range(s, batch.broadcast_id, alert.start_s - pre, alert.end_s + post)
+            if price.claims:
+                save_claims(
+                    s,
+                    broadcast_id=batch.broadcast_id,
+                    stream_id=batch.stream_id,
+                    started_ts=started_ts,
+                    claims=all_claims,
+                )
+            if price.claims or any(a.category == "price_fraud" for a in alerts):
+                link_claim_alerts(s, batch.broadcast_id)
             LiveStore.mark_analyzed(
                 s, batch.broadcast_id, [u.index for u in batch.utterances], batch.done_s, batch.final
             )

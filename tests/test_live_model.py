@@ -10,6 +10,7 @@ the labelled lines recorded whole were alerted, every clip is playable and match
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -57,12 +58,17 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         cmd = livewatch("monitor", "--config", str(config))
         with (tmp_path / "run1.log").open("w") as log:
-            first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # own process groups: whatever a monitor leaves behind (streamlink, ffmpeg) is reaped below
+            first = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
             time.sleep(55)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         with (tmp_path / "run2.log").open("w") as log:
-            second = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            second = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
             try:
                 while not server.finished:
                     time.sleep(1)
@@ -73,10 +79,17 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
                     capture_output=True,
                     text=True,
                     check=True,
+                    timeout=60,
                 )
             finally:
                 second.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
-                assert second.wait(120) == 0, (tmp_path / "run2.log").read_text()[-3000:]
+                try:
+                    code = second.wait(120)
+                finally:
+                    for proc in (first, second):  # a hung stop must fail this test, not stall the run
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+                assert code == 0, (tmp_path / "run2.log").read_text()[-3000:]
 
     rows = json.loads(status.stdout)
     assert rows["running"] is True and rows["streams"][0]["stream_id"] == "room"

@@ -10,6 +10,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,17 @@ from app.monitor_config import MonitorConfig
 from app.monitor_status import read_status, stream_statuses
 from ingest.ffmpeg import probe
 from store.db import Database
-from store.models import AlertRow, Broadcast, BroadcastGap, MediaSegmentRow, UtteranceRow, WebhookOutbox
+from store.models import (
+    AlertRow,
+    Broadcast,
+    BroadcastGap,
+    DetectionRow,
+    MediaSegmentRow,
+    PriceClaimRow,
+    UtteranceRow,
+    WebhookOutbox,
+)
+from store.prices import import_reference_prices
 
 SCRIPT = ToneScript.from_corpus(
     ["d28", "d01", "d05", "d14", "d33", "d26"], period_s=4.0, lead_s=0.8, length_s=2.5
@@ -157,3 +168,84 @@ def test_an_offline_source_is_retried_and_leaves_no_broadcast(tmp_path: Path) ->
     with db.session() as s:
         assert s.scalars(select(Broadcast)).all() == []
     assert not any((tmp_path / "recordings" / "gone").glob("*"))  # failed attempts leave no folders
+
+
+@pytest.mark.slow
+def test_a_growing_asr_lag_is_shown_and_logged_loudly(
+    tmp_path: Path, tone_media: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = MonitorConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "live_asr": {"lag_warn_s": 3.0, "min_step_s": 0.5},
+            "streams": [{"id": "room", "url": str(tone_media)}],  # replayed at its own speed, as if live
+        }
+    )
+    db = Database.for_data_dir(tmp_path)
+    slow = ToneTranscriber(SCRIPT, delay_s=2.5)  # a machine that cannot keep up with the stream
+    mon = Monitor(
+        cfg,
+        db,
+        tmp_path,
+        transcriber=slow,
+        rule_holder=lambda dirs: LookupHolder(LookupRules(SCRIPT.lines())),
+    )
+    seen: list[dict[str, object]] = []
+    mon.start()
+    try:
+        deadline = time.time() + SCRIPT.duration_s
+        while time.time() < deadline and not any(s["lagging"] for s in seen):
+            seen.append(mon.status()["streams"]["room"])
+            time.sleep(0.5)
+    finally:
+        mon.stop()
+    lagging = [s for s in seen if s["lagging"]]
+    assert lagging and float(lagging[0]["asr_lag_s"]) > 3.0  # type: ignore[arg-type]
+    assert any("ASR LAG: stream room" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+PRICE_SCRIPT = ToneScript.from_corpus(["d28", "d02", "d05"], period_s=4.0, lead_s=0.8, length_s=2.5)
+
+
+def test_live_price_claims_are_checked_against_known_prices_stored_and_linked(tmp_path: Path) -> None:
+    # 这个精华液原价九百九十九元,今天直播间只要一百九十九元 — while an imported price says 精华液 sold at 299
+    media = PRICE_SCRIPT.make_media(tmp_path / "prices.mp4")
+    known = tmp_path / "known.csv"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    known.write_text(f"product,price,date\n精华液,299,{yesterday}\n", encoding="utf-8")
+    db = Database.for_data_dir(tmp_path)
+    assert import_reference_prices(db, known) == (1, 0)
+    cfg = MonitorConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "alerts": {"pre_roll_s": 1.0, "post_roll_s": 1.0},
+            "streams": [{"id": "room", "url": str(media), "realtime": False, "segment_s": 1}],
+        }
+    )
+    # no keyword rules at all: whatever alerts comes from the price checks
+    mon = Monitor(
+        cfg,
+        db,
+        tmp_path,
+        transcriber=ToneTranscriber(PRICE_SCRIPT),
+        rule_holder=lambda dirs: LookupHolder(LookupRules([])),
+    )
+    mon.start()
+    try:
+        wait_for(lambda: settled(db), 90, "the broadcast to be processed")
+    finally:
+        mon.stop()
+    line = PRICE_SCRIPT.lines()[1]
+    with db.session() as s:
+        (b,) = s.scalars(select(Broadcast)).all()
+        (alert,) = s.scalars(select(AlertRow)).all()
+        rules = {d.rule_id for d in s.scalars(select(DetectionRow).where(DetectionRow.alert_id == alert.id))}
+        claims = s.scalars(select(PriceClaimRow)).all()
+    assert alert.category == "price_fraud" and alert.stream_id == "room"
+    assert line.start_s - 0.1 <= alert.start_s < alert.end_s <= line.end_s + 0.1  # the claim within its line
+    assert "price.reference_above_known_price" in rules
+    assert alert.evidence_status == "done"
+    (claim,) = claims
+    assert (claim.reference_price, claim.current_price, claim.product) == (999.0, 199.0, "精华液")
+    assert claim.broadcast_id == b.id and claim.stream_id == "room" and claim.alert_id == alert.id
+    assert claim.ts == pytest.approx(b.started_ts + claim.start_s)
