@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from alerts.config import AlertsConfig
 from alerts.grouping import context_text, group_detections, make_alert
@@ -15,6 +16,15 @@ from app.price_scan import PriceScan
 from asr.types import Utterance
 from detectors.price import PriceAnalysis
 from detectors.types import Detection
+
+
+class RuleSet(Protocol):
+    """What analysis needs of a loaded rule set (`detectors.engine.RuleEngine`)."""
+
+    version: str
+
+    def detect(self, utt: Utterance) -> list[Detection]: ...
+
 
 __all__ = ["Analysis", "analyze_broadcast", "build_alerts"]
 
@@ -62,7 +72,7 @@ def analyze_broadcast(
     screen: Sequence[Utterance],
     visual: Sequence[Detection],
     *,
-    rules: object,
+    rules: RuleSet,
     price: PriceScan | None,
     cfg: AlertsConfig,
     broadcast_id: str,
@@ -70,7 +80,7 @@ def analyze_broadcast(
     started_ts: float | None,
 ) -> Analysis:
     """Run the rule packs over every utterance, the price checks over the broadcast, and group."""
-    detections: list[Detection] = [d for u in [*speech, *screen] for d in rules.detect(u)]  # type: ignore[attr-defined]
+    detections: list[Detection] = [d for u in [*speech, *screen] for d in rules.detect(u)]
     price_analysis = None
     if price is not None:
         price_analysis = price.analyze(
@@ -85,5 +95,5 @@ def analyze_broadcast(
         broadcast_id=broadcast_id,
         rules_version=rules.version,
         started_ts=started_ts,
-    )  # type: ignore[attr-defined]
+    )
     return Analysis(tuple(detections), tuple(alerts), price_analysis)
