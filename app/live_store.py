@@ -239,6 +239,24 @@ class LiveStore:
         s.execute(update(MediaSegmentRow).where(*cond).values(status="transcribed"))
 
     @staticmethod
+    def store_captions(
+        s: Session, broadcast_id: str, captions: Sequence[Utterance], done_s: float, final: bool
+    ) -> None:
+        """Captions the video worker read (analysed in this same transaction) and its watermark."""
+        for u in captions:
+            row = repo.utterance_to_row(broadcast_id, u)
+            row.analyzed = True
+            s.add(row)
+        b = s.get(Broadcast, broadcast_id)
+        if b is None:
+            raise KeyError(broadcast_id)
+        meta = dict(b.meta or {})
+        meta["video_done_s"] = max(float(meta.get("video_done_s", 0.0)), done_s)
+        if final:
+            meta["video_complete"] = True
+        b.meta = meta
+
+    @staticmethod
     def mark_analyzed(
         s: Session, broadcast_id: str, indexes: Iterable[int], analyzed_s: float, final: bool
     ) -> None:
@@ -426,6 +444,15 @@ def alert_from_row(s: Session, row: AlertRow) -> Alert:
         detections=tuple(detection_from_row(d, row.law) for d in dets),
         start_ts=row.start_ts,
     )
+
+
+def next_caption_index(s: Session, broadcast_id: str) -> int:
+    last = s.scalar(
+        select(func.max(UtteranceRow.idx)).where(
+            UtteranceRow.broadcast_id == broadcast_id, UtteranceRow.source == "screen"
+        )
+    )
+    return 0 if last is None else int(last) + 1
 
 
 def next_utterance_index(s: Session, broadcast_id: str) -> int:

@@ -8,8 +8,10 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
     DbWriter (the one writer) ◀── utterances + ASR watermark ── ASR worker (one thread owns the model,
         │ after commit                                              round-robin over broadcasts)
         ▼
-    analysis worker: rules.detect(utterance) + price checks → LiveGrouper → alert stored at once
-        │ (+ webhook outbox rows, price claims)
+    video worker (video.enabled): each closed file → frames → captions (OCR) + visual detections ─┐
+                                                                                                   ▼
+    analysis worker: rules.detect(utterance or caption) + price checks → LiveGrouper → alert stored at once
+        │ (+ webhook outbox rows, price claims, captions with the video watermark)
         │ closed alerts
         ▼
     evidence worker: waits for the post-roll on disk, joins the files, writes the hashed evidence folder
@@ -24,8 +26,9 @@ Durability: every step is a transaction through `DbWriter` (file rows recorded �
 analyzed; utterances with the ASR watermark; alerts with the utterances' `analyzed` flags and the
 webhook outbox rows). A monitor killed at any point and started again closes the interrupted broadcast
 (a gap is stored), re-registers files the database missed, re-transcribes from the watermark,
-analyses utterances not yet analysed, and cuts pending evidence; alert ids are deterministic, so
-nothing is raised twice.
+analyses utterances not yet analysed, re-reads video from its watermark (`video_done_s`; a caption on
+screen at the crash is read again from that point), and cuts pending evidence; alert ids are
+deterministic, so nothing is raised twice.
 
 Shutdown (`stop()`, from any thread): recorders end their connections (ffmpeg lists its last file),
 audio followers and the workers stop after their current step, queued writes are committed. What was
@@ -60,10 +63,12 @@ from app.live_store import (
     DbWriter,
     LiveStore,
     alert_from_row,
+    next_caption_index,
     next_utterance_index,
     rescan_segments,
     stored_claims,
 )
+from app.live_video import VideoBatch, VideoWorker
 from app.monitor_config import MonitorConfig, StreamEntry
 from app.monitor_status import STATUS_FILE
 from app.retention import apply_retention
@@ -75,7 +80,7 @@ from detectors.types import Detection, PriceClaim
 from ingest import ffmpeg
 from ingest.recorder import Recorder
 from ingest.tail import AudioFollower
-from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, SegmentRecorded
+from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, MediaSegment, SegmentRecorded
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
@@ -192,7 +197,7 @@ class Monitor:
         self._asr: dict[str, _Asr] = {}
         self._rec: dict[str, _Rec] = {}
         self._bell = threading.Event()
-        self._analysis_q: queue.Queue[TranscriptBatch] = queue.Queue()
+        self._analysis_q: queue.Queue[TranscriptBatch | VideoBatch] = queue.Queue()
         self._evidence_q: queue.Queue[str] = queue.Queue()
         self._recent: dict[str, collections.deque[Utterance]] = {}
         self._threads: list[threading.Thread] = []
@@ -210,6 +215,12 @@ class Monitor:
         self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
         self._claims: dict[str, list[PriceClaim]] = {}  # per broadcast, as stored (analysis thread)
+        v = cfg.video
+        self._video = (
+            VideoWorker(v, self._analysis_q.put)
+            if v.enabled and (v.screen.enabled or v.visual.enabled)
+            else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -239,6 +250,8 @@ class Monitor:
             self._threads.append(t)
         if self.webhooks is not None:
             self.webhooks.start()
+        if self._video is not None:
+            self._video.start()
         keep_video = self.cfg.video.enabled
         for st in self._streams.values():
             st.recorder = Recorder(
@@ -272,6 +285,8 @@ class Monitor:
             followers = [a.follower for a in self._asr.values() if a.follower is not None]
         for f in followers:
             f.stop()
+        if self._video is not None:
+            self._video.stop()
         for t in self._threads:
             t.join(30)
         if self.webhooks is not None:
@@ -351,6 +366,9 @@ class Monitor:
             self.writer.submit(
                 partial(LiveStore.refine_start, broadcast_id=seg.broadcast_id, started_ts=ctx.started_ts)
             )
+        stream = self._video_stream(seg.broadcast_id)
+        if stream is not None and self._video is not None:
+            self._video.submit(seg.broadcast_id, stream, seg)
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:
         self.writer.submit(
@@ -362,6 +380,9 @@ class Monitor:
                 reason=event.reason,
             )
         )
+        stream = self._video_stream(event.broadcast_id)
+        if stream is not None and self._video is not None:
+            self._video.end(event.broadcast_id, stream)
         with self._lock:
             rec = self._rec.setdefault(event.broadcast_id, _Rec())
             rec.end_s = max(rec.end_s, event.end_s)
@@ -376,6 +397,17 @@ class Monitor:
             event.end_s,
             event.reason,
         )
+
+    def _video_stream(self, broadcast_id: str) -> str | None:
+        """The stream of a live broadcast whose recording keeps video for the video worker, else None."""
+        if self._video is None:
+            return None
+        with self._lock:
+            ctx = self._asr.get(broadcast_id)
+        st = self._streams.get(ctx.stream_id) if ctx is not None else None
+        if st is None or not st.entry.keeps_video(self.cfg.video.enabled):
+            return None
+        return st.entry.id
 
     def state_changed(self, event: IngestState) -> None:
         with self._lock:
@@ -521,7 +553,10 @@ class Monitor:
                 continue
             self._analyze(batch)
 
-    def _analyze(self, batch: TranscriptBatch) -> None:
+    def _analyze(self, batch: TranscriptBatch | VideoBatch) -> None:
+        """Rules, price checks and grouping over what ASR committed or the video worker read; the
+        alerts, claims, captions and watermark are stored in one transaction by the writer."""
+        video = isinstance(batch, VideoBatch)
         st = self._streams.get(batch.stream_id)
         holder = st.holder if st is not None else self._base_holder
         pre, post = (
@@ -530,16 +565,24 @@ class Monitor:
             else (self.cfg.alerts.pre_roll_s, self.cfg.alerts.post_roll_s)
         )
         rules = holder.maybe_reload()
-        recent = self._recent.setdefault(batch.broadcast_id, collections.deque(maxlen=200))
+        utts = batch.captions if isinstance(batch, VideoBatch) else batch.utterances
+        recent = (
+            collections.deque(utts)
+            if video
+            else self._recent.setdefault(batch.broadcast_id, collections.deque(maxlen=200))
+        )
         detections: list[Detection] = []
-        for u in batch.utterances:
-            recent.append(u)
+        for u in utts:
+            if not video:
+                recent.append(u)
             detections.extend(rules.detect(u))
+        if isinstance(batch, VideoBatch):
+            detections.extend(batch.visual)
         started_ts, source_start_s = self._clocks(batch.broadcast_id)
         # the scan's price checks, claim by claim, against the stream's stored history
         price = analyze_utterances(
-            batch.utterances,
-            (),
+            () if video else utts,
+            utts if video else (),
             self._price,
             stream_id=batch.stream_id,
             started_ts=started_ts,
@@ -552,7 +595,7 @@ class Monitor:
                 claims = self._claims[batch.broadcast_id] = stored_claims(s, batch.broadcast_id)
         claims.extend(tc.claim for tc in price.claims)
         all_claims = list(claims)
-        if batch.final:  # the broadcast is over: nothing more to keep for it
+        if batch.final and not video:  # the broadcast is over: nothing more to keep for it
             self._claims.pop(batch.broadcast_id, None)
             self._recent.pop(batch.broadcast_id, None)
         changes = self.grouper.add(batch.broadcast_id, detections)
@@ -569,11 +612,16 @@ class Monitor:
                 started_ts=started_ts,
             )
             alerts.append(replace(alert, alert_id=ch.alert_id))
-        closed = (
-            self.grouper.close_broadcast(batch.broadcast_id)
-            if batch.final
-            else self.grouper.close_before(batch.broadcast_id, batch.done_s)
-        )
+        if video:
+            # groups close on the speech watermark; the video's last batch closes them only when
+            # speech of the broadcast is already complete (else the evidence sweep is the net)
+            with self._lock:
+                speech_done = batch.broadcast_id not in self._asr
+            closed = self.grouper.close_broadcast(batch.broadcast_id) if batch.final and speech_done else []
+        elif batch.final:
+            closed = self.grouper.close_broadcast(batch.broadcast_id)
+        else:
+            closed = self.grouper.close_before(batch.broadcast_id, batch.done_s)
         hooks = self.cfg.webhooks
         folder = self._folder(batch.broadcast_id)
 
@@ -606,9 +654,12 @@ class Monitor:
                 )
             if price.claims or any(a.category == "price_fraud" for a in alerts):
                 link_claim_alerts(s, batch.broadcast_id)
-            LiveStore.mark_analyzed(
-                s, batch.broadcast_id, [u.index for u in batch.utterances], batch.done_s, batch.final
-            )
+            if video:
+                LiveStore.store_captions(s, batch.broadcast_id, utts, batch.done_s, batch.final)
+            else:
+                LiveStore.mark_analyzed(
+                    s, batch.broadcast_id, [u.index for u in utts], batch.done_s, batch.final
+                )
             return new
 
         def after(new: list[str]) -> None:
@@ -867,6 +918,8 @@ class Monitor:
             meta = dict(b.meta or {})
             if not meta.get("asr_complete"):
                 self._resume_asr(b, folder, float(meta.get("asr_done_s", 0.0)))
+            if not meta.get("video_complete"):
+                self._resume_video(b, float(meta.get("video_done_s", 0.0)))
         self._resume_analysis(todo)
         with self.db.session() as s:
             pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending")).all()
@@ -929,6 +982,30 @@ class Monitor:
         else:
             self._follow(ctx, first_seq=first, skip_before_s=done_s)
         logger.info("broadcast %s: transcribing the rest from %.1f s", b.id, done_s)
+
+    def _resume_video(self, b: Broadcast, done_s: float) -> None:
+        """Queue the recorded files the video worker had not read, then the broadcast's end."""
+        st = self._streams.get(b.stream_id or "")
+        if self._video is None or st is None or not st.entry.keeps_video(self.cfg.video.enabled):
+            return
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(MediaSegmentRow)
+                .where(
+                    MediaSegmentRow.broadcast_id == b.id,
+                    MediaSegmentRow.deleted.is_(False),
+                    MediaSegmentRow.start_s + MediaSegmentRow.duration_s > done_s,
+                )
+                .order_by(MediaSegmentRow.seq)
+            ).all()
+            first_index = next_caption_index(s, b.id)
+        for r in rows:
+            seg = MediaSegment(b.id, r.seq, r.path, r.start_s, r.duration_s)
+            self._video.submit(b.id, st.entry.id, seg, first_caption_index=first_index)
+        self._video.end(b.id, st.entry.id)
+        logger.info(
+            "broadcast %s: reading the rest of its video from %.1f s (%d files)", b.id, done_s, len(rows)
+        )
 
     def _resume_analysis(self, broadcasts: Sequence[Broadcast]) -> None:
         with self.db.session() as s:
@@ -1048,6 +1125,16 @@ class Monitor:
                 "passes": self.stats.passes,
                 "busy_fraction": round(self.stats.asr_busy_s / max(up, 1e-9), 3),
                 "utterances": self.stats.utterances,
+            },
+            "video": None
+            if self._video is None
+            else {
+                "files": self._video.stats.files,
+                "frames": self._video.stats.frames,
+                "captions": self._video.stats.captions,
+                "visual": self._video.stats.visual,
+                "busy_fraction": round(self._video.stats.busy_s / max(up, 1e-9), 3),
+                "backlog_files": self._video.backlog(),
             },
             "alerts": self.stats.alerts,
             "evidence": self.stats.evidence,

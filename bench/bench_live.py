@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=None, help="live_asr.beam_size (default: the config's)")
     ap.add_argument("--min-step", type=float, default=None)
     ap.add_argument("--pause", type=float, default=None)
+    ap.add_argument(
+        "--video", action="store_true", help="live frame analysis on too (OCR + NudeNet share the CPU)"
+    )
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any live_asr field")
     ap.add_argument("--loops", type=int, default=1, help="play the broadcast this many times in a row")
     ap.add_argument("--stagger", type=float, default=0.7, help="seconds between producer starts")
@@ -116,6 +119,7 @@ def main() -> None:
         {
             "data_dir": str(data),
             "live_asr": live_asr,
+            "video": {"enabled": bool(args.video)},
             "streams": [
                 {
                     "id": f"s{i}",
@@ -181,7 +185,9 @@ def main() -> None:
     for i, srv in enumerate(servers):
         sid = f"s{i}"
         assert srv.started_ts is not None
-        mine = [a for a in alerts if a.stream_id == sid]
+        # speech alerts are scored against the spoken lines; on-screen ones (--video) are counted apart
+        mine = [a for a in alerts if a.stream_id == sid and a.source == "speech"]
+        screen = [a for a in alerts if a.stream_id == sid and a.source != "speech"]
         lat, tp_lat, tp, fp = [], [], 0, 0
         commit_lat, store_lat, asr_part = [], [], []
         hit_spans: set[tuple[str, str]] = set()
@@ -223,6 +229,7 @@ def main() -> None:
         half = len(series) // 2
         by_stream[sid] = {
             "alerts": len(mine),
+            "screen_visual_alerts": len(screen),
             "true_positive": tp,
             "false_positive": fp,
             "recall": round(len(hit_spans) / max(1, len(labelled)), 3),
