@@ -132,7 +132,9 @@ class LiveStore:
         started_ts: float,
         source_start_s: float | None,
         rules_version: str,
+        video: bool = False,
     ) -> None:
+        """A new broadcast row; `video`: the video worker reads it too, so it is done only when both are."""
         repo.ensure_stream(s, stream_id, url, name)
         s.add(
             Broadcast(
@@ -144,7 +146,13 @@ class LiveStore:
                 status="live",
                 rules_version=rules_version,
                 created_ts=time.time(),
-                meta={"dir": folder, "source_start_s": source_start_s, "asr_done_s": 0.0, "analyzed_s": 0.0},
+                meta={
+                    "dir": folder,
+                    "source_start_s": source_start_s,
+                    "asr_done_s": 0.0,
+                    "analyzed_s": 0.0,
+                    **({"video_expected": True, "video_done_s": 0.0} if video else {}),
+                },
             )
         )
         gap = s.scalar(
@@ -240,10 +248,30 @@ class LiveStore:
 
     @staticmethod
     def store_captions(
-        s: Session, broadcast_id: str, captions: Sequence[Utterance], done_s: float, final: bool
+        s: Session,
+        broadcast_id: str,
+        captions: Sequence[Utterance],
+        done_s: float,
+        final: bool,
+        resume_s: float | None = None,
     ) -> None:
-        """Captions the video worker read (analysed in this same transaction) and its watermark."""
+        """Captions the video worker read (analysed in this same transaction) and its watermark.
+
+        A caption already stored (same text and first moment: read again after a restart) is skipped.
+        """
+        stored = {
+            (r.text, round(r.start_s, 2))
+            for r in s.scalars(
+                select(UtteranceRow).where(
+                    UtteranceRow.broadcast_id == broadcast_id,
+                    UtteranceRow.source == "screen",
+                    UtteranceRow.start_s >= min((u.start_s for u in captions), default=0.0) - 0.01,
+                )
+            )
+        }
         for u in captions:
+            if (u.text, round(u.start_s, 2)) in stored:
+                continue
             row = repo.utterance_to_row(broadcast_id, u)
             row.analyzed = True
             s.add(row)
@@ -252,8 +280,13 @@ class LiveStore:
             raise KeyError(broadcast_id)
         meta = dict(b.meta or {})
         meta["video_done_s"] = max(float(meta.get("video_done_s", 0.0)), done_s)
+        meta["video_resume_s"] = (
+            meta["video_done_s"] if resume_s is None else min(resume_s, meta["video_done_s"])
+        )
         if final:
             meta["video_complete"] = True
+            if meta.get("analysis_complete") and b.status == "ended":
+                b.status = "done"
         b.meta = meta
 
     @staticmethod
@@ -278,7 +311,7 @@ class LiveStore:
         meta["analyzed_s"] = max(float(meta.get("analyzed_s", 0.0)), analyzed_s)
         if final:
             meta["analysis_complete"] = True
-            if b.status == "ended":
+            if b.status == "ended" and (not meta.get("video_expected") or meta.get("video_complete")):
                 b.status = "done"
         b.meta = meta
         cond = [MediaSegmentRow.broadcast_id == broadcast_id, MediaSegmentRow.status == "transcribed"]

@@ -4,7 +4,9 @@ The recorder reports each file once ffmpeg has closed it; `VideoWorker` samples 
 broadcast's clock (`ingest.frames.FrameSampler`, one per broadcast so the grid runs on across files),
 feeds them to the broadcast's `ScreenTextReader` (captions, source 'screen') and `VisualDetector`
 (source 'visual'), and hands what each file produced to the monitor's analysis worker as a
-`VideoBatch`, whose `done_s` (the file's end) the analysis stores as the broadcast's video watermark.
+`VideoBatch`, whose `done_s` (the file's end) the analysis stores as the broadcast's video watermark,
+with `resume_s`: where a restarted reader must begin so that captions still on screen (not yet handed
+out) are read again from their first appearance; captions handed out twice that way are stored once.
 A caption becomes an utterance when it leaves the screen (or when the broadcast ends), exactly as in a
 scan, so a caption's alert carries its first and last moment on screen.
 
@@ -36,6 +38,8 @@ __all__ = ["VideoBatch", "VideoWorker"]
 
 logger = logging.getLogger(__name__)
 
+MAX_REREAD_S = 60.0  # how far before the video watermark a restarted reader may start
+
 
 @dataclass(frozen=True, slots=True)
 class VideoBatch:
@@ -47,6 +51,11 @@ class VideoBatch:
     visual: tuple[Detection, ...]
     done_s: float  # frames before this are read
     final: bool  # the broadcast is over and every caption has been handed out
+    resume_s: float = 0.0  # a restarted reader starts here: done_s, or the oldest caption still on screen
+    # captions read for the first time and still on screen: judged now, so a caption that stays up for
+    # minutes (a banner) alerts when it appears, not when it goes; not stored (the caption is, once it
+    # leaves the screen, and its detections then join the same alert)
+    opening: tuple[Utterance, ...] = ()
 
 
 @dataclass(slots=True)
@@ -57,6 +66,7 @@ class _State:
     visual: VisualDetector | None
     done_s: float = 0.0
     frames: int = 0
+    announced: set[tuple[str, float]] = field(default_factory=set)  # open captions already handed out
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +158,9 @@ class VideoWorker:
                 st.frames,
                 st.reader.stats.captions if st.reader else 0,
             )
-            return VideoBatch(job.broadcast_id, st.stream_id, tuple(rest), tuple(seen), st.done_s, True)
+            return VideoBatch(
+                job.broadcast_id, st.stream_id, tuple(rest), tuple(seen), st.done_s, True, st.done_s
+            )
         if st is None:
             cfg = self.cfg
             st = self._state[job.broadcast_id] = _State(
@@ -189,4 +201,27 @@ class VideoWorker:
         self.stats.visual += len(visual)
         st.done_s = max(st.done_s, seg.end_s)
         self.stats.per_broadcast[job.broadcast_id] = st.done_s
-        return VideoBatch(job.broadcast_id, job.stream_id, tuple(captions), tuple(visual), st.done_s, False)
+        opening: list[Utterance] = []
+        resume = st.done_s
+        if st.reader is not None:
+            for u in st.reader.open_captions():
+                if (u.text, u.start_s) not in st.announced:
+                    st.announced.add((u.text, u.start_s))
+                    opening.append(u)
+            pending = st.reader.pending_since()
+            if pending is not None:
+                # not further back than MAX_REREAD_S: a caption up for longer (a room watermark, a
+                # banner) has been judged already; after a restart it is read again from there
+                resume = max(min(st.done_s, pending), st.done_s - MAX_REREAD_S)
+            for u in captions:
+                st.announced.discard((u.text, u.start_s))
+        return VideoBatch(
+            job.broadcast_id,
+            job.stream_id,
+            tuple(captions),
+            tuple(visual),
+            st.done_s,
+            False,
+            resume,
+            tuple(opening),
+        )

@@ -321,6 +321,7 @@ class Monitor:
                 started_ts=event.started_ts,
                 source_start_s=event.source_start_s,
                 rules_version=rules_version,
+                video=self._video is not None and st.entry.keeps_video(self.cfg.video.enabled),
             )
         )
         with self._lock:
@@ -578,6 +579,20 @@ class Monitor:
             detections.extend(rules.detect(u))
         if isinstance(batch, VideoBatch):
             detections.extend(batch.visual)
+            # captions just read and still on screen: the rules and price checks now, claims not kept
+            for u in batch.opening:
+                detections.extend(rules.detect(u))
+            if batch.opening:
+                detections.extend(
+                    analyze_utterances(
+                        (),
+                        batch.opening,
+                        self._price,
+                        stream_id=batch.stream_id,
+                        started_ts=self._clocks(batch.broadcast_id)[0],
+                        broadcast_id=batch.broadcast_id,
+                    ).detections
+                )
         started_ts, source_start_s = self._clocks(batch.broadcast_id)
         # the scan's price checks, claim by claim, against the stream's stored history
         price = analyze_utterances(
@@ -654,8 +669,10 @@ class Monitor:
                 )
             if price.claims or any(a.category == "price_fraud" for a in alerts):
                 link_claim_alerts(s, batch.broadcast_id)
-            if video:
-                LiveStore.store_captions(s, batch.broadcast_id, utts, batch.done_s, batch.final)
+            if isinstance(batch, VideoBatch):
+                LiveStore.store_captions(
+                    s, batch.broadcast_id, utts, batch.done_s, batch.final, batch.resume_s
+                )
             else:
                 LiveStore.mark_analyzed(
                     s, batch.broadcast_id, [u.index for u in utts], batch.done_s, batch.final
@@ -918,8 +935,8 @@ class Monitor:
             meta = dict(b.meta or {})
             if not meta.get("asr_complete"):
                 self._resume_asr(b, folder, float(meta.get("asr_done_s", 0.0)))
-            if not meta.get("video_complete"):
-                self._resume_video(b, float(meta.get("video_done_s", 0.0)))
+            if meta.get("video_expected") and not meta.get("video_complete"):
+                self._resume_video(b, float(meta.get("video_resume_s", meta.get("video_done_s", 0.0))))
         self._resume_analysis(todo)
         with self.db.session() as s:
             pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending")).all()
@@ -985,8 +1002,16 @@ class Monitor:
 
     def _resume_video(self, b: Broadcast, done_s: float) -> None:
         """Queue the recorded files the video worker had not read, then the broadcast's end."""
-        st = self._streams.get(b.stream_id or "")
-        if self._video is None or st is None or not st.entry.keeps_video(self.cfg.video.enabled):
+        if self._video is None:
+            logger.warning(
+                "broadcast %s: its video was read up to %.1f s and video analysis is now off; the rest is "
+                "left unread",
+                b.id,
+                done_s,
+            )
+            self.writer.call(
+                partial(LiveStore.store_captions, broadcast_id=b.id, captions=(), done_s=done_s, final=True)
+            )
             return
         with self.db.session() as s:
             rows = s.scalars(
@@ -999,10 +1024,11 @@ class Monitor:
                 .order_by(MediaSegmentRow.seq)
             ).all()
             first_index = next_caption_index(s, b.id)
+        stream = b.stream_id or ""  # read even if the stream has left the config: it was recorded
         for r in rows:
             seg = MediaSegment(b.id, r.seq, r.path, r.start_s, r.duration_s)
-            self._video.submit(b.id, st.entry.id, seg, first_caption_index=first_index)
-        self._video.end(b.id, st.entry.id)
+            self._video.submit(b.id, stream, seg, first_caption_index=first_index)
+        self._video.end(b.id, stream)
         logger.info(
             "broadcast %s: reading the rest of its video from %.1f s (%d files)", b.id, done_s, len(rows)
         )

@@ -347,6 +347,11 @@ class ScreenTextReader:
         self._shape = None
         return out
 
+    def pending_since(self) -> float | None:
+        """When the oldest caption not yet handed out appeared (None: none pending). A reader restarted
+        after a crash must start there to hand out those captions whole."""
+        return min((t.first_s for t in self._tracks), default=None)
+
     def open_captions(self) -> list[Utterance]:
         """Captions on screen now, as provisional utterances (meta['open']=True, index -1)."""
         return [t.to_utterance(-1, open_=True) for t in self._tracks if t.visible]

@@ -457,8 +457,41 @@ def run_fake_monitor(config: Path, script_path: Path) -> None:
         mon.stop()
 
 
+class Deaf:
+    """A transcriber that hears nothing (tests where every alert must come from the frames)."""
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        return iter(())
+
+
+def run_video_monitor(config: Path) -> None:
+    """A monitor process with the shipped rules and real frame analysis but no speech (SIGTERM stops it)."""
+    import logging
+    import signal
+
+    from app.monitor import Monitor
+    from app.monitor_config import load_monitor_config
+    from store.db import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_monitor_config(config)
+    data_dir = cfg.resolved_data_dir()
+    mon = Monitor(cfg, Database.for_data_dir(data_dir, cfg.db_url), data_dir, transcriber=Deaf())
+    quit_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: quit_event.set())
+    mon.start()
+    try:
+        quit_event.wait()
+    finally:
+        mon.stop()
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "monitor":
         run_fake_monitor(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "video-monitor":
+        run_video_monitor(Path(sys.argv[2]))
     else:
-        sys.exit("usage: python tests/live_helpers.py monitor CONFIG SCRIPT")
+        sys.exit("usage: python tests/live_helpers.py monitor CONFIG SCRIPT | video-monitor CONFIG")

@@ -9,34 +9,27 @@ price checks judge the captions, as in a scan.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from live_helpers import CORPUS
+import yaml
+from live_helpers import CORPUS, Deaf
 from sqlalchemy import select
 from test_live_monitor import settled, wait_for
 
 from alerts.evidence import sha256_file
 from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
-from asr.types import Utterance
 from store.db import Database
 from store.models import AlertRow, Broadcast, UtteranceRow
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 OVERLAYS = json.loads((CORPUS / "broadcast_0.json").read_text(encoding="utf-8"))["overlays"]
-
-
-class Deaf:
-    """A transcriber that hears nothing: speech is out of this test."""
-
-    def transcribe(
-        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
-    ) -> Iterator[Utterance]:
-        return iter(())
 
 
 def test_captions_on_screen_raise_alerts_live_with_evidence(tmp_path: Path) -> None:
@@ -114,3 +107,97 @@ def test_captions_on_screen_raise_alerts_live_with_evidence(tmp_path: Path) -> N
         assert "snapshot.jpg" in names
         for f in manifest["files"]:
             assert sha256_file(folder / f["name"]) == f["sha256"]
+
+
+def _labelled(alerts: list[AlertRow], src0: float) -> tuple[dict[tuple[str, str], int], list[AlertRow]]:
+    """How many alerts each (labelled caption, category) got, and the alerts no label explains."""
+    counts: dict[tuple[str, str], int] = {}
+    unexplained = []
+    for a in alerts:
+        lo, hi = a.start_s + src0, a.end_s + src0
+        keys = [
+            (ov["text"], a.category)
+            for ov in OVERLAYS
+            if a.category in ov["labels"] and lo <= ov["end_s"] + 2 and hi >= ov["start_s"] - 2
+        ]
+        for k in keys:
+            counts[k] = counts.get(k, 0) + 1
+        if not keys:
+            unexplained.append(a)
+    return counts, unexplained
+
+
+def test_kill_9_mid_video_then_restart_reads_the_rest_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    stream = {"id": "room", "url": str(CORPUS / "broadcast_0.mp4"), "realtime": False, "record_video": True}
+    base = {
+        "data_dir": str(data),
+        "alerts": {"pre_roll_s": 2.0, "post_roll_s": 2.0},
+        "video": {"frames": {"interval_s": 0.5}},  # four times the frames: the kill lands mid-video
+    }
+    first_cfg, second_cfg = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first_cfg.write_text(yaml.safe_dump({**base, "streams": [stream]}), encoding="utf-8")
+    # the restart only finishes what was recorded: the file is not recorded a second time
+    second_cfg.write_text(
+        yaml.safe_dump({**base, "streams": [{**stream, "enabled": False}]}), encoding="utf-8"
+    )
+    helper = str(Path(__file__).resolve().parent / "live_helpers.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    db = Database.for_data_dir(data)
+
+    def video_done_s() -> float:
+        with db.session() as s:
+            b = s.scalars(select(Broadcast)).first()
+            return float((b.meta or {}).get("video_done_s", 0.0)) if b is not None else 0.0
+
+    with (tmp_path / "run1.log").open("w") as log:
+        first = subprocess.Popen(
+            [sys.executable, helper, "video-monitor", str(first_cfg)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            wait_for(lambda: video_done_s() >= 56.0, 120, "half of the video to be read")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+    done_at_kill = video_done_s()
+    with db.session() as s:
+        (b,) = s.scalars(select(Broadcast)).all()
+        before = {a.id for a in s.scalars(select(AlertRow))}
+    assert 56.0 <= done_at_kill < (b.duration_s or 124.0) - 20, "the kill did not land mid-video"
+    assert b.status != "done" and not b.meta.get("video_complete")
+    assert before, "no alert before the kill: the first half holds two labelled captions"
+
+    with (tmp_path / "run2.log").open("w") as log:
+        second = subprocess.Popen(
+            [sys.executable, helper, "video-monitor", str(second_cfg)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            wait_for(lambda: settled(db), 120, "the rest of the video to be read and its evidence cut")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(60) == 0, (tmp_path / "run2.log").read_text()[-3000:]
+
+    with db.session() as s:
+        (b,) = s.scalars(select(Broadcast)).all()
+        alerts = s.scalars(select(AlertRow).order_by(AlertRow.start_s)).all()
+        captions = s.scalars(select(UtteranceRow).where(UtteranceRow.source == "screen")).all()
+    assert b.status == "done" and b.meta["video_complete"]
+    assert len({c.idx for c in captions}) == len(captions)  # caption numbers carried on, none reused
+    src0 = float((b.meta or {}).get("source_start_s") or 0.0)
+    for ov in OVERLAYS:  # each caption stored once, from its first appearance, though the kill cut it
+        norm = ov["text"].replace(" ", "")
+        rows = [c for c in captions if norm[:4] in c.text.replace(" ", "")]
+        assert len(rows) == 1, (ov["text"], [(c.text, c.start_s) for c in rows])
+        assert abs(rows[0].start_s + src0 - ov["start_s"]) <= 2.5, (rows[0].start_s, ov)
+    counts, unexplained = _labelled(alerts, src0)
+    expected = {(ov["text"], c) for ov in OVERLAYS for c in ov["labels"] if c != "clean"}
+    assert set(counts) == expected, counts
+    assert all(n == 1 for n in counts.values()), f"a caption alerted twice: {counts}"
+    assert not unexplained, [(a.category, a.text) for a in unexplained]
+    assert {a.id for a in alerts} >= before and all(a.evidence_status == "done" for a in alerts)
