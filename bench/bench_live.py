@@ -224,12 +224,32 @@ def main() -> None:
                 d = a.created_ts - (srv.started_ts + hi)
                 fp += 1
             lat.append(d)
+        # on-screen alerts (--video): from when the caption appeared (the overlay's start) to the alert row
+        overlays = [
+            {**ov, "start_s": ov["start_s"] + k * period, "end_s": ov["end_s"] + k * period}
+            for k in range(args.loops)
+            for ov in truth.get("overlays", [])
+        ]
+        screen_lat, screen_hit = [], set()
+        for a in screen:
+            b = broadcasts[a.broadcast_id]
+            src0 = float((b.meta or {}).get("source_start_s") or 0.0)
+            lo, hi = a.start_s + src0, a.end_s + src0
+            for i, ov in enumerate(overlays):
+                if a.category in ov["labels"] and lo <= ov["end_s"] + 2 and hi >= ov["start_s"] - 2:
+                    screen_lat.append(a.created_ts - (srv.started_ts + ov["start_s"]))
+                    screen_hit.add((i, a.category))
+        screen_labelled = {(i, c) for i, ov in enumerate(overlays) for c in ov["labels"] if c != "clean"}
         labelled = {(sp["id"], c) for sp in spans for c in sp["labels"] if c != "clean"}
         series = [v for _, v in lags[sid]]
         half = len(series) // 2
         by_stream[sid] = {
             "alerts": len(mine),
             "screen_visual_alerts": len(screen),
+            "screen_recall": round(len(screen_hit) / len(screen_labelled), 3)
+            if screen and screen_labelled
+            else None,
+            "screen_latency_from_appearance_s": [round(x, 2) for x in sorted(screen_lat)],
             "true_positive": tp,
             "false_positive": fp,
             "recall": round(len(hit_spans) / max(1, len(labelled)), 3),
@@ -274,6 +294,7 @@ def main() -> None:
         "latency_all_alerts_p95_s": round(pct(all_lat, 0.95), 2),
         "per_stream": by_stream,
         "asr": status["asr"],
+        "video": status.get("video"),
         "load_avg_during": round(statistics.fmean(loads), 2) if loads else None,
         "cpus": os.cpu_count(),
     }
@@ -292,6 +313,12 @@ def main() -> None:
             f"second half {r['max_lag_second_half_s']} s; mean by quarter {r['mean_lag_by_quarter_s']}), "
             f"recall {r['recall']} (missed {', '.join(r['missed']) or 'none'}), alerts {r['alerts']}, "
             f"false {r['false_positive']}"
+            + (
+                f"; on screen: {r['screen_visual_alerts']} alerts, recall {r['screen_recall']}, "
+                f"latency from appearance {r['screen_latency_from_appearance_s']} s"
+                if args.video
+                else ""
+            )
         )
     print(f"load average during the run: {result['load_avg_during']} on {os.cpu_count()} CPUs; data in {tmp}")
     if not args.keep:
