@@ -2,6 +2,7 @@
 
     python bench/bench_live.py                    # 1 stream: p50/p95 alert latency
     python bench/bench_live.py --streams 3        # 3 streams at once: per-stream max ASR lag
+    python bench/bench_live.py --video            # live frame analysis too: on-screen alerts and their latency
 
 Each stream is `ffmpeg -re examples/corpus/broadcast_0.mp4 → HLS` (2 s segments, as a platform CDN
 serves) behind a local HTTP server, read through streamlink by a real `livewatch` monitor with the

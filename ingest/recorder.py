@@ -61,6 +61,7 @@ _DIRECT_SCHEMES = ("rtmp", "rtmps", "rtmpt", "rtsp", "rtsps", "srt", "udp", "tcp
 _DIRECT_SUFFIXES = (".flv", ".ts", ".mp4", ".mkv", ".m2ts")
 _START_RE = re.compile(r"Duration: .*?, start: (-?\d+(?:\.\d+)?)")
 _POLL_S = 0.1
+_SOURCE_CLOCK_WAIT_S = 2.0
 
 
 class RecorderSink(Protocol):
@@ -391,11 +392,24 @@ class Recorder:
         listed = 0
         stopping = False
         reason = ""
+        first_growth: float | None = None
         while procs[-1].poll() is None:  # ffmpeg (last) ends when its input ends or fails
             now = self._clock()
             if growth.changed():
                 last_growth = now
-            if result.broadcast_id is None and growth.size > 0 and not self._old_media(source_start, folder):
+            if growth.size > 0 and first_growth is None:
+                first_growth = now
+            if (
+                result.broadcast_id is None
+                and first_growth is not None
+                # ffmpeg reports the source's clock before it writes, but its stderr is read by another
+                # thread, which a loaded machine can hold back: wait a moment for it rather than store
+                # a broadcast without it (later alerts are matched to earlier connections by it)
+                and (source_start or now - first_growth >= _SOURCE_CLOCK_WAIT_S)
+                and not self._old_media(source_start, folder)
+            ):
+                if not source_start:
+                    logger.warning("stream %s: ffmpeg did not report the source clock", self.stream_id)
                 result.broadcast_id = broadcast_id
                 self.sink.broadcast_started(
                     BroadcastStarted(
