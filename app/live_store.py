@@ -42,6 +42,7 @@ from store.models import (
     PriceClaimRow,
     UtteranceRow,
 )
+from store.prices import claim_from_row
 
 __all__ = ["DbWriter", "LiveStore"]
 
@@ -398,25 +399,7 @@ def stored_claims(s: Session, broadcast_id: str) -> list[PriceClaim]:
         .where(PriceClaimRow.broadcast_id == broadcast_id)
         .order_by(PriceClaimRow.start_s, PriceClaimRow.id)
     ).all()
-    return [
-        PriceClaim(
-            source=r.source,
-            start_s=r.start_s,
-            end_s=r.end_s,
-            text=r.text,
-            reference_price=r.reference_price,
-            reference_kind=r.reference_kind,
-            current_price=r.current_price,
-            current_kind=r.current_kind,
-            discount=r.discount,
-            reduction=r.reduction,
-            conditions=tuple(r.conditions or ()),
-            product=r.product,
-            pressure=tuple(r.pressure or ()),
-            basis=r.basis,
-        )
-        for r in rows
-    ]
+    return [claim_from_row(r) for r in rows]
 
 
 def _detection_row(alert: Alert, d: Detection) -> DetectionRow:

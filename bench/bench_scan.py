@@ -57,12 +57,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "alerts": len(r.alerts), 
 
 
 def run(code: str, *args: str) -> tuple[dict, float]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -87,13 +83,10 @@ def main() -> None:
             s, rss = run(SCAN, args.media, tmp, "1" if args.video else "0")
         scan_t.append(s["seconds"])
         scan_rss.append(rss)
-        print(
-            f"run {i + 1}: faster-whisper {r['seconds']:.2f}s ({r['words']} words, {raw_rss[-1]:.0f} MiB)  "
-            f"livewatch scan {s['seconds']:.2f}s ({s['alerts']} alerts, {rss:.0f} MiB; "
-            f"asr {s['stats'].get('asr_s')}s video {s['stats'].get('video_s')}s "
-            f"analysis+evidence {s['stats'].get('analysis_s')}s)",
-            flush=True,
-        )
+        print(f"run {i + 1}: faster-whisper {r['seconds']:.2f}s ({r['words']} words, {raw_rss[-1]:.0f} MiB)  "
+              f"livewatch scan {s['seconds']:.2f}s ({s['alerts']} alerts, {rss:.0f} MiB; "
+              f"asr {s['stats'].get('asr_s')}s video {s['stats'].get('video_s')}s "
+              f"analysis+evidence {s['stats'].get('analysis_s')}s)", flush=True)
         time.sleep(0.5)
     best_raw, best_scan = min(raw_t), min(scan_t)
     print(f"media: {args.media}  video: {'on' if args.video else 'off'}  cpus: {os.cpu_count()}")

@@ -36,6 +36,7 @@ __all__ = [
     "ClaimListing",
     "ReferencePriceError",
     "SqlPriceHistory",
+    "claim_from_row",
     "import_reference_prices",
     "link_claim_alerts",
     "list_claims",
@@ -50,7 +51,7 @@ class ReferencePriceError(Exception):
     """A reference-price file that cannot be imported; the message names file and line (or item)."""
 
 
-def _row_to_claim(r: PriceClaimRow) -> PriceClaim:
+def claim_from_row(r: PriceClaimRow) -> PriceClaim:
     return PriceClaim(
         source=r.source,
         start_s=r.start_s,
@@ -95,7 +96,7 @@ class SqlPriceHistory:
             rows = s.execute(q).all()
             return [
                 HistoricClaim(
-                    claim=_row_to_claim(r),
+                    claim=claim_from_row(r),
                     ts=float(r.ts or 0.0),
                     broadcast_id=r.broadcast_id,
                     stream_id=r.stream_id,
@@ -355,4 +356,6 @@ def list_claims(
     with db.session() as s:
         rows = list(s.scalars(q).all())
     rows.reverse()
-    return [ClaimListing(r.id, r.stream_id, r.broadcast_id, r.ts, _row_to_claim(r), r.alert_id) for r in rows]
+    return [
+        ClaimListing(r.id, r.stream_id, r.broadcast_id, r.ts, claim_from_row(r), r.alert_id) for r in rows
+    ]

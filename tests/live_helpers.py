@@ -26,12 +26,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asr.types import Utterance, Word
 from detectors.types import Detection
 from ingest import ffmpeg
+
+if TYPE_CHECKING:
+    from app.monitor import Monitor
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "examples" / "corpus"
@@ -430,7 +434,6 @@ def load_script(path: Path) -> ToneScript:
 def run_fake_monitor(config: Path, script_path: Path) -> None:
     """A monitor process with ToneTranscriber/LookupRules for a saved ToneScript (SIGTERM stops it)."""
     import logging
-    import signal
 
     from app.monitor import Monitor
     from app.monitor_config import load_monitor_config
@@ -448,6 +451,13 @@ def run_fake_monitor(config: Path, script_path: Path) -> None:
         transcriber=ToneTranscriber(script),
         rule_holder=lambda dirs: LookupHolder(rules),
     )
+    _serve(mon)
+
+
+def _serve(mon: Monitor) -> None:
+    """Run a monitor until SIGTERM."""
+    import signal
+
     quit_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: quit_event.set())
     mon.start()
@@ -469,7 +479,6 @@ class Deaf:
 def run_video_monitor(config: Path) -> None:
     """A monitor process with the shipped rules and real frame analysis but no speech (SIGTERM stops it)."""
     import logging
-    import signal
 
     from app.monitor import Monitor
     from app.monitor_config import load_monitor_config
@@ -478,14 +487,7 @@ def run_video_monitor(config: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_monitor_config(config)
     data_dir = cfg.resolved_data_dir()
-    mon = Monitor(cfg, Database.for_data_dir(data_dir, cfg.db_url), data_dir, transcriber=Deaf())
-    quit_event = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: quit_event.set())
-    mon.start()
-    try:
-        quit_event.wait()
-    finally:
-        mon.stop()
+    _serve(Monitor(cfg, Database.for_data_dir(data_dir, cfg.db_url), data_dir, transcriber=Deaf()))
 
 
 if __name__ == "__main__":
