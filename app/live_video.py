@@ -85,7 +85,6 @@ class VideoStats:
     visual: int = 0
     busy_s: float = 0.0
     failed_files: int = 0
-    per_broadcast: dict[str, float] = field(default_factory=dict)  # video watermark
 
 
 class VideoWorker:
@@ -200,7 +199,6 @@ class VideoWorker:
         self.stats.captions += len(captions)
         self.stats.visual += len(visual)
         st.done_s = max(st.done_s, seg.end_s)
-        self.stats.per_broadcast[job.broadcast_id] = st.done_s
         opening: list[Utterance] = []
         resume = st.done_s
         if st.reader is not None:
