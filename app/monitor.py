@@ -577,6 +577,7 @@ class Monitor:
             if not video:
                 recent.append(u)
             detections.extend(rules.detect(u))
+        started_ts, source_start_s = self._clocks(batch.broadcast_id)
         if isinstance(batch, VideoBatch):
             detections.extend(batch.visual)
             # captions just read and still on screen: the rules and price checks now, claims not kept
@@ -589,11 +590,10 @@ class Monitor:
                         batch.opening,
                         self._price,
                         stream_id=batch.stream_id,
-                        started_ts=self._clocks(batch.broadcast_id)[0],
+                        started_ts=started_ts,
                         broadcast_id=batch.broadcast_id,
                     ).detections
                 )
-        started_ts, source_start_s = self._clocks(batch.broadcast_id)
         # the scan's price checks, claim by claim, against the stream's stored history
         price = analyze_utterances(
             () if video else utts,
