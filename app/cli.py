@@ -219,6 +219,7 @@ def _register_optional() -> None:
         ("app.cli_monitor", "status_command", "status", "command"),
         ("app.cli_review", "review_command", "review", "command"),
         ("app.cli_review", "evidence_app", "evidence", "group"),
+        ("app.cli_semantic", "tune_app", "tune", "group"),
     ):
         if importlib.util.find_spec(module) is None:
             continue

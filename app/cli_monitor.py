@@ -84,18 +84,19 @@ def status_command(
     metrics: Annotated[bool, typer.Option("--metrics", help="Prometheus text format.")] = False,
 ) -> None:
     """Per stream: state, broadcast uptime, reconnects, ASR lag, alerts today."""
-    import yaml
-
     from app import monitor_status as ms
     from app.config import ConfigError, RootConfig
+    from detectors.yamlsafe import YamlLoadError, load_file
     from store.db import Database
 
     where: dict[str, Any] = {}
     if config is not None:  # only where the data is: a monitor or a root config both work
         try:
-            raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
+            raw = load_file(config)[0] or {}
+        except OSError as e:
             raise ConfigError(f"{config}: cannot read: {e}") from None
+        except YamlLoadError as e:
+            raise ConfigError(str(e)) from None
         where = {k: raw[k] for k in ("data_dir", "db_url") if isinstance(raw, dict) and k in raw}
     cfg = RootConfig.model_validate(where)
     ddir = cfg.resolved_data_dir(data_dir)

@@ -172,8 +172,9 @@ def explain_command(
 
 def eval_command(
     labels: Annotated[
-        list[Path], typer.Argument(help="Labelled data: JSON lines (text, labels) or broadcast JSON (spans).")
-    ],
+        list[Path] | None,
+        typer.Argument(help="Labelled data: JSON lines (id, text, labels) or broadcast JSON (spans)."),
+    ] = None,
     rules_dir: Annotated[
         list[Path] | None,
         typer.Option(
@@ -192,6 +193,24 @@ def eval_command(
     overlays: Annotated[
         bool, typer.Option("--overlays", help="Also evaluate a broadcast's on-screen captions.")
     ] = False,
+    phrase_tables: Annotated[
+        bool,
+        typer.Option(
+            "--phrase-tables", help="Also score the rule packs' phrase tables (split like the rest)."
+        ),
+    ] = False,
+    half: Annotated[
+        str,
+        typer.Option(
+            "--half",
+            help="tune, test or both: which half of the fixed split (hash of each line's id) to report. "
+            "Missed lines and false alarms are listed for the tune half only.",
+        ),
+    ] = "both",
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the per-half summary (per category figures) as JSON."),
+    ] = None,
     alerts_out: Annotated[
         Path | None,
         typer.Option("--alerts-out", help="Write the detections as alerts JSON lines (for tools/score.py)."),
@@ -200,57 +219,96 @@ def eval_command(
         float, typer.Option("--slack", help="Seconds of slack around a span (transcripts).")
     ] = 2.0,
     min_precision: Annotated[
-        float, typer.Option("--min-precision", help="Exit 1 below this precision.")
+        float, typer.Option("--min-precision", help="Exit 1 below this precision (on every half reported).")
     ] = 0.0,
-    min_recall: Annotated[float, typer.Option("--min-recall", help="Exit 1 below this recall.")] = 0.0,
+    min_recall: Annotated[
+        float, typer.Option("--min-recall", help="Exit 1 below this recall (on every half reported).")
+    ] = 0.0,
 ) -> None:
-    """Precision and recall per category and per rule against labelled data."""
+    """Precision and recall per category and per rule, on the tune and test halves separately.
+
+    Every labelled line belongs to a fixed half by a hash of its id (detectors/split.py). Rules are
+    written from the tune half; the test half is only scored, so its lines are never printed.
+    """
     from detectors.evaluate import (
         EvalReport,
         evaluate_items,
         evaluate_transcript,
         load_labelled,
         load_transcript,
+        phrase_items,
     )
 
+    if half not in ("tune", "test", "both"):
+        Console(stderr=True).print(f"eval: --half must be tune, test or both, not {half!r}")
+        raise typer.Exit(2)
+    halves: list[str] = ["tune", "test"] if half == "both" else [half]
     dirs = list(rules_dir) if rules_dir else [DEFAULT_RULES_DIR]
     rs = _load(dirs)
+    paths = list(labels or [])
+    if not paths and not phrase_tables:
+        Console(stderr=True).print("eval: give LABELS files and/or --phrase-tables")
+        raise typer.Exit(2)
     transcripts = list(transcript or [])
-    if len(transcripts) > len(labels):
+    if len(transcripts) > len(paths):
         Console(stderr=True).print("eval: more --transcript files than LABELS")
         raise typer.Exit(2)
-    total = EvalReport()
-    for i, path in enumerate(labels):
+    totals = {h: EvalReport() for h in halves}
+    for i, path in enumerate(paths):
         if not path.is_file():
             Console(stderr=True).print(f"{path}: no such file")
             raise typer.Exit(2)
         try:
             if i < len(transcripts):
-                rep = evaluate_transcript(rs, load_transcript(transcripts[i]), path, slack_s=slack)
+                utts = load_transcript(transcripts[i])
+                for h in halves:
+                    totals[h].merge(evaluate_transcript(rs, utts, path, slack_s=slack, half=h))  # type: ignore[arg-type]
             else:
-                rep = evaluate_items(rs, load_labelled(path, overlays=overlays))
+                items = load_labelled(path, overlays=overlays)
+                for h in halves:
+                    totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h]))
         except (ValueError, KeyError, json.JSONDecodeError) as e:
             Console(stderr=True).print(f"{path}: cannot read labelled data: {e!r}")
             raise typer.Exit(2) from None
-        for name in ("tp", "fn", "fp", "rule_hits", "rule_right"):
-            getattr(total, name).update(getattr(rep, name))
-        total.misses.extend(rep.misses)
-        total.false_alarms.extend(rep.false_alarms)
-        total.alerts.extend(rep.alerts)
-    _print_report(total)
+    if phrase_tables:
+        items = phrase_items(rs)
+        for h in halves:
+            totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h]))
+    summary: dict[str, object] = {"rules_version": rs.version}
+    failed = False
+    for h in halves:
+        rep = totals[h]
+        _print_report(rep, title=h, lines=h == "tune")
+        alarm = f" clean_alarmed={rep.clean_alarmed}/{rep.clean_lines}" if rep.clean_lines else ""
+        print(
+            f"[{h}] recall={rep.recall:.3f} precision={rep.precision:.3f}{alarm} rules_version={rs.version}"
+        )
+        summary[h] = rep.summary()
+        failed = failed or rep.precision < min_precision or rep.recall < min_recall
+    if len(halves) > 1:
+        both = EvalReport()
+        for h in halves:
+            both.merge(totals[h])
+        summary["all"] = both.summary()
+        print(
+            f"recall={both.recall:.3f} precision={both.precision:.3f} (both halves) rules_version={rs.version}"
+        )
+    sys.stdout.flush()
+    if json_out is not None:
+        json_out.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     if alerts_out is not None:
         with open(alerts_out, "w", encoding="utf-8") as f:
-            for a in total.alerts:
-                f.write(json.dumps(a, ensure_ascii=False) + "\n")
-    print(f"recall={total.recall:.3f} precision={total.precision:.3f} rules_version={rs.version}")
-    sys.stdout.flush()
-    if total.precision < min_precision or total.recall < min_recall:
+            for h in halves:
+                for a in totals[h].alerts:
+                    f.write(json.dumps(a, ensure_ascii=False) + "\n")
+    if failed:
         raise typer.Exit(1)
 
 
-def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
+def _print_report(rep, title: str = "", lines: bool = True) -> None:  # type: ignore[no-untyped-def]
     out = _out()
-    t = Table(title="per category")
+    pre = f"{title}: " if title else ""
+    t = Table(title=f"{pre}per category")
     for col in ("category", "tp", "fn", "fp", "recall", "precision"):
         t.add_column(col, justify="right" if col != "category" else "left")
     for c in rep.categories():
@@ -264,22 +322,25 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
             f"{tp / (tp + fp):.3f}" if tp + fp else "-",
         )
     out.print(t)
-    r = Table(title="per rule")
+    r = Table(title=f"{pre}per rule")
     for col in ("rule", "hits", "right", "wrong", "precision"):
         r.add_column(col, justify="right" if col != "rule" else "left")
     for rid in sorted(rep.rule_hits):
         hits, right = rep.rule_hits[rid], rep.rule_right[rid]
         r.add_row(rid, str(hits), str(right), str(hits - right), f"{right / hits:.3f}")
     out.print(r)
+    if not lines:
+        out.print(f"{pre}{len(rep.misses)} missed, {len(rep.false_alarms)} false alarms (lines not shown)")
+        return
     if rep.misses:
-        m = Table(title="missed")
+        m = Table(title=f"{pre}missed")
         for col in ("where", "category", "text"):
             m.add_column(col, overflow="fold")
         for row in rep.misses:
             m.add_row(*row)
         out.print(m)
     if rep.false_alarms:
-        f = Table(title="false alarms")
+        f = Table(title=f"{pre}false alarms")
         for col in ("where", "rule", "matched", "text"):
             f.add_column(col, overflow="fold")
         for row in rep.false_alarms:

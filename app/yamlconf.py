@@ -12,17 +12,15 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from detectors.yamlsafe import YamlLoadError, compose, read_limited, to_python
+
 __all__ = ["line_of", "load_yaml_model", "node_to_python"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def node_to_python(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")  # type: ignore[no-untyped-call]
-    try:
-        return loader.construct_document(node)  # type: ignore[no-untyped-call]
-    finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+    return to_python(node)
 
 
 def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -51,15 +49,17 @@ def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
     """Parse and validate; raise `error('file:line: field: reason')` on the first problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path).decode("utf-8")
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}:1: not UTF-8: {e.reason} at byte {e.start}") from None
+    except YamlLoadError as e:
+        raise error(str(e)) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise error(f"{where}: YAML error: {e.problem}") from None
+        root = compose(text, path)  # limits: aliases, depth, size (detectors/yamlsafe.py)
+    except YamlLoadError as e:
+        raise error(str(e)) from None
     data = node_to_python(root) if root is not None else {}
     if not isinstance(data, dict):
         raise error(f"{path}:1: expected a mapping at the top level")

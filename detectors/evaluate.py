@@ -21,15 +21,17 @@ All functions are pure apart from reading the files they are given.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asr.types import Utterance, Word
 from detectors.engine import RuleSet
+from detectors.split import Half, split_of
 from detectors.types import Detection
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "evaluate_transcript",
     "load_labelled",
     "load_transcript",
+    "phrase_items",
     "run_phrase_tables",
 ]
 
@@ -92,9 +95,38 @@ class LabelledItem:
     start_s: float | None = None
     end_s: float | None = None
     ref: str = ""  # file:line or file#span for reports
+    id: str = ""  # stable id; its hash decides the half (detectors.split)
+    scope: frozenset[str] | None = None  # categories this item can score (None: all)
+
+    @property
+    def half(self) -> Half:
+        return split_of(self.id or self.ref)
 
 
-def load_labelled(path: Path, *, overlays: bool = False) -> list[LabelledItem]:
+def phrase_items(rules: RuleSet) -> list[LabelledItem]:
+    """The phrase tables as labelled items: a should_flag phrase is labelled with its rule's category
+    and scores only that category; a should_not_flag phrase scores only false alarms of that
+    category; a pack's clean line is clean for every category. Ids hash the rule id and the phrase."""
+    out: list[LabelledItem] = []
+    for r in rules.rules:
+        if not r.enabled:
+            continue
+        for kind, phrases in (("flag", r.should_flag), ("not", r.should_not_flag)):
+            for ph in phrases:
+                pid = f"phrase:{r.id}:{kind}:{hashlib.sha1(ph.encode()).hexdigest()[:10]}"
+                labels = frozenset([r.category]) if kind == "flag" else frozenset()
+                out.append(
+                    LabelledItem(
+                        ph, labels, ref=f"{r.path.name}:{r.line}", id=pid, scope=frozenset([r.category])
+                    )
+                )
+    for c in rules.clean:
+        pid = f"phrase:clean:{hashlib.sha1(c.text.encode()).hexdigest()[:10]}"
+        out.append(LabelledItem(c.text, frozenset(), ref=f"{c.path.name}:{c.line}", id=pid))
+    return out
+
+
+def load_labelled(path: Path, *, overlays: bool = False, skip_context: bool = True) -> list[LabelledItem]:
     """Labelled texts from a JSON-lines file or a broadcast JSON (see the module docstring)."""
     path = Path(path)
     raw = path.read_text(encoding="utf-8")
@@ -105,7 +137,16 @@ def load_labelled(path: Path, *, overlays: bool = False) -> list[LabelledItem]:
             if not line:
                 continue
             d = json.loads(line)
-            items.append(LabelledItem(d["text"], _labels(d["labels"]), ref=f"{path.name}:{i}"))
+            if skip_context and d.get("context"):
+                continue  # needs facts outside the line (price history, product data)
+            items.append(
+                LabelledItem(
+                    d["text"],
+                    _labels(d["labels"]),
+                    ref=f"{path.name}:{i}",
+                    id=str(d.get("id") or f"{path.stem}:{i}"),
+                )
+            )
         return items
     d = json.loads(raw)
     if not isinstance(d, dict) or "spans" not in d:
@@ -123,6 +164,7 @@ def load_labelled(path: Path, *, overlays: bool = False) -> list[LabelledItem]:
                     sp["start_s"],
                     sp["end_s"],
                     ref=f"{path.name}#{source}{i}",
+                    id=str(sp.get("id") or f"{path.stem}#{source}{i}"),
                 )
             )
     return items
@@ -142,6 +184,41 @@ class EvalReport:
     misses: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, category, text)
     false_alarms: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ref, rule, matched, text)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    clean_lines: int = 0  # lines labelled clean
+    clean_alarmed: int = 0  # of those, lines on which anything fired
+
+    @property
+    def clean_alarm_rate(self) -> float:
+        return self.clean_alarmed / self.clean_lines if self.clean_lines else 0.0
+
+    def merge(self, other: EvalReport) -> None:
+        for name in ("tp", "fn", "fp", "rule_hits", "rule_right"):
+            getattr(self, name).update(getattr(other, name))
+        self.misses.extend(other.misses)
+        self.false_alarms.extend(other.false_alarms)
+        self.alerts.extend(other.alerts)
+        self.clean_lines += other.clean_lines
+        self.clean_alarmed += other.clean_alarmed
+
+    def summary(self) -> dict[str, Any]:
+        cats = {}
+        for c in self.categories():
+            tp, fn, fp = self.tp[c], self.fn[c], self.fp[c]
+            cats[c] = {
+                "tp": tp,
+                "fn": fn,
+                "fp": fp,
+                "recall": round(tp / (tp + fn), 3) if tp + fn else None,
+                "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+            }
+        return {
+            "recall": round(self.recall, 3),
+            "precision": round(self.precision, 3),
+            "clean_lines": self.clean_lines,
+            "clean_alarmed": self.clean_alarmed,
+            "clean_alarm_rate": round(self.clean_alarm_rate, 3),
+            "categories": cats,
+        }
 
     @property
     def recall(self) -> float:
@@ -174,16 +251,31 @@ def _alert(d: Detection) -> dict[str, Any]:
     }
 
 
-def evaluate_items(rules: RuleSet, items: Sequence[LabelledItem]) -> EvalReport:
-    """Precision and recall of `rules` over labelled texts."""
+def evaluate_items(
+    rules: RuleSet,
+    items: Sequence[LabelledItem],
+    extra: Sequence[Callable[[Utterance], list[Detection]]] = (),
+) -> EvalReport:
+    """Precision and recall of `rules` (plus any `extra` detectors, e.g. the semantic stage) over
+    labelled texts."""
     rep = EvalReport()
-    by_id = {r.id: r for r in rules.rules}
+    cat_of = {r.id: r.category for r in rules.rules}
+
+    def detect(utt: Utterance) -> list[Detection]:
+        out = rules.detect(utt)
+        for f in extra:
+            out = out + f(utt)
+        return out
+
     for idx, it in enumerate(items):
         start = it.start_s if it.start_s is not None else 0.0
         end = it.end_s if it.end_s is not None else 0.0
         utt = Utterance(idx, start, end, it.text, source=it.source)
-        dets = rules.detect(utt)
+        dets = [d for d in detect(utt) if it.scope is None or d.category in it.scope]
         cats = {d.category for d in dets}
+        if not it.labels and it.scope is None:
+            rep.clean_lines += 1
+            rep.clean_alarmed += bool(dets)
         for c in it.labels & cats:
             rep.tp[c] += 1
         for c in it.labels - cats:
@@ -193,7 +285,7 @@ def evaluate_items(rules: RuleSet, items: Sequence[LabelledItem]) -> EvalReport:
             rep.fp[c] += 1
         for d in dets:
             rep.rule_hits[d.rule_id] += 1
-            if by_id[d.rule_id].category in it.labels:
+            if cat_of.get(d.rule_id, d.category) in it.labels:
                 rep.rule_right[d.rule_id] += 1
             else:
                 rep.false_alarms.append((it.ref, d.rule_id, d.matched, it.text))
@@ -226,19 +318,73 @@ def load_transcript(path: Path) -> list[Utterance]:
 
 
 def evaluate_transcript(
-    rules: RuleSet, utterances: Sequence[Utterance], truth: Path, slack_s: float = 2.0
+    rules: RuleSet,
+    utterances: Sequence[Utterance],
+    truth: Path,
+    slack_s: float = 2.0,
+    half: Half | None = None,
+    extra: Sequence[Callable[[Utterance], list[Detection]]] = (),
 ) -> EvalReport:
-    """Detections on a transcript scored against a broadcast's spans (tools/score.py semantics)."""
+    """Detections on a transcript scored against a broadcast's spans (tools/score.py semantics).
+
+    With `half`, only that half's spans are scored; a detection over a span of the other half is
+    left out, and one over no span counts against the half of the nearest span.
+    """
     gt = json.loads(Path(truth).read_text(encoding="utf-8"))
-    spans = [sp for sp in gt["spans"]]
-    dets: list[Detection] = [d for u in utterances for d in rules.detect(u)]
+    all_spans = list(gt["spans"])
+    stem = Path(truth).stem
+
+    def half_of(si: int) -> Half:
+        return split_of(str(all_spans[si].get("id") or f"{stem}#speech{si}"))
+
+    keep = [si for si in range(len(all_spans)) if half is None or half_of(si) == half]
+    dets: list[Detection] = []
+    for u in utterances:
+        dets.extend(rules.detect(u))
+        for f in extra:
+            dets.extend(f(u))
+
+    def overlaps(d: Detection, sp: dict[str, Any]) -> bool:
+        return bool(d.start_s <= sp["end_s"] + slack_s and d.end_s >= sp["start_s"] - slack_s)
+
+    def right_for(d: Detection) -> list[int]:
+        return [si for si, sp in enumerate(all_spans) if d.category in sp["labels"] and overlaps(d, sp)]
+
+    def owner(d: Detection) -> Half | None:
+        """The half a detection belongs to: of the spans it is right for, else of the nearest span."""
+        right = right_for(d)
+        if right:
+            halves = {half_of(si) for si in right}
+            return half if half in halves else next(iter(halves))
+        if not all_spans:
+            return None
+        mid = (d.start_s + d.end_s) / 2
+        near = min(
+            range(len(all_spans)),
+            key=lambda si: (
+                0.0
+                if all_spans[si]["start_s"] <= mid <= all_spans[si]["end_s"]
+                else min(abs(all_spans[si]["start_s"] - mid), abs(all_spans[si]["end_s"] - mid))
+            ),
+        )
+        return half_of(near)
+
+    if half is not None:
+        dets = [d for d in dets if owner(d) == half]
+    spans = [all_spans[si] for si in keep]
     rep = EvalReport()
     rep.alerts = [_alert(d) for d in dets]
     used: set[int] = set()
-    for si, sp in enumerate(spans):
-        lo, hi = sp["start_s"] - slack_s, sp["end_s"] + slack_s
-        for cat in _labels(sp["labels"]):
-            hit = [i for i, d in enumerate(dets) if d.category == cat and d.start_s <= hi and d.end_s >= lo]
+    wrong = [i for i, d in enumerate(dets) if not right_for(d)]
+    for si, sp in zip(keep, spans, strict=True):
+        cats_here = _labels(sp["labels"])
+        if not cats_here:
+            rep.clean_lines += 1
+            rep.clean_alarmed += any(
+                dets[i].start_s <= sp["end_s"] and dets[i].end_s >= sp["start_s"] for i in wrong
+            )
+        for cat in cats_here:
+            hit = [i for i, d in enumerate(dets) if d.category == cat and overlaps(d, sp)]
             if hit:
                 rep.tp[cat] += 1
                 used.update(hit)
@@ -247,13 +393,7 @@ def evaluate_transcript(
                 rep.misses.append((f"{Path(truth).name}#{si}", cat, sp["text"]))
     for i, d in enumerate(dets):
         rep.rule_hits[d.rule_id] += 1
-        inside = any(
-            d.category in sp["labels"]
-            and d.start_s <= sp["end_s"] + slack_s
-            and d.end_s >= sp["start_s"] - slack_s
-            for sp in spans
-        )
-        if i in used or inside:
+        if i in used or i not in wrong:
             rep.rule_right[d.rule_id] += 1
         else:
             rep.fp[d.category] += 1

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from detectors.yamlsafe import YamlLoadError, load_file
+
 __all__ = [
     "DEFAULT_PRICE_CONFIG",
     "PriceConfig",
@@ -310,16 +312,11 @@ def load_price_config(path: Path | None = None) -> PriceConfig:
             return PriceConfig()
         path = DEFAULT_PRICE_CONFIG
     try:
-        text = path.read_text(encoding="utf-8")
+        data, root = load_file(path)  # limits: aliases, depth, size (detectors/yamlsafe.py)
     except OSError as e:
         raise PriceConfigError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if root is not None else {}
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PriceConfigError(f"{where}: YAML error: {e.problem}") from None
+    except YamlLoadError as e:
+        raise PriceConfigError(str(e)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

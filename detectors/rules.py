@@ -12,8 +12,9 @@ mark, then map pydantic's error locations back to them).
 
 Regular expressions are parsed at load and rejected when they could backtrack catastrophically
 (a quantified group that itself contains a quantifier, or a quantified alternation whose branches can
-start alike), when they can match the empty string, or when they use backreferences; a rejected
-regex is never run. Their literal parts must already be in normalized form (simplified script,
+start alike), polynomially (adjacent quantifiers that can match the same characters, such as ``a*a*``
+or ``.*.*x``: see `detectors.regex_vet`), when they can match the empty string, or when they use
+backreferences; a rejected regex is never run (Python's `re` cannot be interrupted mid-match). Their literal parts must already be in normalized form (simplified script,
 lowercase, half width) because they run on normalized text. Regex macros: ``{num}`` any number
 (digits or Chinese numerals), ``{big}`` a number of at least ten thousand (digits or with 万/亿).
 
@@ -26,7 +27,7 @@ import hashlib
 import re
 import re._constants as sre_constants
 import re._parser as sre_parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detectors import yamlsafe
+from detectors.lexicons import REGEX_REF_RE, LexiconError, Lexicons, lexicon_dirs, load_lexicons
 from detectors.normalize import normalize_term
+from detectors.regex_vet import polynomial_problem
 from detectors.types import SEVERITIES
 
 __all__ = [
@@ -360,9 +364,12 @@ class _LineMap:
 
 def _compose(path: Path, text: str) -> tuple[Any, _LineMap]:
     lm = _LineMap()
-    loader = _LOADER(text)
+    try:  # limits: aliases, depth, size (an alias bomb is refused here, before anything expands)
+        node = yamlsafe.compose(text, path)
+    except yamlsafe.YamlLoadError as e:
+        raise RulePackError(path, e.line, "yaml", e.reason) from None
+    loader = _LOADER("")  # constructs scalars only; the nodes come from the safe composer
     try:
-        node = loader.get_single_node()
         if node is None:
             raise RulePackError(path, 1, "file", "empty rule pack")
         data = _construct(loader, node, (), lm, path)
@@ -423,7 +430,7 @@ def _known_prefix(loc: Sequence[Any], lm: _LineMap) -> tuple[Any, ...]:
     return ()
 
 
-def _parse_pack(path: Path, text: str) -> tuple[PackSpec, _LineMap]:
+def _parse_pack(path: Path, text: str, lex: Lexicons | None = None) -> tuple[PackSpec, _LineMap]:
     data, lm = _compose(path, text)
     if not isinstance(data, dict):
         raise RulePackError(path, 1, "pack", "a rule pack must be a mapping")
@@ -433,8 +440,89 @@ def _parse_pack(path: Path, text: str) -> tuple[PackSpec, _LineMap]:
         err = e.errors()[0]
         loc = _known_prefix(err["loc"], lm)
         raise RulePackError(path, lm.line_for(err["loc"]), _field_name(loc), err["msg"]) from None
+    spec = _expand_lexicons(path, spec, lm, lex)
     _check_pack(path, spec, lm)
     return spec, lm
+
+
+def _expand_terms(items: list[Any], lex: Lexicons | None, where: Callable[[int], tuple[int, str]]) -> list[Any]:
+    out: list[Any] = []
+    for i, t in enumerate(items):
+        raw = t if isinstance(t, str) else t.term
+        if isinstance(raw, str) and raw.startswith("@"):
+            if lex is None:
+                line, fld = where(i)
+                raise RulePackError("", line, fld, "lexicon references need a lexicons folder")
+            try:
+                terms = lex.terms(raw)
+            except LexiconError as e:
+                line, fld = where(i)
+                raise RulePackError("", line, fld, str(e)) from None
+            out.extend(terms if isinstance(t, str) else [TermSpec(term=x, mode=t.mode) for x in terms])
+        else:
+            out.append(t)
+    return list(dict.fromkeys(out)) if all(isinstance(x, str) for x in out) else out
+
+
+def _expand_regex(pattern: str, lex: Lexicons | None) -> str:
+    if "{@" not in pattern:
+        return pattern
+    if lex is None:
+        raise LexiconError("lexicon references need a lexicons folder")
+    return REGEX_REF_RE.sub(lambda m: lex.regex_alternation(m.group(1), m.group(2)), pattern)
+
+
+def _expand_lexicons(path: Path, spec: PackSpec, lm: _LineMap, lex: Lexicons | None) -> PackSpec:
+    """Replace ``@lexicon.group`` terms and ``{@lexicon.group}`` regex parts by the group's terms."""
+    rules: list[RuleSpec] = []
+    changed = False
+    for ri, r in enumerate(spec.rules):
+        base: tuple[Any, ...] = ("rules", ri)
+
+        def where(*sub: Any, _base: tuple[Any, ...] = base) -> Callable[[int], tuple[int, str]]:
+            def f(idx: int) -> tuple[int, str]:
+                loc = (*_base, *sub, idx)
+                return lm.line_for(loc), _field_name(loc)
+
+            return f
+
+        try:
+            upd: dict[str, Any] = {
+                "terms": _expand_terms(list(r.terms), lex, where("terms")),
+                "unless": _expand_terms(list(r.unless), lex, where("unless")),
+                "exempt": _expand_terms(list(r.exempt), lex, where("exempt")),
+                "require": [
+                    _expand_terms(list(g), lex, where("require", gi)) for gi, g in enumerate(r.require)
+                ],
+                "near": [
+                    n.model_copy(
+                        update={
+                            "a": _expand_terms(list(n.a), lex, where("near", ni, "a")),
+                            "b": _expand_terms(list(n.b), lex, where("near", ni, "b")),
+                        }
+                    )
+                    for ni, n in enumerate(r.near)
+                ],
+            }
+            regs = []
+            for key in ("regex", "exempt_regex"):
+                pats = []
+                for i, pat in enumerate(getattr(r, key)):
+                    try:
+                        pats.append(_expand_regex(pat, lex))
+                    except LexiconError as e:
+                        loc = (*base, key, i)
+                        raise RulePackError(path, lm.line_for(loc), _field_name(loc), str(e)) from None
+                upd[key] = pats
+                regs.append(pats)
+        except RulePackError as e:
+            raise RulePackError(path, e.line, e.field, e.reason) from None
+        if any(upd[k] != getattr(r, k) for k in upd):
+            changed = True
+            rules.append(r.model_copy(update=upd))
+        else:
+            rules.append(r)
+    return spec.model_copy(update={"rules": rules}) if changed else spec
 
 
 # ---------------------------------------------------------------- regex safety
@@ -543,7 +631,7 @@ def regex_problem(pattern: str) -> str | None:
         parsed = sre_parse.parse(expanded)
     except re.error as e:
         return f"invalid regular expression: {e}"
-    problem = _walk_problems(parsed, False)
+    problem = _walk_problems(parsed, False) or polynomial_problem(parsed)
     if problem:
         return problem
     if compiled.search("") is not None:
@@ -770,6 +858,19 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
             raise err
         errors.append(err)
 
+    lex: Lexicons | None = None
+    lex_dirs = lexicon_dirs([Path(d) for d in dirs])
+    if lex_dirs:
+        try:
+            lex = load_lexicons(lex_dirs, parse=lambda p, t: _compose(p, t)[0])
+        except (LexiconError, RulePackError) as e:
+            fail(e if isinstance(e, RulePackError) else RulePackError(lex_dirs[0], 0, "lexicon", str(e)))
+        else:
+            for lpath in lex.files:
+                raw = lpath.read_bytes()
+                files.append(lpath)
+                digest.update(f"lexicon\0{lpath.parent.name}/{lpath.name}\0{len(raw)}\0".encode())
+                digest.update(raw)
     for layer, directory in enumerate(dirs):
         directory = Path(directory)
         if not directory.is_dir():
@@ -778,7 +879,11 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
         layer_ids: dict[str, Path] = {}
         overrides: list[tuple[Path, PackSpec, _LineMap]] = []
         for path in pack_files(directory):
-            raw = path.read_bytes()
+            try:
+                raw = yamlsafe.read_limited(path)
+            except yamlsafe.YamlLoadError as e:
+                fail(RulePackError(path, e.line, "file", e.reason))
+                continue
             files.append(path)
             digest.update(f"{layer}\0{path.name}\0{len(raw)}\0".encode())
             digest.update(raw)
@@ -788,7 +893,7 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
                 fail(RulePackError(path, 1, "file", f"not UTF-8: {e}"))
                 continue
             try:
-                spec, lm = _parse_pack(path, text)
+                spec, lm = _parse_pack(path, text, lex)
             except RulePackError as e:
                 fail(e)
                 continue

@@ -113,6 +113,7 @@ def test_eval_clips_and_broadcast_text(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     last = res.output.strip().splitlines()[-1]
     assert last.startswith("recall=1.000 precision=1.000")
+    assert "[tune] recall=1.000 precision=1.000" in res.output
     assert (
         "per category" in res.output
         and "per rule" in res.output
@@ -128,6 +129,51 @@ def test_eval_on_an_asr_transcript(tmp_path: Path) -> None:
     last = res.output.strip().splitlines()[-1]
     recall, precision = (float(x.split("=")[1]) for x in last.split()[:2])
     assert recall >= 0.95 and precision >= 0.95
+    assert "[tune] recall=" in res.output and "[test] recall=" in res.output
+
+
+def test_eval_reports_halves_and_hides_test_lines(tmp_path: Path) -> None:
+    from detectors.split import split_of
+
+    lines = tmp_path / "l.jsonl"
+    rows = [
+        {
+            "id": f"x{i}",
+            "text": "这款面霜是全网最低价" if i % 2 else "今天天气不错",
+            "labels": ["false_claim"] if i % 2 else ["clean"],
+        }
+        for i in range(40)
+    ]
+    rows.append({"id": "ctx", "text": "需要价格历史", "labels": ["price_fraud"], "context": "price history"})
+    lines.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    out = tmp_path / "s.json"
+    res = invoke("eval", str(lines), "--json", str(out))
+    assert res.exit_code == 0, res.output
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    n_test = sum(split_of(r["id"]) == "test" for r in rows[:-1])
+    assert 0 < n_test < 40
+    test = summary["test"]
+    assert test["categories"]["false_claim"]["tp"] + test["categories"]["false_claim"]["fn"] == sum(
+        split_of(r["id"]) == "test" and r["labels"] != ["clean"] for r in rows[:-1]
+    )
+    assert test["clean_lines"] + summary["tune"]["clean_lines"] == 20  # the context line is left out
+    # a rule set that misses everything lists tune misses but never prints a test line
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "p.yaml").write_text(
+        "pack: p\ncategory: vulgar\nlaw: x\nrules:\n  - id: vulgar.c1.x\n    code: C1\n    severity: low\n"
+        "    terms: [不存在的词语]\n    should_flag: [不存在的词语]\n    should_not_flag: [你好]\n",
+        encoding="utf-8",
+    )
+    res = invoke("eval", str(lines), "--rules", str(rules))
+    assert "test: " in res.output and "lines not shown" in res.output
+    assert "tune: missed" in res.output
+
+
+def test_eval_phrase_tables_split() -> None:
+    res = invoke("eval", "--phrase-tables")
+    assert res.exit_code == 0, res.output
+    assert "[tune] recall=1.000 precision=1.000" in res.output
 
 
 @pytest.mark.parametrize("content", ["not json", '{"no_spans": 1}'])

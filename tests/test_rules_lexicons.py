@@ -1,0 +1,71 @@
+"""Lexicon references in rule packs: @lexicon.group terms and {@lexicon.group} in regexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detectors.engine import RuleSet
+from detectors.rules import RulePackError, collect_errors
+
+LEX = """\
+lexicon: demo
+sources: {s1: {url: "https://example.org/list", title: demo}}
+groups:
+  ill: {from: [s1], terms: [高血压, 糖尿病]}
+  cure: {from: [s1], terms: [治好, 根治]}
+"""
+
+PACK = """\
+pack: p
+category: false_claim
+law: x
+rules:
+  - id: false_claim.a3.demo
+    code: A3
+    severity: high
+    near: [{a: ["@demo.ill"], b: ["@demo.cure"], within: 8}]
+    regex: ["{@demo.ill}.{0,4}(吃|喝)"]
+    should_flag: [这个茶能根治高血压, 糖尿病喝它]
+    should_not_flag: [今天天气好]
+"""
+
+
+def _tree(tmp: Path, lex: str = LEX, pack: str = PACK) -> Path:
+    (tmp / "lexicons").mkdir()
+    (tmp / "rules").mkdir()
+    (tmp / "lexicons" / "demo.yaml").write_text(lex, encoding="utf-8")
+    (tmp / "rules" / "p.yaml").write_text(pack, encoding="utf-8")
+    return tmp / "rules"
+
+
+def test_lexicon_terms_and_regex_expand(tmp_path: Path) -> None:
+    rs = RuleSet.load([_tree(tmp_path)])
+    assert [h.rule_id for h in rs.match("这个茶能根治高血压")[0]] == ["false_claim.a3.demo"]
+    assert rs.match("糖尿病人喝这个")[0]
+    assert not rs.match("今天天气好")[0]
+
+
+def test_lexicon_change_is_a_new_version(tmp_path: Path) -> None:
+    rules = _tree(tmp_path)
+    v1 = RuleSet.load([rules]).version
+    (tmp_path / "lexicons" / "demo.yaml").write_text(
+        LEX.replace("糖尿病]", "糖尿病, 痛风]"), encoding="utf-8"
+    )
+    rs = RuleSet.load([rules])
+    assert rs.version != v1
+    assert rs.match("痛风吃这个就行")[0]
+
+
+def test_unknown_group_is_a_located_error(tmp_path: Path) -> None:
+    rules = _tree(tmp_path, pack=PACK.replace("@demo.cure", "@demo.nothing"))
+    with pytest.raises(RulePackError) as e:
+        RuleSet.load([rules])
+    assert "p.yaml:8: rules[0].near[0].b[0]" in str(e.value) and "demo.nothing" in str(e.value)
+    assert collect_errors([rules])
+
+
+def test_shipped_lexicons_load() -> None:
+    rs = RuleSet.load()
+    assert rs.rules
