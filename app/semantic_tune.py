@@ -155,6 +155,7 @@ class Gathered:
     real_ids: set[str]  # ids of corpus/real lines (the comparison set)
     sources: dict[str, dict[str, int]]
     skipped_context: int
+    notes: list[str] = field(default_factory=list)
 
 
 def gather(opts: TuneOptions, rules: Any) -> Gathered:
@@ -178,12 +179,20 @@ def gather(opts: TuneOptions, rules: Any) -> Gathered:
             dec = decision_lines(s)
         lines.extend(dec)
         sources["reviewer decisions"] = _half_counts(dec)
-    seen: dict[str, str] = {}
+    # The same phrase in two packs has one id: keep it once. One id on two different texts is a data
+    # error, reported (both lines stay, in the same half, since the half is a function of the id).
+    seen: dict[str, LabelledLine] = {}
+    unique: list[LabelledLine] = []
+    notes: list[str] = []
     for ln in lines:
-        if ln.id in seen and seen[ln.id] != ln.source:
-            raise ValueError(f"id {ln.id!r} is used by {seen[ln.id]} and {ln.source}")
-        seen[ln.id] = ln.source
-    return Gathered(lines, real_ids, sources, skipped)
+        prev = seen.get(ln.id)
+        if prev is not None and prev.text == ln.text:
+            continue
+        if prev is not None:
+            notes.append(f"id {ln.id!r} names two texts ({prev.source}; {ln.source})")
+        seen[ln.id] = ln
+        unique.append(ln)
+    return Gathered(unique, real_ids, sources, skipped, notes)
 
 
 def _rel(path: Path) -> str:
@@ -329,8 +338,8 @@ def tune(opts: TuneOptions, rules: Any, progress: Callable[[str], None] = lambda
     """Train on the tune half, choose thresholds by cross-validation, save, and score the test half."""
     from detectors.semantic import SemanticDetector, StagedRules
 
-    notes: list[str] = []
     g = gather(opts, rules)
+    notes: list[str] = list(g.notes)
     tune_all = [ln for ln in g.lines if half_of(ln) == "tune"]
     test_all = [ln for ln in g.lines if half_of(ln) == "test"]
     tune_lines, dropped = drop_texts(tune_all, [ln.text for ln in test_all])

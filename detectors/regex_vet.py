@@ -3,7 +3,8 @@
 Python's `re` backtracks, and a running match cannot be interrupted, so a slow regex must be refused
 before it ever runs (the engine's per-line time budget only stops *between* regexes). `detectors.rules`
 already refuses the exponential shapes (nested quantifiers, quantified alternations whose branches
-start alike, backreferences). This module refuses the polynomial ones: two quantifiers that can split
+start alike, backreferences); this module adds repeated groups whose optional part overlaps the rest
+(``(a|aa)*``, which the parser turns into ``(a(?:|a))*``) and refuses the polynomial shapes: two quantifiers that can split
 the same run of characters between them, with only optional items (or characters both can consume)
 in between. With k such quantifiers a failing line of n characters costs about n^(k+1) steps.
 
@@ -126,6 +127,7 @@ def _item(op: Any, av: Any) -> _Shape:
         inner = _seq(sub)
         unbounded = hi is C.MAXREPEAT
         if unbounded or hi > 1:
+            _check_body(sub)
             rep = _Rep(inner.chars, unbounded, 0 if unbounded else hi - lo + 1)
             return _Shape([rep], [rep], lo == 0 or inner.nullable, inner.chars)
         return _Shape(inner.heads, inner.tails, lo == 0 or inner.nullable, inner.chars)
@@ -145,6 +147,32 @@ def _item(op: Any, av: Any) -> _Shape:
     if op in _ZERO_WIDTH:
         return _Shape([], [], True, _EMPTY)
     return _Shape([], [], False, _chars([(op, av)]))
+
+
+def _check_body(items: Any) -> None:
+    """A repeated body with an optional part that overlaps the rest can split one run many ways:
+    ``(a|aa)*`` (parsed as ``(a(?:|a))*``), ``(a?a)+``. (``(ab|a)*`` is unambiguous and accepted.)"""
+    flat: list[tuple[Any, Any]] = []
+    todo = list(items)
+    while todo:  # groups inline: (?:a(?:|a)) is the sequence a, (?:|a)
+        op, av = todo.pop(0)
+        if op is C.SUBPATTERN:
+            todo[0:0] = list(av[-1])
+        else:
+            flat.append((op, av))
+    shapes = [(op, _item(op, av)) for op, av in flat]
+    for i, (op, sh) in enumerate(shapes):
+        if not sh.nullable or op in _ZERO_WIDTH or sh.chars == _EMPTY:
+            continue
+        rest: Chars = _EMPTY
+        for j, (_op2, other) in enumerate(shapes):
+            if j != i:
+                rest = _union(rest, other.chars)
+        if _overlap(sh.chars, rest):
+            raise _Problem(
+                "repeated group with an optional part that matches the same characters as the rest "
+                "(catastrophic backtracking)"
+            )
 
 
 def _seq(items: Any) -> _Shape:

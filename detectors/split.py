@@ -24,3 +24,27 @@ def split_of(item_id: str) -> Half:
     """``"test"`` for about half of all ids, ``"tune"`` for the rest; a pure function of the id."""
     digest = hashlib.sha256((SALT + item_id).encode("utf-8")).digest()
     return "test" if digest[0] & 1 else "tune"
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m detectors.split tune FILE.jsonl...``: print only the tune half's lines (for rule writers)."""
+    import json
+    import sys
+
+    if len(argv) < 2 or argv[0] != "tune":
+        print("usage: python -m detectors.split tune FILE.jsonl...  (the test half is never printed)", file=sys.stderr)
+        return 2
+    for path in argv[1:]:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    d = json.loads(line)
+                    if split_of(str(d["id"])) == "tune":
+                        print(json.dumps(d, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))
