@@ -8,6 +8,11 @@ receivers can drop duplicates). A 2xx answer marks the row delivered; anything e
 next try with exponential backoff, up to `max_attempts`. Delivery is at-least-once: a crash between a
 receiver's 2xx and our commit sends that alert again, with the same delivery id.
 
+Operational events (a refused rules reload, ...) go to every configured webhook as
+``{"type": "ops", "event": ..., ...}``, signed the same way (`X-Livewatch-Delivery: ops-<n>`), from
+an in-memory queue (`notify_ops`): best effort, `OPS_ATTEMPTS` tries, not kept across a restart (the
+state they report is in `livewatch status` and /metrics too).
+
 Concurrency contract: one `WebhookDelivery` thread per monitor. It reads with its own sessions and
 writes through the `write` callable it is given (the monitor's single database writer; it must return
 only once the write is committed, so the next round never re-reads a row it has just handled), or
@@ -16,6 +21,7 @@ directly with its own session when none is given. `stop()` may be called from an
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
@@ -45,6 +51,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+OPS_ATTEMPTS = 3
+OPS_QUEUE_MAX = 100
 
 WriteFn = Callable[[Callable[[Session], None]], None]
 
@@ -142,6 +151,12 @@ class WebhookDelivery:
         self._thread: threading.Thread | None = None
         self.delivered = 0
         self.failed = 0
+        self._ops: collections.deque[tuple[int, dict[str, Any], int]] = collections.deque(
+            maxlen=OPS_QUEUE_MAX
+        )
+        self._ops_seq = 0
+        self._ops_lock = threading.Lock()
+        self.ops_delivered = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
@@ -158,9 +173,40 @@ class WebhookDelivery:
             self._thread.join(timeout)
         self._client.close()
 
+    def notify_ops(self, event: str, **fields: Any) -> None:
+        """Queue an operational event for every webhook (any thread; never blocks)."""
+        with self._ops_lock:
+            self._ops_seq += 1
+            self._ops.append(
+                (self._ops_seq, {"type": "ops", "event": event, "ts": self._clock(), **fields}, 0)
+            )
+        self._wake.set()
+
+    def deliver_ops(self) -> int:
+        """POST queued ops events to every webhook; failed ones are tried again next round."""
+        with self._ops_lock:
+            batch = list(self._ops)
+            self._ops.clear()
+        done = 0
+        for seq, body, tries in batch:
+            ok = True
+            for hook in self.hooks.values():
+                sent, error = self._send(hook, f"ops-{seq}", body)
+                if not sent:
+                    ok = False
+                    logger.warning("webhook %s: ops event %s failed: %s", hook.url, body.get("event"), error)
+            if ok:
+                done += 1
+                self.ops_delivered += 1
+            elif tries + 1 < OPS_ATTEMPTS:
+                with self._ops_lock:
+                    self._ops.append((seq, body, tries + 1))
+        return done
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self.deliver_ops()
                 self.deliver_due()
             except Exception:
                 logger.exception("webhook delivery round failed")
@@ -191,15 +237,16 @@ class WebhookDelivery:
         return done
 
     def _post(self, hook: WebhookConfig, row_id: int, payload: dict[str, Any]) -> tuple[bool, str]:
-        body = json.dumps(
-            {"type": "alert", "delivery": row_id, "alert": payload}, ensure_ascii=False, sort_keys=True
-        ).encode("utf-8")
+        return self._send(hook, str(row_id), {"type": "alert", "delivery": row_id, "alert": payload})
+
+    def _send(self, hook: WebhookConfig, delivery: str, message: dict[str, Any]) -> tuple[bool, str]:
+        body = json.dumps(message, ensure_ascii=False, sort_keys=True).encode("utf-8")
         ts = f"{self._clock():.0f}"
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "livewatch-webhook",
             "X-Livewatch-Timestamp": ts,
-            "X-Livewatch-Delivery": str(row_id),
+            "X-Livewatch-Delivery": delivery,
         }
         key = hook.key()
         if key:

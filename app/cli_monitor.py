@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["monitor_command", "status_command"]
@@ -101,12 +102,14 @@ def status_command(
     cfg = RootConfig.model_validate(where)
     ddir = cfg.resolved_data_dir(data_dir)
     db = Database.for_data_dir(ddir, cfg.db_url)
-    running, rows = ms.stream_statuses(db, ddir, time.time())
+    now = time.time()
+    running, rows = ms.stream_statuses(db, ddir, now)
+    rules = ms.rules_status(ddir, now)
     if metrics:
-        sys.stdout.write(ms.metrics_text(running, rows))
+        sys.stdout.write(ms.metrics_text(running, rows, rules))
         return
     if as_json:
-        sys.stdout.write(json.dumps(ms.as_json(running, rows), ensure_ascii=False, indent=1) + "\n")
+        sys.stdout.write(json.dumps(ms.as_json(running, rows, rules), ensure_ascii=False, indent=1) + "\n")
         return
     t = Table(title=f"livewatch monitor: {'running' if running else 'not running'} ({ddir})")
     for col in (
@@ -135,4 +138,7 @@ def status_command(
             "-" if r.max_asr_lag_s is None else f"{r.max_asr_lag_s:.1f}s",
             str(r.alerts_today),
         )
-    Console().print(t)
+    console = Console()
+    console.print(t)
+    for line in ms.rules_problems(rules):
+        console.print(f"[bold red]{escape(line)}[/bold red]")

@@ -78,7 +78,9 @@ def review_command(
             "review.cookie_secure[/yellow]"
         )
     err.print(f"livewatch review on http://{bind_host}:{bind_port}/  (data: {ddir})")
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning")
+    # proxy headers are read by the app only from configured trusted proxies (review.trusted_proxies);
+    # uvicorn's own handling would trust X-Forwarded-For from any local client
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", proxy_headers=False)
 
 
 evidence_app = typer.Typer(

@@ -35,6 +35,16 @@ class RulesSection(BaseModel):
         description="Site rule-pack directories layered over the shipped ones (overrides by rule id).",
     )
     reload_interval_s: float = Field(2.0, gt=0, description="How often a monitor checks packs for changes.")
+    reload_timeout_s: float = Field(
+        30.0, gt=0, description="A reload taking longer is refused; the rule set in force keeps running."
+    )
+    line_budget_ms: float = Field(
+        200.0,
+        ge=0,
+        description="Most time matching one line may take; past it the remaining rules are skipped for "
+        "that line, logged and counted (0 = no budget). Checked between rules: slow regexes are "
+        "refused at load instead.",
+    )
 
 
 class VideoSection(VideoConfig):

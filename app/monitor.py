@@ -101,10 +101,16 @@ class RuleHolderLike(Protocol):
     def maybe_reload(self) -> RulesLike: ...
 
 
-def _default_holder(dirs: list[Path], interval_s: float) -> RuleHolderLike:
+def _default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolderLike:
     from detectors.engine import RuleHolder
 
-    return RuleHolder(dirs, min_interval_s=interval_s)  # type: ignore[return-value]
+    r = cfg.rules
+    return RuleHolder(  # type: ignore[return-value]
+        dirs,
+        min_interval_s=r.reload_interval_s,
+        reload_timeout_s=r.reload_timeout_s,
+        line_budget_s=r.line_budget_ms / 1000 or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +208,7 @@ class Monitor:
         self._recent: dict[str, collections.deque[Utterance]] = {}
         self._threads: list[threading.Thread] = []
         holders: dict[tuple[Path, ...], RuleHolderLike] = {}
-        make_holder = rule_holder or (lambda dirs: _default_holder(dirs, cfg.rules.reload_interval_s))
+        make_holder = rule_holder or (lambda dirs: _default_holder(dirs, cfg))
         self._streams: dict[str, _Stream] = {}
         for entry in cfg.streams_resolved():
             dirs = tuple(cfg.rule_dirs() + list(entry.rule_dirs))
@@ -212,6 +218,10 @@ class Monitor:
             self._streams[entry.id] = _Stream(entry, holders[dirs], pre, post)
         base_dirs = tuple(cfg.rule_dirs())
         self._base_holder = holders.get(base_dirs) or make_holder(list(base_dirs))
+        self._holders = {**holders, base_dirs: self._base_holder}
+        for h in self._holders.values():
+            if hasattr(h, "on_failure"):  # a refused reload: status, metrics, log (holder) and ops webhook
+                h.on_failure = self._rules_reload_failed
         self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
         self._claims: dict[str, list[PriceClaim]] = {}  # per broadcast, as stored (analysis thread)
@@ -1167,7 +1177,24 @@ class Monitor:
             "writer_backlog": self.writer.backlog,
             "streams": streams,
             "catchup": catchup,
+            "rules": self._rules_status(),
         }
+
+    def _rules_reload_failed(self, message: str) -> None:
+        """A holder refused a reload (it logged it and keeps the old set): tell the ops webhook now;
+        status.json, `livewatch status` and /metrics show it from the holder's state."""
+        if self.webhooks is not None:
+            self.webhooks.notify_ops("rules_reload_failed", message=message, pid=os.getpid())
+
+    def _rules_status(self) -> dict[str, Any]:
+        from detectors.engine import MATCH_STATS
+
+        holders = []
+        for h in {id(h): h for h in self._holders.values()}.values():
+            get = getattr(h, "status", None)
+            if callable(get):
+                holders.append(get())
+        return {"holders": holders, "matching": MATCH_STATS.snapshot()}
 
     def _write_status(self, stopped: bool = False) -> None:
         data = self.status()

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from store.db import Database
 from store.models import AlertRow, Broadcast, BroadcastGap, Stream
 
-__all__ = ["StreamStatus", "metrics_text", "read_status", "stream_statuses"]
+__all__ = ["StreamStatus", "metrics_text", "read_status", "rules_status", "stream_statuses"]
 
 STATUS_FILE = Path("monitor") / "status.json"
 STALE_S = 10.0
@@ -124,12 +124,83 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
     return running, rows
 
 
+def rules_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
+    """The running monitor's rule holders (version, reload failures) and over-budget lines, or None."""
+    status = read_status(data_dir)
+    if not monitor_running(status, now_ts):
+        return None
+    rules = (status or {}).get("rules")
+    return rules if isinstance(rules, dict) else None
+
+
+def rules_problems(rules: dict[str, Any] | None) -> list[str]:
+    """Lines for a human: refused reloads still in effect, and lines matched past the time budget."""
+    out: list[str] = []
+    for h in (rules or {}).get("holders", []):
+        if not h.get("ok", True):
+            when = h.get("last_failure_ts")
+            at = (
+                ""
+                if when is None
+                else datetime.fromtimestamp(when, UTC).astimezone().strftime(" at %Y-%m-%d %H:%M:%S")
+            )
+            out.append(
+                f"{h.get('last_failure') or 'rules reload failed'}{at} ({h.get('reload_failures', 0)} "
+                f"failure(s)); still running rule set {h.get('version')}"
+            )
+    m = (rules or {}).get("matching") or {}
+    if m.get("lines_over_budget"):
+        out.append(
+            f"{m['lines_over_budget']} line(s) ran past the matching time budget "
+            f"({m.get('rules_skipped', 0)} rule evaluations skipped); last: {m.get('last_over_budget_text')!r}"
+        )
+    return out
+
+
 def _esc(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def metrics_text(running: bool, rows: list[StreamStatus]) -> str:
-    """Prometheus text exposition (version 0.0.4)."""
+def _rules_metrics(rules: dict[str, Any] | None) -> list[str]:
+    holders = (rules or {}).get("holders", [])
+    m = (rules or {}).get("matching") or {}
+    out = [
+        "# HELP livewatch_rules_reload_ok 0 while the last rules reload was refused (the previous set runs).",
+        "# TYPE livewatch_rules_reload_ok gauge",
+    ]
+    for h in holders:
+        out.append(
+            f'livewatch_rules_reload_ok{{dirs="{_esc(",".join(h.get("dirs", [])))}"}} {int(bool(h.get("ok", True)))}'
+        )
+    out += [
+        "# HELP livewatch_rules_reload_failures_total Rules reloads refused (invalid, hostile or timed out).",
+        "# TYPE livewatch_rules_reload_failures_total counter",
+    ]
+    for h in holders:
+        out.append(
+            f'livewatch_rules_reload_failures_total{{dirs="{_esc(",".join(h.get("dirs", [])))}"}} '
+            f"{int(h.get('reload_failures', 0))}"
+        )
+    out += [
+        "# HELP livewatch_rules_last_reload_failure_timestamp_seconds When a rules reload was last refused.",
+        "# TYPE livewatch_rules_last_reload_failure_timestamp_seconds gauge",
+    ]
+    for h in holders:
+        if h.get("last_failure_ts") is not None:
+            out.append(
+                f'livewatch_rules_last_reload_failure_timestamp_seconds{{dirs="{_esc(",".join(h.get("dirs", [])))}"}} '
+                f"{float(h['last_failure_ts']):.3f}"
+            )
+    out += [
+        "# HELP livewatch_rules_lines_over_budget_total Lines whose matching ran past the time budget.",
+        "# TYPE livewatch_rules_lines_over_budget_total counter",
+        f"livewatch_rules_lines_over_budget_total {int(m.get('lines_over_budget', 0))}",
+    ]
+    return out
+
+
+def metrics_text(running: bool, rows: list[StreamStatus], rules: dict[str, Any] | None = None) -> str:
+    """Prometheus text exposition (version 0.0.4); `rules` from `rules_status` (a running monitor)."""
     out = [
         "# HELP livewatch_monitor_up Whether a monitor process is running and updating its status.",
         "# TYPE livewatch_monitor_up gauge",
@@ -170,8 +241,15 @@ def metrics_text(running: bool, rows: list[StreamStatus]) -> str:
             v = get(r)
             if v is not None:
                 out.append(f'{name}{{stream="{_esc(r.stream_id)}"}} {float(v):g}')
+    if rules is not None:
+        out += _rules_metrics(rules)
     return "\n".join(out) + "\n"
 
 
-def as_json(running: bool, rows: list[StreamStatus]) -> dict[str, Any]:
-    return {"running": running, "streams": [asdict(r) for r in rows]}
+def as_json(running: bool, rows: list[StreamStatus], rules: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "running": running,
+        "streams": [asdict(r) for r in rows],
+        "rules": rules,
+        "problems": rules_problems(rules),
+    }

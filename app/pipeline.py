@@ -85,6 +85,7 @@ class Scanner:
             from detectors.engine import RuleSet
 
             self._rules = RuleSet.load(self.cfg.rule_dirs())
+            self._rules.line_budget_s = self.cfg.rules.line_budget_ms / 1000 or None
         return self._rules
 
     @property

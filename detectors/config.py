@@ -47,6 +47,11 @@ class RulesDetectorConfig(BaseModel):
     reload_interval_s: float = Field(
         2.0, ge=0, description="Most often the packs' files are checked for changes, in seconds."
     )
+    line_budget_ms: float = Field(
+        200.0,
+        ge=0,
+        description="Most time matching one line may take before its remaining rules are skipped (0 = none).",
+    )
 
 
 class SemanticConfig(BaseModel):

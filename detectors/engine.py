@@ -63,9 +63,12 @@ from detectors.rules import (
 from detectors.types import Detection
 
 __all__ = [
+    "DEFAULT_LINE_BUDGET_S",
+    "MATCH_STATS",
     "ExplainHit",
     "Explanation",
     "Hit",
+    "MatchStats",
     "Rule",
     "RuleHolder",
     "RuleSet",
@@ -82,6 +85,41 @@ MIN_FUZZY_LATIN = 8
 FUZZY_INDEL_CHARS = 6  # terms at least this long may match with one syllable more or fewer
 _SHAPES_SHORT = ((0, 0),)
 _SHAPES_LONG = ((0, 0), (0, -1), (0, 1), (1, -1), (-1, 1))
+
+# Matching one line may take at most this long; past it the remaining rules are skipped for that line
+# (logged and counted in MATCH_STATS). The check runs between rules: Python's `re` cannot be
+# interrupted mid-match, which is why `detectors.rules.regex_problem` refuses slow regexes up front.
+DEFAULT_LINE_BUDGET_S = 0.2
+
+
+class MatchStats:
+    """Process-wide counters of lines whose matching ran past the budget (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.lines_over_budget = 0
+        self.rules_skipped = 0
+        self.last_over_budget_ts: float | None = None
+        self.last_over_budget_text: str | None = None
+
+    def record(self, text: str, skipped: int) -> None:
+        with self._lock:
+            self.lines_over_budget += 1
+            self.rules_skipped += skipped
+            self.last_over_budget_ts = time.time()
+            self.last_over_budget_text = text[:80]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "lines_over_budget": self.lines_over_budget,
+                "rules_skipped": self.rules_skipped,
+                "last_over_budget_ts": self.last_over_budget_ts,
+                "last_over_budget_text": self.last_over_budget_text,
+            }
+
+
+MATCH_STATS = MatchStats()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +237,7 @@ class _Compiled:
 class _Scratch:
     """Per-call matching state."""
 
-    __slots__ = ("exact", "found", "fuzzy", "norm", "occ", "pinyin", "regex_rules")
+    __slots__ = ("bounds", "exact", "found", "fuzzy", "norm", "occ", "pinyin", "regex_rules")
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
@@ -209,10 +247,17 @@ class _Scratch:
         self.found: set[int] = set()  # atoms with at least one occurrence in this text
         self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
+        self.bounds: frozenset[int] | None = None  # word boundaries, segmented on first need
 
 
 class RuleSet:
-    """An immutable, compiled set of rules. Build with `RuleSet.load`."""
+    """An immutable, compiled set of rules. Build with `RuleSet.load`.
+
+    `line_budget_s` (None: no budget) bounds the matching of one line; `budget_clock` is its clock.
+    """
+
+    line_budget_s: float | None = DEFAULT_LINE_BUDGET_S
+    budget_clock: Any = staticmethod(time.perf_counter)
 
     def __init__(
         self,
@@ -285,6 +330,8 @@ class RuleSet:
                 bigrams[atom.codes[k : k + 2]].append((ai, k, L, *entry, rest))
         self._bigrams = {k: tuple(v) for k, v in bigrams.items()}
         self._fz_ac = self._automaton(set(bigrams))
+        if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
+            _segmenter()  # load the word segmenter now, not inside the first line's time budget
 
     # ------------------------------------------------------------ loading
 
@@ -512,6 +559,8 @@ class RuleSet:
     def _occ_uncached(self, sc: _Scratch, ai: int) -> list[_Occ]:
         atom = self._atoms[ai]
         out = [_Occ(s, e, 100.0, "exact") for s, e in sc.exact.get(atom.text, ())]
+        if len(atom.text) == 2 and _is_cjk(atom.text):
+            out = [o for o in out if not _straddles(sc, o.start, o.end)]
         if atom.mode != "exact":
             seen = {(o.start, o.end) for o in out}
             for s, e in sc.pinyin.get(atom.codes, ()):
@@ -650,11 +699,26 @@ class RuleSet:
 
     def match(self, text: str, source: str | None = None) -> tuple[list[Hit], list[Hit], Normalized]:
         """All hits of enabled rules in `text`: (firing hits, silenced hits, normalized text)."""
+        budget = self.line_budget_s
+        clock = self.budget_clock
+        deadline = clock() + budget if budget else None
         norm = normalize(text)
         sc, candidates = self._scan(norm)
         hits: list[Hit] = []
         silenced: list[Hit] = []
-        for ri in sorted(candidates):
+        order = sorted(candidates)
+        for k, ri in enumerate(order):
+            if deadline is not None and clock() > deadline:
+                MATCH_STATS.record(text, len(order) - k)
+                logger.error(
+                    "LINE OVER BUDGET: matching took more than %.0f ms; %d of %d candidate rules "
+                    "skipped for this line: %.80s",
+                    budget * 1000 if budget else 0,
+                    len(order) - k,
+                    len(order),
+                    text,
+                )
+                break
             h, s = self._evaluate(ri, sc, source)
             hits.extend(h)
             silenced.extend(s)
@@ -754,6 +818,51 @@ class RuleSet:
         )
 
 
+def _is_cjk(text: str) -> bool:
+    return all("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+_SEG_LOCK = threading.Lock()
+_SEGMENTER: Any = None
+
+
+def _segmenter() -> Any:
+    """jieba's tokenizer (its dictionary loads once, on first need, ~1 s)."""
+    global _SEGMENTER
+    if _SEGMENTER is None:
+        with _SEG_LOCK:
+            if _SEGMENTER is None:
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                tok = jieba.Tokenizer()
+                tok.initialize()
+                _SEGMENTER = tok
+    return _SEGMENTER
+
+
+def word_bounds(text: str) -> frozenset[int]:
+    """Offsets in `text` where one word ends and the next begins (jieba's segmentation)."""
+    out = {0}
+    pos = 0
+    for w in _segmenter().cut(text, HMM=True):
+        pos += len(w)
+        out.add(pos)
+    return frozenset(out)
+
+
+def _straddles(sc: _Scratch, start: int, end: int) -> bool:
+    """A two-character term read across a word boundary: 环保|本身 holds 保本, 站内|定购 holds 内定.
+
+    True when a word ends between the term's characters while the term does not start or does not
+    end where a word does; a term that is the start of a longer word (特供|酒 -> 特供酒) still counts.
+    """
+    if sc.bounds is None:
+        sc.bounds = word_bounds(sc.norm.text)
+    b = sc.bounds
+    return (start + 1) in b and (start not in b or end not in b)
+
+
 def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
@@ -825,19 +934,80 @@ class RuleHolder:
     changed it loads them, and only a set that validates replaces the one in force. A pack that fails
     validation is logged and refused; the failing state is remembered so it is not retried until the
     files change again. Any thread may call `maybe_reload`; a lock makes reloads one at a time.
+
+    A reload runs on its own thread and is waited for at most `reload_timeout_s`: one that takes
+    longer is refused like an invalid pack (its result, if it ever comes, is dropped, and no second
+    reload starts while it still runs), so the caller, the monitor's analysis thread, never stalls.
+    Every refusal is counted (`failures`), kept as `last_failure` ("rules reload failed: <reason>")
+    with `last_failure_ts` (wall clock), logged, and passed to `on_failure` (the monitor's status,
+    metrics and ops webhook). `last_error` is cleared by the next good reload; the rest stays.
     """
 
     def __init__(
-        self, dirs: Sequence[Path] | None = None, *, min_interval_s: float = 1.0, clock: Any = time.monotonic
+        self,
+        dirs: Sequence[Path] | None = None,
+        *,
+        min_interval_s: float = 1.0,
+        clock: Any = time.monotonic,
+        reload_timeout_s: float = 30.0,
+        line_budget_s: float | None = DEFAULT_LINE_BUDGET_S,
+        on_failure: Any = None,
     ) -> None:
         self.dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
         self.min_interval_s = min_interval_s
+        self.reload_timeout_s = reload_timeout_s
+        self.line_budget_s = line_budget_s
+        self.on_failure = on_failure  # Callable[[str], None] | None
         self._clock = clock
         self._lock = threading.Lock()
         self._fp = _fingerprint(self.dirs)
         self.current: RuleSet = RuleSet.load(self.dirs)
+        self.current.line_budget_s = line_budget_s
         self._last_check = clock()
         self.last_error: RulePackError | None = None
+        self.last_failure: str | None = None
+        self.last_failure_ts: float | None = None
+        self.failures = 0
+        self.reloads = 0
+        self._running: threading.Thread | None = None
+
+    def _load(self) -> RuleSet | RulePackError:
+        """Load on a worker thread, waiting at most `reload_timeout_s`."""
+        where = self.dirs[-1] if self.dirs else Path(".")
+        if self._running is not None and self._running.is_alive():
+            return RulePackError(where, 0, "reload", "the previous reload is still running")
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["set"] = RuleSet.load(self.dirs)
+            except RulePackError as e:
+                box["error"] = e
+            except Exception as e:  # unreadable file, lexicon error...: refused like an invalid pack
+                box["error"] = RulePackError(where, 0, "reload", f"{type(e).__name__}: {e}")
+
+        t = threading.Thread(target=run, name="rules-reload", daemon=True)
+        t.start()
+        t.join(self.reload_timeout_s)
+        if t.is_alive():
+            self._running = t
+            return RulePackError(where, 0, "reload", f"timed out after {self.reload_timeout_s:g} s")
+        self._running = None
+        if "error" in box:
+            return box["error"]  # type: ignore[no-any-return]
+        return box["set"]  # type: ignore[no-any-return]
+
+    def _failed(self, e: RulePackError) -> None:
+        self.last_error = e
+        self.failures += 1
+        self.last_failure = f"rules reload failed: {e}"
+        self.last_failure_ts = time.time()
+        logger.error("rule packs refused, keeping version %s: %s", self.current.version, e)
+        if self.on_failure is not None:
+            try:
+                self.on_failure(self.last_failure)
+            except Exception:
+                logger.exception("rules reload failure hook failed")
 
     def maybe_reload(self, *, force: bool = False) -> RuleSet:
         """Reload if the packs changed; returns the rule set now in force."""
@@ -850,17 +1020,32 @@ class RuleHolder:
             if fp == self._fp and not force:
                 return self.current
             self._fp = fp
-            try:
-                new = RuleSet.load(self.dirs)
-            except RulePackError as e:
-                self.last_error = e
-                logger.error("rule packs refused, keeping version %s: %s", self.current.version, e)
+            new = self._load()
+            if isinstance(new, RulePackError):
+                self._failed(new)
                 return self.current
+            if self.last_error is not None:
+                logger.warning("rule packs valid again (after: %s)", self.last_error)
             self.last_error = None
             if new.version != self.current.version:
                 logger.info("rule packs reloaded: version %s -> %s", self.current.version, new.version)
+                new.line_budget_s = self.line_budget_s
                 self.current = new
+                self.reloads += 1
             return self.current
+
+    def status(self) -> dict[str, Any]:
+        """What `livewatch status` and /metrics show about this holder."""
+        return {
+            "dirs": [str(d) for d in self.dirs],
+            "version": self.current.version,
+            "ok": self.last_error is None,
+            "error": None if self.last_error is None else str(self.last_error),
+            "reload_failures": self.failures,
+            "last_failure": self.last_failure,
+            "last_failure_ts": self.last_failure_ts,
+            "reloads": self.reloads,
+        }
 
 
 # ---------------------------------------------------------------- detector
@@ -876,7 +1061,8 @@ class RulesDetector(Detector[RulesDetectorConfig]):
         super().__init__(config or RulesDetectorConfig())
         dirs = [DEFAULT_RULES_DIR] if self.config.include_defaults else []
         dirs += list(self.config.dirs)
-        self.holder = RuleHolder(dirs, min_interval_s=self.config.reload_interval_s)
+        budget = self.config.line_budget_ms / 1000 or None
+        self.holder = RuleHolder(dirs, min_interval_s=self.config.reload_interval_s, line_budget_s=budget)
 
     def detect(self, context: DetectionContext) -> Iterable[Detection]:
         if context.utterance is None:

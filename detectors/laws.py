@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_LAWS",
@@ -112,7 +112,8 @@ class Law(BaseModel):
     id: str = Field(pattern=_LAW_ID_RE.pattern, description="Short stable id, e.g. aucl.")
     name: str = Field(min_length=1, description="Full official name.")
     short: str = Field(min_length=1, description="Name shown in citations, e.g. 广告法.")
-    version: str = Field(min_length=1, description="Cited version, e.g. 2025修订.")
+    version: str = Field(min_length=1, description="Cited version, e.g. 2025修订 or 2022 (year of a rule).")
+    document_no: str | None = Field(None, description="Issuing order or document number (文号).")
     adopted: date | None = Field(description="Date the cited version was adopted or promulgated.")
     effective: date | None = Field(description="Date the cited version took effect.")
     source: str | None = Field(description="URL of the text the entries were checked against.")
@@ -147,13 +148,14 @@ class _LawsFile(BaseModel):
 
     laws: list[Law]
 
-    @model_validator(mode="after")
-    def _unique_law_ids(self) -> _LawsFile:
-        ids = [law.id for law in self.laws]
+    @field_validator("laws")
+    @classmethod
+    def _unique_law_ids(cls, laws: list[Law]) -> list[Law]:
+        ids = [law.id for law in laws]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"law ids appear twice: {', '.join(dup)}")
-        return self
+        return laws
 
 
 class Citation(BaseModel):
@@ -256,10 +258,18 @@ class LawTable:
         return Resolution(display="; ".join(c.display for c in cites), citations=cites)
 
 
-def _field(loc: Sequence[Any]) -> str:
+def _field(loc: Sequence[Any], data: Any) -> str:
+    """``laws[3](price).articles[0].id`` from a pydantic location, naming the entries by their id."""
     out = ""
+    node = data
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+        if isinstance(part, int) and isinstance(node, dict) and isinstance(node.get("id"), str):
+            out += f"({node['id']})"
     return out or "(top)"
 
 
@@ -270,7 +280,7 @@ def load_laws(path: Path | str = DEFAULT_LAWS) -> LawTable:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise LawTableError(f"{p}: (file): {e.strerror or e}") from e
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: a date like 2026-13-01
         raise LawTableError(f"{p}: (yaml): {e}") from e
     if not isinstance(data, dict):
         raise LawTableError(f"{p}: (top): expected a mapping with a 'laws' list")
@@ -279,5 +289,6 @@ def load_laws(path: Path | str = DEFAULT_LAWS) -> LawTable:
     except ValidationError as e:
         err = e.errors()[0]
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise LawTableError(f"{p}: {_field(err['loc'])}: {err['msg']}{more}") from e
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise LawTableError(f"{p}: {_field(err['loc'], data)}: {msg}{more}") from e
     return LawTable(spec.laws, p)

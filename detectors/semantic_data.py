@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_CORPUS_DIR",
     "DEFAULT_CLIPS",
     "corpus_files",
+    "drop_texts",
     "half_of",
     "merge_by_text",
     "phrase_id",

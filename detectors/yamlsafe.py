@@ -31,7 +31,15 @@ import yaml
 from yaml.composer import Composer
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 
-__all__ = ["DEFAULT_LIMITS", "YamlLimits", "YamlLoadError", "compose", "load_file", "read_limited", "to_python"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "YamlLimits",
+    "YamlLoadError",
+    "compose",
+    "load_file",
+    "read_limited",
+    "to_python",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,9 @@ def _check_expansion(root: yaml.Node, composed: int, limits: YamlLimits) -> None
                 stack.append((c, False))
 
 
-def compose(text: str, path: Path | str = "<string>", limits: YamlLimits = DEFAULT_LIMITS) -> yaml.Node | None:
+def compose(
+    text: str, path: Path | str = "<string>", limits: YamlLimits = DEFAULT_LIMITS
+) -> yaml.Node | None:
     """The single document of `text` as nodes (None when empty), within `limits`.
 
     Raises `YamlLoadError` for invalid YAML (at the line of the problem) and for any limit exceeded.

@@ -7,7 +7,8 @@ Security model:
   and a cross-origin `Origin` header is refused outright;
 - evidence files are served by alert id and a name the database lists for that alert, never by a
   path from the request; clips support HTTP range requests so the player can seek;
-- failed logins back off per client and user (`LoginLimiter`).
+- failed logins back off per client and user, per client and per account (`LoginLimiter`); the client
+  is the TCP peer, or X-Forwarded-For only from `review.trusted_proxies`; logouts persist.
 
 Concurrency: one process; uvicorn runs the synchronous endpoints in its thread pool, each request
 opens its own database session, and the only shared mutable state (revoked sessions, login failures)
@@ -38,14 +39,16 @@ from starlette.background import BackgroundTask
 
 from alerts.evidence import sha256_file
 from alerts.package import EvidenceIntegrityError
-from app.monitor_status import metrics_text, stream_statuses
+from app.monitor_status import metrics_text, rules_status, stream_statuses
 from review import charts, ledger
 from review.auth import (
     LoginLimiter,
     SessionData,
     SessionSigner,
+    client_address,
     hash_token,
     load_or_create_secret,
+    parse_networks,
     verify_password,
 )
 from review.config import ReviewConfig
@@ -123,12 +126,21 @@ def create_app(
         db=db,
         data_dir=data_dir,
         cfg=cfg,
-        signer=SessionSigner(secret, cfg.session_ttl_s, clock),
-        limiter=LoginLimiter(cfg.login_max_failures, cfg.login_lockout_s, cfg.login_lockout_max_s, monotonic),
+        signer=SessionSigner(
+            secret, cfg.session_ttl_s, clock, revoked_path=data_dir / "review-revoked-sessions.json"
+        ),
+        limiter=LoginLimiter(
+            cfg.login_max_failures,
+            cfg.login_lockout_s,
+            cfg.login_lockout_max_s,
+            monotonic,
+            account_factor=cfg.login_account_factor,
+        ),
         users={u.username: u.password_hash for u in cfg.users},
         tokens=tokens,
         tool_version=tool_version,
     )
+    trusted_proxies = parse_networks(cfg.trusted_proxies)
     app = FastAPI(
         title="livewatch review",
         version=tool_version,
@@ -223,7 +235,11 @@ def create_app(
         "/api/login", tags=["auth"], summary="Log in; sets the session cookie and returns the CSRF token"
     )
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
-        client = request.client.host if request.client else "unknown"
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            trusted_proxies,
+        )
         wait = state.limiter.retry_after(client, body.username)
         if wait > 0:
             raise HTTPException(
@@ -464,9 +480,10 @@ def create_app(
         response_class=Response,
     )
     def get_metrics(who: Who) -> Response:
-        running, rows = stream_statuses(state.db, state.data_dir, clock())
+        now = clock()
+        running, rows = stream_statuses(state.db, state.data_dir, now)
         return Response(
-            metrics_text(running, rows),
+            metrics_text(running, rows, rules_status(state.data_dir, now)),
             media_type="text/plain; version=0.0.4; charset=utf-8",
             headers={"Cache-Control": "no-store"},
         )

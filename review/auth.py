@@ -1,12 +1,17 @@
 """Authentication for the review app: argon2 passwords, signed session cookies, API tokens, login limits.
 
-Session cookies are stateless, HMAC-SHA256-signed JSON (user, session id, CSRF token, expiry); logging
-out revokes the session id in memory until it expires. The CSRF token travels inside the signed cookie
-and must come back in the `X-CSRF-Token` header of every state-changing request made with the cookie.
+Session cookies are HMAC-SHA256-signed JSON (user, session id, CSRF token, expiry); logging out
+revokes the session id until it expires, in memory and in a file of the data directory
+(`review-revoked-sessions.json`, atomic rewrite), so a logged-out cookie stays dead across restarts.
+The CSRF token travels inside the signed cookie and must come back in the `X-CSRF-Token` header of
+every state-changing request made with the cookie.
+
+Login limits: failures back off per (client, user), per client (name spraying) and per account from
+any client (address rotation). The client is the TCP peer; `X-Forwarded-For` is honoured only when
+the peer is a configured trusted proxy (`client_address`).
 
 Concurrency: `SessionSigner` and `LoginLimiter` are shared by all request threads and guard their
-in-memory state with a lock; both lose that state on restart (revoked sessions expire anyway, and a
-restart clears lockouts, which an attacker cannot trigger remotely).
+state with a lock; one review process per data directory. A restart clears lockouts.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
@@ -30,10 +36,12 @@ __all__ = [
     "LoginLimiter",
     "SessionData",
     "SessionSigner",
+    "client_address",
     "hash_password",
     "hash_token",
     "load_or_create_secret",
     "new_token",
+    "parse_networks",
     "verify_password",
 ]
 
@@ -108,12 +116,46 @@ def _unb64(text: str) -> bytes:
 
 
 class SessionSigner:
-    def __init__(self, secret: bytes, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+    """Issues and reads session cookies; `revoked_path` keeps logged-out session ids across restarts."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        ttl_s: float,
+        clock: Callable[[], float] = time.time,
+        revoked_path: Path | None = None,
+    ) -> None:
         self._key = hashlib.sha256(b"livewatch-review-session:" + secret).digest()
         self.ttl_s = ttl_s
         self._clock = clock
-        self._revoked: dict[str, float] = {}
+        self._revoked_path = revoked_path
+        self._revoked: dict[str, float] = self._load_revoked()
         self._lock = threading.Lock()
+
+    def _load_revoked(self) -> dict[str, float]:
+        if self._revoked_path is None:
+            return {}
+        try:
+            raw = json.loads(self._revoked_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            logger.error("cannot read revoked sessions %s: %s", self._revoked_path, e)
+            return {}
+        now = self._clock()
+        if not isinstance(raw, dict):
+            return {}
+        return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float) and v > now}
+
+    def _save_revoked(self) -> None:
+        path = self._revoked_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._revoked), encoding="utf-8")
+        tmp.chmod(0o600)
+        tmp.replace(path)
 
     def issue(self, username: str) -> tuple[str, SessionData]:
         now = self._clock()
@@ -158,6 +200,7 @@ class SessionSigner:
         with self._lock:
             self._revoked = {k: v for k, v in self._revoked.items() if v > now}
             self._revoked[data.sid] = data.expires_ts
+            self._save_revoked()
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest())
@@ -170,11 +213,52 @@ class _Failures:
     locked_until: float
 
 
+_ACCOUNT = "\0account"  # the client part of per-account keys (no address looks like it)
+
+
+def parse_networks(items: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Addresses or CIDRs (``10.0.0.0/8``, ``::1``); raises ValueError on a bad one."""
+    return [ipaddress.ip_network(x.strip(), strict=False) for x in items]
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str:
+    """The client a login limit applies to: the TCP peer, unless the peer is a trusted proxy; then the
+    rightmost `X-Forwarded-For` address that is not itself a trusted proxy (what the proxy saw)."""
+
+    def is_trusted(addr: str) -> bool:
+        ip = _ip(addr)
+        return ip is not None and any(ip in net for net in trusted)
+
+    peer = peer or "unknown"
+    if not forwarded_for or not is_trusted(peer):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if _ip(hop) is None:
+            return peer  # a malformed chain: fall back to the proxy itself
+        if not is_trusted(hop):
+            return hop
+    return peer
+
+
 class LoginLimiter:
-    """Failed-login backoff per (client, user) and, more loosely, per client (against name spraying).
+    """Failed-login backoff per (client, user), more loosely per client (against name spraying), and per
+    account from any client (against address rotation).
 
     After `max_failures` failures a key is locked for `lockout_s`, doubling with each further failure up to
-    `max_lockout_s`. A success clears the (client, user) key. Keys are forgotten after `forget_s` quiet.
+    `max_lockout_s`; the per-client key allows `client_factor` times as many, the per-account key
+    `account_factor` times as many. A success clears the (client, user) key only. Keys are forgotten
+    after `forget_s` quiet.
     """
 
     def __init__(
@@ -185,12 +269,14 @@ class LoginLimiter:
         clock: Callable[[], float] = time.monotonic,
         forget_s: float = 3600.0,
         client_factor: int = 4,
+        account_factor: int = 2,
     ) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
         self.max_lockout_s = max_lockout_s
         self.forget_s = forget_s
         self.client_factor = client_factor
+        self.account_factor = account_factor
         self._clock = clock
         self._state: dict[tuple[str, str | None], _Failures] = {}
         self._lock = threading.Lock()
@@ -202,7 +288,7 @@ class LoginLimiter:
             self._expire(now)
             waits = [
                 f.locked_until - now
-                for k in ((client, username), (client, None))
+                for k in ((client, username), (client, None), (_ACCOUNT, username))
                 if (f := self._state.get(k)) is not None
             ]
         return max([0.0, *waits])
@@ -214,6 +300,7 @@ class LoginLimiter:
             for key, limit in (
                 ((client, username), self.max_failures),
                 ((client, None), self.max_failures * self.client_factor),
+                ((_ACCOUNT, username), self.max_failures * self.account_factor),
             ):
                 f = self._state.setdefault(key, _Failures(0, now, 0.0))
                 f.count += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,10 +87,31 @@ class ReviewConfig(BaseModel):
         description="First lockout after too many failed logins; doubles with each further failure.",
     )
     login_lockout_max_s: float = Field(900.0, gt=0, description="Longest lockout after failed logins.")
+    login_account_factor: int = Field(
+        2,
+        ge=1,
+        description="Failed logins for one user from any clients, as a multiple of login_max_failures, "
+        "before that user's logins are refused for a while (against address rotation).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For header names the client "
+        "(e.g. [127.0.0.1]); from anyone else the header is ignored. Empty: never trusted.",
+    )
     timezone: str = Field(
         "Asia/Shanghai", description="Time zone for days in statistics, the ledger and printed summaries."
     )
     page_size: int = Field(100, ge=1, le=1000, description="Alerts per page of the queue.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or CIDR: {item!r}") from None
+        return v
 
     @field_validator("timezone")
     @classmethod

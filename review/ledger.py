@@ -1,6 +1,13 @@
 """The ledger (台账) export: CSV (UTF-8 with BOM, so Excel reads the Chinese) and XLSX (openpyxl).
 
 Pure writers over `LedgerRow`s and `Statistics`; safe from any thread.
+
+Spreadsheet (formula) injection: alert text, notes, stream names and rule ids come from a broadcast
+or from people, and a cell that starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is a
+formula to Excel and LibreOffice (``=HYPERLINK(...)``, ``@SUM(...)``, DDE). The CSV prefixes such text
+cells with ``'`` (the OWASP recommendation; spreadsheets show the text, a script can strip the quote);
+the XLSX stores them as string cells with the "quote prefix" style, never as formulas, so the text
+reads exactly as spoken. Numbers are written as numbers and are not touched.
 """
 
 from __future__ import annotations
@@ -8,18 +15,37 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from typing import Any
 
 from review.queries import LedgerRow, Statistics
 
-__all__ = ["ledger_csv", "ledger_xlsx"]
+__all__ = ["FORMULA_START", "csv_safe", "ledger_csv", "ledger_xlsx"]
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """A CSV cell value that no spreadsheet runs as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _append_as_text(ws: Any, values: Sequence[object]) -> None:
+    """`ws.append`, with every formula-like string kept as a string cell (never a formula)."""
+    ws.append(list(values))
+    for cell in ws[ws.max_row]:
+        if isinstance(cell.value, str) and cell.value.startswith(FORMULA_START):
+            cell.data_type = "s"
+            cell.quotePrefix = True
 
 
 def ledger_csv(rows: Sequence[LedgerRow]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow([title for _, title in LedgerRow.HEADERS])
+    w.writerow([csv_safe(title) for _, title in LedgerRow.HEADERS])
     for r in rows:
-        w.writerow(r.values())
+        w.writerow([csv_safe(v) for v in r.values()])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
@@ -32,7 +58,7 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
     ws = wb.active
     assert ws is not None  # a new workbook always has one sheet
     ws.title = "台账 Ledger"
-    ws.append([title])
+    _append_as_text(ws, [title])
     ws["A1"].font = Font(bold=True, size=13)
     ws.append([t for _, t in LedgerRow.HEADERS])
     head_fill = PatternFill("solid", fgColor="DDE4EE")
@@ -41,7 +67,7 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
         cell.fill = head_fill
         cell.alignment = Alignment(wrap_text=True, vertical="top")
     for r in rows:
-        ws.append(r.values())
+        _append_as_text(ws, r.values())
     widths = {
         "seq": 6,
         "alert_id": 20,
@@ -61,7 +87,7 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
     summary.append(["合计 Totals"])
     summary["A1"].font = Font(bold=True)
     for k in ("alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed"):
-        summary.append([k, stats.totals.get(k, 0)])
+        _append_as_text(summary, [k, stats.totals.get(k, 0)])
     for heading, key, items in (
         ("按日 Per day", "day", stats.per_day),
         ("按类别 Per category", "category", stats.per_category),
@@ -84,7 +110,8 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
             ]
         )
         for it in items:
-            summary.append(
+            _append_as_text(
+                summary,
                 [
                     it[key],
                     it["alerts"],
@@ -94,7 +121,7 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
                     it["false_positive"],
                     it["unreviewed"],
                     None if it["precision"] is None else round(it["precision"], 3),
-                ]
+                ],
             )
     summary.column_dimensions["A"].width = 36
     out = io.BytesIO()
