@@ -217,6 +217,13 @@ def alert_payload(alert: Alert, *, stream_id: str | None, media_path: str) -> di
 
         payload["claims"] = [asdict(c) for c in claims]
     extra = {k: v for d in alert.detections for k, v in d.details.items() if k in ("contradicts", "boxes")}
+    # the learned stage says which stage raised the alert and why: its nearest labelled lines
+    semantic = [d for d in alert.detections if d.details.get("stage") == "semantic"]
+    if semantic:
+        best = max(semantic, key=lambda d: (d.score, d.rule_id))
+        payload["stage"] = "semantic" if lead.details.get("stage") == "semantic" else "rules+semantic"
+        payload["reason"] = best.details["semantic"]["reason"]
+        extra["semantic"] = best.details["semantic"]
     if extra:
         payload["details"] = extra
     return payload

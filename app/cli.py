@@ -178,6 +178,11 @@ def replay_command(
     cfg, db, _ = open_store(config, data_dir)
     baseline = RuleSet.load(cfg.rule_dirs())
     changed = RuleSet.load(([DEFAULT_RULES_DIR] if defaults else []) + list(rules))
+    if cfg.semantic.enabled:  # the same semantic stage behind both, as the scan and monitor run it
+        from detectors.semantic import SemanticDetector, StagedRules
+
+        semantic = SemanticDetector(cfg.semantic)
+        baseline, changed = StagedRules(baseline, semantic), StagedRules(changed, semantic)  # type: ignore[assignment]
     with db.session() as s:
         summary = replay(s, baseline_rules=baseline, new_rules=changed, alerts_cfg=cfg.alerts,
                          since_ts=parse_time(since), stream_id=stream)

@@ -224,6 +224,12 @@ def eval_command(
     min_recall: Annotated[
         float, typer.Option("--min-recall", help="Exit 1 below this recall (on every half reported).")
     ] = 0.0,
+    semantic: Annotated[
+        bool, typer.Option("--semantic", help="Also run the semantic stage (e5 + trained head) behind the rules.")
+    ] = False,
+    semantic_head: Annotated[
+        Path | None, typer.Option("--semantic-head", help="Head for --semantic (default configs/semantic/head.npz).")
+    ] = None,
 ) -> None:
     """Precision and recall per category and per rule, on the tune and test halves separately.
 
@@ -245,6 +251,7 @@ def eval_command(
     halves: list[str] = ["tune", "test"] if half == "both" else [half]
     dirs = list(rules_dir) if rules_dir else [DEFAULT_RULES_DIR]
     rs = _load(dirs)
+    extra = _semantic_extra(semantic, semantic_head, rs.version)
     paths = list(labels or [])
     if not paths and not phrase_tables:
         Console(stderr=True).print("eval: give LABELS files and/or --phrase-tables")
@@ -262,18 +269,18 @@ def eval_command(
             if i < len(transcripts):
                 utts = load_transcript(transcripts[i])
                 for h in halves:
-                    totals[h].merge(evaluate_transcript(rs, utts, path, slack_s=slack, half=h))  # type: ignore[arg-type]
+                    totals[h].merge(evaluate_transcript(rs, utts, path, slack_s=slack, half=h, extra=extra))  # type: ignore[arg-type]
             else:
                 items = load_labelled(path, overlays=overlays)
                 for h in halves:
-                    totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h]))
+                    totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h], extra=extra))
         except (ValueError, KeyError, json.JSONDecodeError) as e:
             Console(stderr=True).print(f"{path}: cannot read labelled data: {e!r}")
             raise typer.Exit(2) from None
     if phrase_tables:
         items = phrase_items(rs)
         for h in halves:
-            totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h]))
+            totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h], extra=extra))
     summary: dict[str, object] = {"rules_version": rs.version}
     failed = False
     for h in halves:
@@ -303,6 +310,19 @@ def eval_command(
                     f.write(json.dumps(a, ensure_ascii=False) + "\n")
     if failed:
         raise typer.Exit(1)
+
+
+def _semantic_extra(enabled: bool, head: Path | None, rules_version: str):  # type: ignore[no-untyped-def]
+    """The semantic stage as an extra detector for `evaluate_items`, or nothing."""
+    if not enabled:
+        return ()
+    from detectors.config import SemanticConfig
+    from detectors.semantic import SemanticDetector
+
+    cfg = SemanticConfig(enabled=True, **({"head": head} if head else {}))
+    det = SemanticDetector(cfg)
+    print(f"semantic stage: head {det.head.hash[:12]}, version {rules_version}+{det.version_tag}")
+    return (det.detect_utterance,)
 
 
 def _print_report(rep, title: str = "", lines: bool = True) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertsConfig
 from asr.config import AsrConfig
+from detectors.config import SemanticConfig
 from detectors.video_config import VideoConfig
 from review.config import ReviewConfig
 
@@ -61,6 +62,10 @@ class RootConfig(BaseModel):
     )
     asr: AsrConfig = Field(default_factory=AsrConfig, description="Speech recognition.")
     rules: RulesSection = Field(default_factory=RulesSection, description="Rule packs.")
+    semantic: SemanticConfig = Field(
+        default_factory=SemanticConfig,
+        description="The learned semantic stage behind the rules (e5 embeddings + a trained head).",
+    )
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert grouping and evidence.")
     price_config: Path | None = Field(
         None, description="Price-check config (thresholds, rule ids, laws); default configs/price.yaml."

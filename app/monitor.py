@@ -104,13 +104,17 @@ class RuleHolderLike(Protocol):
 def _default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolderLike:
     from detectors.engine import RuleHolder
 
+    from detectors.semantic import holder_with_semantic
+
     r = cfg.rules
-    return RuleHolder(  # type: ignore[return-value]
+    holder = RuleHolder(
         dirs,
         min_interval_s=r.reload_interval_s,
         reload_timeout_s=r.reload_timeout_s,
         line_budget_s=r.line_budget_ms / 1000 or None,
     )
+    # the learned stage behind the rules when enabled: its detections and its hash in the version
+    return holder_with_semantic(holder, cfg.semantic)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

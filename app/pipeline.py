@@ -86,6 +86,10 @@ class Scanner:
 
             self._rules = RuleSet.load(self.cfg.rule_dirs())
             self._rules.line_budget_s = self.cfg.rules.line_budget_ms / 1000 or None
+            if self.cfg.semantic.enabled:  # the learned stage behind the rules; its hash joins the version
+                from detectors.semantic import with_semantic
+
+                self._rules = with_semantic(self._rules, self.cfg.semantic)
         return self._rules
 
     @property

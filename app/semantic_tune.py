@@ -65,7 +65,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-L2_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
+L2_GRID = (3.0, 10.0, 30.0, 100.0, 300.0)
 
 
 @dataclass(frozen=True, slots=True)

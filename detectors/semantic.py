@@ -63,7 +63,9 @@ __all__ = [
     "StagedRules",
     "fit_logistic",
     "get_embedder",
+    "holder_with_semantic",
     "is_semantic",
+    "with_semantic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -707,12 +709,18 @@ class StagedRules:
 
 
 class StagedHolder:
-    """A `RuleHolder` whose rule sets come back as `StagedRules` (hot reload keeps working)."""
+    """A `RuleHolder` whose rule sets come back as `StagedRules` (hot reload keeps working).
+
+    Other attributes are the holder's own, read and written through (``on_failure``, ``last_error``).
+    """
+
+    _OWN = frozenset({"holder", "semantic", "_cache"})
 
     def __init__(self, holder: Any, semantic: SemanticDetector) -> None:
-        self.holder = holder
-        self.semantic = semantic
-        self._cache: tuple[Any, StagedRules] | None = None
+        object.__setattr__(self, "holder", holder)
+        object.__setattr__(self, "semantic", semantic)
+        object.__setattr__(self, "_cache", None)
+        self._cache: tuple[Any, StagedRules] | None
 
     @property
     def current(self) -> StagedRules:
@@ -731,3 +739,23 @@ class StagedHolder:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.holder, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.holder, name, value)
+
+
+def with_semantic(rules: Any, config: SemanticConfig | None) -> Any:
+    """`rules` with the semantic stage behind it when `config` enables it; else `rules` unchanged."""
+    if config is None or not config.enabled:
+        return rules
+    return StagedRules(rules, SemanticDetector(config))
+
+
+def holder_with_semantic(holder: Any, config: SemanticConfig | None) -> Any:
+    """A rule holder whose sets carry the semantic stage when `config` enables it."""
+    if config is None or not config.enabled:
+        return holder
+    return StagedHolder(holder, SemanticDetector(config))

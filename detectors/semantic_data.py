@@ -1,14 +1,16 @@
 """Labelled lines for the semantic head: corpus files and the rule packs' phrase tables.
 
-Sources (each line keeps a stable id; its half is `detectors.split.split_of(id)`):
+Lines, ids and halves are read exactly as `livewatch eval` reads them (`detectors.evaluate`'s
+`load_labelled` and `phrase_items`), so a line the head trained on is a tune line to the evaluator too:
 
 - JSON lines with ``id``, ``text``, ``labels`` (``["clean"]`` for a lawful line): every
   ``corpus/real/*.jsonl`` (globbed, so files added later are picked up) and
-  ``examples/corpus/clips.jsonl``. A line with a ``context`` field is left out of training: its
-  label depends on what was said around it, which a one-line classifier cannot see.
-- The phrase tables: every rule's ``should_flag`` line is an example of the rule's category, every
-  ``should_not_flag`` line and every pack ``clean`` line is clean. Ids:
-  ``phrase:<rule_id>:<sha1(text)[:8]>`` (``phrase:clean:<sha1(text)[:8]>`` for pack clean lines).
+  ``examples/corpus/clips.jsonl``. A line with a ``context`` field is left out: its label depends on
+  facts outside the line (price history, product data) that a one-line classifier cannot see.
+- The phrase tables of enabled rules: a ``should_flag`` line is an example of the rule's category
+  (and, like a corpus line, a counter-example of the others); a ``should_not_flag`` line is a
+  counter-example of the rule's category only; a pack ``clean`` line of every category. Ids
+  ``phrase:<rule_id>:<flag|not>:<sha1(text)[:10]>`` and ``phrase:clean:<sha1(text)[:10]>``.
 
 Reviewers' decisions come from the store and are read by `app.semantic_tune` (detectors do not
 import the store). Everything here is pure apart from reading the files it is given.
@@ -16,23 +18,22 @@ import the store). Everything here is pure apart from reading the files it is gi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from detectors.evaluate import LabelledItem, load_labelled, phrase_items
 from detectors.semantic import CATEGORIES, LabelledLine
 from detectors.split import Half, split_of
 
 __all__ = [
-    "DEFAULT_CORPUS_DIR",
     "DEFAULT_CLIPS",
+    "DEFAULT_CORPUS_DIR",
     "corpus_files",
     "drop_texts",
     "half_of",
     "merge_by_text",
-    "phrase_id",
     "phrase_lines",
     "read_jsonl",
 ]
@@ -40,10 +41,6 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS_DIR = ROOT / "corpus" / "real"
 DEFAULT_CLIPS = ROOT / "examples" / "corpus" / "clips.jsonl"
-
-
-def phrase_id(rule_id: str, text: str) -> str:
-    return f"phrase:{rule_id}:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def half_of(line: LabelledLine) -> Half:
@@ -58,43 +55,27 @@ def corpus_files(corpus_dir: Path = DEFAULT_CORPUS_DIR, clips: Path | None = DEF
     return files
 
 
-def read_jsonl(path: Path, *, with_context: bool = False) -> tuple[list[LabelledLine], int]:
-    """Labelled lines of one JSON-lines file, and how many were left out for a ``context`` field.
+def _line(it: LabelledItem) -> LabelledLine:
+    unknown = set(it.labels) - set(CATEGORIES)
+    if unknown:
+        raise ValueError(f"{it.ref}: unknown labels {sorted(unknown)} (known: clean and {list(CATEGORIES)})")
+    if it.scope is None or it.labels:
+        negative = frozenset({"*"})
+    else:
+        negative = frozenset(it.scope)
+    return LabelledLine(it.id or it.ref, it.text, frozenset(it.labels), it.ref, negative)
 
-    Unknown labels raise ``ValueError`` naming file and line: a typo must not become a clean line.
-    """
-    out: list[LabelledLine] = []
-    skipped = 0
-    known = set(CATEGORIES) | {"clean"}
-    for n, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        raw = raw.strip()
-        if not raw:
-            continue
-        d: dict[str, Any] = json.loads(raw)
-        if "context" in d and not with_context:
-            skipped += 1
-            continue
-        labels = set(d.get("labels") or [])
-        if not labels or labels - known:
-            raise ValueError(f"{path}:{n}: labels {sorted(labels)} (known: clean and {list(CATEGORIES)})")
-        item_id = str(d.get("id") or f"{Path(path).name}:{n}")
-        out.append(
-            LabelledLine(item_id, str(d["text"]), frozenset(labels - {"clean"}), f"{Path(path).name}:{n}")
-        )
-    return out, skipped
+
+def read_jsonl(path: Path) -> tuple[list[LabelledLine], int]:
+    """Labelled lines of one JSON-lines file, and how many were left out for a ``context`` field."""
+    with_ctx = load_labelled(Path(path), skip_context=False)
+    lines = [_line(it) for it in load_labelled(Path(path))]
+    return lines, len(with_ctx) - len(lines)
 
 
 def phrase_lines(rules: Any) -> list[LabelledLine]:
-    """The phrase tables of a loaded rule set (every rule, enabled or not, and the packs' clean lines)."""
-    out: list[LabelledLine] = []
-    for r in rules.rules:
-        for text in r.should_flag:
-            out.append(LabelledLine(phrase_id(r.id, text), text, frozenset({r.category}), f"rule {r.id}"))
-        for text in r.should_not_flag:
-            out.append(LabelledLine(phrase_id(r.id, text), text, frozenset(), f"rule {r.id} (not)"))
-    for c in rules.clean:
-        out.append(LabelledLine(phrase_id("clean", c.text), c.text, frozenset(), f"{Path(c.path).name} clean"))
-    return out
+    """The phrase tables of a loaded rule set, as `livewatch eval --phrase-tables` reads them."""
+    return [_line(it) for it in phrase_items(rules)]
 
 
 def _key(text: str) -> str:

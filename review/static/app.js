@@ -229,6 +229,8 @@ function renderAlert(d) {
       fact("命中 Matched", h("mark", {}, a.matched || "")),
       fact("原文 Text", highlight(a.text || "", a.matched)),
       fact("上下文 Context", a.context),
+      a.stage ? fact("阶段 Stage", a.stage) : null,
+      a.reason ? fact("语义依据 Nearest examples", a.reason) : null,
       fact("法律 Law", a.law),
       fact("直播间 Stream", a.stream_id),
       fact("时间 Time", fmtTime(a.start_ts ?? a.created_ts)),
