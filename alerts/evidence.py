@@ -23,7 +23,7 @@ from alerts.types import Alert, Evidence, EvidenceFile, MediaRef
 from asr.types import Utterance
 from ingest import ffmpeg
 
-__all__ = ["EvidenceRequest", "alert_payload", "sha256_file", "write_evidence"]
+__all__ = ["EvidenceRequest", "alert_payload", "clip_rolls", "sha256_file", "write_evidence"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ class EvidenceRequest:
 
 def write_evidence(req: EvidenceRequest) -> Evidence:
     alert = req.alert
-    final = req.out_root / alert.alert_id
+    out_root = Path(req.out_root).absolute()  # Evidence.dir names the folder whatever the caller's cwd
+    final = out_root / alert.alert_id
     if (final / "manifest.json").exists():
         return _load_existing(final)
-    tmp = req.out_root / f".{alert.alert_id}.tmp"
+    tmp = out_root / f".{alert.alert_id}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -92,6 +93,19 @@ def _write_files(req: EvidenceRequest, tmp: Path) -> tuple[EvidenceFile, ...]:
         entries.append((snap.name, "snapshot"))
     clip_start = clip.start_s + media.start_s
     clip_end = clip.end_s + media.start_s
+    roll = clip_rolls(
+        clip_start, clip_end, alert.start_s, alert.end_s, pre_roll_s=req.pre_roll_s, post_roll_s=req.post_roll_s
+    )
+    if roll["post_roll_short"] or roll["pre_roll_short"]:
+        logger.warning(
+            "alert %s: clip has %.2f s pre-roll and %.2f s post-roll of the %.1f/%.1f s asked for "
+            "(the recording ends or starts there)",
+            alert.alert_id,
+            roll["pre_roll_s"],
+            roll["post_roll_s"],
+            req.pre_roll_s,
+            req.post_roll_s,
+        )
     transcript = {
         "clip_start_s": clip_start,
         "clip_end_s": clip_end,
@@ -144,8 +158,7 @@ def _write_files(req: EvidenceRequest, tmp: Path) -> tuple[EvidenceFile, ...]:
             "requested_start_s": clip.requested_start_s + media.start_s,
             "requested_end_s": clip.requested_end_s + media.start_s,
             "moment_offset_s": round(alert.start_s - clip_start, 3),
-            "pre_roll_s": req.pre_roll_s,
-            "post_roll_s": req.post_roll_s,
+            **roll,
             "reencoded": clip.reencoded,
             "method": "re-encode (stream copy refused)" if clip.reencoded else "stream copy",
         },
@@ -153,6 +166,34 @@ def _write_files(req: EvidenceRequest, tmp: Path) -> tuple[EvidenceFile, ...]:
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return files
+
+
+# A stream copy's length is known to a frame or an audio packet; less than this is not "short".
+_ROLL_TOLERANCE_S = 0.25
+
+
+def clip_rolls(
+    clip_start_s: float,
+    clip_end_s: float,
+    moment_start_s: float,
+    moment_end_s: float,
+    *,
+    pre_roll_s: float,
+    post_roll_s: float,
+) -> dict[str, Any]:
+    """What the clip actually holds around the moment (from the cut clip's probed span), beside what was
+    asked for: a recording that ends early (a crash, a dropped stream) gives a short post-roll, and the
+    manifest says so instead of repeating the configured value."""
+    pre = round(max(0.0, moment_start_s - clip_start_s), 3)
+    post = round(clip_end_s - moment_end_s, 3)
+    return {
+        "pre_roll_s": pre,
+        "post_roll_s": post,
+        "requested_pre_roll_s": pre_roll_s,
+        "requested_post_roll_s": post_roll_s,
+        "pre_roll_short": pre < pre_roll_s - _ROLL_TOLERANCE_S,
+        "post_roll_short": post < post_roll_s - _ROLL_TOLERANCE_S,
+    }
 
 
 def _clip_reencoded(folder: Path) -> bool:

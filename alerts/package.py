@@ -5,12 +5,16 @@ transcript, capture-time manifest), the alert object (`alert.json`), the reviewe
 (`decisions.json`), a printable summary page (`summary.html`), a `SHA256SUMS` file that `sha256sum -c`
 understands, and `manifest.json` listing the SHA-256 and size of every other member.
 
-Three layers of hashes let `verify_package` say *which* file changed:
+Three layers of hashes let `verify_package` say *which* file changed, and a signature says who made it:
 - the package manifest lists every member's hash (changing any member shows up here);
 - `evidence/manifest.json`, written when the evidence was captured, lists the capture-time hashes of
   the clip, snapshot and transcript (editing a member and the package manifest together still shows);
 - the package manifest records the capture manifest's SHA-256 as the database held it at export, and
-  `verify_package` accepts the package manifest's own SHA-256 from a case file (`expected_manifest_sha256`).
+  `verify_package` accepts the package manifest's own SHA-256 from a case file (`expected_manifest_sha256`);
+- the package manifest is signed with the site's Ed25519 key (alerts.signing): someone who changes a file
+  and re-hashes both manifests cannot sign for the site. `verify_package` reports the signer's key and
+  whether it is one the verifier trusts; a package is OK only when its signer is trusted (or, with no
+  key to check against, when its manifest matches the case file's hash).
 
 Pure functions over files: no database, no web. `build_package` refuses to export an evidence folder
 whose files no longer match the hashes recorded at capture. Both functions are safe to call from any
@@ -29,12 +33,14 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from alerts.signing import SignatureCheck, SiteKey, check_signature, sign_manifest
 
 __all__ = [
     "PACKAGE_FORMAT",
@@ -42,6 +48,7 @@ __all__ = [
     "FileCheck",
     "PackageInput",
     "PackageResult",
+    "SignatureCheck",
     "VerifyReport",
     "build_package",
     "render_summary_html",
@@ -92,6 +99,7 @@ class PackageInput:
     tool_version: str
     timezone: str = "Asia/Shanghai"
     created_ts: float | None = None
+    signing_key: SiteKey | None = None  # the site key; None makes an unsigned package (verify fails it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,11 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)  # package-level findings, each naming a file
     manifest_sha256: str | None = None
     alert_id: str | None = None
+    signature: SignatureCheck | None = None
+    signature_problem: str | None = (
+        None  # the finding (also in `problems`) when the signer is not vouched for
+    )
+    manifest_matches_case_file: bool = False  # expected_manifest_sha256 given and equal
 
     @property
     def ok(self) -> bool:
@@ -205,6 +218,7 @@ def build_package(inp: PackageInput, dest: Path) -> PackageResult:
         created_ts=created_ts,
         exported_by=inp.exported_by,
         timezone=inp.timezone,
+        signer=inp.signing_key.fingerprint if inp.signing_key is not None else None,
     )
     members.append(("summary.html", summary.encode("utf-8")))
     listed = [(n, _sha256_of(v), _size_of(v)) for n, v in members]
@@ -226,6 +240,8 @@ def build_package(inp: PackageInput, dest: Path) -> PackageResult:
         "media": capture.get("media", []),
         "files": [{"name": n, "kind": _kind_of(n), "sha256": s, "size": z} for n, s, z in listed],
     }
+    if inp.signing_key is not None:
+        manifest = sign_manifest(manifest, inp.signing_key)
     manifest_raw = _json_bytes(manifest)
     members.append((MANIFEST, manifest_raw))
 
@@ -254,8 +270,11 @@ def build_package(inp: PackageInput, dest: Path) -> PackageResult:
     return PackageResult(dest, _sha256_path(dest), _sha256_bytes(manifest_raw), tuple(listed))
 
 
-def verify_package(path: Path, expected_manifest_sha256: str | None = None) -> VerifyReport:
-    """Check every member of a package against its manifest and the capture-time manifest.
+def verify_package(
+    path: Path, expected_manifest_sha256: str | None = None, *, trusted_keys: Iterable[bytes] | None = None
+) -> VerifyReport:
+    """Check every member of a package against its manifest and the capture-time manifest, and the
+    manifest's signature against `trusted_keys` (raw Ed25519 public keys; None = no key to check with).
 
     Never raises for a damaged package: every finding lands in the report, naming the file.
     """
@@ -288,6 +307,10 @@ def verify_package(path: Path, expected_manifest_sha256: str | None = None) -> V
             report.problems.append(
                 f"{MANIFEST}: SHA-256 {report.manifest_sha256} differs from the expected {expected_manifest_sha256}"
             )
+        report.manifest_matches_case_file = bool(
+            expected_manifest_sha256 and expected_manifest_sha256.lower() == report.manifest_sha256
+        )
+        _check_signature(manifest, trusted_keys, report)
         contents: dict[str, bytes] = {}
         for name, entry in listed.items():
             if name not in names:
@@ -316,6 +339,35 @@ def verify_package(path: Path, expected_manifest_sha256: str | None = None) -> V
                 )
         _cross_check_capture(manifest, contents, report)
     return report
+
+
+def _check_signature(
+    manifest: Mapping[str, Any], trusted_keys: Iterable[bytes] | None, report: VerifyReport
+) -> None:
+    sig = report.signature = check_signature(manifest, None if trusted_keys is None else list(trusted_keys))
+    anchored = report.manifest_matches_case_file
+    problem = None
+    if sig.status == "invalid":
+        who = f" (key {sig.key_fingerprint})" if sig.key_fingerprint else ""
+        problem = f"signature invalid{who}: {sig.detail}"
+    elif sig.status == "unsigned" and not anchored:
+        problem = (
+            "unsigned: nothing binds this package to the site that made it (its hashes only agree with "
+            "each other)"
+        )
+    elif sig.status == "valid" and sig.trusted is False:
+        problem = (
+            f"signed by key {sig.key_fingerprint}, which is not a trusted key: re-signed by someone else, "
+            "or exported by another site"
+        )
+    elif sig.status == "valid" and sig.trusted is None and not anchored:
+        problem = (
+            f"signed by key {sig.key_fingerprint}, which was not checked against a trusted key (give the "
+            "site's public key: `livewatch evidence pubkey` there, then --pubkey FILE)"
+        )
+    if problem is not None:
+        report.signature_problem = f"{MANIFEST}: {problem}"
+        report.problems.append(report.signature_problem)
 
 
 def _cross_check_capture(
@@ -401,6 +453,7 @@ def render_summary_html(
     created_ts: float,
     exported_by: str,
     timezone: str,
+    signer: str | None = None,
 ) -> str:
     """A self-contained printable page (no scripts, no external resources except the packaged snapshot)."""
     tz = ZoneInfo(timezone)
@@ -436,6 +489,8 @@ def render_summary_html(
         f'<h1>证据包 Evidence package</h1><p class="sub">{e(aid)} · exported {e(_fmt_ts(created_ts, tz))}'
         f" by {e(exported_by)}</p>"
     )
+    if signer:
+        out.write(f'<p class="sub">签名 Signed with site key <span class="mono">{e(signer)}</span></p>')
     out.write('<table class="kv">')
     for k, v in rows:
         out.write(f"<tr><th>{e(k)}</th><td>{e(str(v if v is not None else '—'))}</td></tr>")

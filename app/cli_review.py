@@ -1,4 +1,7 @@
-"""`livewatch review` (the review web app) and `livewatch evidence export|verify` (evidence packages).
+"""`livewatch review` (the review web app) and `livewatch evidence export|verify|pubkey` (evidence packages).
+
+Packages are signed with the site's Ed25519 key in the data directory (made on first use);
+`evidence pubkey` prints its public half for whoever will verify packages elsewhere.
 
 `review` serves until interrupted (uvicorn, one process). `--create-user NAME` and `--create-token NAME`
 only print a config snippet and exit: passwords and tokens are never stored in clear.
@@ -84,7 +87,9 @@ def review_command(
 
 
 evidence_app = typer.Typer(
-    help="Evidence packages: export an alert as a zip, verify a zip's hashes.", no_args_is_help=True
+    help="Evidence packages: export an alert as a signed zip, verify a zip's hashes and signature, "
+    "print the site's public key.",
+    no_args_is_help=True,
 )
 
 
@@ -101,10 +106,12 @@ def export(
     """Write an alert's evidence package (clip, snapshot, transcript, decisions, summary, hashes)."""
     import getpass
 
+    from alerts.signing import load_or_create_site_key
     from app import __version__
     from review.detail import PackageNotAvailable, export_package
 
-    cfg, db, _ = open_store(config, data_dir)
+    cfg, db, ddir = open_store(config, data_dir)
+    site_key = load_or_create_site_key(ddir)
     dest = out if out is not None else Path.cwd()
     if dest.suffix.lower() != ".zip":
         dest = dest / f"livewatch-evidence-{alert_id}.zip"
@@ -117,6 +124,8 @@ def export(
                 exported_by=by or getpass.getuser(),
                 tool_version=__version__,
                 timezone=cfg.review.timezone,
+                signing_key=site_key,
+                data_dir=ddir,
             )
         except KeyError:
             raise UsageError(f"evidence export: no alert with id {alert_id}") from None
@@ -125,6 +134,7 @@ def export(
     sys.stdout.write(f"{result.path}\n")
     err.print(f"manifest SHA-256 {result.manifest_sha256}  (record it in the case file)")
     err.print(f"zip SHA-256      {result.zip_sha256}")
+    err.print(f"signed with site key {site_key.fingerprint}")
 
 
 @evidence_app.command("verify")
@@ -133,13 +143,42 @@ def verify(
     manifest_sha256: Annotated[
         str | None, typer.Option("--manifest-sha256", help="The manifest hash recorded in the case file.")
     ] = None,
+    pubkey: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--pubkey",
+            help="A site public key to trust (from `livewatch evidence pubkey`; repeatable). "
+            "Default: the key of the data directory, if it has one.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """Check every file of a package against its hashes; name each file that changed. Exit 1 if any did."""
+    """Check every file of a package against its hashes and its signature against the site key; name
+    each file that changed and the key that signed it. Exit 1 unless all match and the signer is trusted."""
     from alerts.package import verify_package
+    from alerts.signing import fingerprint, load_public_key, site_public_key
 
     if not package.is_file():
         raise UsageError(f"{package}: no such file")
-    report = verify_package(package, manifest_sha256)
+    trusted: list[bytes] | None = None
+    trusted_from = ""
+    if pubkey:
+        trusted = []
+        for key_file in pubkey:
+            try:
+                trusted.append(load_public_key(key_file))
+            except (OSError, ValueError) as e:
+                raise UsageError(f"--pubkey {key_file}: not an Ed25519 public key ({e})") from None
+        trusted_from = ", ".join(str(k) for k in pubkey)
+    else:
+        from app.config import load_config
+
+        ddir = load_config(config).resolved_data_dir(data_dir)
+        own = site_public_key(ddir)
+        if own is not None:
+            trusted, trusted_from = [own], f"the site key of {ddir}"
+    report = verify_package(package, manifest_sha256, trusted_keys=trusted)
     for c in report.checks:
         line = f"{c.status.upper():10} {c.name}"
         if c.status != "ok":
@@ -150,8 +189,65 @@ def verify(
         sys.stdout.write(f"PROBLEM    {p}\n")
     if report.manifest_sha256:
         sys.stdout.write(f"manifest SHA-256 {report.manifest_sha256}\n")
+    sig = report.signature
+    if sig is not None:
+        if sig.status == "unsigned":
+            sys.stdout.write("signature  NONE: the package is unsigned\n")
+        elif sig.status == "invalid":
+            sys.stdout.write(f"signature  INVALID ({sig.detail}); key {sig.key_fingerprint or '-'}\n")
+        elif sig.trusted:
+            sys.stdout.write(f"signature  valid, signed by {sig.key_fingerprint} (trusted: {trusted_from})\n")
+        elif sig.trusted is False:
+            keys = ", ".join(fingerprint(k) for k in trusted or [])
+            sys.stdout.write(
+                f"signature  valid, but signed by {sig.key_fingerprint}, NOT the trusted key {keys} "
+                f"({trusted_from})\n"
+            )
+        else:
+            sys.stdout.write(
+                f"signature  valid, signed by {sig.key_fingerprint}; no trusted key to check it against "
+                "(--pubkey FILE)\n"
+            )
     if report.ok:
-        sys.stdout.write(f"OK: all {len(report.checks)} files match (alert {report.alert_id})\n")
+        how = (
+            f"signed by trusted key {sig.key_fingerprint}"
+            if sig is not None and sig.trusted
+            else "manifest matches the case file's hash"
+        )
+        sys.stdout.write(f"OK: all {len(report.checks)} files match, {how} (alert {report.alert_id})\n")
         return
-    sys.stdout.write(f"FAILED: {', '.join(report.named_files)} changed or damaged\n")
+    damaged = list(
+        dict.fromkeys(
+            [
+                *report.bad_files,
+                *(p.split(":", 1)[0] for p in report.problems if p != report.signature_problem),
+            ]
+        )
+    )
+    if damaged:
+        sys.stdout.write(f"FAILED: {', '.join(damaged)} changed or damaged\n")
+    if report.signature_problem:
+        sys.stdout.write(f"NOT VERIFIED: {report.signature_problem.split(': ', 1)[-1]}\n")
     raise typer.Exit(1)
+
+
+@evidence_app.command("pubkey")
+def pubkey_command(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the PEM here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the site's public signing key (PEM), made on first use; give it to whoever verifies packages."""
+    from alerts.signing import load_or_create_site_key
+    from app.config import load_config
+
+    ddir = load_config(config).resolved_data_dir(data_dir)
+    key = load_or_create_site_key(ddir)
+    if out is not None:
+        out.write_bytes(key.public_pem())
+        sys.stdout.write(f"{out}\n")
+    else:
+        sys.stdout.write(key.public_pem().decode("ascii"))
+    err.print(f"site key {key.fingerprint}  ({key.path})")

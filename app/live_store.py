@@ -134,8 +134,17 @@ class LiveStore:
         source_start_s: float | None,
         rules_version: str,
         video: bool = False,
+        media_gap_s: float | None = None,
+        hls_join: dict[str, int | None] | None = None,
     ) -> None:
-        """A new broadcast row; `video`: the video worker reads it too, so it is done only when both are."""
+        """A new broadcast row; `video`: the video worker reads it too, so it is done only when both are.
+
+        It closes the stream's open gap. With `media_gap_s` (the hole on the source's clock, see
+        `ingest.types.BroadcastStarted`) the gap is placed on the media timeline: it starts when the
+        previous broadcast's last recorded moment was live (its start + its recorded length) and lasts
+        exactly the media not recorded, 0 when the rejoin lost nothing. Without it, the wall-clock
+        times of the last data and of the new connection bound it.
+        """
         repo.ensure_stream(s, stream_id, url, name)
         s.add(
             Broadcast(
@@ -153,6 +162,8 @@ class LiveStore:
                     "asr_done_s": 0.0,
                     "analyzed_s": 0.0,
                     **({"video_expected": True, "video_done_s": 0.0} if video else {}),
+                    **({"media_gap_s": media_gap_s} if media_gap_s is not None else {}),
+                    **({"hls_join": hls_join} if hls_join is not None else {}),
                 },
             )
         )
@@ -161,14 +172,29 @@ class LiveStore:
             .where(BroadcastGap.stream_id == stream_id, BroadcastGap.end_ts.is_(None))
             .order_by(BroadcastGap.start_ts.desc())
         )
-        if gap is not None:
-            gap.end_ts = started_ts
-            return
         prev = s.scalar(
             select(Broadcast)
             .where(Broadcast.stream_id == stream_id, Broadcast.kind == "live", Broadcast.id != broadcast_id)
             .order_by(Broadcast.started_ts.desc())
         )
+        if gap is not None:
+            if (
+                media_gap_s is not None
+                and prev is not None
+                and prev.ended_ts == gap.start_ts
+                and prev.started_ts is not None
+                and prev.duration_s is not None
+            ):
+                gap.start_ts = prev.started_ts + prev.duration_s
+                gap.end_ts = gap.start_ts + media_gap_s
+                gap.reason = (
+                    f"{gap.reason}; {media_gap_s:.2f} s of media not recorded (source clock)"
+                    if media_gap_s > 0
+                    else f"{gap.reason}; no media lost (rejoined where the recording stopped)"
+                )
+            else:
+                gap.end_ts = started_ts
+            return
         if prev is not None and prev.ended_ts is not None and prev.ended_ts < started_ts:
             s.add(
                 BroadcastGap(

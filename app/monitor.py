@@ -336,6 +336,8 @@ class Monitor:
                 source_start_s=event.source_start_s,
                 rules_version=rules_version,
                 video=self._video is not None and st.entry.keeps_video(self.cfg.video.enabled),
+                media_gap_s=event.media_gap_s,
+                hls_join=event.hls_join.as_dict() if event.hls_join is not None else None,
             )
         )
         with self._lock:

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,10 @@ class Scanner:
         progress = progress or (lambda stage, done, total: None)
         t0 = time.perf_counter()
         info = check_scannable(path)
+        if opts.started_ts is None and info.creation_ts is not None:
+            # the container's own start (a recorder stamps it): the broadcast's time for the review queue,
+            # ledger and chart, rather than none at all (they would show when the file was scanned)
+            opts = replace(opts, started_ts=info.creation_ts)
         media_sha = sha256_file(path)
         size = Path(path).stat().st_size
         broadcast_id = hashlib.sha256(f"file:{media_sha}:{opts.stream_id or ''}".encode()).hexdigest()[:16]

@@ -23,6 +23,7 @@ take the reference once per utterance and never see a half-loaded set.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -40,6 +41,8 @@ from rapidfuzz.distance import Indel
 from asr.types import Utterance
 from detectors.base import DetectionContext, Detector, PhraseTable, register
 from detectors.config import DEFAULT_RULES_DIR, RulesDetectorConfig
+from detectors.laws import DEFAULT_LAWS
+from detectors.lexicons import lexicon_dirs
 from detectors.normalize import (
     Normalized,
     code_syllables,
@@ -366,20 +369,16 @@ class RuleSet:
         return ac
 
     def _atoms_of(self, terms: Iterable[str | TermSpec], rule_mode: str) -> list[int]:
-        out: list[int] = []
+        out: dict[int, None] = {}  # ordered set: lexicon groups hold thousands of terms
         for term in terms:
             explicit = isinstance(term, TermSpec)
             raw, mode = (term.term, term.mode) if isinstance(term, TermSpec) else (term, rule_mode)
             for t in expand_term(raw):
-                ai = self._atom(t, mode, explicit)
-                if ai not in out:
-                    out.append(ai)
-        return out
+                out.setdefault(self._atom(t, mode, explicit), None)
+        return list(out)
 
     def _atom(self, raw: str, mode: str, explicit: bool = False) -> int:
-        text = normalize(raw).text
-        codes = pinyin_codes(text)
-        latin = pinyin_latin(codes)
+        text, codes, latin = _term_forms(raw)
         if mode != "exact" and (len(text) < 2 or codes == text):
             mode = "exact"  # one character or no Chinese: homophones would be noise
         if mode != "exact" and len(text) < MIN_PINYIN_CHARS and not explicit:
@@ -818,6 +817,14 @@ class RuleSet:
         )
 
 
+@functools.lru_cache(maxsize=65536)
+def _term_forms(raw: str) -> tuple[str, str, str]:
+    """A term's normalized text, pinyin codes and Latin pinyin (shared by every rule and set)."""
+    text = normalize(raw).text
+    codes = pinyin_codes(text)
+    return text, codes, pinyin_latin(codes)
+
+
 def _is_cjk(text: str) -> bool:
     return all("\u4e00" <= ch <= "\u9fff" for ch in text)
 
@@ -854,13 +861,14 @@ def word_bounds(text: str) -> frozenset[int]:
 def _straddles(sc: _Scratch, start: int, end: int) -> bool:
     """A two-character term read across a word boundary: 环保|本身 holds 保本, 站内|定购 holds 内定.
 
-    True when a word ends between the term's characters while the term does not start or does not
-    end where a word does; a term that is the start of a longer word (特供|酒 -> 特供酒) still counts.
+    True when a word ends between the term's two characters and its second character starts a longer
+    word (环保|本身, 站|内|定购). A term that starts a longer word (特供酒) or whose second character
+    stands alone (酒护|肝, a segmentation slip) still counts: only clear straddles are silenced.
     """
     if sc.bounds is None:
         sc.bounds = word_bounds(sc.norm.text)
     b = sc.bounds
-    return (start + 1) in b and (start not in b or end not in b)
+    return (start + 1) in b and end not in b
 
 
 def _is_latin(ch: str) -> bool:
@@ -910,8 +918,9 @@ def _dedupe(hits: list[Hit]) -> list[Hit]:
 
 
 def _fingerprint(dirs: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Sizes and times of every file a rule set is built from: packs, their lexicons, the law table."""
     out = []
-    for d in dirs:
+    for d in [*dirs, *lexicon_dirs([Path(x) for x in dirs])]:
         try:
             files = pack_files(d)
         except FileNotFoundError:
@@ -923,6 +932,11 @@ def _fingerprint(dirs: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
             except FileNotFoundError:
                 continue
             out.append((str(p), st.st_mtime_ns, st.st_size))
+    try:
+        st = os.stat(DEFAULT_LAWS)
+        out.append((str(DEFAULT_LAWS), st.st_mtime_ns, st.st_size))
+    except FileNotFoundError:
+        pass
     return tuple(out)
 
 

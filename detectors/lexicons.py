@@ -129,6 +129,12 @@ def load_lexicons(dirs: Sequence[Path], parse: object = None) -> Lexicons:
     for d in dirs:
         for path in sorted(p for p in Path(d).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
             files.append(path)
+            st = path.stat()
+            key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+            cached = _CACHE.get(key)
+            if cached is not None:
+                groups.update(cached)
+                continue
             text = path.read_text(encoding="utf-8")
             data = parse(path, text) if callable(parse) else _safe_load(path, text)
             try:
@@ -137,6 +143,7 @@ def load_lexicons(dirs: Sequence[Path], parse: object = None) -> Lexicons:
                 err = e.errors()[0]
                 where = ".".join(str(p) for p in err["loc"])
                 raise LexiconError(f"{path}: {where}: {err['msg']}") from None
+            mine: dict[str, Lexicon] = {}
             for gname, g in spec.groups.items():
                 if not re.match(_NAME, gname):
                     raise LexiconError(f"{path}: groups.{gname}: group names are lowercase identifiers")
@@ -144,7 +151,11 @@ def load_lexicons(dirs: Sequence[Path], parse: object = None) -> Lexicons:
                 if unknown:
                     raise LexiconError(f"{path}: groups.{gname}.from: unknown source keys {unknown}")
                 terms = tuple(dict.fromkeys(t.strip() for t in g.terms if t.strip()))
-                groups[f"{spec.lexicon}.{gname}"] = Lexicon(
-                    spec.lexicon, gname, terms, path, g.law, tuple(g.from_)
-                )
+                mine[f"{spec.lexicon}.{gname}"] = Lexicon(spec.lexicon, gname, terms, path, g.law, tuple(g.from_))
+            _CACHE[key] = mine
+            groups.update(mine)
     return Lexicons(groups, files)
+
+
+# Parsed lexicon files by (path, mtime, size): rule sets are reloaded often and lexicons are large.
+_CACHE: dict[tuple[str, int, int], dict[str, Lexicon]] = {}

@@ -28,6 +28,8 @@ lock.
 
 from __future__ import annotations
 
+import functools
+
 import re
 import threading
 import unicodedata
@@ -60,6 +62,10 @@ DEFAULT_VARIANTS: dict[str, str] = {
     "no.1": "第一",
     "no1": "第一",
     "top1": "第一",
+    # 日 for 天 in the phrases rules care about (七日无理由, 今日/明日 pressure), one form for both
+    "日无理由": "天无理由",
+    "今日": "今天",
+    "明日": "明天",
 }
 
 _CODE_BASE = 0xE000  # private-use area: one code point per toneless pinyin syllable
@@ -370,8 +376,9 @@ def _normalize_slow(text: str, simp: str, record_steps: bool) -> Normalized:
     return Normalized(text, result, tuple(out_i), frozenset(breaks), tuple(steps))
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_term(term: str) -> str:
-    """Normalize a rule's literal term the same way as speech."""
+    """Normalize a rule's literal term the same way as speech (cached: packs repeat lexicon terms)."""
     return normalize(term).text
 
 

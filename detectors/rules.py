@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detectors import yamlsafe
+from detectors.laws import DEFAULT_LAWS, LawTable, LawTableError, load_laws, split_refs
 from detectors.lexicons import REGEX_REF_RE, LexiconError, Lexicons, lexicon_dirs, load_lexicons
 from detectors.normalize import normalize_term
 from detectors.regex_vet import polynomial_problem
@@ -820,6 +821,23 @@ def pack_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+_LAW_REF_TOKEN = re.compile(r"^[a-z][a-z0-9_]*(\.(p?[0-9]+))*$")
+
+
+def resolve_law(text: str, laws: LawTable | None) -> str:
+    """A rule's `law:` as shown on alerts: article ids (``adlaw.9.3; aucl.9``) resolve through
+    ``configs/laws.yaml`` to ``广告法(2021修正) 第9条第(三)项; 反不正当竞争法(2025修订) 第9条``;
+    free text (a site's own wording) is kept as written. An id the table lacks is an error."""
+    refs = split_refs(text)
+    if not refs or not all(
+        _LAW_REF_TOKEN.match(r) and ("." in r or (laws is not None and r in laws)) for r in refs
+    ):
+        return text
+    if laws is None:
+        raise LawTableError(f"law ids {refs} need configs/laws.yaml")
+    return laws.resolve(refs).display
+
+
 def _effective(spec: RuleSpec, pack: PackSpec, src: RuleSource) -> EffectiveRule:
     d = pack.defaults
     if spec.negation is True:
@@ -858,6 +876,16 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
             raise err
         errors.append(err)
 
+    laws: LawTable | None = None
+    if DEFAULT_LAWS.is_file():
+        try:
+            laws = load_laws(DEFAULT_LAWS)
+        except LawTableError as e:
+            fail(RulePackError(DEFAULT_LAWS, 1, "laws", str(e)))
+        else:
+            raw_laws = DEFAULT_LAWS.read_bytes()
+            digest.update(f"laws\0{len(raw_laws)}\0".encode())
+            digest.update(raw_laws)
     lex: Lexicons | None = None
     lex_dirs = lexicon_dirs([Path(d) for d in dirs])
     if lex_dirs:
@@ -910,7 +938,14 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
                     continue
                 layer_ids[rspec.id] = path
                 src = RuleSource(path, lm.line_for(("rules", ri)), spec.pack, layer)
-                rules[rspec.id] = _effective(rspec, spec, src)
+                eff = _effective(rspec, spec, src)
+                try:
+                    eff.law = resolve_law(eff.law, laws)
+                except LawTableError as e:
+                    loc: tuple[Any, ...] = ("rules", ri, "law") if rspec.law else ("law",)
+                    fail(RulePackError(path, lm.line_for(loc), _field_name(loc), str(e)))
+                    continue
+                rules[rspec.id] = eff
             for ci, phrase in enumerate(spec.clean):
                 clean.append(CleanPhrase(phrase, path, lm.line_for(("clean", ci))))
             if spec.overrides is not None:
@@ -952,7 +987,11 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
                 if patch.mode is not None:
                     r.mode = patch.mode
                 if patch.law is not None:
-                    r.law = patch.law
+                    try:
+                        r.law = resolve_law(patch.law, laws)
+                    except LawTableError as e:
+                        loc = ("overrides", "patch", rid)
+                        fail(RulePackError(path, lm.line_for(loc), f"overrides.patch.{rid}.law", str(e)))
                 if patch.tags is not None:
                     r.tags = tuple(patch.tags)
     return LoadedRules(list(rules.values()), clean, files, digest.hexdigest()[:16], errors)

@@ -676,9 +676,21 @@ class SemanticDetector(Detector[SemanticConfig]):
         return PhraseTable(should_flag=SHOULD_FLAG, should_not_flag=SHOULD_NOT_FLAG)
 
 
-# Filled in after training the shipped head: lines written for this table, in no training source.
-SHOULD_FLAG: tuple[str, ...] = ()
-SHOULD_NOT_FLAG: tuple[str, ...] = ()
+# Lines written for this table and found in no training source: paraphrases of medical-efficacy
+# claims (the kind the rules' word lists miss) and ordinary selling talk. A retrained head must keep
+# them (tests/test_rules_registry.py runs this table).
+SHOULD_FLAG: tuple[str, ...] = (
+    "这个茶喝下去，血压高的人就不用再吃降压药了",
+    "我们家这个酵素天天喝，肿瘤都能慢慢消下去",
+    "这款面霜用完一个疗程，湿疹牛皮癣全都好了",
+    "我们这个护肝片，肝硬化的人吃了都能逆转",
+)
+SHOULD_NOT_FLAG: tuple[str, ...] = (
+    "我们这款围巾是羊毛混纺的，冬天戴很暖和",
+    "这个颜色是雾霾蓝，上身很显白",
+    "咱们直播间今天有三款新品，一会儿一个一个讲",
+    "充电宝容量是一万毫安，可以带上飞机",
+)
 
 
 class StagedRules:

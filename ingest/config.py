@@ -27,6 +27,15 @@ class BackoffConfig(BaseModel):
     reset_after_s: float = Field(
         30.0, ge=0, description="A connection that recorded at least this long resets the wait to initial_s."
     )
+    rejoin_window_s: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "For this long after a connection that recorded data dropped, retry every initial_s instead of "
+            "backing off: a live HLS playlist still offers the missed media for its window (often 10-60 s), "
+            "and every second waited can push some of it out (0 = always back off)."
+        ),
+    )
 
 
 class IngestConfig(BaseModel):
@@ -76,7 +85,18 @@ class IngestConfig(BaseModel):
         2,
         ge=1,
         le=10,
-        description="streamlink --hls-live-edge: HLS segments behind the live edge to start at.",
+        description=(
+            "streamlink --hls-live-edge: HLS segments behind the live edge to start at (the first "
+            "connection; a reconnect rejoins where the recording stopped, see hls_rejoin)."
+        ),
+    )
+    hls_rejoin: bool = Field(
+        True,
+        description=(
+            "After a drop, rejoin an HLS stream at the first segment not yet recorded while the playlist "
+            "still offers it (else at its oldest segment), so an outage shorter than the playlist window "
+            "loses no media; false: rejoin at the live edge (hls_live_edge), as on the first connection."
+        ),
     )
     hls_playlist_reload_s: float | None = Field(
         None,

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def probe(path: str | Path) -> MediaInfo:
                 vs = c.streams.video[0]
                 w, h = vs.codec_context.width, vs.codec_context.height
             fmt = c.format.name
+            creation_ts = container_creation_ts(dict(c.metadata))
     except av.error.InvalidDataError:
         raise MediaError(
             str(p), "not readable as media (no known format found: not a media file, or truncated)"
@@ -111,7 +113,26 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(str(p), f"cannot read media: {e}") from None
     if duration <= 0:
         raise MediaError(str(p), "media has no duration (empty or truncated)")
-    return MediaInfo(str(p), duration, has_audio, has_video, fmt, w, h)
+    return MediaInfo(str(p), duration, has_audio, has_video, fmt, w, h, creation_ts)
+
+
+def container_creation_ts(tags: Mapping[str, str]) -> float | None:
+    """A container's `creation_time` tag as epoch seconds, or None if absent or implausible. Pure.
+
+    MP4 writers put 0 (1904 or 1970) there when they know no time, and a naive time is taken as UTC
+    (what ffmpeg writes).
+    """
+    raw = next((v for k, v in tags.items() if k.lower() == "creation_time"), None)
+    if not raw:
+        return None
+    try:
+        dt = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    ts = dt.timestamp()
+    return ts if ts >= 946_684_800 else None  # before 2000: a placeholder, not a recording's start
 
 
 def _duration_by_demux(c: av.container.InputContainer) -> float:
@@ -205,7 +226,13 @@ def cut_clip(
         )
         reencoded = True
     clip = probe(out)
-    actual_start = max(0.0, start_s + dur - clip.duration_s) if not reencoded else start_s
+    # A stream copy ends where asked, or where the source ends (a recording cut short by a crash may be
+    # shorter than its caller believed), and starts at a keyframe at or before the ask: place the clip
+    # by its end, checking the source's real end whenever the clip came out shorter than asked.
+    src_end = start_s + dur
+    if not reencoded and clip.duration_s < dur - 0.05:
+        src_end = min(src_end, probe(src).duration_s)
+    actual_start = max(0.0, src_end - clip.duration_s) if not reencoded else start_s
     return ClipResult(
         str(out), actual_start, actual_start + clip.duration_s, start_s, start_s + dur, reencoded
     )

@@ -12,6 +12,14 @@ exponential backoff, and every connection that delivers data is a new broadcast 
 a gap between two broadcasts is always visible. The reconnect policy is ours: streamlink's own retry
 options are not used.
 
+Rejoining HLS without holes: streamlink runs through `ingest.hls_join`, which reports each HLS media
+sequence number that reached the output. After a drop the next connection asks to start right after
+the last one recorded; the playlist usually still holds the missed segments, so a drop shorter than the
+playlist window loses no media (see ingest/hls_join.py for why sequence numbers and not streamlink's or
+ffmpeg's time/edge offsets). What the new connection still lost is measured on the source's own clock
+(ffmpeg's input start time, i.e. the stream's PTS) and sent as `BroadcastStarted.media_gap_s`, so the
+stored gap is the hole in the media, not the time between noticing the drop and reconnecting.
+
 Concurrency contract: the sink's methods are called from the recorder's thread, in order, one at a
 time (started → segments → ended, then the next broadcast). `stop()` may be called from any thread;
 it ends the connection gracefully (ffmpeg finishes and lists its last file) and joins the thread.
@@ -43,13 +51,22 @@ from urllib.parse import urlsplit
 
 from ingest import ffmpeg
 from ingest.config import BackoffConfig, IngestConfig
-from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, MediaSegment, SegmentRecorded
+from ingest.hls_join import parse_marker
+from ingest.types import (
+    BroadcastEnded,
+    BroadcastStarted,
+    HlsJoin,
+    IngestState,
+    MediaSegment,
+    SegmentRecorded,
+)
 
 __all__ = [
     "Recorder",
     "RecorderSink",
     "backoff_delay",
     "choose_via",
+    "media_gap",
     "new_broadcast_id",
     "read_segment_list",
     "streamlink_args",
@@ -98,12 +115,16 @@ def is_local_file(url: str) -> bool:
     return not scheme or len(scheme) == 1 or scheme == "file"
 
 
-def streamlink_args(url: str, cfg: IngestConfig) -> list[str]:
-    """streamlink writing the stream to stdout (run with this interpreter, so the venv's copy is used)."""
-    args = [
-        sys.executable,
-        "-m",
-        "streamlink",
+def streamlink_args(url: str, cfg: IngestConfig, resume_after: int | None = None) -> list[str]:
+    """streamlink writing the stream to stdout (run with this interpreter, so the venv's copy is used).
+
+    It runs through `ingest.hls_join` (streamlink's CLI plus HLS rejoin and sequence reporting);
+    `resume_after`: the last HLS media sequence number already recorded.
+    """
+    args = [sys.executable, "-m", "ingest.hls_join"]
+    if resume_after is not None:
+        args += ["--resume-after", str(resume_after)]
+    args += [
         "--stdout",
         "--loglevel",
         "info",
@@ -122,6 +143,23 @@ def streamlink_args(url: str, cfg: IngestConfig) -> list[str]:
         args += ["--http-cookies-file", str(cfg.cookies_file)]
     args += [*cfg.streamlink_args, url, cfg.quality]
     return args
+
+
+def media_gap(prev_end_s: float | None, start_s: float | None, wall_elapsed_s: float) -> float | None:
+    """Seconds of media between the last recording's end and the next one's start, on the source's clock.
+
+    Pure. 0 when they meet or overlap (an overlap is media recorded twice, not a hole). None when a
+    clock is unknown or not continuous: a clock that went back by more than two minutes was reset (a
+    new session), and one that ran ahead of the wall clock by more than two minutes cannot be the same
+    clock (media is not made faster than real time; two minutes cover the player's distance from
+    the live edge).
+    """
+    if prev_end_s is None or start_s is None:
+        return None
+    gap = start_s - prev_end_s
+    if gap < -120.0 or gap > max(0.0, wall_elapsed_s) + 120.0:
+        return None
+    return max(0.0, gap)
 
 
 def new_broadcast_id(stream_id: str, now_ts: float) -> str:
@@ -225,6 +263,25 @@ class _Proc:
         return " | ".join(interesting[-3:])
 
 
+class _HlsLog:
+    """What `ingest.hls_join` said on streamlink's stderr (written by its reader thread)."""
+
+    def __init__(self) -> None:
+        self.join: HlsJoin | None = None
+        self.last_done: int | None = None
+
+    def on_line(self, line: str) -> None:
+        m = parse_marker(line)
+        if m is None:
+            return
+        if m.kind == "done" and m.seq is not None:
+            self.last_done = m.seq if self.last_done is None else max(self.last_done, m.seq)
+        elif m.kind == "join" and m.first is not None and m.last is not None and m.start is not None:
+            self.join = HlsJoin(m.first, m.last, m.start, m.resume_after)
+        elif m.kind == "unsupported":
+            logger.warning("HLS rejoin unavailable (%s): reconnects join at the live edge", m.detail)
+
+
 @dataclass(slots=True)
 class _Attempt:
     broadcast_id: str | None = None  # set once data flowed
@@ -262,6 +319,8 @@ class Recorder:
         self.via = choose_via(url, cfg.via)
         self.reconnects = 0  # connections after the first one that delivered data
         self._last_source_end: float | None = None  # source clock at the end of the last broadcast
+        self._last_end_ts: float | None = None  # wall clock of the last broadcast's last data
+        self._hls_last_done: int | None = None  # HLS media sequence number of the last recorded segment
 
     # -- public --------------------------------------------------------------------------------------
 
@@ -310,6 +369,11 @@ class Recorder:
                 if result.recorded_s >= self.cfg.reconnect.reset_after_s:
                     attempt = 0
                 delay = 0.0 if result.finished else backoff_delay(attempt, self.cfg.reconnect)
+                if (
+                    self._last_end_ts is not None
+                    and self._clock() - self._last_end_ts < self.cfg.reconnect.rejoin_window_s
+                ):
+                    delay = min(delay, self.cfg.reconnect.initial_s)
                 attempt += 1
                 state = "reconnecting" if result.broadcast_id is not None else "offline"
                 logger.warning(
@@ -341,12 +405,15 @@ class Recorder:
 
         local = is_local_file(self.url)
         procs: list[_Proc] = []
+        hls = _HlsLog()
         try:
             if self.via == "streamlink":
+                resume = self._hls_last_done if self.cfg.hls_rejoin else None
                 sl = _Proc(
                     f"streamlink-{self.stream_id}",
-                    streamlink_args(self.url, self.cfg),
+                    streamlink_args(self.url, self.cfg, resume),
                     stdout=subprocess.PIPE,
+                    on_line=hls.on_line,
                 )
                 procs.append(sl)
                 assert sl.popen.stdout is not None
@@ -381,10 +448,42 @@ class Recorder:
                 p.stop(2.0)
             _remove_attempt(folder)
             return _Attempt(reason=f"cannot start {self.via}: {e}")
-        return self._watch(broadcast_id, folder, procs, source_start, local)
+        try:
+            return self._watch(broadcast_id, folder, procs, source_start, local, hls)
+        finally:
+            if hls.last_done is not None:
+                # Data the output got, whether a new broadcast or media recorded before: either way
+                # the next connection need not ask for it again.
+                self._hls_last_done = hls.last_done
+
+    def _started_event(
+        self, broadcast_id: str, folder: Path, started_ts: float, source_start: list[float], hls: _HlsLog
+    ) -> BroadcastStarted:
+        start = source_start[0] if source_start else None
+        elapsed = started_ts - self._last_end_ts if self._last_end_ts is not None else 0.0
+        gap = media_gap(self._last_source_end, start, elapsed)
+        if gap is not None:
+            logger.info(
+                "stream %s: rejoined %s; %.2f s of media not recorded%s",
+                self.stream_id,
+                f"HLS at segment {hls.join.start} (playlist {hls.join.first}..{hls.join.last})"
+                if hls.join is not None
+                else "",
+                gap,
+                "" if gap > 0 else " (none lost)",
+            )
+        return BroadcastStarted(
+            self.stream_id, broadcast_id, str(folder), self.url, started_ts, start, gap, hls.join
+        )
 
     def _watch(
-        self, broadcast_id: str, folder: Path, procs: list[_Proc], source_start: list[float], local: bool
+        self,
+        broadcast_id: str,
+        folder: Path,
+        procs: list[_Proc],
+        source_start: list[float],
+        local: bool,
+        hls: _HlsLog,
     ) -> _Attempt:
         result = _Attempt()
         growth = _Growth(folder)
@@ -411,16 +510,7 @@ class Recorder:
                 if not source_start:
                     logger.warning("stream %s: ffmpeg did not report the source clock", self.stream_id)
                 result.broadcast_id = broadcast_id
-                self.sink.broadcast_started(
-                    BroadcastStarted(
-                        self.stream_id,
-                        broadcast_id,
-                        str(folder),
-                        self.url,
-                        now,
-                        source_start[0] if source_start else None,
-                    )
-                )
+                self.sink.broadcast_started(self._started_event(broadcast_id, folder, now, source_start, hls))
                 self._state("recording", broadcast_id)
             if result.broadcast_id is not None:
                 listed = self._emit_new(folder, broadcast_id, listed, result)
@@ -442,14 +532,7 @@ class Recorder:
         if result.broadcast_id is None and growth.size > 0 and not old_media:  # data came in the last moment
             result.broadcast_id = broadcast_id
             self.sink.broadcast_started(
-                BroadcastStarted(
-                    self.stream_id,
-                    broadcast_id,
-                    str(folder),
-                    self.url,
-                    last_growth,
-                    source_start[0] if source_start else None,
-                )
+                self._started_event(broadcast_id, folder, last_growth, source_start, hls)
             )
         if not reason:
             if local and codes[-1] == 0:
@@ -467,8 +550,8 @@ class Recorder:
         listed = self._emit_new(folder, broadcast_id, listed, result)
         self._emit_unlisted(folder, broadcast_id, result)
         result.recorded_s = result.end_s
-        if source_start:
-            self._last_source_end = source_start[0] + result.end_s
+        self._last_source_end = source_start[0] + result.end_s if source_start else None
+        self._last_end_ts = last_growth
         self.sink.broadcast_ended(
             BroadcastEnded(self.stream_id, broadcast_id, last_growth, result.end_s, reason)
         )

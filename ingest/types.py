@@ -18,6 +18,9 @@ class MediaInfo:
     container: str
     video_width: int = 0
     video_height: int = 0
+    # The container's own start time (MP4/MOV/MKV `creation_time`), epoch seconds, when it carries a
+    # plausible one: a recorder stamps it at the start of recording. A scan without --started-at uses it.
+    creation_ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,19 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class HlsJoin:
+    """Where a connection joined a live HLS playlist, by media sequence number."""
+
+    first: int  # oldest segment the playlist offered
+    last: int  # newest segment the playlist offered
+    start: int  # the segment recording started at
+    resume_after: int | None  # the last segment the previous connection recorded, if resuming
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"first": self.first, "last": self.last, "start": self.start, "resume_after": self.resume_after}
+
+
+@dataclass(frozen=True, slots=True)
 class BroadcastStarted:
     """Data started flowing from a stream: a new broadcast record begins (at start_s = 0)."""
 
@@ -69,6 +85,11 @@ class BroadcastStarted:
     source: str  # the stream URL (or file) as configured
     started_ts: float  # wall clock of start_s = 0, as first seen (refined later from segment arrivals)
     source_start_s: float | None = None  # the source's own clock at start_s = 0, when ffmpeg reported it
+    # Media not recorded between the previous connection's last recorded moment and this one's first,
+    # on the source's clock (0 when the rejoin lost nothing); None when either clock is unknown or the
+    # source's clock was reset (a new session), so only wall-clock times can place the gap.
+    media_gap_s: float | None = None
+    hls_join: HlsJoin | None = None  # where an HLS connection joined the playlist (streamlink only)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from alerts.evidence import sha256_file
 from alerts.package import EvidenceIntegrityError
+from alerts.signing import SiteKey, load_or_create_site_key
 from app.monitor_status import metrics_text, rules_status, stream_statuses
 from review import charts, ledger
 from review.auth import (
@@ -53,7 +53,15 @@ from review.auth import (
 )
 from review.config import ReviewConfig
 from review.decisions import DECISIONS, NOTE, add_decision, decision_dict, history, rule_precision
-from review.detail import PackageNotAvailable, alert_detail, evidence_file_path, export_package, media_type
+from review.detail import (
+    PackageNotAvailable,
+    alert_detail,
+    evidence_file_path,
+    export_package,
+    file_states,
+    media_type,
+)
+from review.integrity import EvidenceChecker
 from review.queries import AlertFilter, ledger_rows, queue, statistics
 from store.db import Database
 from store.models import AlertRow, EvidenceFileRow
@@ -101,6 +109,8 @@ class _State:
     users: dict[str, str]
     tokens: list[tuple[str, str]]  # (sha256, name)
     tool_version: str
+    site_key: SiteKey
+    checker: EvidenceChecker
 
 
 def create_app(
@@ -139,6 +149,8 @@ def create_app(
         users={u.username: u.password_hash for u in cfg.users},
         tokens=tokens,
         tool_version=tool_version,
+        site_key=load_or_create_site_key(data_dir),  # signs every evidence package this app exports
+        checker=EvidenceChecker(),
     )
     trusted_proxies = parse_networks(cfg.trusted_proxies)
     app = FastAPI(
@@ -148,6 +160,7 @@ def create_app(
         "Log in at POST /api/login (cookie + CSRF token) or send `Authorization: Bearer TOKEN`.",
     )
     app.state.review = state
+    app.router.on_shutdown.append(state.checker.close)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -313,7 +326,7 @@ def create_app(
         "/api/alerts/{alert_id}", tags=["alerts"], summary="One alert with clip, transcript and decisions"
     )
     def get_alert(alert_id: str, who: Who, db: Db) -> dict[str, Any]:
-        detail = alert_detail(db, alert_id)
+        detail = alert_detail(db, alert_id, data_dir=state.data_dir, checker=state.checker)
         if detail is None:
             raise HTTPException(404, "no such alert")
         return detail
@@ -325,7 +338,7 @@ def create_app(
         response_class=FileResponse,
     )
     def get_file(alert_id: str, name: str, who: Who, db: Db) -> FileResponse:
-        path = evidence_file_path(db, alert_id, name)
+        path = evidence_file_path(db, alert_id, name, state.data_dir)
         if path is None:
             raise HTTPException(404, "no such evidence file")
         return FileResponse(
@@ -356,7 +369,7 @@ def create_app(
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         logger.info("decision %s on %s by %s", d.decision, alert_id, who.name)
-        detail = alert_detail(db, alert_id) or {}
+        detail = alert_detail(db, alert_id, data_dir=state.data_dir, checker=state.checker) or {}
         return {
             "decision": decision_dict(d),
             "status": detail.get("status"),
@@ -372,15 +385,20 @@ def create_app(
         a = db.get(AlertRow, alert_id)
         if a is None:
             raise HTTPException(404, "no such alert")
-        rows = list(db.query(EvidenceFileRow).filter(EvidenceFileRow.alert_id == alert_id))
-        out = []
-        for r in rows:
-            path = evidence_file_path(db, alert_id, r.name)
-            actual = sha256_file(path) if path is not None else None
-            status = "missing" if actual is None else ("ok" if actual == r.sha256 else "changed")
-            out.append(
-                {"name": r.name, "recorded_sha256": r.sha256, "actual_sha256": actual, "status": status}
-            )
+        recorded = {
+            r.name: r.sha256 for r in db.query(EvidenceFileRow).filter(EvidenceFileRow.alert_id == alert_id)
+        }
+        states = file_states(db, alert_id, data_dir=state.data_dir, checker=state.checker, full=True)
+        out = [
+            {
+                "name": st.name,
+                "recorded_sha256": recorded.get(st.name),
+                "actual_sha256": st.actual_sha256,
+                "status": st.state,
+                "checked_ts": st.checked_ts,
+            }
+            for st in states
+        ]
         return {"ok": bool(out) and all(x["status"] == "ok" for x in out), "files": out}
 
     @app.get(
@@ -400,6 +418,8 @@ def create_app(
                 exported_by=who.name,
                 tool_version=state.tool_version,
                 timezone=state.cfg.timezone,
+                signing_key=state.site_key,
+                data_dir=state.data_dir,
             )
         except KeyError:
             _rmtree(tmpdir)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import and_, event, func, select
 from sqlalchemy.orm import Session
 
-from store.models import AlertRow, Decision
+from store.models import AlertRow, Broadcast, Decision
 
 __all__ = [
     "DECISIONS",
@@ -163,7 +163,9 @@ def rule_precision(
 ) -> dict[str, RulePrecision]:
     """rule_id → counts of its alerts by current status, optionally limited to alerts in [since, until)."""
     latest = latest_status_subquery()
-    when = func.coalesce(AlertRow.start_ts, AlertRow.created_ts)
+    # the same time as the queue's (review.queries.alert_time): the broadcast moment, else the scan's
+    started = select(Broadcast.started_ts).where(Broadcast.id == AlertRow.broadcast_id).scalar_subquery()
+    when = func.coalesce(AlertRow.start_ts, started + AlertRow.start_s, AlertRow.created_ts)
     q = (
         select(AlertRow.rule_id, Decision.decision, func.count())
         .select_from(AlertRow)

@@ -1,9 +1,11 @@
 """The alert page's data: alert, evidence files, clip timing, transcript with the matched words marked,
 earlier price claims, decision history. Also the evidence package export from the store.
 
-Files are located only through the database: an alert's `evidence_dir` and its `EvidenceFileRow`
-names. Nothing here takes a path from a request. Functions read the caller's session and the evidence
-folder; `export_package` writes one zip (atomically) and nothing else.
+Files are located only through the database: an alert's `evidence_dir` (stored relative to the data
+directory and resolved against the one this process was given: `data_dir`, else the session's, see
+store.paths) and its `EvidenceFileRow` names. Nothing here takes a path from a request. Functions read
+the caller's session and the evidence folder; `export_package` writes one zip (atomically) and nothing
+else. Each evidence file's state (ok / changed / missing / unverified) comes from review.integrity.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.package import PackageInput, PackageResult, build_package
+from alerts.signing import SiteKey
 from review.decisions import decision_dict, history, latest_decisions
+from review.integrity import EvidenceChecker, FileState, overall_state
 from review.queries import CATEGORY_NAMES
-from store.models import AlertRow, DetectionRow, EvidenceFileRow
+from store.models import AlertRow, Broadcast, DetectionRow, EvidenceFileRow
+from store.paths import resolve_payload, resolve_stored, session_data_dir
 
 __all__ = [
     "PackageNotAvailable",
     "alert_detail",
     "evidence_file_path",
+    "evidence_folder",
     "export_package",
     "mark_transcript",
     "media_type",
@@ -43,7 +49,25 @@ def media_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def evidence_file_path(session: Session, alert_id: str, name: str) -> Path | None:
+def evidence_folder(session: Session, alert: AlertRow, data_dir: Path | None = None) -> Path | None:
+    """Where an alert's evidence folder is now (its stored path resolved against the data directory)."""
+    if not alert.evidence_dir:
+        return None
+    return resolve_stored(alert.evidence_dir, data_dir if data_dir is not None else session_data_dir(session))
+
+
+def _listed_path(folder: Path | None, name: str) -> Path | None:
+    """`folder/name` if it stays inside `folder` (whether or not it exists)."""
+    if folder is None:
+        return None
+    root = folder.resolve()
+    path = (root / name).resolve()
+    return path if path.parent == root else None
+
+
+def evidence_file_path(
+    session: Session, alert_id: str, name: str, data_dir: Path | None = None
+) -> Path | None:
     """The file `name` of an alert's evidence, if the database lists it and it lies in the alert's folder.
 
     `name` is compared with the stored names, never joined onto a path unchecked: anything else
@@ -57,11 +81,47 @@ def evidence_file_path(session: Session, alert_id: str, name: str) -> Path | Non
     )
     if known is None:
         return None
-    folder = Path(alert.evidence_dir).resolve()
-    path = (folder / known).resolve()
-    if path.parent != folder or not path.is_file():
+    path = _listed_path(evidence_folder(session, alert, data_dir), known)
+    if path is None or not path.is_file():
         return None
     return path
+
+
+def file_states(
+    session: Session,
+    alert_id: str,
+    *,
+    data_dir: Path | None = None,
+    checker: EvidenceChecker | None = None,
+    full: bool = False,
+) -> list[FileState]:
+    """Each listed evidence file's state: the cheap check (exists, recorded size, cached hash) with a
+    background hash queued in `checker`, or with `full` the SHA-256 of every file now."""
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
+        return []
+    rows = session.scalars(
+        select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id).order_by(EvidenceFileRow.id)
+    ).all()
+    folder = evidence_folder(session, alert, data_dir)
+    check = checker or _STAT_ONLY
+    out = []
+    for r in rows:
+        path = _listed_path(folder, r.name)
+        out.append(
+            check.verify(r.name, path, r.sha256) if full else check.state(r.name, path, r.sha256, r.size)
+        )
+    return out
+
+
+class _StatOnly(EvidenceChecker):
+    """No cache, no background work: what a caller without the app's checker gets."""
+
+    def _queue(self, path: Path) -> None:
+        return
+
+
+_STAT_ONLY = _StatOnly()
 
 
 def _norm_index() -> Any:
@@ -178,16 +238,32 @@ def _file_url(alert_id: str, name: str) -> str:
     return f"/api/alerts/{alert_id}/files/{name}"
 
 
-def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
+def _moment(session: Session, a: AlertRow) -> dict[str, Any]:
+    """When the alert's moment was broadcast (see review.queries): start_ts, and what it is based on."""
+    ts = a.start_ts
+    if ts is None:
+        b = session.get(Broadcast, a.broadcast_id)
+        if b is not None and b.started_ts is not None:
+            ts = b.started_ts + a.start_s
+    return {"start_ts": ts, "time_basis": "broadcast" if ts is not None else "scan", "scanned_ts": a.created_ts}
+
+
+def alert_detail(
+    session: Session, alert_id: str, *, data_dir: Path | None = None, checker: EvidenceChecker | None = None
+) -> dict[str, Any] | None:
+    """The alert page's data. Each file carries its `state` (review.integrity) and the alert its
+    `evidence_state` (the worst of them), from a cheap check; the full hash runs in `checker`'s background."""
     a = session.get(AlertRow, alert_id)
     if a is None:
         return None
+    data_dir = data_dir if data_dir is not None else session_data_dir(session)
     files = list(
         session.scalars(
             select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id).order_by(EvidenceFileRow.id)
         )
     )
-    folder = Path(a.evidence_dir) if a.evidence_dir else None
+    folder = evidence_folder(session, a, data_dir)
+    states = {f.name: f for f in file_states(session, alert_id, data_dir=data_dir, checker=checker)}
     manifest = _read_json(folder / "manifest.json") if folder else {}
     raw_transcript = _read_json(folder / "transcript.json") if folder else {}
     detections = list(session.scalars(select(DetectionRow).where(DetectionRow.alert_id == alert_id)))
@@ -211,11 +287,17 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
             "moment_end_offset_s": round(max(0.0, a.end_s - start), 3),
             "reencoded": bool(clip_info.get("reencoded", False)),
             "method": clip_info.get("method", ""),
+            "pre_roll_s": clip_info.get("pre_roll_s"),
+            "post_roll_s": clip_info.get("post_roll_s"),
+            "requested_post_roll_s": clip_info.get("requested_post_roll_s"),
+            "post_roll_short": bool(clip_info.get("post_roll_short", False)),
+            "state": states[clip_row.name].state if clip_row.name in states else "missing",
         }
     decisions = history(session, alert_id)
     latest = latest_decisions(session, [alert_id]).get(alert_id)
-    payload = dict(a.payload or {})
-    contradicts = _contradicts(session, payload)
+    payload = resolve_payload(dict(a.payload or {}), a.evidence_dir, data_dir)
+    contradicts = _contradicts(session, payload, data_dir)
+    evidence_state = overall_state(states.values()) if a.evidence_status == "done" else None
     return {
         "alert": {
             **payload,
@@ -230,13 +312,14 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
             "source": a.source,
             "start_s": a.start_s,
             "end_s": a.end_s,
-            "start_ts": a.start_ts,
+            **_moment(session, a),
             "created_ts": a.created_ts,
             "text": a.text,
             "context": a.context,
             "law": a.law,
             "rules_version": a.rules_version,
             "evidence_status": a.evidence_status,
+            "evidence_state": evidence_state,
         },
         "detections": [
             {
@@ -261,9 +344,11 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
                 "sha256": f.sha256,
                 "size": f.size,
                 "url": _file_url(alert_id, f.name),
+                **_state_dict(states.get(f.name)),
             }
             for f in files
         ],
+        "evidence_state": evidence_state,
         "clip": clip,
         "snapshot_url": _file_url(alert_id, snap_row.name) if snap_row else None,
         "transcript": mark_transcript(raw_transcript, hits) if raw_transcript else None,
@@ -275,7 +360,13 @@ def alert_detail(session: Session, alert_id: str) -> dict[str, Any] | None:
     }
 
 
-def _contradicts(session: Session, payload: dict[str, Any]) -> list[dict[str, Any]]:
+def _state_dict(st: FileState | None) -> dict[str, Any]:
+    if st is None:
+        return {"state": "missing", "checked": "stat", "checked_ts": None}
+    return {"state": st.state, "checked": st.checked, "checked_ts": st.checked_ts}
+
+
+def _contradicts(session: Session, payload: dict[str, Any], data_dir: Path | None) -> list[dict[str, Any]]:
     """Earlier price claims this alert contradicts, each linked to its own alert and clip when stored."""
     items = list(((payload.get("details") or {}).get("contradicts")) or [])
     out = []
@@ -294,11 +385,8 @@ def _contradicts(session: Session, payload: dict[str, Any]) -> list[dict[str, An
             if clip:
                 c["clip_url"] = _file_url(other, clip)
                 other_row = session.get(AlertRow, other)
-                other_manifest = (
-                    _read_json(Path(other_row.evidence_dir) / "manifest.json")
-                    if other_row and other_row.evidence_dir
-                    else {}
-                )
+                other_folder = evidence_folder(session, other_row, data_dir) if other_row else None
+                other_manifest = _read_json(other_folder / "manifest.json") if other_folder else {}
                 start = float((other_manifest.get("clip") or {}).get("start_s", 0.0))
                 if c.get("start_s") is not None:
                     c["clip_offset_s"] = round(max(0.0, float(c["start_s"]) - start), 3)
@@ -311,9 +399,18 @@ class PackageNotAvailable(Exception):
 
 
 def export_package(
-    session: Session, alert_id: str, dest: Path, *, exported_by: str, tool_version: str, timezone: str
+    session: Session,
+    alert_id: str,
+    dest: Path,
+    *,
+    exported_by: str,
+    tool_version: str,
+    timezone: str,
+    signing_key: SiteKey | None = None,
+    data_dir: Path | None = None,
 ) -> PackageResult:
-    """Package an alert's evidence, record and decisions into `dest` (a .zip path).
+    """Package an alert's evidence, record and decisions into `dest` (a .zip path), signed with
+    `signing_key` (when not given, the site key of the data directory, made if missing).
 
     Raises KeyError for an unknown alert, PackageNotAvailable without evidence, and
     alerts.package.EvidenceIntegrityError when the files on disk differ from the recorded hashes.
@@ -327,18 +424,27 @@ def export_package(
         f.name: f.sha256
         for f in session.scalars(select(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id))
     }
-    alert = dict(a.payload or {})
+    data_dir = data_dir if data_dir is not None else session_data_dir(session)
+    if signing_key is None and data_dir is not None:
+        from alerts.signing import load_or_create_site_key
+
+        signing_key = load_or_create_site_key(data_dir)
+    folder = evidence_folder(session, a, data_dir)
+    if folder is None:
+        raise PackageNotAvailable(f"alert {alert_id} has no evidence folder")
+    alert = dict(a.payload or {})  # as stored: its evidence paths relative to the data directory
     alert.setdefault("alert_id", a.id)
     decisions = [decision_dict(d) for d in history(session, alert_id)]
     result = build_package(
         PackageInput(
             alert=alert,
-            evidence_dir=Path(a.evidence_dir),
+            evidence_dir=folder,
             recorded_sha256=recorded,
             decisions=decisions,
             exported_by=exported_by,
             tool_version=tool_version,
             timezone=timezone,
+            signing_key=signing_key,
         ),
         dest,
     )

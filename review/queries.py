@@ -1,7 +1,9 @@
 """Read-side queries of the review app: the filtered queue with facet counts, statistics, the ledger.
 
-An alert's time is its wall-clock start (`start_ts`) when known, else when it was stored (`created_ts`);
-the queue lists newest first. All functions take the caller's session, only read, and are safe to run
+An alert's time is when its moment was broadcast: its wall-clock start (`start_ts`), else its broadcast's
+start (`--started-at`, a container's creation time, a live stream's clock) plus its offset in the media.
+Only when neither is known is it when the alert was stored (the scan), and then it says so
+(`time_basis`: "broadcast" or "scan"). The queue lists newest first. All functions take the caller's session, only read, and are safe to run
 beside a monitor that writes (SQLite in WAL mode).
 """
 
@@ -18,7 +20,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from review.decisions import latest_decisions, latest_status_subquery
-from store.models import AlertRow, Decision
+from store.models import AlertRow, Broadcast, Decision
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -56,8 +58,17 @@ STATUS_NAMES = {
 FACETS = ("stream", "category", "severity", "source", "status")
 
 
+def broadcast_time() -> ColumnElement[float]:
+    """When the alert's moment was broadcast (epoch seconds), NULL where the broadcast's clock is unknown."""
+    started = (
+        select(Broadcast.started_ts).where(Broadcast.id == AlertRow.broadcast_id).scalar_subquery()
+    )
+    return func.coalesce(AlertRow.start_ts, started + AlertRow.start_s)
+
+
 def alert_time() -> ColumnElement[float]:
-    return func.coalesce(AlertRow.start_ts, AlertRow.created_ts)
+    """The time the queue, ledger and statistics use: the broadcast moment, else the scan's time."""
+    return func.coalesce(broadcast_time(), AlertRow.created_ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +159,13 @@ def queue(session: Session, f: AlertFilter, *, limit: int = 100, offset: int = 0
     """One page of alerts (newest first) and, for each facet, counts under all the *other* filters."""
     status = _status_col(None)
     rows = session.execute(
-        _base(f, [AlertRow, status, Decision.reviewer, Decision.created_ts])
+        _base(f, [AlertRow, status, Decision.reviewer, Decision.created_ts, broadcast_time()])
         .order_by(alert_time().desc(), AlertRow.start_s.desc(), AlertRow.id)
         .limit(limit)
         .offset(offset)
     ).all()
     total = session.scalar(_base(f, [func.count()])) or 0
-    items = [_queue_item(r[0], r[1], r[2], r[3]) for r in rows]
+    items = [_queue_item(r[0], r[1], r[2], r[3], r[4]) for r in rows]
     counts: dict[str, dict[str, int]] = {}
     for facet in FACETS:
         col = status if facet == "status" else _FACET_COLUMNS[facet]
@@ -163,12 +174,16 @@ def queue(session: Session, f: AlertFilter, *, limit: int = 100, offset: int = 0
     return QueuePage(int(total), items, counts)
 
 
-def _queue_item(a: AlertRow, status: str, reviewer: str | None, decided_ts: float | None) -> dict[str, Any]:
+def _queue_item(
+    a: AlertRow, status: str, reviewer: str | None, decided_ts: float | None, moment_ts: float | None
+) -> dict[str, Any]:
     p = a.payload or {}
     return {
         "alert_id": a.id,
-        "time_ts": a.start_ts if a.start_ts is not None else a.created_ts,
-        "start_ts": a.start_ts,
+        "time_ts": moment_ts if moment_ts is not None else a.created_ts,
+        "time_basis": "broadcast" if moment_ts is not None else "scan",
+        "start_ts": moment_ts,
+        "scanned_ts": a.created_ts,
         "stream_id": a.stream_id,
         "broadcast_id": a.broadcast_id,
         "category": a.category,
@@ -300,7 +315,7 @@ class LedgerRow:
 
     seq: int
     alert_id: str
-    time_local: str
+    time_local: str  # when the moment was broadcast; the scan's time only where that is unknown
     stream_id: str
     broadcast_id: str
     moment: str
@@ -318,11 +333,13 @@ class LedgerRow:
     decided_local: str
     note: str
     manifest_sha256: str
+    time_basis: str = "broadcast"  # "broadcast" | "scan" (the broadcast's clock is unknown)
 
     HEADERS = (
         ("seq", "序号 No."),
         ("alert_id", "告警编号 Alert ID"),
         ("time_local", "时间 Time"),
+        ("time_basis", "时间依据 Time basis"),
         ("stream_id", "直播间 Stream"),
         ("broadcast_id", "场次 Broadcast"),
         ("moment", "时间点 Moment"),
@@ -360,7 +377,11 @@ def _fmt_moment(start_s: float, end_s: float) -> str:
 def ledger_rows(session: Session, f: AlertFilter, timezone: str) -> list[LedgerRow]:
     """The ledger for a filter (usually a period), oldest first, with each alert's latest decision and notes."""
     tz = ZoneInfo(timezone)
-    alerts = list(session.scalars(_base(f, [AlertRow]).order_by(alert_time(), AlertRow.start_s, AlertRow.id)))
+    found = session.execute(
+        _base(f, [AlertRow, broadcast_time()]).order_by(alert_time(), AlertRow.start_s, AlertRow.id)
+    ).all()
+    alerts = [r[0] for r in found]
+    moments = {r[0].id: r[1] for r in found}
     ids = [a.id for a in alerts]
     latest = latest_decisions(session, ids)
     notes: dict[str, list[str]] = defaultdict(list)
@@ -377,7 +398,8 @@ def ledger_rows(session: Session, f: AlertFilter, timezone: str) -> list[LedgerR
             LedgerRow(
                 seq=n,
                 alert_id=a.id,
-                time_local=_fmt_local(a.start_ts if a.start_ts is not None else a.created_ts, tz),
+                time_local=_fmt_local(moments[a.id] if moments[a.id] is not None else a.created_ts, tz),
+                time_basis="broadcast" if moments[a.id] is not None else "scan",
                 stream_id=a.stream_id or "",
                 broadcast_id=a.broadcast_id,
                 moment=_fmt_moment(a.start_s, a.end_s),

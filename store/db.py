@@ -34,8 +34,10 @@ class Database:
     """Owns one engine and its session factory. Raises store.migrations.SchemaError for a database it
     cannot migrate (made by a newer livewatch, or a pre-migration one that differs from the baseline)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, data_dir: Path | None = None) -> None:
         self.url = url
+        # stored evidence paths are relative to this folder (store.paths); sessions carry it in .info
+        self.data_dir = Path(data_dir).absolute() if data_dir is not None else None
         kwargs: dict[str, object] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -43,7 +45,7 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._ensure_schema()
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"data_dir": self.data_dir})
 
     def _ensure_schema(self) -> None:
         """Migrate to head. On SQLite, openers racing on a new file can hit a lock-upgrade deadlock that
@@ -52,7 +54,7 @@ class Database:
         deadline = time.monotonic() + 60
         while True:
             try:
-                ensure_schema(self.engine)
+                ensure_schema(self.engine, data_dir=self.data_dir)
                 return
             except OperationalError as e:
                 if not self.url.startswith("sqlite") or "locked" not in str(e) or time.monotonic() > deadline:
@@ -68,7 +70,7 @@ class Database:
         if not url:
             data_dir.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{(data_dir / 'livewatch.db').resolve()}"
-        return cls(url)
+        return cls(url, data_dir)
 
     def session(self) -> Session:
         return self.sessions()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from alerts.types import Alert, Evidence
 from asr.types import Utterance, Word
 from store.models import AlertRow, Broadcast, DetectionRow, EvidenceFileRow, Stream, UtteranceRow
+from store.paths import resolve_payload, session_data_dir, stored_payload, to_stored
 
 __all__ = [
     "alert_payloads",
@@ -71,17 +72,20 @@ def load_utterances(session: Session, broadcast_id: str, source: str | None = No
 
 def save_alert(session: Session, alert: Alert, payload: dict[str, Any], evidence: Evidence | None,
                stream_id: str | None) -> bool:
-    """Store an alert with its detections and evidence hashes. Returns False if it was already stored."""
+    """Store an alert with its detections and evidence hashes. Returns False if it was already stored.
+
+    The evidence folder is stored relative to the session's data directory (store.paths)."""
     if session.get(AlertRow, alert.alert_id) is not None:
         return False
+    ev_dir = to_stored(evidence.dir, session_data_dir(session)) if evidence else None
     session.add(
         AlertRow(
             id=alert.alert_id, broadcast_id=alert.broadcast_id, stream_id=stream_id, category=alert.category,
             code=alert.code, rule_id=alert.rule_id, severity=alert.severity, source=alert.source,
             start_s=alert.start_s, end_s=alert.end_s, start_ts=alert.start_ts, text=alert.text,
             context=alert.context, law=alert.law, rules_version=alert.rules_version,
-            evidence_dir=evidence.dir if evidence else None,
-            evidence_status="done" if evidence else "pending", payload=payload, created_ts=time.time(),
+            evidence_dir=ev_dir, evidence_status="done" if evidence else "pending",
+            payload=stored_payload(payload, ev_dir), created_ts=time.time(),
         )
     )
     session.flush()
@@ -102,9 +106,9 @@ def set_evidence(session: Session, alert_id: str, evidence: Evidence, payload: d
     row = session.get(AlertRow, alert_id)
     if row is None:
         raise KeyError(alert_id)
-    row.evidence_dir = evidence.dir
+    row.evidence_dir = to_stored(evidence.dir, session_data_dir(session))
     row.evidence_status = "done"
-    row.payload = payload
+    row.payload = stored_payload(payload, row.evidence_dir)
     session.execute(delete(EvidenceFileRow).where(EvidenceFileRow.alert_id == alert_id))
     for f in evidence.files:
         session.add(EvidenceFileRow(alert_id=alert_id, name=f.name, kind=f.kind, sha256=f.sha256, size=f.size))
@@ -128,7 +132,8 @@ def alert_payloads(session: Session, *, alert_ids: Sequence[str] | None = None,
     q = q.order_by(AlertRow.broadcast_id, AlertRow.start_s, AlertRow.category)
     if limit:
         q = q.limit(limit)
-    return [dict(r.payload) for r in session.scalars(q)]
+    data_dir = session_data_dir(session)
+    return [resolve_payload(dict(r.payload), r.evidence_dir, data_dir) for r in session.scalars(q)]
 
 
 def broadcast(session: Session, broadcast_id: str) -> Broadcast | None:

@@ -310,6 +310,63 @@ class ToneScript:
         return path
 
 
+def decode_audio(paths: Sequence[Path]) -> np.ndarray:
+    """The audio of recorded .ts files, joined in order, as 16 kHz mono float32 (real ffmpeg)."""
+    if not paths:
+        return np.zeros(0, np.float32)
+    proc = subprocess.run(
+        [
+            ffmpeg.ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            "concat:" + "|".join(str(p) for p in paths),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(SR),
+            "-f",
+            "f32le",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return np.frombuffer(proc.stdout, np.float32)
+
+
+def tone_span(script: ToneScript, paths: Sequence[Path]) -> tuple[float, float]:
+    """Which stretch of the script a recording holds, found from the sound alone: (start, end) seconds.
+
+    Each tone onset heard inside the recording (silence, then a tone) is identified by its pitch, so
+    its time in the script is known; the recording's start on the script's clock is the median of
+    (script onset - recording onset). Independent of ffmpeg's reported start times and of the stored
+    durations, so it can check them. Needs one whole onset in the recording.
+    """
+    audio = decode_audio(paths)
+    hop = SR // 100  # 10 ms frames
+    n = audio.shape[0] // hop
+    loud = np.sqrt((audio[: n * hop].reshape(n, hop) ** 2).mean(axis=1)) > 0.05
+    quiet_before = 20  # 0.2 s of silence, then a tone
+    offsets = []
+    for i in range(quiet_before, n - 30):
+        if loud[i] and not loud[i - quiet_before : i].any():
+            seg = audio[(i + 2) * hop : (i + 27) * hop]
+            spectrum = np.abs(np.fft.rfft(seg * np.hanning(seg.shape[0])))
+            freq = float(np.argmax(spectrum)) * SR / seg.shape[0]
+            idx = round((freq - 400.0) / 150.0)
+            if 0 <= idx < len(script.texts):
+                offsets.append(script.period_s * idx + script.lead_s - i * hop / SR)
+    if not offsets:
+        raise AssertionError(f"no whole tone onset in {[p.name for p in paths]}")
+    t0 = float(np.median(offsets))
+    return t0, t0 + audio.shape[0] / SR
+
+
 class ToneTranscriber:
     """Fake transcriber that hears `ToneScript` tones (see the module docstring).
 

@@ -101,7 +101,10 @@ def test_streamlink_command_carries_platform_options() -> None:
         stall_timeout_s=7,
     )
     args = streamlink_args("https://live.douyin.com/1", cfg)
-    assert args[:3] == [sys.executable, "-m", "streamlink"]
+    assert args[:3] == [sys.executable, "-m", "ingest.hls_join"]  # streamlink's CLI, plus HLS rejoin
+    assert "--resume-after" not in args
+    resumed = streamlink_args("https://live.douyin.com/1", cfg, resume_after=41)
+    assert resumed[3:5] == ["--resume-after", "41"] and resumed[5:] == args[3:]
     assert "--stdout" in args and args[-2:] == ["https://live.douyin.com/1", "720p,best"]
     assert args[args.index("--http-header") + 1] == "Referer=https://live.douyin.com/"
     assert args[args.index("--http-cookie") + 1] == "ttwid=abc"
@@ -136,3 +139,38 @@ def test_segment_list_ignores_a_half_written_line(tmp_path: Path) -> None:
     p = tmp_path / "segments.csv"
     p.write_text("seg_000000.ts,0.000000,2.080000\nseg_000001.ts,2.08", encoding="utf-8")
     assert read_segment_list(p) == [("seg_000000.ts", 0.0, 2.08)]
+
+
+def test_hls_rejoin_starts_at_the_first_segment_not_recorded() -> None:
+    from ingest.hls_join import choose_start
+
+    assert choose_start(10, 17, None, 16) == 16  # first connection: streamlink's live edge
+    assert choose_start(10, 17, 12, 16) == 13  # the missed segments are still offered: all of them
+    assert choose_start(10, 17, 17, 16) == 18  # nothing missed yet: wait for the next one
+    assert choose_start(10, 17, 4, 16) == 10  # some fell out of the window: the oldest offered
+    assert choose_start(0, 7, 40, 6) == 6  # numbering restarted (a new session): the live edge
+
+
+def test_hls_join_markers_parse() -> None:
+    from ingest.hls_join import parse_marker
+
+    j = parse_marker("livewatch-hls join first=3 last=10 start=5 resume_after=4")
+    assert j is not None and (j.kind, j.first, j.last, j.start, j.resume_after) == ("join", 3, 10, 5, 4)
+    j = parse_marker("livewatch-hls join first=3 last=10 start=9 resume_after=-")
+    assert j is not None and j.resume_after is None
+    d = parse_marker("livewatch-hls done 12")
+    assert d is not None and d.seq == 12
+    assert parse_marker("[cli][info] Opening stream: 720p (hls)") is None
+    assert parse_marker("livewatch-hls done x") is None
+
+
+def test_media_gap_is_measured_on_the_source_clock() -> None:
+    from ingest.recorder import media_gap
+
+    assert media_gap(100.0, 118.5, wall_elapsed_s=12.0) == pytest.approx(18.5)
+    assert media_gap(100.0, 100.02, wall_elapsed_s=14.0) == pytest.approx(0.02)
+    assert media_gap(100.0, 98.0, wall_elapsed_s=14.0) == 0.0  # overlap: recorded twice, no hole
+    assert media_gap(None, 98.0, wall_elapsed_s=14.0) is None
+    assert media_gap(100.0, None, wall_elapsed_s=14.0) is None
+    assert media_gap(5000.0, 3.0, wall_elapsed_s=14.0) is None  # the clock was reset
+    assert media_gap(100.0, 9000.0, wall_elapsed_s=14.0) is None  # ran ahead of real time: not one clock

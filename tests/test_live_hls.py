@@ -14,17 +14,28 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from live_helpers import ROOT, HlsServer, LookupHolder, LookupRules, ToneScript, ToneTranscriber, save_script
-from sqlalchemy import select
+from live_helpers import (
+    ROOT,
+    HlsServer,
+    LookupHolder,
+    LookupRules,
+    ToneScript,
+    ToneTranscriber,
+    save_script,
+    tone_span,
+)
+from sqlalchemy import func, select
 
 from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
 from store.db import Database
-from store.models import AlertRow, Broadcast, BroadcastGap, UtteranceRow
+from store.models import AlertRow, Broadcast, BroadcastGap, MediaSegmentRow, UtteranceRow
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +86,42 @@ def check_utterances_once(db: Database) -> None:
             assert b.start_s >= a.end_s - 0.05, f"overlapping utterances {a.text} / {b.text}"
 
 
-def test_cutting_the_server_yields_a_reconnect_a_stored_gap_and_continued_alerts(tmp_path: Path) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+def recorded_until(db: Database) -> float:
+    """How far the recordings reach on the source's (= the script's) clock, from the segment rows."""
+    with db.session() as s:
+        end = 0.0
+        for b in s.scalars(select(Broadcast)):
+            src0 = (b.meta or {}).get("source_start_s")
+            seg_end = s.scalar(
+                select(func.max(MediaSegmentRow.start_s + MediaSegmentRow.duration_s)).where(
+                    MediaSegmentRow.broadcast_id == b.id
+                )
+            )
+            if src0 is not None and seg_end is not None:
+                end = max(end, float(src0) + float(seg_end))
+        return end
+
+
+@dataclass
+class CutRun:
+    db: Database
+    states: list[str]
+    hls_time_s: float
+
+
+def run_with_cut(tmp_path: Path, *, list_size: int, cut_at_s: float, cut_s: float) -> CutRun:
+    """Serve the script as live HLS (`list_size` segments of 2 s in the playlist), cut the server for
+    `cut_s` once the broadcast is `cut_at_s` in, and run a monitor until the recording reaches the end."""
     media = SCRIPT.make_media(tmp_path / "tones.mp4")
-    with HlsServer(media, tmp_path / "hls") as server:
+    with HlsServer(media, tmp_path / "hls", list_size=list_size) as server:
         cfg = MonitorConfig.model_validate(
             {
                 "data_dir": str(tmp_path / "data"),
@@ -102,33 +146,92 @@ def test_cutting_the_server_yields_a_reconnect_a_stored_gap_and_continued_alerts
             rule_holder=lambda dirs: LookupHolder(LookupRules(SCRIPT.lines())),
         )
         mon.start()
-        states = []
+        states: list[str] = []
         try:
-            time.sleep(22)
+            assert server.started_ts is not None
+            t0 = server.started_ts
+            wait_for(lambda: recorded_until(db) >= cut_at_s - 6, 60, "the first recorded files")
+            wait_for(lambda: time.time() - t0 >= cut_at_s, 60, "the moment to cut")
             server.cut()
             t_cut = time.time()
-            while time.time() - t_cut < 10:
+            while time.time() - t_cut < cut_s:  # the fault lasts cut_s; watch the monitor meanwhile
                 states.append(mon.status()["streams"]["room"]["state"])
-                time.sleep(0.5)
+                time.sleep(0.2)
             server.restore()
-            while not server.finished:
-                time.sleep(0.5)
-            time.sleep(3)
+            wait_for(lambda: server.finished, 120, "the end of the broadcast")
+            # everything the playlist offered at its end: the last segment may end up to 2 s early
+            wait_for(lambda: recorded_until(db) >= SCRIPT.duration_s - 2.5, 30, "the recording's end")
         finally:
             mon.stop()
-    assert "reconnecting" in states or "offline" in states
-    ranges = recorded_ranges(db)
-    assert len(ranges) >= 2
-    with db.session() as s:
+    return CutRun(db, states, server.hls_time_s)
+
+
+def measured_join(run: CutRun, tmp_path: Path) -> tuple[Broadcast, Broadcast, BroadcastGap, float]:
+    """The two broadcasts around the cut, the gap stored between them and the real hole in the media
+    (from the recordings' sound alone: tone_span)."""
+    with run.db.session() as s:
         first, second = s.scalars(select(Broadcast).order_by(Broadcast.started_ts)).all()[:2]
-        gap = s.scalars(select(BroadcastGap).where(BroadcastGap.start_ts == first.ended_ts)).one()
-        assert gap.end_ts is not None and gap.end_ts >= second.started_ts - 0.01
-        assert gap.end_ts - gap.start_ts >= 5.0 and "stalled" in gap.reason
+        gap = s.scalars(select(BroadcastGap).order_by(BroadcastGap.start_ts)).first()
+        spans = []
+        for b in (first, second):
+            files = [
+                Path(p)
+                for p in s.scalars(
+                    select(MediaSegmentRow.path)
+                    .where(MediaSegmentRow.broadcast_id == b.id)
+                    .order_by(MediaSegmentRow.seq)
+                )
+            ]
+            spans.append(tone_span(SCRIPT, files))
+        s.expunge_all()
+    assert gap is not None and gap.end_ts is not None
+    hole = spans[1][0] - spans[0][1]
+    print(
+        f"recorded {spans[0][0]:.2f}-{spans[0][1]:.2f} s and {spans[1][0]:.2f}-{spans[1][1]:.2f} s of the "
+        f"script; real hole {hole:.2f} s; stored gap {gap.end_ts - gap.start_ts:.2f} s ({gap.reason}); "
+        f"join {second.meta.get('hls_join')}"
+    )
+    return first, second, gap, hole
+
+
+def test_cutting_the_server_past_its_playlist_window_stores_the_real_hole(tmp_path: Path) -> None:
+    # A 4 s playlist window and a 10 s cut: some media is gone from the server before the monitor can
+    # come back. It rejoins at the oldest segment still offered, and the stored gap is the real hole.
+    run = run_with_cut(tmp_path, list_size=2, cut_at_s=22, cut_s=10)
+    assert "reconnecting" in run.states or "offline" in run.states
+    _first, second, gap, hole = measured_join(run, tmp_path)
+    join = second.meta["hls_join"]
+    assert join["resume_after"] is not None and join["start"] == join["first"] > join["resume_after"] + 1
+    assert hole >= 3.0 and "stalled" in gap.reason
+    assert abs((gap.end_ts - gap.start_ts) - hole) <= 1.0
+    assert abs(second.meta["media_gap_s"] - hole) <= 1.0
+    # what fell out of the window is the hole, to within a segment's worth of slack at either end
+    fell_out = (join["first"] - join["resume_after"] - 1) * run.hls_time_s
+    assert abs(hole - fell_out) <= run.hls_time_s + 0.5
+    with run.db.session() as s:
         assert s.scalars(select(AlertRow).where(AlertRow.broadcast_id == second.id)).all(), "no alerts after"
+    ranges = recorded_ranges(run.db)
     assert ranges[1][1] > ranges[0][2]  # what the cut lost is a gap on the source's clock too
-    expected, _ = check_alerts_once_and_complete(db)
+    expected, _ = check_alerts_once_and_complete(run.db)
     assert expected >= 6
-    check_utterances_once(db)
+    check_utterances_once(run.db)
+
+
+def test_a_cut_shorter_than_the_playlist_window_loses_no_media(tmp_path: Path) -> None:
+    # A 20 s playlist window and a 15 s cut: every segment missed is still offered when the server
+    # answers again, so the monitor rejoins right after the last one it recorded and loses nothing.
+    run = run_with_cut(tmp_path, list_size=10, cut_at_s=22, cut_s=15)
+    assert "reconnecting" in run.states or "offline" in run.states
+    _first, second, gap, hole = measured_join(run, tmp_path)
+    join = second.meta["hls_join"]
+    assert join["resume_after"] is not None and join["start"] == join["resume_after"] + 1 >= join["first"]
+    assert -0.5 <= hole <= 0.5, f"{hole:.2f} s of media lost although the playlist still offered it"
+    assert abs((gap.end_ts - gap.start_ts) - max(0.0, hole)) <= 1.0
+    assert "no media lost" in gap.reason or gap.end_ts - gap.start_ts <= 0.5
+    expected, _ = check_alerts_once_and_complete(run.db)
+    # every line is recorded whole except at most the one spoken across the reconnect
+    assert expected >= sum(len(ln.labels) for ln in SCRIPT.lines() if ln.start_s >= 2.0) - 2
+    check_utterances_once(run.db)
 
 
 def test_kill_9_mid_broadcast_then_restart_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:

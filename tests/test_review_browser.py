@@ -149,6 +149,13 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(
     page.keyboard.press("j")
     selected = page.get_attribute("#queue-body tr.sel", "data-id")
     assert selected == page.locator("#queue-body tr").nth(1).get_attribute("data-id")
+    # the queue's time is the broadcast moment (started 2024-05-01 10:00 Shanghai), not the scan's day
+    assert "2024/5/1" in page.inner_text("#queue-body tr.sel td:first-child")
+    # one `c` in the queue does not confirm an alert nobody opened
+    page.keyboard.press("c")
+    page.wait_for_function("() => document.querySelector('#queue-msg').textContent.includes('open the alert first')")
+    with store.db.session() as s:
+        assert list(s.scalars(select(Decision).where(Decision.alert_id == selected))) == []
     page.keyboard.press("Enter")
     page.wait_for_selector("#alert-view:not([hidden]) #player")
     assert page.url.endswith("#/alert/" + selected)
@@ -186,11 +193,32 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(
     page.keyboard.press("Escape")
     page.keyboard.press("f")
     page.wait_for_function("() => document.querySelector('#history').textContent.includes('误报')")
-    page.wait_for_url(lambda u: "#/alert/" in u and not u.endswith(selected), timeout=5000)  # moved on
     with store.db.session() as s:
         rows = list(s.scalars(select(Decision).where(Decision.alert_id == selected)))
     assert [(d.decision, d.reviewer, d.note) for d in rows] == [("false_positive", "ann", "主播在念免责声明")]
+    # the page stays on the decided alert (no timer moves it on), so the next click acts on it
+    page.wait_for_timeout(700)  # longer than the old 350 ms auto-advance
+    assert page.url.endswith("#/alert/" + selected)
+    assert selected in page.inner_text("#facts")
+    with page.expect_download() as dl:
+        page.click("#package")
+    assert selected in dl.value.suggested_filename
+    # moving on is explicit
+    page.keyboard.press("j")
+    page.wait_for_url(lambda u: "#/alert/" in u and not u.endswith(selected), timeout=5000)
+    nxt = page.url.split("#/alert/")[1]
+    page.wait_for_function(f"() => document.querySelector('#facts').textContent.includes('{nxt}')")
     page.screenshot(path=str(OUT / "alert-next.png"), full_page=True)
+    # an alert that has been open may be decided from the queue by key
+    page.keyboard.press("u")
+    page.wait_for_selector("#queue-view:not([hidden])")
+    page.wait_for_function(f"() => document.querySelector('#queue-body tr.sel')?.dataset.id === '{nxt}'")
+    page.keyboard.press("c")
+    page.wait_for_function(
+        f"() => document.querySelector(\"#queue-body tr[data-id='{nxt}']\").textContent.includes('confirmed')"
+    )
+    with store.db.session() as s:
+        assert [d.decision for d in s.scalars(select(Decision).where(Decision.alert_id == nxt))] == ["confirmed"]
 
     # back in the queue the decided alert shows its status
     page.keyboard.press("u")

@@ -69,3 +69,17 @@ def test_unknown_group_is_a_located_error(tmp_path: Path) -> None:
 def test_shipped_lexicons_load() -> None:
     rs = RuleSet.load()
     assert rs.rules
+
+
+def test_rules_cite_law_ids_resolved_from_the_table(tmp_path: Path) -> None:
+    rules = _tree(tmp_path, pack=PACK.replace("law: x", "law: adlaw.17; aucl.9"))
+    rs = RuleSet.load([rules])
+    law = rs.rule("false_claim.a3.demo").law
+    assert "广告法" in law and "第17条" in law and "反不正当竞争法(2025修订) 第9条" in law
+
+
+def test_unknown_law_id_is_a_located_error(tmp_path: Path) -> None:
+    rules = _tree(tmp_path, pack=PACK.replace("law: x", "law: adlaw.999"))
+    with pytest.raises(RulePackError) as e:
+        RuleSet.load([rules])
+    assert "p.yaml:3" in str(e.value) and "adlaw.999" in str(e.value)

@@ -37,7 +37,7 @@ def test_term_across_a_word_boundary_is_silent(rs: RuleSet, text: str) -> None:
     assert not rs.match(text)[0]
 
 
-@pytest.mark.parametrize("text", ["加盟我们保本保息", "这个抽奖是内定的", "今天特供酒给大家", "内部特供"])
+@pytest.mark.parametrize("text", ["加盟我们保本保息", "这个抽奖是内定的", "今天特供酒给大家", "内部特供", "这款酒保本"])
 def test_term_as_a_word_or_the_start_of_one_fires(rs: RuleSet, text: str) -> None:
     assert rs.match(text)[0]
 

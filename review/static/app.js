@@ -12,6 +12,9 @@ const state = {
   me: null, csrf: null, tz: "Asia/Shanghai", pageSize: 100,
   filters: {}, items: [], total: 0, sel: 0, offset: 0,
   alert: null, media: null,
+  // alerts whose page this reviewer has had on screen: a decision key in the queue acts only on those,
+  // so a stray `c` cannot confirm an alert nobody looked at
+  viewed: new Set(),
 };
 
 function h(tag, attrs, ...children) {
@@ -69,6 +72,15 @@ function fmtS(s) {
   if (s === null || s === undefined) return "—";
   const m = Math.floor(s / 60), sec = (s % 60).toFixed(1).padStart(4, "0");
   return `${m}:${sec}`;
+}
+
+// When the alert's moment was broadcast; where the broadcast's clock is unknown, the scan's time, labelled.
+function momentCell(ts, basis, scannedTs) {
+  if (basis === "scan") {
+    return h("span", { title: "播出时间未知 broadcast time unknown: time of the scan (pass --started-at to scan)" },
+      fmtTime(scannedTs ?? ts), " ", h("span", { class: "muted small basis" }, "扫描 scanned"));
+  }
+  return fmtTime(ts);
 }
 
 function statusBadge(st) { return h("span", { class: `status st-${st}` }, STATUS_NAMES[st] || st); }
@@ -170,7 +182,7 @@ function renderQueue() {
   const rows = state.items.map((a, i) => h("tr", {
       class: i === state.sel ? "sel" : "", dataset: { id: a.alert_id },
       onclick: () => { state.sel = i; renderQueue(); }, ondblclick: () => openAlert(a.alert_id) },
-    h("td", { class: "small" }, fmtTime(a.time_ts)),
+    h("td", { class: "small" }, momentCell(a.time_ts, a.time_basis, a.scanned_ts)),
     h("td", {}, a.stream_id || "—"),
     h("td", {}, `${a.category_name} `, h("span", { class: "muted small" }, a.code)),
     h("td", {}, h("span", { class: `sev sev-${a.severity}` }, a.severity)),
@@ -207,8 +219,15 @@ async function showAlert(id) {
   const idx = state.items.findIndex((a) => a.alert_id === id);
   if (idx >= 0) state.sel = idx;
   const d = await api("/api/alerts/" + encodeURIComponent(id));
+  if (alertIdInHash() !== id) return;  // the reviewer moved on while it loaded
   state.alert = d;
+  state.viewed.add(id);
   renderAlert(d);
+}
+
+function alertIdInHash() {
+  const hash = location.hash || "";
+  return hash.startsWith("#/alert/") ? decodeURIComponent(hash.slice(8).split("?")[0]) : null;
 }
 
 function fact(label, value, cls) { return [h("dt", {}, label), h("dd", { class: cls || "" }, value ?? "—")]; }
@@ -233,7 +252,8 @@ function renderAlert(d) {
       a.reason ? fact("语义依据 Nearest examples", a.reason) : null,
       fact("法律 Law", a.law),
       fact("直播间 Stream", a.stream_id),
-      fact("时间 Time", fmtTime(a.start_ts ?? a.created_ts)),
+      fact("播出时间 Broadcast time", momentCell(a.start_ts, a.time_basis || (a.start_ts == null ? "scan" : "broadcast"), a.scanned_ts ?? a.created_ts)),
+      fact("入库时间 Stored", fmtTime(a.scanned_ts ?? a.created_ts), "small"),
       fact("时间点 Moment", `${fmtS(a.start_s)} – ${fmtS(a.end_s)}`),
       fact("规则版本 Rules", a.rules_version, "mono")));
   renderPlayer(d);
@@ -335,29 +355,40 @@ function renderHistory(d) {
     x.note ? h("div", {}, x.note) : "")) : [h("li", { class: "muted" }, "未审核 not reviewed yet")]));
 }
 
+// A decision acts on the alert on screen when the key was pressed (its id is bound before any await),
+// and the page does not move on by itself afterwards: a timer that advanced it would make the next click
+// ("Evidence package", Verify, a decision) act on an alert the reviewer has not seen. j / Next moves on.
 async function decide(decision) {
+  const inAlert = !$("#alert-view").hidden;
   const id = currentId();
   if (!id) return;
-  const note = $("#note")?.value || "";
+  if (!inAlert && !state.viewed.has(id)) {
+    $("#queue-msg").textContent = `先打开再决定 open the alert first (Enter), then ${decision === "confirmed" ? "c" : "decide"}`;
+    return;
+  }
+  const note = inAlert ? ($("#note")?.value || "") : "";
   if (decision === "note" && !note.trim()) { $("#note").focus(); return; }
-  const inAlert = !$("#alert-view").hidden;
-  const r = await api(`/api/alerts/${encodeURIComponent(id)}/decisions`, { method: "POST", body: { decision, note: inAlert ? note : "" } });
+  const r = await api(`/api/alerts/${encodeURIComponent(id)}/decisions`, { method: "POST", body: { decision, note } });
   const item = state.items.find((a) => a.alert_id === id);
   if (item) item.status = r.status;
-  if (inAlert) {
+  if (inAlert && state.alert?.alert.alert_id === id) {
     state.alert.status = r.status; state.alert.decisions = r.decisions;
     renderHistory(state.alert);
     $("#note").value = "";
-    $("#decide-msg").textContent = `已记录 saved: ${STATUS_NAMES[decision]}`;
-    if (decision !== "note") setTimeout(() => move(1, true), 350);
-  } else {
+    $("#decide-msg").textContent = `已记录 saved: ${STATUS_NAMES[decision]} · j 下一条 next`;
+  } else if (!inAlert) {
+    $("#queue-msg").textContent = `已记录 saved: ${STATUS_NAMES[decision]} (${id})`;
     renderQueue();
-    if (decision !== "note") move(1, false);
   }
 }
 
+// The alert an action applies to: on the alert page, the one shown (and only once the page shows the
+// alert its address names, never the previous one while the next loads); in the queue, the selected row.
 function currentId() {
-  if (!$("#alert-view").hidden) return state.alert?.alert.alert_id;
+  if (!$("#alert-view").hidden) {
+    const shown = state.alert?.alert.alert_id;
+    return shown && shown === alertIdInHash() ? shown : null;
+  }
   return state.items[state.sel]?.alert_id;
 }
 
@@ -367,11 +398,13 @@ async function move(step, open) {
   if (i >= state.items.length && state.items.length < state.total) { await loadQueue(true); }
   i = Math.max(0, Math.min(i, state.items.length - 1));
   state.sel = i;
+  if ($("#queue-msg")) $("#queue-msg").textContent = "";
   if (open) openAlert(state.items[i].alert_id); else renderQueue();
 }
 
 async function verifyHashes() {
   const id = currentId();
+  if (!id) return;
   const r = await api(`/api/alerts/${encodeURIComponent(id)}/verify`);
   const bad = r.files.filter((f) => f.status !== "ok");
   const msg = $("#verify-msg");

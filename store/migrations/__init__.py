@@ -148,8 +148,14 @@ def alembic_config(
     return cfg
 
 
-def ensure_schema(engine: Engine, *, script_location: Path = SCRIPT_LOCATION) -> str:
-    """Bring the database to head. Returns what was done: 'current', 'upgraded' or 'stamped+upgraded'."""
+def ensure_schema(
+    engine: Engine, *, script_location: Path = SCRIPT_LOCATION, data_dir: Path | None = None
+) -> str:
+    """Bring the database to head. Returns what was done: 'current', 'upgraded' or 'stamped+upgraded'.
+
+    `data_dir` is the data directory the database belongs to; revisions that rewrite stored paths
+    (0003) read it from `config.attributes["data_dir"]` (for SQLite, the database file's folder if not given).
+    """
     revisions = read_revisions(script_location)
     heads = _heads(revisions)
     if len(heads) != 1:
@@ -166,7 +172,7 @@ def ensure_schema(engine: Engine, *, script_location: Path = SCRIPT_LOCATION) ->
         if current == heads:
             logger.info("database schema: another process migrated it to %s", ",".join(heads))
             return "current"
-        return _migrate(conn, current, revisions, script_location)
+        return _migrate(conn, current, revisions, script_location, data_dir)
 
 
 def _migrate(
@@ -174,11 +180,13 @@ def _migrate(
     current: frozenset[str] | None,
     revisions: dict[str, RevisionFile],
     script_location: Path,
+    data_dir: Path | None = None,
 ) -> str:
     from alembic import command
 
     where = conn.engine.url.render_as_string(hide_password=True)
     cfg = alembic_config(conn, script_location=script_location)
+    cfg.attributes["data_dir"] = data_dir
     action = "upgraded"
     if current is None:
         baseline = _baseline_columns(script_location)

@@ -12,7 +12,8 @@
 current head, numbers the file NNNN_slug.py in store/migrations/versions, and formats it with ruff.
 Read it before committing (types of new columns, server_default for NOT NULL columns on tables that
 have rows, index and constraint names), then run `pytest tests/test_store_migrations.py`.
-`--url` defaults to $LIVEWATCH_DB_URL, else the SQLite database in $LIVEWATCH_DATA_DIR.
+`--url` defaults to $LIVEWATCH_DB_URL, else the SQLite database in $LIVEWATCH_DATA_DIR. Revision 0003 makes
+stored evidence paths relative to the data directory: $LIVEWATCH_DATA_DIR, else the SQLite file's folder.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
     try:
         if args.cmd == "upgrade":
-            print(ensure_schema(engine, script_location=where))
+            # the data directory stored evidence paths are made relative to (revision 0003)
+            data_dir = Path(os.environ["LIVEWATCH_DATA_DIR"]) if os.environ.get("LIVEWATCH_DATA_DIR") else None
+            print(ensure_schema(engine, script_location=where, data_dir=data_dir))
         else:
             with engine.connect() as conn:
                 command.current(alembic_config(conn, script_location=where))

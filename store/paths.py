@@ -1,0 +1,92 @@
+"""Paths the store keeps, relative to the data directory so that the data can move.
+
+Evidence folders are stored as `evidence/<alert_id>`: relative to the data directory, whatever folder
+the writing process ran in. Readers resolve them against the data directory they were configured with
+(`--data-dir`, `$LIVEWATCH_DATA_DIR`, the config), so a data directory copied, moved or mounted elsewhere
+keeps working, and so does a review app or CLI started from any folder. A path outside the data
+directory (an evidence root configured elsewhere) is stored absolute, resolved once when written.
+
+A `Database` opened for a data directory puts it in every session's `info["data_dir"]`
+(`session_data_dir`); without one (a bare `Database(url)`), paths are stored as given.
+Pure functions; no I/O except `Path.absolute()`/`resolve()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+__all__ = ["resolve_payload", "resolve_stored", "session_data_dir", "stored_payload", "to_stored"]
+
+
+def session_data_dir(session: Session) -> Path | None:
+    value = session.info.get("data_dir")
+    return Path(value) if value is not None else None
+
+
+def _under(path: Path, root: Path) -> Path | None:
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return None
+
+
+def to_stored(path: str | Path, data_dir: Path | None) -> str:
+    """The form a path is stored in: POSIX-relative to `data_dir` when it lies inside it, else absolute.
+
+    A relative `path` means relative to this process's working folder (what a writer holds).
+    """
+    p = Path(path)
+    if data_dir is None:
+        return str(path)
+    absolute = p.absolute()
+    root = Path(data_dir).absolute()
+    rel = _under(absolute, root)
+    if rel is None:  # symlinks (a mounted or linked data directory): compare the real locations too
+        rel = _under(absolute.resolve(), root.resolve())
+    if rel is None:
+        return str(absolute.resolve())
+    return rel.as_posix() if rel.parts else "."
+
+
+def resolve_stored(stored: str | Path, data_dir: Path | None) -> Path:
+    """Where a stored path is now: relative ones lie in `data_dir` (as configured for this process)."""
+    p = Path(stored)
+    if p.is_absolute() or data_dir is None:
+        return p
+    return Path(data_dir) / p
+
+
+def resolve_payload(
+    payload: dict[str, Any], evidence_dir: str | None, data_dir: Path | None
+) -> dict[str, Any]:
+    """An alert payload as handed out: its evidence folder and manifest (and the evidence folders of the
+    price claims it cites) resolved against the data directory. Returns a new dict."""
+    out = dict(payload)
+    ev = out.get("evidence")
+    if isinstance(ev, dict) and evidence_dir:
+        folder = resolve_stored(evidence_dir, data_dir)
+        out["evidence"] = {**ev, "dir": str(folder), "manifest": str(folder / "manifest.json")}
+    details = out.get("details")
+    if isinstance(details, dict) and isinstance(details.get("contradicts"), list):
+        out["details"] = {
+            **details,
+            "contradicts": [
+                {**c, "evidence_dir": str(resolve_stored(c["evidence_dir"], data_dir))}
+                if isinstance(c, dict) and c.get("evidence_dir")
+                else c
+                for c in details["contradicts"]
+            ],
+        }
+    return out
+
+
+def stored_payload(payload: dict[str, Any], evidence_dir: str | None) -> dict[str, Any]:
+    """An alert payload as stored: its evidence folder and manifest in stored form."""
+    ev = payload.get("evidence")
+    if not isinstance(ev, dict) or not evidence_dir:
+        return payload
+    manifest = f"{evidence_dir.rstrip('/')}/manifest.json"
+    return {**payload, "evidence": {**ev, "dir": evidence_dir, "manifest": manifest}}
