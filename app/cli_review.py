@@ -134,7 +134,7 @@ def export(
     sys.stdout.write(f"{result.path}\n")
     err.print(f"manifest SHA-256 {result.manifest_sha256}  (record it in the case file)")
     err.print(f"zip SHA-256      {result.zip_sha256}")
-    err.print(f"signed with site key {site_key.fingerprint}")
+    err.print(f"signed with site key {site_key.fingerprint}", soft_wrap=True)
 
 
 @evidence_app.command("verify")
@@ -250,4 +250,4 @@ def pubkey_command(
         sys.stdout.write(f"{out}\n")
     else:
         sys.stdout.write(key.public_pem().decode("ascii"))
-    err.print(f"site key {key.fingerprint}  ({key.path})")
+    err.print(f"site key {key.fingerprint}  ({key.path})", soft_wrap=True)

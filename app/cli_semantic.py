@@ -105,13 +105,14 @@ def semantic_command(
     for col in ("category", "rules P", "rules R", "+sem P", "+sem R", "recall gain", "extra fp"):
         c2.add_column(col, justify="left" if col == "category" else "right")
     a, b = r.rules_test, r.staged_test
-    for c in [*CATEGORIES, None]:
-        if c is not None and not (a.tp[c] or a.fn[c] or a.fp[c] or b.fp[c]):
+    cat_rows: list[str | None] = [*CATEGORIES, None]
+    for cat in cat_rows:
+        if cat is not None and not (a.tp[cat] or a.fn[cat] or a.fp[cat] or b.fp[cat]):
             continue
-        ra, rb = a.recall(c), b.recall(c)
+        ra, rb = a.recall(cat), b.recall(cat)
         gain = "-" if ra is None or rb is None else f"{rb - ra:+.2f}"
-        extra = (b.fp[c] - a.fp[c]) if c else sum(b.fp.values()) - sum(a.fp.values())
-        c2.add_row(c or "all", _pct(a.precision(c)), _pct(ra), _pct(b.precision(c)), _pct(rb), gain, str(extra))
+        extra = (b.fp[cat] - a.fp[cat]) if cat else sum(b.fp.values()) - sum(a.fp.values())
+        c2.add_row(cat or "all", _pct(a.precision(cat)), _pct(ra), _pct(b.precision(cat)), _pct(rb), gain, str(extra))
     console.print(c2)
     for n in r.notes:
         err.print(n, markup=False)

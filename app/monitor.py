@@ -103,7 +103,6 @@ class RuleHolderLike(Protocol):
 
 def _default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolderLike:
     from detectors.engine import RuleHolder
-
     from detectors.semantic import holder_with_semantic
 
     r = cfg.rules

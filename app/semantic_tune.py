@@ -326,7 +326,7 @@ def _embed_cached(texts: Sequence[str], cache: Path | None) -> npt.NDArray[np.fl
             store[keys[i]] = E[row]
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, **store)
+        np.savez(tmp, **store)  # type: ignore[arg-type]
         tmp.replace(cache)
     return np.stack([store[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, 384), np.float32)
 

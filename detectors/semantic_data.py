@@ -18,7 +18,6 @@ import the store). Everything here is pure apart from reading the files it is gi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any

@@ -1,10 +1,11 @@
 """Evidence packages built from real evidence folders (real ffmpeg clip and snapshot of the corpus video),
-verified, and tampered with one byte at a time."""
+verified, tampered with one byte at a time, and forged (re-hashed, unsigned, re-signed by another key)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
 from alerts.grouping import make_alert
@@ -24,12 +26,15 @@ from alerts.package import (
     build_package,
     verify_package,
 )
+from alerts.signing import SiteKey, load_or_create_site_key
 from alerts.types import MediaRef
 from asr.types import Utterance, Word
 from detectors.types import Detection
 from ingest.ffmpeg import probe
 
 ROOT = Path(__file__).resolve().parents[1]
+SITE = SiteKey(Ed25519PrivateKey.generate())
+TRUSTED = [SITE.public_raw]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +110,7 @@ def _build(evidence: tuple[Path, dict, dict[str, str]], dest: Path) -> Path:
         exported_by="ann",
         tool_version="test",
         created_ts=1714530000.0,
+        signing_key=SITE,
     )
     return build_package(inp, dest).path
 
@@ -118,7 +124,7 @@ def test_package_holds_the_evidence_untouched_with_hashes_decisions_and_summary(
     evidence: tuple[Path, dict, dict[str, str]], package: Path
 ) -> None:
     folder, payload, recorded = evidence
-    report = verify_package(package)
+    report = verify_package(package, trusted_keys=TRUSTED)
     assert report.ok, (report.checks, report.problems)
     with zipfile.ZipFile(package) as zf:
         names = set(zf.namelist())
@@ -196,7 +202,7 @@ def test_verify_names_the_member_whose_content_changed_by_one_byte(
     with zipfile.ZipFile(package) as zf:
         data = zf.read(member)
     bad = _rewrite(package, tmp_path / "bad.zip", {member: _one_byte(data)})
-    report = verify_package(bad)
+    report = verify_package(bad, trusted_keys=TRUSTED)
     assert not report.ok
     assert report.bad_files == [member]
     check = next(c for c in report.checks if c.name == member)
@@ -234,29 +240,38 @@ def test_verify_names_the_member_after_one_byte_of_the_zip_file_is_flipped(
     raw = package.read_bytes()
     bad = tmp_path / "flipped.zip"
     bad.write_bytes(_one_byte(raw, offset + size // 2))
-    report = verify_package(bad)
+    report = verify_package(bad, trusted_keys=TRUSTED)
     assert not report.ok
     assert report.named_files == [member]
 
 
-def test_verify_via_the_cli_passes_then_names_the_changed_file(package: Path, tmp_path: Path) -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "app.cli", "evidence", "verify", str(package)],
-        cwd=ROOT,
+def _verify_cli(package: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "evidence", "verify", str(package), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LIVEWATCH_DATA_DIR": str(cwd / "no-data-here")},
     )
+
+
+@pytest.fixture()
+def site_pub(tmp_path: Path) -> Path:
+    path = tmp_path / "site.pub"
+    path.write_bytes(SITE.public_pem())
+    return path
+
+
+def test_verify_via_the_cli_passes_then_names_the_changed_file(
+    package: Path, tmp_path: Path, site_pub: Path
+) -> None:
+    ok = _verify_cli(package, "--pubkey", str(site_pub))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "OK: all 8 files match" in ok.stdout
+    assert f"OK: all 8 files match, signed by trusted key {SITE.fingerprint}" in ok.stdout
     with zipfile.ZipFile(package) as zf:
         clip = zf.read("evidence/clip.mp4")
     bad = _rewrite(package, tmp_path / "bad.zip", {"evidence/clip.mp4": _one_byte(clip)})
-    r = subprocess.run(
-        [sys.executable, "-m", "app.cli", "evidence", "verify", str(bad)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    r = _verify_cli(bad, "--pubkey", str(site_pub))
     assert r.returncode == 1
     assert "CHANGED    evidence/clip.mp4" in r.stdout
     assert "FAILED: evidence/clip.mp4 changed or damaged" in r.stdout
@@ -271,7 +286,7 @@ def test_forged_manifest_is_caught_by_the_capture_manifest_and_the_case_file_has
         manifest = json.loads(zf.read(MANIFEST))
         clip = _one_byte(zf.read("evidence/clip.mp4"))
         sums = zf.read("SHA256SUMS").decode()
-    original_manifest_sha = verify_package(package).manifest_sha256
+    original_manifest_sha = verify_package(package, trusted_keys=TRUSTED).manifest_sha256
     new_sha = hashlib.sha256(clip).hexdigest()
     old_sha = next(f["sha256"] for f in manifest["files"] if f["name"] == "evidence/clip.mp4")
     sums = sums.replace(old_sha, new_sha).encode()
@@ -285,23 +300,23 @@ def test_forged_manifest_is_caught_by_the_capture_manifest_and_the_case_file_has
         tmp_path / "forged.zip",
         {"evidence/clip.mp4": clip, "SHA256SUMS": sums, MANIFEST: json.dumps(manifest).encode()},
     )
-    report = verify_package(forged)
+    report = verify_package(forged, trusted_keys=TRUSTED)
     assert report.bad_files == []  # consistent with its own (forged) manifest...
-    assert not report.ok and report.named_files == [
-        "evidence/clip.mp4"
-    ]  # ...but not with the capture manifest
-    report = verify_package(forged, expected_manifest_sha256=original_manifest_sha)
+    # ...but not with the capture manifest, nor with the signature over the original manifest
+    assert not report.ok and set(report.named_files) == {"evidence/clip.mp4", MANIFEST}
+    assert report.signature is not None and report.signature.status == "invalid"
+    report = verify_package(forged, expected_manifest_sha256=original_manifest_sha, trusted_keys=TRUSTED)
     assert set(report.named_files) == {"evidence/clip.mp4", MANIFEST}
 
 
 def test_missing_and_unlisted_members_are_named(package: Path, tmp_path: Path) -> None:
     bad = _rewrite(package, tmp_path / "bad.zip", {"evidence/snapshot.jpg": None}, add={"extra.txt": b"hi"})
-    report = verify_package(bad)
+    report = verify_package(bad, trusted_keys=TRUSTED)
     status = {c.name: c.status for c in report.checks if c.status != "ok"}
     assert status == {"evidence/snapshot.jpg": "missing", "extra.txt": "unlisted"}
     not_zip = tmp_path / "not.zip"
     not_zip.write_bytes(b"PK\x03\x04 but not really a zip")
-    report = verify_package(not_zip)
+    report = verify_package(not_zip, trusted_keys=TRUSTED)
     assert not report.ok and report.problems and str(not_zip) in report.problems[0]
 
 
@@ -324,3 +339,98 @@ def test_export_refuses_evidence_changed_on_disk(
         build_package(inp, tmp_path / "out.zip")
     assert not (tmp_path / "out.zip").exists()
     assert not list(tmp_path.glob(".out.zip.*"))
+
+
+def _forge(package: Path, dest: Path, *, sign_with: SiteKey | None, keep_signature: bool = False) -> Path:
+    """Swap the clip and re-hash everything a forger can: the capture manifest, SHA256SUMS and the package
+    manifest; then keep the old signature, drop it, or sign with `sign_with`."""
+    with zipfile.ZipFile(package) as zf:
+        manifest = json.loads(zf.read(MANIFEST))
+        capture = json.loads(zf.read(CAPTURE_MANIFEST))
+        clip = _one_byte(zf.read("evidence/clip.mp4"))
+        members = {n: zf.read(n) for n in zf.namelist()}
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    for f in capture["files"]:
+        if f["name"] == "clip.mp4":
+            f["sha256"] = sha(clip)
+    capture_raw = json.dumps(capture, ensure_ascii=False, indent=1).encode()
+    new = {"evidence/clip.mp4": clip, CAPTURE_MANIFEST: capture_raw}
+    sums = "".join(
+        f"{sha(new.get(f['name'], members[f['name']]))}  {f['name']}\n"
+        for f in manifest["files"]
+        if f["name"] != "SHA256SUMS"
+    ).encode()
+    new["SHA256SUMS"] = sums
+    for f in manifest["files"]:
+        if f["name"] in new:
+            f["sha256"], f["size"] = sha(new[f["name"]]), len(new[f["name"]])
+    manifest["capture_manifest_sha256"] = manifest["capture_manifest_sha256_recorded"] = sha(capture_raw)
+    if not keep_signature:
+        manifest.pop("signature", None)
+        if sign_with is not None:
+            from alerts.signing import sign_manifest
+
+            manifest = sign_manifest(manifest, sign_with)
+    new[MANIFEST] = json.dumps(manifest, ensure_ascii=False, indent=1).encode()
+    return _rewrite(package, dest, new)  # type: ignore[arg-type]
+
+
+def test_fully_rehashed_forgery_fails_on_its_signature(package: Path, tmp_path: Path, site_pub: Path) -> None:
+    forged = _forge(package, tmp_path / "forged.zip", sign_with=None, keep_signature=True)
+    report = verify_package(forged, trusted_keys=TRUSTED)
+    assert report.bad_files == [] and report.signature is not None
+    assert report.signature.status == "invalid" and not report.ok
+    assert report.named_files == [MANIFEST]
+    r = _verify_cli(forged, "--pubkey", str(site_pub))
+    assert r.returncode == 1 and "OK:" not in r.stdout
+    assert "NOT VERIFIED: signature invalid" in r.stdout and "changed after it was signed" in r.stdout
+
+
+def test_unsigned_and_resigned_forgeries_are_named_as_such(
+    package: Path, tmp_path: Path, site_pub: Path
+) -> None:
+    unsigned = _forge(package, tmp_path / "unsigned.zip", sign_with=None)
+    report = verify_package(unsigned, trusted_keys=TRUSTED)
+    assert report.bad_files == [] and report.signature is not None and report.signature.status == "unsigned"
+    assert not report.ok
+    r = _verify_cli(unsigned, "--pubkey", str(site_pub))
+    assert r.returncode == 1 and "NOT VERIFIED: unsigned" in r.stdout and "OK:" not in r.stdout
+
+    forger = SiteKey(Ed25519PrivateKey.generate())
+    resigned = _forge(package, tmp_path / "resigned.zip", sign_with=forger)
+    report = verify_package(resigned, trusted_keys=TRUSTED)
+    assert report.bad_files == [] and report.signature is not None
+    assert (report.signature.status, report.signature.trusted) == ("valid", False)
+    assert report.signature.key_fingerprint == forger.fingerprint and not report.ok
+    r = _verify_cli(resigned, "--pubkey", str(site_pub))
+    assert r.returncode == 1 and "OK:" not in r.stdout
+    assert f"signed by {forger.fingerprint}, NOT the trusted key {SITE.fingerprint}" in r.stdout
+    assert "NOT VERIFIED" in r.stdout and "not a trusted key" in r.stdout
+    # with no key to check against, a valid signature alone is not enough
+    r = _verify_cli(resigned)
+    assert r.returncode == 1 and "OK:" not in r.stdout
+    assert "NOT VERIFIED" in r.stdout and "not checked against a trusted key" in r.stdout
+    assert forger.fingerprint in r.stdout
+    # the genuine package without a key, but with the manifest hash from the case file, verifies
+    genuine_sha = verify_package(package, trusted_keys=TRUSTED).manifest_sha256 or ""
+    r = _verify_cli(package, "--manifest-sha256", genuine_sha)
+    assert r.returncode == 0 and "manifest matches the case file" in r.stdout, r.stdout
+
+
+def test_site_key_is_made_once_private_and_exported(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    key = load_or_create_site_key(data)
+    path = data / "site-signing-key.pem"
+    assert path.is_file() and (path.stat().st_mode & 0o777) == 0o600
+    assert load_or_create_site_key(data).fingerprint == key.fingerprint
+    assert not [p for p in data.iterdir() if p.name != path.name]  # no temporary left behind
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", "evidence", "pubkey", "--data-dir", str(data)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("-----BEGIN PUBLIC KEY-----") and key.fingerprint in r.stderr
+    assert "PRIVATE" not in r.stdout

@@ -22,6 +22,7 @@ from detectors.semantic import (
     get_embedder,
     is_semantic,
 )
+from detectors.types import Detection
 
 MEDICAL = [
     "这个保健茶可以治疗高血压，喝一个月就能停药",
@@ -49,26 +50,20 @@ CLEAN = [
 ]
 PARAPHRASE = "这个茶喝下去，血压高的人就不用再吃降压药了"
 HELD_OUT_CLEAN = "我们这款围巾是羊毛混纺的，冬天戴很暖和"
-# a one-rule pack: the shipped packs take seconds to compile, and these tests are about the stage
-PACK = """\
-pack: t
-category: false_claim
-law: 广告法 第9条
-rules:
-  - id: t.a1.best
-    code: A1
-    severity: high
-    terms: [最强]
-    should_flag: [史上最强]
-    should_not_flag: [很好]
-"""
 
 
-@pytest.fixture(scope="module")
-def tiny_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("rules")
-    (d / "t.yaml").write_text(PACK, encoding="utf-8")
-    return d
+class FakeRules:
+    """A rule set's surface (`version`, `detect`): one rule, 最强. Compiling real packs takes seconds."""
+
+    version = "fakerules0001"
+
+    def detect(self, utt: Utterance) -> list[Detection]:
+        if "最强" not in utt.text:
+            return []
+        return [
+            Detection("t.a1.best", "false_claim", "A1", "high", "广告法 第9条", utt.source, utt.start_s,
+                      utt.end_s, "最强", utt.text, utterance_index=utt.index)
+        ]
 
 
 def _lines() -> list[LabelledLine]:
@@ -125,10 +120,8 @@ def test_embedder_leaves_omp_threads_alone() -> None:
     assert os.environ.get("OMP_NUM_THREADS") == before
 
 
-def test_detector_adds_detections_and_never_removes_rule_hits(head: SemanticHead, tiny_rules: Path) -> None:
-    from detectors.engine import RuleSet
-
-    rules = RuleSet.load([tiny_rules])
+def test_detector_adds_detections_and_never_removes_rule_hits(head: SemanticHead) -> None:
+    rules = FakeRules()
     det = SemanticDetector(SemanticConfig(severity="medium"), head=head)
     staged = StagedRules(rules, det)
     for i, text in enumerate([PARAPHRASE, "史上最强的扫地机器人没有之一", HELD_OUT_CLEAN]):
@@ -167,21 +160,25 @@ def test_alert_payload_names_the_stage_and_the_nearest_examples(head: SemanticHe
     assert len(p["details"]["semantic"]["nearest"]) == 3
 
 
-def test_shipped_head_loads_and_its_hash_is_in_the_config_version(tmp_path: Path, tiny_rules: Path) -> None:
+def test_shipped_head_loads_and_its_hash_is_in_the_config_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.config import RootConfig
     from app.pipeline import Scanner
+    from detectors.engine import RuleSet
     from store.db import Database
+
+    monkeypatch.setattr(RuleSet, "load", classmethod(lambda cls, dirs=None: FakeRules()))
 
     assert DEFAULT_SEMANTIC_HEAD.is_file()
     assert DEFAULT_SEMANTIC_HEAD.stat().st_size < 2_000_000
     shipped = SemanticHead.load(DEFAULT_SEMANTIC_HEAD)
     assert shipped.hash == hashlib.sha256(DEFAULT_SEMANTIC_HEAD.read_bytes()).hexdigest()
-    rules = {"include_defaults": False, "dirs": [str(tiny_rules)]}
-    cfg = RootConfig.model_validate({"rules": rules, "semantic": {"enabled": True}})
+    cfg = RootConfig.model_validate({"semantic": {"enabled": True}})
     scanner = Scanner(cfg, Database.for_data_dir(tmp_path), data_dir=tmp_path)
     assert shipped.hash[:12] in scanner.rules.version
     assert scanner.rules.version == f"{scanner.rules.inner.version}+sem:{shipped.hash[:12]}"
-    off_cfg = RootConfig.model_validate({"rules": rules, "semantic": {"enabled": False}})
+    off_cfg = RootConfig.model_validate({"semantic": {"enabled": False}})
     assert "+sem:" not in Scanner(off_cfg, scanner.db, data_dir=tmp_path).rules.version
     # the shipped head does what its phrase table says
     det = SemanticDetector(SemanticConfig())
