@@ -94,7 +94,12 @@ def _write_files(req: EvidenceRequest, tmp: Path) -> tuple[EvidenceFile, ...]:
     clip_start = clip.start_s + media.start_s
     clip_end = clip.end_s + media.start_s
     roll = clip_rolls(
-        clip_start, clip_end, alert.start_s, alert.end_s, pre_roll_s=req.pre_roll_s, post_roll_s=req.post_roll_s
+        clip_start,
+        clip_end,
+        alert.start_s,
+        alert.end_s,
+        pre_roll_s=req.pre_roll_s,
+        post_roll_s=req.post_roll_s,
     )
     if roll["post_roll_short"] or roll["pre_roll_short"]:
         logger.warning(

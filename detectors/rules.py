@@ -825,17 +825,25 @@ _LAW_REF_TOKEN = re.compile(r"^[a-z][a-z0-9_]*(\.(p?[0-9]+))*$")
 
 
 def resolve_law(text: str, laws: LawTable | None) -> str:
-    """A rule's `law:` as shown on alerts: article ids (``adlaw.9.3; aucl.9``) resolve through
-    ``configs/laws.yaml`` to ``广告法(2021修正) 第9条第(三)项; 反不正当竞争法(2025修订) 第9条``;
-    free text (a site's own wording) is kept as written. An id the table lacks is an error."""
-    refs = split_refs(text)
-    if not refs or not all(
-        _LAW_REF_TOKEN.match(r) and ("." in r or (laws is not None and r in laws)) for r in refs
-    ):
-        return text
-    if laws is None:
-        raise LawTableError(f"law ids {refs} need configs/laws.yaml")
-    return laws.resolve(refs).display
+    """A rule's `law:` as shown on alerts. Parts separated by ``;`` that are article ids
+    (``adlaw.9.3; aucl.9``) resolve through ``configs/laws.yaml`` to ``广告法(2021修正) 第9条第(三)项;
+    反不正当竞争法(2025修订) 第9条``; a part in free text (a site's own wording, or an article the
+    table does not hold yet) is kept as written. An id the table lacks is an error."""
+    out: list[str] = []
+    for part in (p.strip() for p in re.split(r"[;；]", text)):
+        if not part:
+            continue
+        refs = split_refs(part)
+        is_ids = bool(refs) and all(
+            _LAW_REF_TOKEN.match(r) and ("." in r or (laws is not None and r in laws)) for r in refs
+        )
+        if not is_ids:
+            out.append(part)
+            continue
+        if laws is None:
+            raise LawTableError(f"law ids {refs} need configs/laws.yaml")
+        out.append(laws.resolve(refs).display)
+    return "; ".join(out) if out else text
 
 
 def _effective(spec: RuleSpec, pack: PackSpec, src: RuleSource) -> EffectiveRule:

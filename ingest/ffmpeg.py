@@ -226,16 +226,38 @@ def cut_clip(
         )
         reencoded = True
     clip = probe(out)
-    # A stream copy ends where asked, or where the source ends (a recording cut short by a crash may be
-    # shorter than its caller believed), and starts at a keyframe at or before the ask: place the clip
-    # by its end, checking the source's real end whenever the clip came out shorter than asked.
-    src_end = start_s + dur
-    if not reencoded and clip.duration_s < dur - 0.05:
-        src_end = min(src_end, probe(src).duration_s)
-    actual_start = max(0.0, src_end - clip.duration_s) if not reencoded else start_s
+    # A stream copy starts at a keyframe at or before the ask and ends where asked: place it by its end.
+    # Shorter than asked, the source ended first (a recording cut short by a crash, whose container may
+    # still claim its planned length): place it by its start, the keyframe ffmpeg seeked to.
+    if reencoded:
+        actual_start = start_s
+    elif clip.duration_s < dur - 0.15:
+        actual_start = _keyframe_at_or_before(src, start_s)
+    else:
+        actual_start = max(0.0, start_s + dur - clip.duration_s)
     return ClipResult(
         str(out), actual_start, actual_start + clip.duration_s, start_s, start_s + dur, reencoded
     )
+
+
+def _keyframe_at_or_before(src: str | Path, t: float) -> float:
+    """Where a stream copy from `t` starts: the video keyframe (else the audio packet) at or before `t`."""
+    try:
+        with av.open(str(src)) as c:
+            streams: list[av.stream.Stream] = [*c.streams.video] or [*c.streams.audio]
+            if not streams:
+                return t
+            vs = streams[0]
+            origin = (c.start_time or 0) / av.time_base
+            if vs.time_base is None:
+                return t
+            c.seek(int((t + origin) / vs.time_base), stream=vs, backward=True, any_frame=False)
+            for pkt in c.demux(vs):
+                if pkt.pts is not None and pkt.is_keyframe:
+                    return max(0.0, min(t, float(pkt.pts * vs.time_base) - origin))
+    except (av.error.FFmpegError, OSError):
+        logger.warning("cannot find the keyframe before %.2f s in %s", t, src, exc_info=True)
+    return t
 
 
 def concat_segments(paths: list[str | Path], dest: str | Path) -> str:

@@ -97,3 +97,38 @@ def test_clip_near_start_is_clamped_and_evidence_is_reused(corpus: Path, tmp_pat
     again = write_evidence(req)
     assert again.manifest_sha256 == ev.manifest_sha256
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("believed", ["probed", "overstated"])
+def test_clip_cut_short_records_the_post_roll_actually_cut(
+    corpus: Path, tmp_path: Path, ffmpeg: str, believed: str
+) -> None:
+    """A recording that ends 1.4 s after the moment (a crash): the manifest says 1.4 s, not the 5.0 asked,
+    whether the caller knew the recording's real length or still believed it longer."""
+    from conftest import run_ffmpeg
+
+    short = tmp_path / "crashed.flac"
+    run_ffmpeg(ffmpeg, "-i", str(corpus / "broadcast_1.flac"), "-t", "39.3", "-c", "copy", str(short))
+    req = _request(short, tmp_path / "ev", 33.5, 37.9)
+    if believed == "overstated":
+        from dataclasses import replace
+
+        req = replace(req, media=replace(req.media, duration_s=60.0))
+    ev = write_evidence(req)
+    manifest = json.loads((Path(ev.dir) / "manifest.json").read_text(encoding="utf-8"))
+    clip = manifest["clip"]
+    # the copy ends on a FLAC frame just past 39.3 s; its header still says two minutes
+    real_end = _decoded_s(short)
+    assert 39.3 <= real_end < 39.6
+    assert clip["post_roll_s"] == pytest.approx(real_end - 37.9, abs=0.05)
+    assert clip["requested_post_roll_s"] == 5.0 and clip["post_roll_short"] is True
+    assert clip["end_s"] == pytest.approx(real_end, abs=0.05)
+    assert clip["pre_roll_s"] >= 10.0 - 0.05 and clip["pre_roll_short"] is False
+    assert clip["end_s"] - clip["start_s"] == pytest.approx(_decoded_s(Path(ev.dir) / clip["file"]), abs=0.05)
+
+
+def _decoded_s(path: Path) -> float:
+    """Seconds of audio actually in a file (its header may claim more)."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+    return sum(f.samples for f in frames) / frames[0].sample_rate

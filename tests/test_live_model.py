@@ -144,7 +144,7 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
 
     for a in alerts:  # playable clips whose bytes match the manifest
         assert a.evidence_status == "done", a.payload
-        folder = Path(a.evidence_dir or "")
+        folder = data / (a.evidence_dir or "")  # stored relative to the data directory
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         for f in manifest["files"]:
             assert sha256_file(folder / f["name"]) == f["sha256"]

@@ -116,7 +116,7 @@ def test_a_monitored_stream_yields_alerts_evidence_and_webhooks(tmp_path: Path, 
 
     for a in alerts:
         assert a.evidence_status == "done" and a.start_ts == pytest.approx(b.started_ts + a.start_s)
-        folder = Path(a.evidence_dir or "")
+        folder = tmp_path / (a.evidence_dir or "")  # stored relative to the data directory
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         for f in manifest["files"]:
             assert sha256_file(folder / f["name"]) == f["sha256"]

@@ -101,7 +101,7 @@ def test_captions_on_screen_raise_alerts_live_with_evidence(tmp_path: Path) -> N
 
     for a in alerts:  # each with a hashed clip and a snapshot
         assert a.evidence_status == "done", a.payload
-        folder = Path(a.evidence_dir or "")
+        folder = tmp_path / (a.evidence_dir or "")  # stored relative to the data directory
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         names = {f["name"] for f in manifest["files"]}
         assert "snapshot.jpg" in names

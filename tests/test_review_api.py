@@ -28,6 +28,7 @@ from review.auth import hash_password, hash_token
 from review.config import ApiToken, ReviewConfig, ReviewUser
 from review.decisions import AuditTrailError, latest_decisions, rule_precision
 from store.models import AlertRow, Decision, EvidenceFileRow
+from store.paths import resolve_stored
 
 pytestmark = pytest.mark.model  # the shared store is scanned with the embedded Whisper model
 
@@ -334,7 +335,7 @@ def test_price_history_alert_links_the_earlier_claim_and_its_clip(
         assert earlier["clip_url"] == f"/api/alerts/{other.alert_id}/files/{clip}"
         assert c.get(earlier["clip_url"]).status_code == 200
         with store.db.session() as s:
-            folder = Path(s.get(AlertRow, other.alert_id).evidence_dir)
+            folder = resolve_stored(s.get(AlertRow, other.alert_id).evidence_dir, store.data_dir)
         clip_start = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["clip"]["start_s"]
         assert earlier["clip_offset_s"] == pytest.approx(earlier["start_s"] - clip_start, abs=0.001)
 
@@ -347,7 +348,7 @@ def test_clip_is_served_with_range_requests(client: tuple[TestClient, str], stor
     a = store.alerts[0]
     url = f"/api/alerts/{a.alert_id}/files/clip.mp4"
     with store.db.session() as s:
-        path = Path(s.get(AlertRow, a.alert_id).evidence_dir) / "clip.mp4"
+        path = resolve_stored(s.get(AlertRow, a.alert_id).evidence_dir, store.data_dir) / "clip.mp4"
     data = path.read_bytes()
     full = c.get(url)
     assert full.status_code == 200 and full.content == data
@@ -561,7 +562,7 @@ def test_verify_endpoint_and_package_refusal_name_a_file_changed_on_disk(
     a = [x for x in store.alerts if x.has_snapshot][2]
     assert c.get(f"/api/alerts/{a.alert_id}/verify").json()["ok"] is True
     with store.db.session() as s:
-        snap = Path(s.get(AlertRow, a.alert_id).evidence_dir) / "snapshot.jpg"
+        snap = resolve_stored(s.get(AlertRow, a.alert_id).evidence_dir, store.data_dir) / "snapshot.jpg"
     original = snap.read_bytes()
     try:
         snap.write_bytes(original[:100] + bytes([original[100] ^ 0xFF]) + original[101:])

@@ -263,11 +263,9 @@ function renderAlert(d) {
   $("#snap-card").hidden = !d.snapshot_url;
   if (d.snapshot_url) snap.src = d.snapshot_url; else snap.removeAttribute("src");
   renderHistory(d);
-  $("#files").replaceChildren(h("tr", {}, h("th", {}, "文件 File"), h("th", {}, "SHA-256"), h("th", {}, "bytes")),
-    ...d.files.map((f) => h("tr", {}, h("td", {}, h("a", { href: f.url, target: "_blank" }, f.name)),
-      h("td", { class: "mono" }, f.sha256), h("td", { class: "small" }, f.size || ""))));
+  renderFiles(d);
   $("#package").href = d.package_url;
-  $("#verify-msg").textContent = "";
+  renderEvidenceState(d);
   $("#decide-msg").textContent = "";
   $("#note").value = "";
 }
@@ -402,6 +400,39 @@ async function move(step, open) {
   if (open) openAlert(state.items[i].alert_id); else renderQueue();
 }
 
+// ---- evidence file states: shown on load (existence and size at once, SHA-256 from the server's
+// background check), without waiting for a click on Verify ----------------------------------------------
+
+const FILE_STATES = { ok: "✓ ok", changed: "✗ 已改变 changed", missing: "✗ 缺失 missing", unverified: "… 校验中 checking" };
+
+function renderFiles(d) {
+  $("#files").replaceChildren(h("tr", {}, h("th", {}, "文件 File"), h("th", {}, "SHA-256"), h("th", {}, "bytes"), h("th", {}, "状态 State")),
+    ...d.files.map((f) => h("tr", { class: `file-${f.state || "unverified"}` },
+      h("td", {}, h("a", { href: f.url, target: "_blank" }, f.name)),
+      h("td", { class: "mono" }, f.sha256), h("td", { class: "small" }, f.size || ""),
+      h("td", { class: "small " + (f.state === "ok" ? "ok" : f.state === "unverified" ? "muted" : "bad"),
+        title: f.checked === "sha256" ? "SHA-256 checked" : "existence and size checked; SHA-256 pending" },
+        FILE_STATES[f.state] || f.state || ""))));
+}
+
+function renderEvidenceState(d) {
+  const msg = $("#verify-msg");
+  const bad = d.files.filter((f) => f.state === "missing" || f.state === "changed");
+  msg.className = "small " + (bad.length ? "bad" : "");
+  msg.textContent = bad.length ? `✗ 证据异常 evidence: ${bad.map((f) => `${f.name} (${f.state})`).join(", ")}` : "";
+  if (d.files.some((f) => f.state === "unverified")) {
+    const id = d.alert.alert_id;
+    setTimeout(async () => {  // the background hash is usually done within seconds: show its verdict
+      if (currentId() !== id) return;
+      const again = await api("/api/alerts/" + encodeURIComponent(id));
+      if (currentId() !== id || !state.alert) return;
+      state.alert.files = again.files; state.alert.evidence_state = again.evidence_state;
+      renderFiles(state.alert);
+      renderEvidenceState(state.alert);
+    }, 3000);
+  }
+}
+
 async function verifyHashes() {
   const id = currentId();
   if (!id) return;
@@ -411,6 +442,11 @@ async function verifyHashes() {
   msg.className = "small " + (r.ok ? "ok" : "bad");
   msg.textContent = r.ok ? `✓ ${r.files.length} files match their recorded SHA-256`
     : `✗ changed: ${bad.map((f) => `${f.name} (${f.status})`).join(", ")}`;
+  if (state.alert?.alert.alert_id === id) {
+    const byName = Object.fromEntries(r.files.map((f) => [f.name, f.status]));
+    for (const f of state.alert.files) if (byName[f.name]) { f.state = byName[f.name]; f.checked = "sha256"; }
+    renderFiles(state.alert);
+  }
 }
 
 // ---- statistics ----------------------------------------------------------------------------------
