@@ -231,7 +231,12 @@ class LiveStore:
         duration_s: float,
         size: int,
         created_ts: float,
+        hls_seq: int | None = None,
     ) -> None:
+        if hls_seq is not None:  # where a restarted monitor rejoins the playlist (Monitor.start)
+            b = s.get(Broadcast, broadcast_id)
+            if b is not None and (b.meta or {}).get("hls_last_seq", -1) < hls_seq:
+                b.meta = {**(b.meta or {}), "hls_last_seq": hls_seq}
         exists = s.scalar(
             select(MediaSegmentRow.id).where(
                 MediaSegmentRow.broadcast_id == broadcast_id, MediaSegmentRow.seq == seq

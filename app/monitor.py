@@ -80,7 +80,14 @@ from detectors.types import Detection, PriceClaim
 from ingest import ffmpeg
 from ingest.recorder import Recorder
 from ingest.tail import AudioFollower
-from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, MediaSegment, SegmentRecorded
+from ingest.types import (
+    BroadcastEnded,
+    BroadcastStarted,
+    IngestState,
+    MediaSegment,
+    RecorderResume,
+    SegmentRecorded,
+)
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
@@ -275,9 +282,31 @@ class Monitor:
                 self,
                 keep_video=st.entry.keeps_video(keep_video),
                 clock=self._clock,
+                resume=self._recorder_resume(st.entry.id),
             )
             st.recorder.start()
         logger.info("monitoring %d stream(s); data in %s", len(self._streams), self.data_dir)
+
+    def _recorder_resume(self, stream_id: str) -> RecorderResume | None:
+        """Where the last run stopped recording this stream (its broadcasts are closed by `_resume`), so the
+        restart rejoins HLS after the last segment recorded, while the playlist still offers the rest."""
+        with self.db.session() as s:
+            b = s.scalar(
+                select(Broadcast)
+                .where(Broadcast.stream_id == stream_id, Broadcast.kind == "live")
+                .order_by(Broadcast.started_ts.desc())
+                .limit(1)
+            )
+            if b is None:
+                return None
+            meta = b.meta or {}
+            src0 = meta.get("source_start_s")
+            seq = meta.get("hls_last_seq")
+            return RecorderResume(
+                int(seq) if seq is not None else None,
+                float(src0) + float(b.duration_s or 0.0) if src0 is not None else None,
+                b.ended_ts,
+            )
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stop.wait(timeout)
@@ -366,6 +395,7 @@ class Monitor:
                 duration_s=seg.duration_s,
                 size=event.size,
                 created_ts=event.recorded_ts,
+                hls_seq=event.hls_seq,
             )
         )
         with self._lock:

@@ -58,6 +58,7 @@ from ingest.types import (
     HlsJoin,
     IngestState,
     MediaSegment,
+    RecorderResume,
     SegmentRecorded,
 )
 
@@ -305,6 +306,7 @@ class Recorder:
         keep_video: bool,
         loop_files: bool = False,
         clock: Callable[[], float] = time.time,
+        resume: RecorderResume | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.url = url
@@ -321,6 +323,11 @@ class Recorder:
         self._last_source_end: float | None = None  # source clock at the end of the last broadcast
         self._last_end_ts: float | None = None  # wall clock of the last broadcast's last data
         self._hls_last_done: int | None = None  # HLS media sequence number of the last recorded segment
+        if resume is not None:  # a previous run of the monitor recorded this stream
+            self._hls_last_done = resume.hls_last_seq
+            self._last_source_end = resume.source_end_s
+            self._last_end_ts = resume.end_ts
+        self._cur_hls: _HlsLog | None = None  # the running connection's
 
     # -- public --------------------------------------------------------------------------------------
 
@@ -406,6 +413,7 @@ class Recorder:
         local = is_local_file(self.url)
         procs: list[_Proc] = []
         hls = _HlsLog()
+        self._cur_hls = hls
         try:
             if self.via == "streamlink":
                 resume = self._hls_last_done if self.cfg.hls_rejoin else None
@@ -590,7 +598,7 @@ class Recorder:
             size = path.stat().st_size if path.exists() else 0
             seg = MediaSegment(broadcast_id, seq, str(path), start_s, max(0.0, end_s - start_s))
             result.end_s = max(result.end_s, end_s)
-            self.sink.segment_recorded(SegmentRecorded(seg, size, self._clock()))
+            self.sink.segment_recorded(SegmentRecorded(seg, size, self._clock(), self._hls_seq()))
         return max(listed, len(rows))
 
     def _emit_unlisted(self, folder: Path, broadcast_id: str, result: _Attempt) -> None:
@@ -606,7 +614,10 @@ class Recorder:
                 continue
             seg = MediaSegment(broadcast_id, seq, str(path), result.end_s, duration)
             result.end_s += duration
-            self.sink.segment_recorded(SegmentRecorded(seg, path.stat().st_size, self._clock()))
+            self.sink.segment_recorded(SegmentRecorded(seg, path.stat().st_size, self._clock(), self._hls_seq()))
+
+    def _hls_seq(self) -> int | None:
+        return self._cur_hls.last_done if self._cur_hls is not None else None
 
 
 def _seq_of(name: str) -> int:

@@ -63,6 +63,16 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class RecorderResume:
+    """Where a previous run of the monitor stopped recording a stream (from the database), so a restart
+    rejoins an HLS playlist after the last segment recorded and measures the gap on the media clock."""
+
+    hls_last_seq: int | None  # HLS media sequence number of the last segment recorded
+    source_end_s: float | None  # the source's clock at the end of the last recording
+    end_ts: float | None  # wall clock of the last recorded data
+
+
+@dataclass(frozen=True, slots=True)
 class HlsJoin:
     """Where a connection joined a live HLS playlist, by media sequence number."""
 
@@ -99,6 +109,7 @@ class SegmentRecorded:
     segment: MediaSegment
     size: int
     recorded_ts: float  # wall clock when the file was seen complete
+    hls_seq: int | None = None  # the last HLS media sequence number written to the recording so far
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,8 @@ def check_alerts_once_and_complete(db: Database) -> tuple[int, int]:
             if whole:
                 expected += 1
                 assert found, f"{line.text} ({c}) was recorded whole but not alerted"
+    print(f"recorded ranges (script clock): {[(round(lo, 2), round(hi, 2)) for _, lo, hi, _ in ranges]}; "
+          f"{expected} label(s) on lines recorded whole, {len(alerts)} alert(s)")
     return expected, len(alerts)
 
 
@@ -278,7 +280,12 @@ def test_kill_9_mid_broadcast_then_restart_loses_nothing_and_repeats_nothing(tmp
         assert len(bs) >= 2
         assert s.scalars(select(AlertRow).where(AlertRow.evidence_status != "done")).all() == []
         gaps = s.scalars(select(BroadcastGap).order_by(BroadcastGap.start_ts)).all()
-        assert gaps[0].start_ts == bs[0].ended_ts and gaps[0].end_ts is not None
+        # the restart rejoined the playlist after the last segment the killed run recorded; the gap is
+        # placed on the media clock: from the end of what was recorded, as long as the media not recorded
+        assert bs[1].meta["hls_join"]["resume_after"] is not None
+        assert gaps[0].start_ts == pytest.approx(bs[0].started_ts + bs[0].duration_s)
+        assert gaps[0].end_ts is not None
+        assert gaps[0].end_ts - gaps[0].start_ts == pytest.approx(bs[1].meta["media_gap_s"])
     expected, n_alerts = check_alerts_once_and_complete(db)
     assert expected >= 8 and n_alerts >= expected
     check_utterances_once(db)
