@@ -21,6 +21,7 @@ from typing import Any
 
 from alerts.types import Alert, Evidence, EvidenceFile, MediaRef
 from asr.types import Utterance
+from detectors.types import Detection
 from ingest import ffmpeg
 
 __all__ = ["EvidenceRequest", "alert_payload", "clip_rolls", "sha256_file", "write_evidence"]
@@ -233,6 +234,17 @@ def _draw_boxes(path: Path, boxes: Sequence[Sequence[Any]]) -> None:
     cv2.imwrite(str(path), img)
 
 
+def _stage_of(d: Detection) -> str:
+    """The detection stage that produced `d`: rules, price (price checks), visual, or semantic."""
+    if d.details.get("stage") == "semantic":
+        return "semantic"
+    if d.mode == "price" or d.rule_id.startswith("price."):
+        return "price"
+    if d.mode == "visual" or d.source == "visual":
+        return "visual"
+    return "rules"
+
+
 def alert_payload(alert: Alert, *, stream_id: str | None, media_path: str) -> dict[str, Any]:
     """The alert object handed out on stdout, in the API and in the manifest (evidence added later)."""
     lead = next((d for d in alert.detections if d.rule_id == alert.rule_id), alert.detections[0])
@@ -263,13 +275,29 @@ def alert_payload(alert: Alert, *, stream_id: str | None, media_path: str) -> di
 
         payload["claims"] = [asdict(c) for c in claims]
     extra = {k: v for d in alert.detections for k, v in d.details.items() if k in ("contradicts", "boxes")}
-    # the learned stage says which stage raised the alert and why: its nearest labelled lines
+    # which stage raised the alert and why: rule hits name rule, words and match mode; price checks
+    # their rule and description; the learned stage its nearest labelled lines
+    stages: list[str] = []
+    reasons: list[str] = []
+    for d in sorted(alert.detections, key=lambda d: d is not lead):  # the lead rule's reason first
+        stage = _stage_of(d)
+        if stage not in stages:
+            stages.append(stage)
+        if stage == "semantic":
+            continue
+        why = f"{d.rule_id}: {d.matched!r} ({d.mode} {d.score:.0f})"
+        if stage == "price" and d.details.get("description"):
+            why = f"{d.rule_id}: {d.details['description']}"
+        if why not in reasons and len(reasons) < 3:
+            reasons.append(why)
     semantic = [d for d in alert.detections if d.details.get("stage") == "semantic"]
     if semantic:
         best = max(semantic, key=lambda d: (d.score, d.rule_id))
-        payload["stage"] = "semantic" if lead.details.get("stage") == "semantic" else "rules+semantic"
-        payload["reason"] = best.details["semantic"]["reason"]
+        reasons.append(best.details["semantic"]["reason"])
         extra["semantic"] = best.details["semantic"]
+    order = ("rules", "price", "visual", "semantic")
+    payload["stage"] = "+".join(sorted(stages, key=lambda x: order.index(x) if x in order else len(order)))
+    payload["reason"] = "; ".join(reasons)
     if extra:
         payload["details"] = extra
     return payload

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {"alert_id", "category", "code", "rule", "severity", "source", "start_s", "end_s", "text", "context",
-            "law", "evidence", "rules_version"}
+            "law", "evidence", "rules_version", "stage", "reason"}
 
 
 def score(truth: Path, alerts: list[dict], source: str = "speech") -> tuple[float, float]:
@@ -54,6 +54,9 @@ def test_scan_meets_the_corpus_targets(scanned, corpus: Path) -> None:
         assert a["source"] == "speech"
         # located to the word: an alert spans a phrase, not a whole VAD chunk
         assert a["end_s"] - a["start_s"] < 8.0
+        # which stage raised it and why: the rule (or price check, or the semantic stage's neighbours)
+        assert set(a["stage"].split("+")) <= {"rules", "price", "visual", "semantic"}, a["stage"]
+        assert a["reason"] and (a["rule"] in a["reason"] or "semantic" in a["stage"]), a["reason"]
 
 
 def test_every_alert_has_a_playable_hashed_clip(scanned, corpus: Path) -> None:
