@@ -242,12 +242,14 @@ _register_optional()
 
 
 def main() -> None:
-    from app.errors import KNOWN_ERRORS
+    from app.errors import known_errors
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         app()
-    except KNOWN_ERRORS as e:
+    except Exception as e:
+        if not isinstance(e, known_errors()):  # only what was imported can have been raised
+            raise
         err.print(f"[red]livewatch: error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:

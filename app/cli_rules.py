@@ -24,8 +24,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from detectors.config import DEFAULT_RULES_DIR
-
 __all__ = ["eval_command", "rules_app"]
 
 rules_app = typer.Typer(
@@ -49,6 +47,8 @@ RulesOpt = Annotated[
 
 
 def _dirs(base: Path | None, extra: list[Path] | None) -> list[Path]:
+    from detectors.config import DEFAULT_RULES_DIR  # here, not at the top: `--help` starts fast
+
     return [base or DEFAULT_RULES_DIR, *(extra or [])]
 
 
@@ -249,7 +249,7 @@ def eval_command(
         Console(stderr=True).print(f"eval: --half must be tune, test or both, not {half!r}")
         raise typer.Exit(2)
     halves: list[str] = ["tune", "test"] if half == "both" else [half]
-    dirs = list(rules_dir) if rules_dir else [DEFAULT_RULES_DIR]
+    dirs = list(rules_dir) if rules_dir else _dirs(None, None)
     rs = _load(dirs)
     extra = _semantic_extra(semantic, semantic_head, rs.version)
     paths = list(labels or [])

@@ -49,7 +49,8 @@ class RulesDetectorConfig(BaseModel):
     line_budget_ms: float = Field(
         200.0,
         ge=0,
-        description="Most time matching one line may take before its remaining rules are skipped (0 = none).",
+        description="Most CPU time (of the matching thread, so a busy machine does not eat it) matching one "
+        "line may take before its remaining rules are skipped and the line is reported (0 = none).",
     )
 
 

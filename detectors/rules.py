@@ -670,15 +670,50 @@ def _all_literal_runs(items: Any) -> Iterator[str]:
         yield "".join(run)
 
 
+_MAX_PRODUCT = 64  # most literal strings one trigger set may hold
+
+
+def _exact_strings(items: list[tuple[Any, Any]]) -> list[str] | None:
+    """Every string this sequence can match, when it is made only of literals, small character
+    classes and alternations of such (``(穷|丑)鬼``); None otherwise or when there are too many."""
+    out = [""]
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            out = [x + chr(av) for x in out]
+        elif op is sre_constants.IN and all(iop is sre_constants.LITERAL for iop, _ in av):
+            out = [x + chr(c) for x in out for _, c in av]
+        elif op is sre_constants.SUBPATTERN:
+            sub = _exact_strings(list(av[-1]))
+            if sub is None:
+                return None
+            out = [x + y for x in out for y in sub]
+        elif op is sre_constants.BRANCH:
+            alts = [_exact_strings(list(alt)) for alt in av[1]]
+            if any(a is None for a in alts):
+                return None
+            out = [x + y for x in out for a in alts for y in a]  # type: ignore[union-attr]
+        else:
+            return None
+        if len(out) > _MAX_PRODUCT:
+            return None
+    return out
+
+
 def _seq_required(items: list[tuple[Any, Any]]) -> list[str] | None:
-    """Literals of which at least one must occur in any match of this sequence; None if unknown."""
+    """Literals of which at least one must occur in any match of this sequence; None if unknown.
+
+    Adjacent mandatory parts that are literals or alternations of literals combine into one set of
+    longer strings (``(穷|丑|胖)(鬼|狗)`` gives 穷鬼, 穷狗, ...), so a regex whose parts are single
+    characters still gets a selective trigger instead of running on every line.
+    """
     best: list[str] | None = None
-    run: list[str] = []
+    run: list[str] = [""]
 
     def consider(cands: list[str] | None) -> None:
         nonlocal best
-        if not cands:
+        if not cands or not all(cands):
             return
+        cands = list(dict.fromkeys(cands))
         score = min(len(c) for c in cands)
         if (
             best is None
@@ -687,13 +722,21 @@ def _seq_required(items: list[tuple[Any, Any]]) -> list[str] | None:
         ):
             best = cands
 
+    def flush() -> None:
+        nonlocal run
+        consider(run)
+        run = [""]
+
     for op, av in items:
-        if op is sre_constants.LITERAL:
-            run.append(chr(av))
+        exact = _exact_strings([(op, av)])
+        if exact is not None and all(exact):
+            product = [x + y for x in run for y in exact]
+            if len(product) > _MAX_PRODUCT:
+                flush()
+                product = exact
+            run = product
             continue
-        if run:
-            consider(["".join(run)])
-            run = []
+        flush()
         if op is sre_constants.SUBPATTERN:
             consider(_seq_required(list(av[-1])))
         elif op is sre_constants.BRANCH:
@@ -702,8 +745,7 @@ def _seq_required(items: list[tuple[Any, Any]]) -> list[str] | None:
                 consider([c for a in alts for c in a])  # type: ignore[union-attr]
         elif op in _REPEATS and av[0] >= 1:
             consider(_seq_required(list(av[2])))
-    if run:
-        consider(["".join(run)])
+    flush()
     return best
 
 

@@ -106,6 +106,17 @@ class IngestConfig(BaseModel):
             "default, the target duration). Shorter finds new segments sooner, at more requests."
         ),
     )
+    hls_poll_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description=(
+            "HLS via streamlink: reload a live playlist at least this often while recording (streamlink "
+            "alone waits up to a target duration), and after a drop poll a playlist that does not answer "
+            "twice as often, for up to reconnect.rejoin_window_s, instead of reconnecting after backoff: "
+            "both delays come out of the playlist window, which is all a rejoin can recover."
+        ),
+    )
     realtime: bool = Field(
         True,
         description="Replay a local file at its own speed (ffmpeg -re), as if it were live; false reads it at full speed.",

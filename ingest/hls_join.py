@@ -1,9 +1,9 @@
 """streamlink's CLI with two additions for the recorder: rejoin an HLS playlist where the recording
 stopped, and say which media sequence numbers reached the output.
 
-Run as `python -m ingest.hls_join [--resume-after N] STREAMLINK_ARGS...` in place of
-`python -m streamlink STREAMLINK_ARGS...`. Everything else (plugins, headers, cookies, --stdout) is
-streamlink's own.
+Run as `python -m ingest.hls_join [--resume-after N] [--poll S] [--wait S] STREAMLINK_ARGS...` in
+place of `python -m streamlink STREAMLINK_ARGS...`. Everything else (plugins, headers, cookies,
+--stdout) is streamlink's own.
 
 Why this and not a streamlink option: after a drop the recorder knows the media sequence number of the
 last HLS segment it got (`#EXT-X-MEDIA-SEQUENCE` numbering). streamlink can only start a live playlist
@@ -20,9 +20,26 @@ This uses streamlink internals (`HLSStreamWorker.process_segments` and `.sequenc
 `_write_plain` / `_write_decrypt`), which is why streamlink is pinned in pyproject.toml. If they are
 not as expected the wrapper says so on stderr and streamlink runs unchanged (live-edge joins).
 
+Riding out an outage (`--poll`, `--wait`). What a drop can still recover is bounded by the playlist
+window: the oldest unrecorded segment must still be listed when the new connection loads the playlist.
+Two delays eat into that window, and both are cut here:
+- how far the recording trails the live edge when the server goes away. streamlink reloads a live
+  playlist every target duration (at least 1 s), so the newest segment can sit unseen for a whole
+  segment; `--poll S` reloads at most S apart (streamlink itself refuses values under 2 s).
+- how long after the server's return the new connection loads the playlist. A reconnect that fails
+  and exits is retried after the recorder's backoff plus a fresh process start (a Python interpreter
+  and streamlink's imports, 1-2 s on a busy box), and that cycle repeats through the outage, so the
+  return is noticed seconds late. With `--wait S` the wrapper instead keeps its (already started)
+  streamlink fetching the playlist every `--poll`/2 seconds for up to S seconds (streamlink's own
+  `--retry-streams`), and says so (`waiting`), so the recorder does not count the wait as a stall: the
+  rejoin follows the server's return within one poll.
+With a 16 s window, a 15 s outage and 2 s segments this is the difference between losing a segment or
+two and losing nothing (tests/test_live_hls.py).
+
 Lines on stderr, for the recorder (`parse_marker`):
     livewatch-hls join first=F last=L start=S resume_after=N|-
     livewatch-hls done N            (segment N was written whole to the output)
+    livewatch-hls waiting           (the stream is not answering yet; retrying every --poll/2 s)
     livewatch-hls unsupported REASON
 
 Streams with separate audio/video renditions (a muxed HLS stream) run one worker per playlist; their
@@ -31,19 +48,20 @@ sequence numbers are not comparable, so those join at the live edge as before.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HlsMarker", "choose_start", "main", "parse_marker"]
+__all__ = ["HlsMarker", "choose_start", "main", "parse_marker", "wrapper_args"]
 
 PREFIX = "livewatch-hls "
 
 
 @dataclass(frozen=True, slots=True)
 class HlsMarker:
-    kind: str  # join | done | unsupported
+    kind: str  # join | done | waiting | unsupported
     first: int | None = None
     last: int | None = None
     start: int | None = None
@@ -92,6 +110,8 @@ def parse_marker(line: str) -> HlsMarker | None:
             )
         if kind == "unsupported":
             return HlsMarker("unsupported", detail=" ".join(rest))
+        if kind == "waiting":
+            return HlsMarker("waiting")
     except ValueError:
         return None
     return None
@@ -102,7 +122,7 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _patch(resume_after: int | None) -> None:
+def _patch(resume_after: int | None, poll_s: float | None = None) -> None:
     from streamlink.stream.hls import hls as slhls
 
     worker_cls: Any = slhls.HLSStreamWorker
@@ -119,6 +139,11 @@ def _patch(resume_after: int | None) -> None:
     def process_segments(self: Any, playlist: Any) -> None:
         first_time = getattr(self, "sequence", None) is not None and self.sequence < 0
         orig_process(self, playlist)
+        if poll_s is not None:
+            # reload at most poll_s apart (streamlink: the target duration, or half of it when the
+            # playlist did not change, never under 1 s): the recording stays within poll_s of the live
+            # edge, so an outage finds it holding everything the server had listed (module docstring)
+            self._reload_time = min(self._reload_time, poll_s)
         if not first_time or not playlist.segments:
             return
         with lock:
@@ -160,16 +185,60 @@ def _patch(resume_after: int | None) -> None:
     wrap("_write_decrypt")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
+def _patch_waiting() -> None:
+    """Say `waiting` (once) when a fetch of the stream list fails or finds nothing, so the recorder
+    knows the process is polling a stream that is away rather than stalled."""
+    import streamlink_cli.main as slmain
+
+    orig = slmain.fetch_streams
+    said = threading.Event()
+
+    def fetch_streams(plugin: Any) -> Any:
+        try:
+            streams = orig(plugin)
+        except Exception:
+            if not said.is_set():
+                said.set()
+                _say("waiting")
+            raise
+        if not streams and not said.is_set():
+            said.set()
+            _say("waiting")
+        return streams
+
+    slmain.fetch_streams = fetch_streams
+
+
+def wrapper_args(argv: list[str]) -> tuple[int | None, float | None, float | None, list[str]]:
+    """(resume_after, poll_s, wait_s, streamlink's own arguments) from the command line. Pure."""
+    args = list(argv)
     resume_after: int | None = None
-    if args[:1] == ["--resume-after"] and len(args) >= 2:
-        resume_after = int(args[1])
-        args = args[2:]
+    poll_s: float | None = None
+    wait_s: float | None = None
+    while len(args) >= 2 and args[0] in ("--resume-after", "--poll", "--wait"):
+        flag, value, args = args[0], args[1], args[2:]
+        if flag == "--resume-after":
+            resume_after = int(value)
+        elif flag == "--poll":
+            poll_s = float(value)
+        else:
+            wait_s = float(value)
+    return resume_after, poll_s, wait_s, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    resume_after, poll_s, wait_s, args = wrapper_args(sys.argv[1:] if argv is None else argv)
     try:
-        _patch(resume_after)
+        _patch(resume_after, poll_s)
     except Exception as e:  # never stop a recording for want of the rejoin
         _say(f"unsupported {type(e).__name__}: {e}")
+    if wait_s is not None and wait_s > 0:
+        interval = max(0.05, (poll_s or 1.0) / 2)
+        args = ["--retry-streams", f"{interval:g}", "--retry-max", str(max(1, math.ceil(wait_s / interval))), *args]
+        try:
+            _patch_waiting()
+        except Exception as e:
+            _say(f"unsupported {type(e).__name__}: {e}")
     from streamlink_cli.main import main as streamlink_main
 
     sys.argv = ["streamlink", *args]

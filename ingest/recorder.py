@@ -116,15 +116,20 @@ def is_local_file(url: str) -> bool:
     return not scheme or len(scheme) == 1 or scheme == "file"
 
 
-def streamlink_args(url: str, cfg: IngestConfig, resume_after: int | None = None) -> list[str]:
+def streamlink_args(
+    url: str, cfg: IngestConfig, resume_after: int | None = None, wait_s: float | None = None
+) -> list[str]:
     """streamlink writing the stream to stdout (run with this interpreter, so the venv's copy is used).
 
     It runs through `ingest.hls_join` (streamlink's CLI plus HLS rejoin and sequence reporting);
-    `resume_after`: the last HLS media sequence number already recorded.
+    `resume_after`: the last HLS media sequence number already recorded; `wait_s`: keep polling a
+    stream that does not answer for up to this long (a rejoin after a drop) instead of exiting.
     """
-    args = [sys.executable, "-m", "ingest.hls_join"]
+    args = [sys.executable, "-m", "ingest.hls_join", "--poll", f"{cfg.hls_poll_s:g}"]
     if resume_after is not None:
         args += ["--resume-after", str(resume_after)]
+    if wait_s is not None and wait_s > 0:
+        args += ["--wait", f"{wait_s:.1f}"]
     args += [
         "--stdout",
         "--loglevel",
@@ -270,6 +275,7 @@ class _HlsLog:
     def __init__(self) -> None:
         self.join: HlsJoin | None = None
         self.last_done: int | None = None
+        self.waiting = False  # polling a stream that does not answer (until it joins)
 
     def on_line(self, line: str) -> None:
         m = parse_marker(line)
@@ -279,6 +285,8 @@ class _HlsLog:
             self.last_done = m.seq if self.last_done is None else max(self.last_done, m.seq)
         elif m.kind == "join" and m.first is not None and m.last is not None and m.start is not None:
             self.join = HlsJoin(m.first, m.last, m.start, m.resume_after)
+        elif m.kind == "waiting":
+            self.waiting = True
         elif m.kind == "unsupported":
             logger.warning("HLS rejoin unavailable (%s): reconnects join at the live edge", m.detail)
 
@@ -417,9 +425,10 @@ class Recorder:
         try:
             if self.via == "streamlink":
                 resume = self._hls_last_done if self.cfg.hls_rejoin else None
+                wait_s = self._rejoin_wait_s(now) if resume is not None else None
                 sl = _Proc(
                     f"streamlink-{self.stream_id}",
-                    streamlink_args(self.url, self.cfg, resume),
+                    streamlink_args(self.url, self.cfg, resume, wait_s),
                     stdout=subprocess.PIPE,
                     on_line=hls.on_line,
                 )
@@ -457,12 +466,22 @@ class Recorder:
             _remove_attempt(folder)
             return _Attempt(reason=f"cannot start {self.via}: {e}")
         try:
-            return self._watch(broadcast_id, folder, procs, source_start, local, hls)
+            return self._watch(broadcast_id, folder, procs, source_start, local, hls, now + (wait_s or 0.0))
         finally:
             if hls.last_done is not None:
                 # Data the output got, whether a new broadcast or media recorded before: either way
                 # the next connection need not ask for it again.
                 self._hls_last_done = hls.last_done
+
+    def _rejoin_wait_s(self, now: float) -> float | None:
+        """How long a rejoin may poll a stream that does not answer: what is left of the rejoin window
+        since the last data (ingest.hls_join: polling from a running process notices the server's
+        return within one poll, a reconnect cycle only seconds later, and the playlist window is all a
+        rejoin can recover)."""
+        if self._last_end_ts is None:
+            return None
+        left = self.cfg.reconnect.rejoin_window_s - (now - self._last_end_ts)
+        return left if left >= 1.0 else None
 
     def _started_event(
         self, broadcast_id: str, folder: Path, started_ts: float, source_start: list[float], hls: _HlsLog
@@ -492,6 +511,7 @@ class Recorder:
         source_start: list[float],
         local: bool,
         hls: _HlsLog,
+        wait_until: float = 0.0,
     ) -> _Attempt:
         result = _Attempt()
         growth = _Growth(folder)
@@ -500,10 +520,18 @@ class Recorder:
         stopping = False
         reason = ""
         first_growth: float | None = None
+        said_waiting = False
         while procs[-1].poll() is None:  # ffmpeg (last) ends when its input ends or fails
             now = self._clock()
             if growth.changed():
                 last_growth = now
+            elif hls.waiting and hls.join is None and growth.size == 0 and now < wait_until:
+                # streamlink is polling a stream that went away (--wait): not a stall; it gives up by
+                # itself at wait_until
+                last_growth = now
+                if not said_waiting:
+                    said_waiting = True
+                    self._state("reconnecting", "waiting for the stream to answer again", 0, now)
             if growth.size > 0 and first_growth is None:
                 first_growth = now
             if (

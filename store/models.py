@@ -106,13 +106,26 @@ class UtteranceRow(Base):
 
 
 class AlertRow(Base):
+    """An alert. `moment_ts`, `time_ts`, `status` and `decision_id` are derived by the database's
+    triggers (store.scale): writers leave them unset (NULL / 'unreviewed')."""
+
     __tablename__ = "alerts"
+    # the review queue's orders and filters (store.scale, review.queries): newest first, by a filter
+    __table_args__ = (
+        Index("ix_alerts_queue", "time_ts", "start_s", "id"),
+        Index("ix_alerts_stream_queue", "stream_id", "time_ts", "start_s", "id"),
+        Index("ix_alerts_category_queue", "category", "time_ts", "start_s", "id"),
+        Index("ix_alerts_status_queue", "status", "time_ts", "start_s", "id"),
+        Index("ix_alerts_severity_queue", "severity", "time_ts", "start_s", "id"),
+        Index("ix_alerts_rule_queue", "rule_id", "time_ts", "start_s", "id"),
+        Index("ix_alerts_broadcast_queue", "broadcast_id", "time_ts", "start_s", "id"),
+    )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"), index=True)
-    stream_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
-    category: Mapped[str] = mapped_column(String(32), index=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"))
+    stream_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    category: Mapped[str] = mapped_column(String(32))
     code: Mapped[str] = mapped_column(String(16))
-    rule_id: Mapped[str] = mapped_column(String(128), index=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
     severity: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))
     start_s: Mapped[float] = mapped_column(Float)
@@ -126,6 +139,44 @@ class AlertRow(Base):
     evidence_status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the alert JSON handed out
     created_ts: Mapped[float] = mapped_column(Float, index=True)
+    # derived (store.scale triggers): the broadcast moment (NULL if unknown), the queue's time, status
+    moment_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    time_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="unreviewed", server_default="unreviewed")
+    decision_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class AlertFacetCount(Base):
+    """Alerts per stream/category/rule/severity/source/status (store.scale keeps it; '' = no stream)."""
+
+    __tablename__ = "alert_facets"
+    stream_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    severity: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class AlertHourlyCount(Base):
+    """Alerts per UTC hour (epoch seconds of its start) and status (store.scale keeps it)."""
+
+    __tablename__ = "alert_hourly"
+    hour_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class AlertDailyCount(Base):
+    """Alerts per UTC day, dimension (stream | category | rule), its key and status (store.scale)."""
+
+    __tablename__ = "alert_daily"
+    day_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    dim: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class DetectionRow(Base):

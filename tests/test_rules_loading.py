@@ -124,9 +124,13 @@ def test_safe_regexes_pass(pattern: str) -> None:
 
 def test_required_literals_trigger_regexes() -> None:
     assert required_literals("最后{num}单") == ["最后"]
-    assert required_literals("(仅|只)剩{num}件") == ["剩"]
+    assert sorted(required_literals("(仅|只)剩{num}件") or []) == ["仅剩", "只剩"]
+    # adjacent single-character alternations combine into a selective trigger set
+    assert sorted(required_literals("(穷|丑)(鬼|狗)们?") or []) == ["丑狗", "丑鬼", "穷狗", "穷鬼"]
+    assert required_literals("a(b)?c") == ["a"]
     assert sorted(required_literals("(月销|年销)了?{num}万") or []) == ["年销", "月销"]
-    assert required_literals("[一二三]+[0-9]") is None
+    assert sorted(required_literals("[一二三]+[0-9]") or []) == ["一", "三", "二"]
+    assert required_literals("[0-9]+[a-z]") is None
 
 
 def test_collect_errors_reports_every_bad_file(tmp_path: Path) -> None:

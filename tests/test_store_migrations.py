@@ -31,6 +31,7 @@ from store.migrations import (
     alembic_config,
     compare_type,
     ensure_schema,
+    include_object,
     read_revisions,
 )
 from store.models import AlertRow, Base, Decision
@@ -61,7 +62,9 @@ def schema_diffs(url: str) -> list[object]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": compare_type})
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": compare_type, "include_object": include_object}
+            )
             return list(compare_metadata(ctx, Base.metadata))
     finally:
         engine.dispose()

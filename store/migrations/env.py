@@ -13,7 +13,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from store.migrations import compare_type
+from store.migrations import compare_type, include_object
 from store.models import Base
 
 config = context.config
@@ -33,6 +33,7 @@ def _run_with(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=comparator,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -45,6 +46,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=compare_type,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
