@@ -19,8 +19,9 @@ __all__ = ["line_of", "load_yaml_model", "node_to_python"]
 M = TypeVar("M", bound=BaseModel)
 
 
-def node_to_python(node: yaml.Node) -> Any:
-    return to_python(node)
+def node_to_python(node: yaml.Node, path: Path | str = "<string>") -> Any:
+    """Plain values of a composed node; `YamlLoadError` (``path:line: ...``) for an unreadable scalar."""
+    return to_python(node, path)
 
 
 def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -58,9 +59,9 @@ def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
         raise error(str(e)) from None
     try:
         root = compose(text, path)  # limits: aliases, depth, size (detectors/yamlsafe.py)
+        data = node_to_python(root, path) if root is not None else {}
     except YamlLoadError as e:
         raise error(str(e)) from None
-    data = node_to_python(root) if root is not None else {}
     if not isinstance(data, dict):
         raise error(f"{path}:1: expected a mapping at the top level")
     try:

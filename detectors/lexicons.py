@@ -120,9 +120,9 @@ def load_lexicons(dirs: Sequence[Path], parse: object = None) -> Lexicons:
 
         try:
             node = yamlsafe.compose(text, path)
+            return None if node is None else yamlsafe.to_python(node, path)
         except yamlsafe.YamlLoadError as e:
             raise LexiconError(str(e)) from None
-        return None if node is None else yamlsafe.to_python(node)
 
     groups: dict[str, Lexicon] = {}
     files: list[Path] = []

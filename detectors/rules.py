@@ -388,7 +388,7 @@ def _construct(loader: Any, node: yaml.Node, loc: tuple[Any, ...], lm: _LineMap,
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
-            key = loader.construct_object(knode, deep=True)
+            key = _scalar(loader, knode, path)
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise RulePackError(
                     path, knode.start_mark.line + 1, str(key), "mapping keys must be plain scalars"
@@ -401,7 +401,18 @@ def _construct(loader: Any, node: yaml.Node, loc: tuple[Any, ...], lm: _LineMap,
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, v, (*loc, i), lm, path) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _scalar(loader, node, path)
+
+
+def _scalar(loader: Any, node: yaml.Node, path: Path) -> Any:
+    """A scalar, or a `RulePackError` at its line when no safe constructor can build it (``2020-13-45``,
+    ``!!int 0xzz``): PyYAML raises a bare ValueError there (found by tests/faults/test_fuzz.py)."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, OverflowError) as e:
+        value = node.value if isinstance(node.value, str) else ""
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise RulePackError(path, node.start_mark.line + 1, "yaml", f"cannot read {shown!r} as {node.tag}: {e}") from None
 
 
 def _field_name(loc: Sequence[Any]) -> str:
@@ -863,6 +874,21 @@ def pack_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+_LAWS_CACHE: dict[tuple[int, int], LawTable] = {}
+
+
+def _law_table() -> LawTable:
+    """The shipped law table, parsed once per version of the file."""
+    st = DEFAULT_LAWS.stat()
+    key = (st.st_mtime_ns, st.st_size)
+    table = _LAWS_CACHE.get(key)
+    if table is None:
+        table = load_laws(DEFAULT_LAWS)
+        _LAWS_CACHE.clear()
+        _LAWS_CACHE[key] = table
+    return table
+
+
 _LAW_REF_TOKEN = re.compile(r"^[a-z][a-z0-9_]*(\.(p?[0-9]+))*$")
 
 
@@ -929,7 +955,7 @@ def _load(dirs: Sequence[Path], collect: bool) -> LoadedRules:
     laws: LawTable | None = None
     if DEFAULT_LAWS.is_file():
         try:
-            laws = load_laws(DEFAULT_LAWS)
+            laws = _law_table()
         except LawTableError as e:
             fail(RulePackError(DEFAULT_LAWS, 1, "laws", str(e)))
         else:

@@ -181,11 +181,35 @@ def compose(
         loader.dispose()
 
 
-def to_python(node: yaml.Node) -> Any:
-    """Plain Python values of a node that `compose` accepted (safe types only)."""
-    loader = yaml.SafeLoader("")  # type: ignore[no-untyped-call]
+class _Constructor(yaml.SafeLoader):
+    """SafeLoader's constructors, refusing a scalar they cannot build (``2020-13-45``, ``!!int 0xzz``,
+    an unknown tag ``!x``) at that scalar's line instead of raising a bare ValueError or
+    ConstructorError from deep inside PyYAML (found by tests/faults/test_fuzz.py)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[no-untyped-call]
+        except _Refused:
+            raise
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark or node.start_mark
+            raise _Refused(mark.line + 1, f"YAML error: {e.problem or e.context or 'invalid YAML'}") from None
+        except (ValueError, TypeError, OverflowError, yaml.YAMLError) as e:
+            value = node.value if isinstance(node.value, str) else ""
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise _Refused(node.start_mark.line + 1, f"YAML error: cannot read {shown!r} as {node.tag}: {e}") from None
+
+
+def to_python(node: yaml.Node, path: Path | str = "<string>") -> Any:
+    """Plain Python values of a node that `compose` accepted (safe types only).
+
+    Raises `YamlLoadError` (``path:line: YAML error: ...``) for a scalar no safe constructor can build.
+    """
+    loader = _Constructor("")
     try:
         return loader.construct_document(node)  # type: ignore[no-untyped-call]
+    except _Refused as e:
+        raise YamlLoadError(path, e.line, e.reason) from None
     finally:
         loader.dispose()  # type: ignore[no-untyped-call]
 
@@ -213,4 +237,4 @@ def load_file(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, yam
     except UnicodeDecodeError as e:
         raise YamlLoadError(path, 1, f"not UTF-8: {e}") from None
     root = compose(text, path, limits)
-    return (to_python(root) if root is not None else None), root
+    return (to_python(root, path) if root is not None else None), root

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, event, func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from store.models import AlertRow, Broadcast, Decision
+from store.models import AlertRow, Decision
 
 __all__ = [
     "DECISIONS",
@@ -72,11 +72,13 @@ def add_decision(
         raise ValueError("a note needs text")
     if not reviewer:
         raise ValueError("a decision needs a reviewer")
-    if session.get(AlertRow, alert_id) is None:
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
         raise KeyError(alert_id)
     row = Decision(alert_id=alert_id, decision=decision, note=note, reviewer=reviewer, created_ts=clock())
     session.add(row)
     session.commit()
+    session.expire(alert, ["status", "decision_id"])  # the database's trigger changed them (store.scale)
     return row
 
 
@@ -113,15 +115,15 @@ def latest_decisions(session: Session, alert_ids: Iterable[str] | None = None) -
     `alert_ids=None` means every alert. Ids are the insertion order, so "latest" is the last appended
     even if two rows share a timestamp.
     """
-    latest = latest_status_subquery()
-    q = select(Decision).join(latest, Decision.id == latest.c.decision_id)
+    # alerts.decision_id is the latest status-bearing decision, kept by the database (store.scale)
+    q = select(Decision).join(AlertRow, AlertRow.decision_id == Decision.id)
     if alert_ids is None:
         return {d.alert_id: d for d in session.scalars(q)}
     ids = list(dict.fromkeys(alert_ids))
     out: dict[str, Decision] = {}
     for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
         chunk = ids[i : i + 500]
-        out.update({d.alert_id: d for d in session.scalars(q.where(Decision.alert_id.in_(chunk)))})
+        out.update({d.alert_id: d for d in session.scalars(q.where(AlertRow.id.in_(chunk)))})
     return out
 
 
@@ -162,21 +164,12 @@ def rule_precision(
     session: Session, *, since_ts: float | None = None, until_ts: float | None = None
 ) -> dict[str, RulePrecision]:
     """rule_id → counts of its alerts by current status, optionally limited to alerts in [since, until)."""
-    latest = latest_status_subquery()
-    # the same time as the queue's (review.queries.alert_time): the broadcast moment, else the scan's
-    started = select(Broadcast.started_ts).where(Broadcast.id == AlertRow.broadcast_id).scalar_subquery()
-    when = func.coalesce(AlertRow.start_ts, started + AlertRow.start_s, AlertRow.created_ts)
-    q = (
-        select(AlertRow.rule_id, Decision.decision, func.count())
-        .select_from(AlertRow)
-        .outerjoin(latest, latest.c.alert_id == AlertRow.id)
-        .outerjoin(Decision, and_(Decision.id == latest.c.decision_id))
-        .group_by(AlertRow.rule_id, Decision.decision)
-    )
+    # alerts.status and alerts.time_ts (the queue's time) are kept by the database (store.scale)
+    q = select(AlertRow.rule_id, AlertRow.status, func.count()).group_by(AlertRow.rule_id, AlertRow.status)
     if since_ts is not None:
-        q = q.where(when >= since_ts)
+        q = q.where(AlertRow.time_ts >= since_ts)
     if until_ts is not None:
-        q = q.where(when < until_ts)
+        q = q.where(AlertRow.time_ts < until_ts)
     counts: dict[str, dict[str, int]] = {}
     for rule_id, decision, n in session.execute(q):
         counts.setdefault(rule_id, {})[decision or "unreviewed"] = int(n)

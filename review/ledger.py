@@ -1,6 +1,8 @@
 """The ledger (台账) export: CSV (UTF-8 with BOM, so Excel reads the Chinese) and XLSX (openpyxl).
 
-Pure writers over `LedgerRow`s and `Statistics`; safe from any thread.
+Pure writers over `LedgerRow`s and `Statistics`; safe from any thread. Both stream: `iter_ledger_csv`
+yields the CSV in pieces as rows arrive, `write_ledger_xlsx` writes through openpyxl's write-only
+mode (rows go to a temporary file as they come), so a year of alerts needs no more memory than a day.
 
 Spreadsheet (formula) injection: alert text, notes, stream names and rule ids come from a broadcast
 or from people, and a cell that starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is a
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 from review.queries import LedgerRow, Statistics
 
-__all__ = ["FORMULA_START", "csv_safe", "ledger_csv", "ledger_xlsx"]
+__all__ = ["FORMULA_START", "csv_safe", "iter_ledger_csv", "ledger_csv", "ledger_xlsx", "write_ledger_xlsx"]
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -31,63 +34,111 @@ def csv_safe(value: object) -> object:
     return value
 
 
-def _append_as_text(ws: Any, values: Sequence[object]) -> None:
-    """`ws.append`, with every formula-like string kept as a string cell (never a formula)."""
-    ws.append(list(values))
-    for cell in ws[ws.max_row]:
-        if isinstance(cell.value, str) and cell.value.startswith(FORMULA_START):
-            cell.data_type = "s"
-            cell.quotePrefix = True
-
-
-def ledger_csv(rows: Sequence[LedgerRow]) -> bytes:
+def iter_ledger_csv(
+    rows: Iterable[LedgerRow], *, every: int = 500, progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
+    """The CSV ledger (UTF-8 with BOM) in pieces of `every` rows; `progress(n)` after each piece."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
+    buf.write("\ufeff")
     w.writerow([csv_safe(title) for _, title in LedgerRow.HEADERS])
+    n = 0
     for r in rows:
         w.writerow([csv_safe(v) for v in r.values()])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+        n += 1
+        if n % every == 0:
+            yield buf.getvalue().encode("utf-8")
+            buf.seek(0)
+            buf.truncate()
+            if progress:
+                progress(n)
+    yield buf.getvalue().encode("utf-8")
+    if progress:
+        progress(n)
 
 
-def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> bytes:
+def ledger_csv(rows: Iterable[LedgerRow]) -> bytes:
+    return b"".join(iter_ledger_csv(rows))
+
+
+def ledger_xlsx(rows: Iterable[LedgerRow], stats: Statistics, title: str) -> bytes:
+    out = io.BytesIO()
+    write_ledger_xlsx(rows, stats, title, out)
+    return out.getvalue()
+
+
+_WIDTHS = {"seq": 6, "alert_id": 20, "time_local": 20, "text": 48, "law": 32, "note": 32, "manifest_sha256": 66}
+
+
+def write_ledger_xlsx(
+    rows: Iterable[LedgerRow],
+    stats: Statistics,
+    title: str,
+    dest: Path | IO[bytes],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the XLSX ledger (sheet 台账 Ledger, then 统计 Summary) to `dest` in openpyxl's write-only
+    mode; returns the number of alert rows. Formula-like text stays text (a quote-prefixed string)."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None  # a new workbook always has one sheet
-    ws.title = "台账 Ledger"
-    _append_as_text(ws, [title])
-    ws["A1"].font = Font(bold=True, size=13)
-    ws.append([t for _, t in LedgerRow.HEADERS])
-    head_fill = PatternFill("solid", fgColor="DDE4EE")
-    for cell in ws[2]:
-        cell.font = Font(bold=True)
-        cell.fill = head_fill
-        cell.alignment = Alignment(wrap_text=True, vertical="top")
-    for r in rows:
-        _append_as_text(ws, r.values())
-    widths = {
-        "seq": 6,
-        "alert_id": 20,
-        "time_local": 20,
-        "text": 48,
-        "law": 32,
-        "note": 32,
-        "manifest_sha256": 66,
-    }
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("台账 Ledger")
     for i, (key, _) in enumerate(LedgerRow.HEADERS, 1):
-        ws.column_dimensions[get_column_letter(i)].width = widths.get(key, 14)
+        ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(key, 14)
     ws.freeze_panes = "A3"
-    if rows:
-        ws.auto_filter.ref = f"A2:{get_column_letter(len(LedgerRow.HEADERS))}{len(rows) + 2}"
+
+    def text_cells(sheet: Any, values: Sequence[object]) -> list[object]:
+        out: list[object] = []
+        for v in values:
+            if isinstance(v, str) and v.startswith(FORMULA_START):
+                cell = WriteOnlyCell(sheet)
+                cell.set_explicit_value(v, "s") if hasattr(cell, "set_explicit_value") else None
+                cell._value = v
+                cell.data_type = "s"
+                cell.quotePrefix = True
+                out.append(cell)
+            else:
+                out.append(v)
+        return out
+
+    head = WriteOnlyCell(ws, title) if not title.startswith(FORMULA_START) else text_cells(ws, [title])[0]
+    assert isinstance(head, WriteOnlyCell)
+    head.font = Font(bold=True, size=13)
+    ws.append([head])
+    head_fill = PatternFill("solid", fgColor="DDE4EE")
+    header_cells = []
+    for _, t in LedgerRow.HEADERS:
+        c = WriteOnlyCell(ws, t)
+        c.font = Font(bold=True)
+        c.fill = head_fill
+        c.alignment = Alignment(wrap_text=True, vertical="top")
+        header_cells.append(c)
+    ws.append(header_cells)
+    n = 0
+    for r in rows:
+        ws.append(text_cells(ws, r.values()))
+        n += 1
+        if progress and n % 5000 == 0:
+            progress(n)
+    if n:
+        ws.auto_filter.ref = f"A2:{get_column_letter(len(LedgerRow.HEADERS))}{n + 2}"
 
     summary = wb.create_sheet("统计 Summary")
-    summary.append(["合计 Totals"])
-    summary["A1"].font = Font(bold=True)
+    summary.column_dimensions["A"].width = 36
+    bold = Font(bold=True)
+
+    def bold_row(value: str) -> None:
+        c = WriteOnlyCell(summary, value)
+        c.font = bold
+        summary.append([c])
+
+    bold_row("合计 Totals")
     for k in ("alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed"):
-        _append_as_text(summary, [k, stats.totals.get(k, 0)])
+        summary.append(text_cells(summary, [k, stats.totals.get(k, 0)]))
     for heading, key, items in (
         ("按日 Per day", "day", stats.per_day),
         ("按类别 Per category", "category", stats.per_category),
@@ -95,35 +146,27 @@ def ledger_xlsx(rows: Sequence[LedgerRow], stats: Statistics, title: str) -> byt
         ("按规则 Per rule", "rule", stats.per_rule),
     ):
         summary.append([])
-        summary.append([heading])
-        summary.cell(summary.max_row, 1).font = Font(bold=True)
+        bold_row(heading)
         summary.append(
-            [
-                key,
-                "alerts",
-                "violations",
-                "confirmed",
-                "escalated",
-                "false_positive",
-                "unreviewed",
-                "precision",
-            ]
+            [key, "alerts", "violations", "confirmed", "escalated", "false_positive", "unreviewed", "precision"]
         )
         for it in items:
-            _append_as_text(
-                summary,
-                [
-                    it[key],
-                    it["alerts"],
-                    it["violations"],
-                    it["confirmed"],
-                    it["escalated"],
-                    it["false_positive"],
-                    it["unreviewed"],
-                    None if it["precision"] is None else round(it["precision"], 3),
-                ],
+            summary.append(
+                text_cells(
+                    summary,
+                    [
+                        it[key],
+                        it["alerts"],
+                        it["violations"],
+                        it["confirmed"],
+                        it["escalated"],
+                        it["false_positive"],
+                        it["unreviewed"],
+                        None if it["precision"] is None else round(it["precision"], 3),
+                    ],
+                )
             )
-    summary.column_dimensions["A"].width = 36
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    wb.save(dest)
+    if progress:
+        progress(n)
+    return n

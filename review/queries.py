@@ -9,27 +9,33 @@ beside a monitor that writes (SQLite in WAL mode).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, cast, func, literal_column, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from review.decisions import latest_decisions, latest_status_subquery
-from store.models import AlertRow, Broadcast, Decision
+from store import scale
+from store.models import AlertDailyCount, AlertFacetCount, AlertHourlyCount, AlertRow, Decision
 
 __all__ = [
     "CATEGORY_NAMES",
     "FACETS",
     "AlertFilter",
+    "BadCursor",
     "LedgerRow",
     "QueuePage",
     "Statistics",
     "alert_time",
+    "iter_ledger_rows",
     "ledger_rows",
     "queue",
     "statistics",
@@ -58,17 +64,15 @@ STATUS_NAMES = {
 FACETS = ("stream", "category", "severity", "source", "status")
 
 
-def broadcast_time() -> ColumnElement[float]:
-    """When the alert's moment was broadcast (epoch seconds), NULL where the broadcast's clock is unknown."""
-    started = (
-        select(Broadcast.started_ts).where(Broadcast.id == AlertRow.broadcast_id).scalar_subquery()
-    )
-    return func.coalesce(AlertRow.start_ts, started + AlertRow.start_s)
+def broadcast_time() -> ColumnElement[float | None]:
+    """When the alert's moment was broadcast (epoch seconds), NULL where the broadcast's clock is unknown
+    (`alerts.moment_ts`, kept by the database: store.scale)."""
+    return AlertRow.moment_ts
 
 
-def alert_time() -> ColumnElement[float]:
+def alert_time() -> ColumnElement[float | None]:
     """The time the queue, ledger and statistics use: the broadcast moment, else the scan's time."""
-    return func.coalesce(broadcast_time(), AlertRow.created_ts)
+    return AlertRow.time_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +92,55 @@ class AlertFilter:
         return replace(self, **{facet: None})
 
 
-def _status_col(latest: Any) -> ColumnElement[str]:
-    return func.coalesce(Decision.decision, "unreviewed")
+class BadCursor(ValueError):
+    """A queue cursor this code did not hand out."""
 
 
-def _base(f: AlertFilter, columns: Sequence[Any]) -> Select[Any]:
-    latest = latest_status_subquery()
-    q = (
-        select(*columns)
-        .select_from(AlertRow)
-        .outerjoin(latest, latest.c.alert_id == AlertRow.id)
-        .outerjoin(Decision, Decision.id == latest.c.decision_id)
-    )
+def encode_cursor(time_ts: float, start_s: float, alert_id: str) -> str:
+    raw = json.dumps([time_ts, start_s, alert_id], separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        t, s, i = json.loads(raw)
+        if not isinstance(i, str):
+            raise TypeError(i)
+        return float(t), float(s), i
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise BadCursor(f"not a queue cursor: {cursor[:40]!r}") from e
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+_PG_SEARCH: dict[str, bool] = {}
+
+
+def _text_match(session: Session, needle: str) -> ColumnElement[bool]:
+    """Alerts whose text, context, rule, id or law contain `needle` (case-insensitive), through the
+    search index where one serves: SQLite FTS5 trigram, PostgreSQL pg_trgm; both need 3+ characters."""
+    dialect = _dialect(session)
+    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if len(needle) >= 3 and dialect == "sqlite":
+        phrase = '"' + needle.replace('"', '""') + '"'
+        return text(f"alerts.rowid IN (SELECT rowid FROM {scale.FTS_TABLE} WHERE {scale.FTS_TABLE} MATCH :fts)"
+                    ).bindparams(fts=phrase)
+    if dialect == "postgresql":
+        url = str(session.get_bind().engine.url)
+        if url not in _PG_SEARCH:
+            _PG_SEARCH[url] = scale.pg_search_available(session.connection())
+        if _PG_SEARCH[url]:
+            return literal_column(f"({scale.search_expression_sql()})").ilike(like, escape="\\")
+    return or_(*(c.ilike(like, escape="\\") for c in (AlertRow.text, AlertRow.context, AlertRow.rule_id,
+                                                      AlertRow.id, AlertRow.law)))
+
+
+def _where(session: Session | None, f: AlertFilter, q: Select[Any]) -> Select[Any]:
     if f.stream:
-        q = (
-            q.where(AlertRow.stream_id == f.stream)
-            if f.stream != "(none)"
-            else q.where(AlertRow.stream_id.is_(None))
-        )
+        q = q.where(AlertRow.stream_id == f.stream) if f.stream != "(none)" else q.where(AlertRow.stream_id.is_(None))
     if f.category:
         q = q.where(AlertRow.category == f.category)
     if f.severity:
@@ -117,27 +152,18 @@ def _base(f: AlertFilter, columns: Sequence[Any]) -> Select[Any]:
     if f.rule:
         q = q.where(AlertRow.rule_id == f.rule)
     if f.status:
-        q = (
-            q.where(Decision.id.is_(None))
-            if f.status == "unreviewed"
-            else q.where(Decision.decision == f.status)
-        )
+        q = q.where(AlertRow.status == f.status)
     if f.since_ts is not None:
-        q = q.where(alert_time() >= f.since_ts)
+        q = q.where(AlertRow.time_ts >= f.since_ts)
     if f.until_ts is not None:
-        q = q.where(alert_time() < f.until_ts)
-    if f.text:
-        like = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        q = q.where(
-            or_(
-                AlertRow.text.like(like, escape="\\"),
-                AlertRow.context.like(like, escape="\\"),
-                AlertRow.rule_id.like(like, escape="\\"),
-                AlertRow.id.like(like, escape="\\"),
-                AlertRow.law.like(like, escape="\\"),
-            )
-        )
+        q = q.where(AlertRow.time_ts < f.until_ts)
+    if f.text and session is not None:
+        q = q.where(_text_match(session, f.text))
     return q
+
+
+def _base(f: AlertFilter, columns: Sequence[Any], session: Session | None = None) -> Select[Any]:
+    return _where(session, f, select(*columns).select_from(AlertRow))
 
 
 _FACET_COLUMNS: dict[str, Any] = {
@@ -145,42 +171,105 @@ _FACET_COLUMNS: dict[str, Any] = {
     "category": AlertRow.category,
     "severity": AlertRow.severity,
     "source": AlertRow.source,
+    "status": AlertRow.status,
 }
+_COUNT_COLUMNS: dict[str, Any] = {
+    "stream": AlertFacetCount.stream_id,
+    "category": AlertFacetCount.category,
+    "severity": AlertFacetCount.severity,
+    "source": AlertFacetCount.source,
+    "status": AlertFacetCount.status,
+    "rule": AlertFacetCount.rule_id,
+}
+QUEUE_ORDER = (AlertRow.time_ts.desc(), AlertRow.start_s.desc(), AlertRow.id.desc())
+LEDGER_ORDER = (AlertRow.time_ts, AlertRow.start_s, AlertRow.id)
+
+
+def _from_counts(f: AlertFilter) -> bool:
+    """Whether the maintained counts (alert_facets) answer this filter: only facet and rule filters."""
+    return f.since_ts is None and f.until_ts is None and not f.text and not f.broadcast
+
+
+def _facet_where(f: AlertFilter, q: Select[Any]) -> Select[Any]:
+    for facet in ("stream", "category", "severity", "source", "status", "rule"):
+        value = getattr(f, facet)
+        if value:
+            if facet == "stream" and value == "(none)":
+                value = scale.NO_STREAM
+            q = q.where(_COUNT_COLUMNS[facet] == value)
+    return q
+
+
+def _counts(session: Session, f: AlertFilter) -> tuple[int, dict[str, dict[str, int]]]:
+    """The total under `f` and, per facet, counts under all the *other* filters: from the maintained
+    counts when they answer the filter (no time, text or broadcast filter), else from the rows' indexes."""
+    counts: dict[str, dict[str, int]] = {}
+    if _from_counts(f):
+        total = session.scalar(_facet_where(f, select(func.coalesce(func.sum(AlertFacetCount.n), 0)))) or 0
+        for facet in FACETS:
+            col = _COUNT_COLUMNS[facet]
+            q = _facet_where(f.without(facet), select(col, func.sum(AlertFacetCount.n)))
+            rows = session.execute(q.group_by(col).having(func.sum(AlertFacetCount.n) > 0))
+            counts[facet] = {("(none)" if k in (None, scale.NO_STREAM) else str(k)): int(n) for k, n in rows}
+        return int(total), counts
+    total = session.scalar(_base(f, [func.count()], session)) or 0
+    for facet in FACETS:
+        col = _FACET_COLUMNS[facet]
+        fq = _base(f.without(facet), [col, func.count()], session).group_by(col)
+        counts[facet] = {("(none)" if k is None else str(k)): int(n) for k, n in session.execute(fq)}
+    return int(total), counts
 
 
 @dataclass(slots=True)
 class QueuePage:
-    total: int
+    total: int | None
     items: list[dict[str, Any]]
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] | None = field(default_factory=dict)
+    next_cursor: str | None = None
 
 
-def queue(session: Session, f: AlertFilter, *, limit: int = 100, offset: int = 0) -> QueuePage:
-    """One page of alerts (newest first) and, for each facet, counts under all the *other* filters."""
-    status = _status_col(None)
-    rows = session.execute(
-        _base(f, [AlertRow, status, Decision.reviewer, Decision.created_ts, broadcast_time()])
-        .order_by(alert_time().desc(), AlertRow.start_s.desc(), AlertRow.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    total = session.scalar(_base(f, [func.count()])) or 0
-    items = [_queue_item(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-    counts: dict[str, dict[str, int]] = {}
-    for facet in FACETS:
-        col = status if facet == "status" else _FACET_COLUMNS[facet]
-        fq = _base(f.without(facet), [col, func.count()]).group_by(col)
-        counts[facet] = {("(none)" if k is None else str(k)): int(n) for k, n in session.execute(fq)}
-    return QueuePage(int(total), items, counts)
+def queue(
+    session: Session,
+    f: AlertFilter,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    cursor: str | None = None,
+    with_counts: bool = True,
+) -> QueuePage:
+    """One page of alerts (newest first) and, for each facet, counts under all the *other* filters.
+
+    Pages after the first are asked for by `cursor` (the previous page's `next_cursor`): a keyset
+    seek in the index of the filter, as cheap at the millionth alert as at the first. `offset` is kept
+    for old API clients and reads every row it skips. Raises BadCursor for a cursor not made here."""
+    q = _base(f, [AlertRow, Decision.reviewer, Decision.created_ts], session).outerjoin(
+        Decision, Decision.id == AlertRow.decision_id
+    )
+    if cursor:
+        t, st, i = decode_cursor(cursor)
+        q = q.where(tuple_(AlertRow.time_ts, AlertRow.start_s, AlertRow.id) < tuple_(t, st, i))
+    q = q.order_by(*QUEUE_ORDER).limit(limit + 1)
+    if offset:
+        q = q.offset(offset)
+    rows = session.execute(q).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [_queue_item(r[0], r[1], r[2]) for r in rows]
+    last = rows[-1][0] if rows else None
+    next_cursor = encode_cursor(float(last.time_ts or 0), last.start_s, last.id) if more and last else None
+    if not with_counts:
+        return QueuePage(None, items, None, next_cursor)
+    total, counts = _counts(session, f)
+    return QueuePage(total, items, counts, next_cursor)
 
 
-def _queue_item(
-    a: AlertRow, status: str, reviewer: str | None, decided_ts: float | None, moment_ts: float | None
-) -> dict[str, Any]:
+def _queue_item(a: AlertRow, reviewer: str | None, decided_ts: float | None) -> dict[str, Any]:
+    moment_ts = a.moment_ts
+    status = a.status
     p = a.payload or {}
     return {
         "alert_id": a.id,
-        "time_ts": moment_ts if moment_ts is not None else a.created_ts,
+        "time_ts": a.time_ts if a.time_ts is not None else a.created_ts,
         "time_basis": "broadcast" if moment_ts is not None else "scan",
         "start_ts": moment_ts,
         "scanned_ts": a.created_ts,
@@ -246,38 +335,139 @@ def _bucket_rows(counts: dict[str, Counter[str]], key_name: str) -> list[dict[st
     return out
 
 
+_DIMS = ("day", "category", "stream", "rule")
+_Counts = dict[str, dict[str, Counter[str]]]
+
+
+def _bucket_col(session: Session, seconds: int) -> ColumnElement[int]:
+    if _dialect(session) == "postgresql":
+        return cast(func.floor(AlertRow.time_ts / seconds), Integer)
+    return cast(AlertRow.time_ts / seconds, Integer)  # SQLite truncates; times are after 1970
+
+
+def _add_rows(
+    session: Session, f: AlertFilter, tz: ZoneInfo, by: _Counts, totals: Counter[str],
+    dims: Sequence[str], lo: float | None, hi: float | None,
+) -> None:
+    """Count the alerts of `f` in [lo, hi) into `dims` (and the totals when "day" is one), grouped by
+    the database in 15-minute buckets (every time zone's days are made of them)."""
+    bucket = _bucket_col(session, 900)
+    cols = [bucket, AlertRow.category, AlertRow.stream_id, AlertRow.rule_id, AlertRow.status]
+    q = _base(f, [*cols, func.count()], session)
+    if lo is not None:
+        q = q.where(AlertRow.time_ts >= lo)
+    if hi is not None:
+        q = q.where(AlertRow.time_ts < hi)
+    days: dict[int, str] = {}
+    for b, category, stream, rule, status, n in session.execute(q.group_by(*cols)):
+        keys = {"category": category, "stream": stream or "(none)", "rule": rule}
+        if "day" in dims:
+            day = days.get(b)
+            if day is None:
+                day = days[b] = datetime.fromtimestamp(int(b) * 900, tz).strftime("%Y-%m-%d")
+            keys["day"] = day
+            totals["alerts"] += n
+            totals[status] += n
+        for dim in dims:
+            c = by[dim][keys[dim]]
+            c["alerts"] += n
+            c[status] += n
+
+
+def _whole_hour_zone(tz: ZoneInfo, f: AlertFilter) -> bool:
+    points = [t for t in (f.since_ts, f.until_ts) if t is not None] or [datetime.now(tz).timestamp()]
+    points.append(sum(points) / len(points))
+    for t in points:
+        off = datetime.fromtimestamp(t, tz).utcoffset()
+        if off is None or off.total_seconds() % 3600:
+            return False
+    return True
+
+
+def _inner(lo: float | None, hi: float | None, size: int) -> tuple[float | None, float | None]:
+    """The whole buckets of `size` seconds inside [lo, hi) (None: unbounded on that side)."""
+    a = None if lo is None else math.ceil(lo / size) * size
+    b = None if hi is None else math.floor(hi / size) * size
+    if a is not None and b is not None and b < a:
+        b = a
+    return a, b
+
+
+def _add_counted(session: Session, f: AlertFilter, tz: ZoneInfo, by: _Counts, totals: Counter[str]) -> None:
+    """Statistics of a period from the maintained counts: per day and totals from the hourly counts,
+    per category/stream/rule from the daily ones (or, for all time, the facet counts); the part of the
+    period that is not whole hours (days) is counted from the rows, through the time index."""
+    lo, hi = f.since_ts, f.until_ts
+    h0, h1 = _inner(lo, hi, 3600)
+    q = select(AlertHourlyCount.hour_ts, AlertHourlyCount.status, func.sum(AlertHourlyCount.n))
+    if h0 is not None:
+        q = q.where(AlertHourlyCount.hour_ts >= h0)
+    if h1 is not None:
+        q = q.where(AlertHourlyCount.hour_ts < h1)
+    days: dict[int, str] = {}
+    for hour, status, n in session.execute(q.group_by(AlertHourlyCount.hour_ts, AlertHourlyCount.status)):
+        if not n:
+            continue
+        day = days.get(hour)
+        if day is None:
+            day = days[hour] = datetime.fromtimestamp(int(hour), tz).strftime("%Y-%m-%d")
+        by["day"][day]["alerts"] += n
+        by["day"][day][status] += n
+        totals["alerts"] += n
+        totals[status] += n
+    if lo is not None and h0 is not None and lo < h0:
+        _add_rows(session, f, tz, by, totals, ["day"], lo, h0 if hi is None else min(h0, hi))
+    if hi is not None and h1 is not None and h1 < hi and (h0 is None or h1 >= h0):
+        _add_rows(session, f, tz, by, totals, ["day"], max(h1, lo) if lo is not None else h1, hi)
+    dims = ("category", "stream", "rule")
+    if lo is None and hi is None:
+        for dim, col in (("category", AlertFacetCount.category), ("stream", AlertFacetCount.stream_id),
+                         ("rule", AlertFacetCount.rule_id)):
+            fq = select(col, AlertFacetCount.status, func.sum(AlertFacetCount.n)).group_by(
+                col, AlertFacetCount.status
+            )
+            for key, status, n in session.execute(fq):
+                if n:
+                    k = "(none)" if dim == "stream" and key == scale.NO_STREAM else key
+                    by[dim][k]["alerts"] += n
+                    by[dim][k][status] += n
+        return
+    d0, d1 = _inner(lo, hi, 86400)
+    dq = select(AlertDailyCount.dim, AlertDailyCount.key, AlertDailyCount.status, func.sum(AlertDailyCount.n))
+    if d0 is not None:
+        dq = dq.where(AlertDailyCount.day_ts >= d0)
+    if d1 is not None:
+        dq = dq.where(AlertDailyCount.day_ts < d1)
+    if d0 is None or d1 is None or d0 < d1:
+        dq = dq.group_by(AlertDailyCount.dim, AlertDailyCount.key, AlertDailyCount.status)
+        for dim, key, status, n in session.execute(dq):
+            if n:
+                k = "(none)" if dim == "stream" and key == scale.NO_STREAM else key
+                by[dim][k]["alerts"] += n
+                by[dim][k][status] += n
+    if lo is not None and d0 is not None and lo < d0:
+        _add_rows(session, f, tz, by, totals, dims, lo, d0 if hi is None else min(d0, hi))
+    if hi is not None and d1 is not None and d1 < hi and (d0 is None or d1 >= d0):
+        _add_rows(session, f, tz, by, totals, dims, max(d1, lo) if lo is not None else d1, hi)
+
+
 def statistics(session: Session, f: AlertFilter, timezone: str) -> Statistics:
-    """Alerts and confirmed violations (confirmed or escalated) per day, category, stream and rule."""
+    """Alerts and confirmed violations (confirmed or escalated) per day, category, stream and rule.
+
+    A period alone (the usual case) is answered from the maintained counts (store.scale), at a cost
+    that grows with the period's hours and the number of streams and rules, not with the alerts; other
+    filters group the matching rows in the database, through the filter's index."""
     tz = ZoneInfo(timezone)
-    rows = session.execute(
-        _base(
-            f,
-            [
-                AlertRow.id,
-                alert_time(),
-                AlertRow.category,
-                AlertRow.stream_id,
-                AlertRow.rule_id,
-                _status_col(None),
-            ],
-        )
-    ).all()
-    by: dict[str, dict[str, Counter[str]]] = {
-        k: defaultdict(Counter) for k in ("day", "category", "stream", "rule")
-    }
+    by: _Counts = {k: defaultdict(Counter) for k in _DIMS}
     totals: Counter[str] = Counter()
-    for _id, ts, category, stream, rule, status in rows:
-        day = datetime.fromtimestamp(float(ts), tz).strftime("%Y-%m-%d")
-        for dim, key in (
-            ("day", day),
-            ("category", category),
-            ("stream", stream or "(none)"),
-            ("rule", rule),
-        ):
-            by[dim][key]["alerts"] += 1
-            by[dim][key][status] += 1
-        totals["alerts"] += 1
-        totals[status] += 1
+    period_only = replace(f, since_ts=None, until_ts=None) == AlertFilter()
+    if period_only and _whole_hour_zone(tz, f):
+        _add_counted(session, f, tz, by, totals)
+    else:
+        _add_rows(session, f, tz, by, totals, _DIMS, None, None)
+    for dim in _DIMS:  # a key whose alerts all moved elsewhere (counts of 0) is not shown
+        for key in [k for k, c in by[dim].items() if not c["alerts"]]:
+            del by[dim][key]
     for day in _days_to_show(set(by["day"]), f, tz):
         by["day"].setdefault(day, Counter())
     per_day = sorted(_bucket_rows(by["day"], "day"), key=lambda r: r["day"])
@@ -375,48 +565,85 @@ def _fmt_moment(start_s: float, end_s: float) -> str:
 
 
 def ledger_rows(session: Session, f: AlertFilter, timezone: str) -> list[LedgerRow]:
-    """The ledger for a filter (usually a period), oldest first, with each alert's latest decision and notes."""
+    """The ledger for a filter as a list (small periods, tests); exports stream `iter_ledger_rows`."""
+    return list(iter_ledger_rows(session, f, timezone))
+
+
+_LEDGER_COLUMNS = (
+    AlertRow.id, AlertRow.time_ts, AlertRow.moment_ts, AlertRow.created_ts, AlertRow.stream_id,
+    AlertRow.broadcast_id, AlertRow.start_s, AlertRow.end_s, AlertRow.category, AlertRow.code,
+    AlertRow.rule_id, AlertRow.severity, AlertRow.source, AlertRow.text, AlertRow.law, AlertRow.status,
+    AlertRow.decision_id,
+)
+
+
+def iter_ledger_rows(
+    session: Session, f: AlertFilter, timezone: str, *, chunk: int = 2000
+) -> Iterator[LedgerRow]:
+    """The ledger for a filter (usually a period), oldest first, with each alert's latest decision and
+    notes, read in keyset chunks of `chunk` alerts: memory stays bounded whatever the period."""
     tz = ZoneInfo(timezone)
-    found = session.execute(
-        _base(f, [AlertRow, broadcast_time()]).order_by(alert_time(), AlertRow.start_s, AlertRow.id)
-    ).all()
-    alerts = [r[0] for r in found]
-    moments = {r[0].id: r[1] for r in found}
-    ids = [a.id for a in alerts]
-    latest = latest_decisions(session, ids)
-    notes: dict[str, list[str]] = defaultdict(list)
-    for i in range(0, len(ids), 500):
-        q = select(Decision).where(Decision.alert_id.in_(ids[i : i + 500]), Decision.note != "")
-        for row in session.scalars(q.order_by(Decision.id)):
-            notes[row.alert_id].append(f"{row.reviewer}: {row.note}")
-    out = []
-    for n, a in enumerate(alerts, 1):
-        d = latest.get(a.id)
-        status = d.decision if d else "unreviewed"
-        ev = (a.payload or {}).get("evidence") or {}
-        out.append(
-            LedgerRow(
-                seq=n,
-                alert_id=a.id,
-                time_local=_fmt_local(moments[a.id] if moments[a.id] is not None else a.created_ts, tz),
-                time_basis="broadcast" if moments[a.id] is not None else "scan",
-                stream_id=a.stream_id or "",
-                broadcast_id=a.broadcast_id,
-                moment=_fmt_moment(a.start_s, a.end_s),
-                category=a.category,
-                category_name=CATEGORY_NAMES.get(a.category, a.category),
-                code=a.code,
-                rule=a.rule_id,
-                severity=a.severity,
-                source=a.source,
-                text=a.text,
-                law=a.law,
+    manifest = AlertRow.payload["evidence"]["manifest_sha256"].as_string()
+    base = _base(f, [*_LEDGER_COLUMNS, manifest], session).order_by(*LEDGER_ORDER).limit(chunk)
+    after: tuple[float, float, str] | None = None
+    seq = 0
+    fmt_cache: dict[float, str] = {}
+    while True:
+        q = base
+        if after is not None:
+            q = q.where(tuple_(AlertRow.time_ts, AlertRow.start_s, AlertRow.id) > tuple_(*after))
+        rows = session.execute(q).all()
+        if not rows:
+            return
+        ids = [r[0] for r in rows]
+        decided = {
+            i: (who, ts)
+            for i, who, ts in session.execute(
+                select(Decision.id, Decision.reviewer, Decision.created_ts).where(
+                    Decision.id.in_([r[16] for r in rows if r[16] is not None])
+                )
+            )
+        }
+        notes: dict[str, list[str]] = defaultdict(list)
+        nq = select(Decision.alert_id, Decision.reviewer, Decision.note).where(
+            Decision.alert_id.in_(ids), Decision.note != ""
+        )
+        for alert_id, reviewer, note in session.execute(nq.order_by(Decision.id)):
+            notes[alert_id].append(f"{reviewer}: {note}")
+        for r in rows:
+            (alert_id, _time_ts, moment_ts, created_ts, stream_id, broadcast_id, start_s, end_s, category,
+             code, rule_id, severity, source, text_, law, status, decision_id, manifest_sha) = r
+            seq += 1
+            d = decided.get(decision_id) if decision_id is not None else None
+            when = moment_ts if moment_ts is not None else created_ts
+            local = fmt_cache.get(when)
+            if local is None:
+                local = _fmt_local(when, tz)
+                if len(fmt_cache) > 4096:
+                    fmt_cache.clear()
+                fmt_cache[when] = local
+            yield LedgerRow(
+                seq=seq,
+                alert_id=alert_id,
+                time_local=local,
+                time_basis="broadcast" if moment_ts is not None else "scan",
+                stream_id=stream_id or "",
+                broadcast_id=broadcast_id,
+                moment=_fmt_moment(start_s, end_s),
+                category=category,
+                category_name=CATEGORY_NAMES.get(category, category),
+                code=code,
+                rule=rule_id,
+                severity=severity,
+                source=source,
+                text=text_,
+                law=law,
                 status=status,
                 status_name=STATUS_NAMES.get(status, status),
-                reviewer=d.reviewer if d else "",
-                decided_local=_fmt_local(d.created_ts if d else None, tz),
-                note=" | ".join(notes.get(a.id, [])),
-                manifest_sha256=str(ev.get("manifest_sha256", "")),
+                reviewer=d[0] if d else "",
+                decided_local=_fmt_local(d[1] if d else None, tz),
+                note=" | ".join(notes.get(alert_id, [])),
+                manifest_sha256=str(manifest_sha or ""),
             )
-        )
-    return out
+        last = rows[-1]
+        after = (float(last[1]), float(last[6]), str(last[0]))

@@ -292,7 +292,7 @@ def create_pg_search_index(conn: Connection) -> bool:
     try:
         with conn.begin_nested():
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
-    except Exception as e:  # noqa: BLE001 - any refusal (privileges, package missing) means: no index
+    except Exception as e:
         logger.warning("PostgreSQL: pg_trgm not available (%s); alert text search will scan the table",
                        str(e).splitlines()[0])
         return False

@@ -50,8 +50,8 @@ __all__ = [
     "alembic_config",
     "compare_type",
     "current_revisions",
-    "include_object",
     "ensure_schema",
+    "include_object",
     "read_revisions",
 ]
 

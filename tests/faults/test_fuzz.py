@@ -115,6 +115,9 @@ yamlish_text = st.one_of(
                 "<<: *a\n",
                 "z: !!python/object:os.system ls\n",
                 "z: !!binary aGVsbG8=\n",
+                "d: 2020-13-45\n",  # a timestamp-shaped scalar PyYAML cannot build (was a traceback)
+                "i: !!int 0xzz\n",
+                "t: !x 1\n",
                 "--- \n",
                 "...\n",
                 "  " * 40 + "- deep\n",
