@@ -142,12 +142,21 @@ def list_alerts(
     from store import repo
 
     _cfg, db, _ = open_store(config, data_dir)
+    if jsonl:  # streamed: bounded memory at any size; progress on stderr when it is a terminal
+        with db.session() as s:
+            total = repo.count_alerts(s) if not (stream or category) else None
+            shown = min(total, limit) if total is not None and limit else total
+            progress = err.is_terminal and (shown or 0) > 10_000
+            out = sys.stdout
+            for n, a in enumerate(repo.iter_alert_payloads(s, stream_id=stream, category=category, limit=limit), 1):
+                out.write(json.dumps(a, ensure_ascii=False) + "\n")
+                if progress and n % 10_000 == 0:
+                    err.print(f"{n:,} / {shown:,} alerts", end="\r")
+            if progress:
+                err.print(" " * 40, end="\r")
+        return
     with db.session() as s:
         rows = repo.alert_payloads(s, stream_id=stream, category=category, limit=limit)
-    if jsonl:
-        for a in rows:
-            sys.stdout.write(json.dumps(a, ensure_ascii=False) + "\n")
-        return
     t = Table(title=f"{len(rows)} alerts")
     for col in ("alert_id", "category", "code", "severity", "source", "start_s", "rule", "text"):
         t.add_column(col, overflow="fold")

@@ -40,9 +40,9 @@ class RulesSection(BaseModel):
         30.0, gt=0, description="A reload taking longer is refused; the rule set in force keeps running."
     )
     line_budget_ms: float = Field(
-        200.0,
+        1000.0,
         ge=0,
-        description="Most time matching one line may take; past it the remaining rules are skipped for "
+        description="Most wall time matching one line may take (normal lines take a few ms); past it the remaining rules are skipped for "
         "that line, logged and counted (0 = no budget). Checked between rules: slow regexes are "
         "refused at load instead.",
     )

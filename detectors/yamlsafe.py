@@ -210,6 +210,12 @@ def to_python(node: yaml.Node, path: Path | str = "<string>") -> Any:
         return loader.construct_document(node)  # type: ignore[no-untyped-call]
     except _Refused as e:
         raise YamlLoadError(path, e.line, e.reason) from None
+    except yaml.MarkedYAMLError as e:  # a mapping's own checks (an unhashable key) run outside construct_object
+        mark = e.problem_mark or e.context_mark or node.start_mark
+        reason = f"YAML error: {e.context or ''} {e.problem or ''}".rstrip() if e.problem else "YAML error"
+        raise YamlLoadError(path, mark.line + 1, reason.replace("  ", " ")) from None
+    except (ValueError, TypeError, OverflowError, yaml.YAMLError) as e:
+        raise YamlLoadError(path, node.start_mark.line + 1, f"YAML error: {e}") from None
     finally:
         loader.dispose()  # type: ignore[no-untyped-call]
 

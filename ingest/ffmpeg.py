@@ -88,7 +88,9 @@ def probe(path: str | Path) -> MediaInfo:
     if p.stat().st_size == 0:
         raise MediaError(str(p), "file is empty")
     try:
-        with av.open(str(p)) as c:
+        # damaged media may carry metadata that is not valid UTF-8: PyAV then raises UnicodeDecodeError
+        # from open (found by tests/faults/test_fuzz.py); the tags are not needed, so ignore bad bytes
+        with av.open(str(p), metadata_errors="ignore") as c:
             has_audio = bool(c.streams.audio)
             has_video = any(s.frames != 1 for s in c.streams.video) if c.streams.video else False
             if not has_audio and not has_video:
@@ -243,7 +245,7 @@ def cut_clip(
 def _keyframe_at_or_before(src: str | Path, t: float) -> float:
     """Where a stream copy from `t` starts: the video keyframe (else the audio packet) at or before `t`."""
     try:
-        with av.open(str(src)) as c:
+        with av.open(str(src), metadata_errors="ignore") as c:
             streams: list[av.stream.Stream] = [*c.streams.video] or [*c.streams.audio]
             if not streams:
                 return t

@@ -113,7 +113,7 @@ def _decode_av(
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as e:
         raise MediaError(str(path), f"cannot open: {e}") from None
     with container:

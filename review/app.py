@@ -8,11 +8,14 @@ Security model:
 - evidence files are served by alert id and a name the database lists for that alert, never by a
   path from the request; clips support HTTP range requests so the player can seek;
 - failed logins back off per client and user, per client and per account (`LoginLimiter`); the client
-  is the TCP peer, or X-Forwarded-For only from `review.trusted_proxies`; logouts persist.
+  is the TCP peer, or X-Forwarded-For only from `review.trusted_proxies`;
+- sessions live in the database (`review_sessions`): a logout, or an expiry, ends the session for
+  every review process, across restarts.
 
 Concurrency: one process; uvicorn runs the synchronous endpoints in its thread pool, each request
-opens its own database session, and the only shared mutable state (revoked sessions, login failures)
-sits behind locks in review.auth. The app only appends decisions; it never changes alerts or evidence.
+opens its own database session, and the only shared mutable state (login failures) sits behind a lock
+in review.auth. The app only appends decisions (an undo is one more row); it never changes alerts or
+evidence.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the dependency aliases defined inside
@@ -31,7 +34,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -42,6 +45,7 @@ from alerts.signing import SiteKey, load_or_create_site_key
 from app.monitor_status import metrics_text, rules_status, stream_statuses
 from review import charts, ledger
 from review.auth import (
+    DbSessionStore,
     LoginLimiter,
     SessionData,
     SessionSigner,
@@ -52,7 +56,17 @@ from review.auth import (
     verify_password,
 )
 from review.config import ReviewConfig
-from review.decisions import DECISIONS, NOTE, add_decision, decision_dict, history, rule_precision
+from review.decisions import (
+    DECISIONS,
+    NOTE,
+    UNDO_WINDOW_S,
+    UndoRefused,
+    add_decision,
+    decision_dict,
+    history,
+    rule_precision,
+    undo_decision,
+)
 from review.detail import (
     PackageNotAvailable,
     alert_detail,
@@ -62,7 +76,7 @@ from review.detail import (
     media_type,
 )
 from review.integrity import EvidenceChecker
-from review.queries import AlertFilter, ledger_rows, queue, statistics
+from review.queries import AlertFilter, BadCursor, iter_ledger_rows, queue, statistics
 from store.db import Database
 from store.models import AlertRow, EvidenceFileRow
 
@@ -136,9 +150,7 @@ def create_app(
         db=db,
         data_dir=data_dir,
         cfg=cfg,
-        signer=SessionSigner(
-            secret, cfg.session_ttl_s, clock, revoked_path=data_dir / "review-revoked-sessions.json"
-        ),
+        signer=SessionSigner(secret, cfg.session_ttl_s, clock, store=DbSessionStore(db)),
         limiter=LoginLimiter(
             cfg.login_max_failures,
             cfg.login_lockout_s,
@@ -270,7 +282,7 @@ def create_app(
                 )
             raise HTTPException(401, "wrong user name or password")
         state.limiter.success(client, body.username)
-        cookie, data = state.signer.issue(body.username)
+        cookie, data = state.signer.issue(body.username, client)
         response.set_cookie(
             COOKIE_NAME,
             cookie,
@@ -299,6 +311,7 @@ def create_app(
             "timezone": state.cfg.timezone,
             "page_size": state.cfg.page_size,
             "decisions": [*DECISIONS, NOTE],
+            "undo_window_s": UNDO_WINDOW_S,
         }
 
     # -- alerts ---------------------------------------------------------------------------------------
@@ -311,15 +324,26 @@ def create_app(
         db: Db,
         f: Filter,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=600, description="The previous page's next_cursor: the page after it. "
+                  "Pages after the first omit total and counts (null)."),
+        ] = None,
+        offset: Annotated[
+            int, Query(ge=0, description="Deprecated: rows to skip (reads them all); use cursor.")
+        ] = 0,
     ) -> dict[str, Any]:
-        page = queue(db, f, limit=limit, offset=offset)
+        try:
+            page = queue(db, f, limit=limit, offset=offset, cursor=cursor, with_counts=not cursor)
+        except BadCursor as e:
+            raise HTTPException(422, str(e)) from None
         return {
             "total": page.total,
             "limit": limit,
             "offset": offset,
             "items": page.items,
             "counts": page.counts,
+            "next_cursor": page.next_cursor,
         }
 
     @app.get(
@@ -363,12 +387,36 @@ def create_app(
     )
     def post_decision(alert_id: str, body: DecisionBody, who: Who, db: Db) -> dict[str, Any]:
         try:
-            d = add_decision(db, alert_id, body.decision, reviewer=who.name, note=body.note)
+            d = add_decision(db, alert_id, body.decision, reviewer=who.name, note=body.note, clock=clock)
         except KeyError:
             raise HTTPException(404, "no such alert") from None
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         logger.info("decision %s on %s by %s", d.decision, alert_id, who.name)
+        detail = alert_detail(db, alert_id, data_dir=state.data_dir, checker=state.checker) or {}
+        return {
+            "decision": decision_dict(d),
+            "status": detail.get("status"),
+            "decisions": detail.get("decisions"),
+        }
+
+    @app.post(
+        "/api/alerts/{alert_id}/decisions/{decision_id}/undo",
+        tags=["decisions"],
+        status_code=201,
+        summary="Take back your own latest decision within a few seconds (appends an undo row)",
+        description=f"Allowed for {UNDO_WINDOW_S:.0f} s after the decision, to the reviewer who made it, "
+        "while no later decision exists. The decision stays in the audit trail; a new row (with "
+        "`undoes_id`) restores the status the alert had before. 409 with the reason when refused.",
+    )
+    def post_undo(alert_id: str, decision_id: int, who: Who, db: Db) -> dict[str, Any]:
+        try:
+            d = undo_decision(db, alert_id, decision_id, reviewer=who.name, clock=clock)
+        except KeyError:
+            raise HTTPException(404, "no such decision on this alert") from None
+        except UndoRefused as e:
+            raise HTTPException(409, str(e)) from None
+        logger.info("decision %s on %s undone by %s", decision_id, alert_id, who.name)
         detail = alert_detail(db, alert_id, data_dir=state.data_dir, checker=state.checker) or {}
         return {
             "decision": decision_dict(d),
@@ -475,20 +523,34 @@ def create_app(
         summary="The ledger (台账) for a period as CSV or XLSX",
         response_class=Response,
     )
-    def get_ledger(fmt: Literal["csv", "xlsx"], who: Who, db: Db, f: Filter) -> Response:
-        rows = ledger_rows(db, f, state.cfg.timezone)
+    def get_ledger(fmt: Literal["csv", "xlsx"], who: Who, f: Filter) -> Response:
+        # streamed: the rows are read in keyset chunks by a session of its own, which lives as long as
+        # the response body (not the request's), so a year's ledger never sits in memory
         stamp = _period_name(f, state.cfg.timezone)
+        headers = {"Content-Disposition": f'attachment; filename="livewatch-ledger-{stamp}.{fmt}"'}
         if fmt == "csv":
-            body, mt = ledger.ledger_csv(rows), "text/csv; charset=utf-8"
-        else:
-            stats = statistics(db, f, state.cfg.timezone)
-            body = ledger.ledger_xlsx(rows, stats, f"livewatch 台账 Ledger {stamp}")
-            mt = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return Response(
-            body,
-            media_type=mt,
-            headers={"Content-Disposition": f'attachment; filename="livewatch-ledger-{stamp}.{fmt}"'},
+            return StreamingResponse(_csv_body(f), media_type="text/csv; charset=utf-8", headers=headers)
+        tmpdir = Path(tempfile.mkdtemp(prefix="livewatch-ledger-"))
+        dest = tmpdir / f"livewatch-ledger-{stamp}.xlsx"
+        try:
+            with state.db.session() as s:
+                stats = statistics(s, f, state.cfg.timezone)
+                ledger.write_ledger_xlsx(
+                    iter_ledger_rows(s, f, state.cfg.timezone), stats, f"livewatch 台账 Ledger {stamp}", dest
+                )
+        except BaseException:
+            _rmtree(tmpdir)
+            raise
+        return FileResponse(
+            dest,
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers=headers,
+            background=BackgroundTask(_rmtree, tmpdir),
         )
+
+    def _csv_body(f: AlertFilter) -> Iterator[bytes]:
+        with state.db.session() as s:
+            yield from ledger.iter_ledger_csv(iter_ledger_rows(s, f, state.cfg.timezone))
 
     # -- monitoring -----------------------------------------------------------------------------------
 

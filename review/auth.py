@@ -1,17 +1,19 @@
 """Authentication for the review app: argon2 passwords, signed session cookies, API tokens, login limits.
 
-Session cookies are HMAC-SHA256-signed JSON (user, session id, CSRF token, expiry); logging out
-revokes the session id until it expires, in memory and in a file of the data directory
-(`review-revoked-sessions.json`, atomic rewrite), so a logged-out cookie stays dead across restarts.
-The CSRF token travels inside the signed cookie and must come back in the `X-CSRF-Token` header of
-every state-changing request made with the cookie.
+Sessions are server-side: each login is a row of the database's `review_sessions` table (the session
+id's SHA-256, user, issue and expiry time, revocation time), kept by `DbSessionStore`. The cookie is
+HMAC-SHA256-signed JSON (user, session id, CSRF token, expiry) naming that row; a request is let in
+only while the row exists, is not revoked and has not expired, so a logout holds across restarts and
+across review processes sharing the database. The CSRF token travels inside the signed cookie and must
+come back in the `X-CSRF-Token` header of every state-changing request made with the cookie.
 
 Login limits: failures back off per (client, user), per client (name spraying) and per account from
 any client (address rotation). The client is the TCP peer; `X-Forwarded-For` is honoured only when
 the peer is a configured trusted proxy (`client_address`).
 
-Concurrency: `SessionSigner` and `LoginLimiter` are shared by all request threads and guard their
-state with a lock; one review process per data directory. A restart clears lockouts.
+Concurrency: `SessionSigner` and `LoginLimiter` are shared by all request threads. `DbSessionStore`
+opens a database session per call (the database is the lock); `MemorySessionStore` and `LoginLimiter`
+guard their state with a lock. A restart clears lockouts, never sessions.
 """
 
 from __future__ import annotations
@@ -28,20 +30,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+if TYPE_CHECKING:
+    from store.db import Database
+
 __all__ = [
+    "DbSessionStore",
     "LoginLimiter",
+    "MemorySessionStore",
     "SessionData",
     "SessionSigner",
+    "SessionStore",
     "client_address",
     "hash_password",
     "hash_token",
     "load_or_create_secret",
     "new_token",
     "parse_networks",
+    "session_key",
     "verify_password",
 ]
 
@@ -115,53 +125,113 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def session_key(sid: str) -> str:
+    """What the store keeps for a session id: its SHA-256 (a copy of the table opens no session)."""
+    return hashlib.sha256(sid.encode("utf-8")).hexdigest()
+
+
+class SessionStore(Protocol):
+    """Where sessions live; keys are `session_key(sid)`."""
+
+    def add(self, key: str, username: str, created_ts: float, expires_ts: float, client: str | None) -> None: ...
+
+    def active(self, key: str, now: float) -> bool: ...
+
+    def revoke(self, key: str, now: float) -> None: ...
+
+
+class MemorySessionStore:
+    """Sessions in this process only (tests, and tools that need no restart-proof logout)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[float, float | None]] = {}  # key -> (expires_ts, revoked_ts)
+        self._lock = threading.Lock()
+
+    def add(self, key: str, username: str, created_ts: float, expires_ts: float, client: str | None) -> None:
+        with self._lock:
+            self._rows = {k: v for k, v in self._rows.items() if v[0] > created_ts}
+            self._rows[key] = (expires_ts, None)
+
+    def active(self, key: str, now: float) -> bool:
+        with self._lock:
+            row = self._rows.get(key)
+        return row is not None and row[1] is None and row[0] > now
+
+    def revoke(self, key: str, now: float) -> None:
+        with self._lock:
+            if key in self._rows:
+                self._rows[key] = (self._rows[key][0], now)
+
+
+class DbSessionStore:
+    """Sessions in the database's `review_sessions` table: they survive restarts, and a logout in one
+    review process ends the session in all of them. Rows expired more than `keep_expired_s` ago are
+    deleted at the next login."""
+
+    def __init__(self, db: Database, keep_expired_s: float = 7 * 86400.0) -> None:
+        self._db = db
+        self.keep_expired_s = keep_expired_s
+
+    def add(self, key: str, username: str, created_ts: float, expires_ts: float, client: str | None) -> None:
+        from sqlalchemy import delete
+
+        from store.models import ReviewSession
+
+        with self._db.session() as s:
+            s.execute(delete(ReviewSession).where(ReviewSession.expires_ts < created_ts - self.keep_expired_s))
+            s.add(
+                ReviewSession(
+                    id=key,
+                    username=username,
+                    created_ts=created_ts,
+                    expires_ts=expires_ts,
+                    client=(client or None) and client[:64],
+                )
+            )
+            s.commit()
+
+    def active(self, key: str, now: float) -> bool:
+        from store.models import ReviewSession
+
+        with self._db.session() as s:
+            row = s.get(ReviewSession, key)
+            return row is not None and row.revoked_ts is None and row.expires_ts > now
+
+    def revoke(self, key: str, now: float) -> None:
+        from sqlalchemy import update
+
+        from store.models import ReviewSession
+
+        with self._db.session() as s:
+            s.execute(
+                update(ReviewSession)
+                .where(ReviewSession.id == key, ReviewSession.revoked_ts.is_(None))
+                .values(revoked_ts=now)
+            )
+            s.commit()
+
+
 class SessionSigner:
-    """Issues and reads session cookies; `revoked_path` keeps logged-out session ids across restarts."""
+    """Issues and reads session cookies; `store` says which sessions exist and are not revoked."""
 
     def __init__(
         self,
         secret: bytes,
         ttl_s: float,
         clock: Callable[[], float] = time.time,
-        revoked_path: Path | None = None,
+        store: SessionStore | None = None,
     ) -> None:
         self._key = hashlib.sha256(b"livewatch-review-session:" + secret).digest()
         self.ttl_s = ttl_s
         self._clock = clock
-        self._revoked_path = revoked_path
-        self._revoked: dict[str, float] = self._load_revoked()
-        self._lock = threading.Lock()
+        self.store: SessionStore = store if store is not None else MemorySessionStore()
 
-    def _load_revoked(self) -> dict[str, float]:
-        if self._revoked_path is None:
-            return {}
-        try:
-            raw = json.loads(self._revoked_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            logger.error("cannot read revoked sessions %s: %s", self._revoked_path, e)
-            return {}
-        now = self._clock()
-        if not isinstance(raw, dict):
-            return {}
-        return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float) and v > now}
-
-    def _save_revoked(self) -> None:
-        path = self._revoked_path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._revoked), encoding="utf-8")
-        tmp.chmod(0o600)
-        tmp.replace(path)
-
-    def issue(self, username: str) -> tuple[str, SessionData]:
+    def issue(self, username: str, client: str | None = None) -> tuple[str, SessionData]:
         now = self._clock()
         data = SessionData(
             secrets.token_urlsafe(16), username, secrets.token_urlsafe(24), now, now + self.ttl_s
         )
+        self.store.add(session_key(data.sid), username, now, data.expires_ts, client)
         body = _b64(
             json.dumps(
                 {
@@ -188,19 +258,12 @@ class SessionSigner:
         except (ValueError, KeyError, TypeError):
             return None
         now = self._clock()
-        if data.expires_ts <= now:
+        if data.expires_ts <= now or not self.store.active(session_key(data.sid), now):
             return None
-        with self._lock:
-            if data.sid in self._revoked:
-                return None
         return data
 
     def revoke(self, data: SessionData) -> None:
-        now = self._clock()
-        with self._lock:
-            self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-            self._revoked[data.sid] = data.expires_ts
-            self._save_revoked()
+        self.store.revoke(session_key(data.sid), self._clock())
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest())

@@ -5,6 +5,11 @@
 changed mind is a new row, so the history of who decided what, when and why is never lost. Importing
 this module also makes the ORM refuse to update or delete a `Decision` (`AuditTrailError`).
 
+Undo (`undo_decision`): within `UNDO_WINDOW_S` of a decision, its reviewer may take it back while it is
+still the alert's latest status-bearing row. The undo is one more row, `undoes_id` pointing at the
+decision taken back, whose `decision` is the status the alert had before it (`unreviewed` when it had
+none), so the status goes back and the trail keeps both the decision and its undo.
+
 Public for other stages: `latest_decisions` (what `livewatch replay` shows beside its diff) and
 `rule_precision` (what tuners see). Functions take the caller's session and never commit, except
 `add_decision`, which is one reviewer action and commits it.
@@ -26,7 +31,9 @@ __all__ = [
     "DECISIONS",
     "NOTE",
     "STATUSES",
+    "UNDO_WINDOW_S",
     "AuditTrailError",
+    "UndoRefused",
     "RulePrecision",
     "add_decision",
     "decision_dict",
@@ -34,11 +41,13 @@ __all__ = [
     "latest_decisions",
     "latest_status_subquery",
     "rule_precision",
+    "undo_decision",
 ]
 
 DECISIONS = ("confirmed", "false_positive", "escalated")
 NOTE = "note"
 STATUSES = ("unreviewed", *DECISIONS)  # what the queue filters on
+UNDO_WINDOW_S = 30.0  # the page offers Undo for 5 s; the server allows slack for a slow click or network
 
 
 class AuditTrailError(Exception):
@@ -82,6 +91,55 @@ def add_decision(
     return row
 
 
+class UndoRefused(Exception):
+    """A decision that cannot be taken back (too late, not the reviewer's, not the latest, a note)."""
+
+
+def undo_decision(
+    session: Session,
+    alert_id: str,
+    decision_id: int,
+    *,
+    reviewer: str,
+    window_s: float = UNDO_WINDOW_S,
+    clock: Callable[[], float] = time.time,
+) -> Decision:
+    """Take back decision `decision_id` of `alert_id`: append the row that restores the status before it,
+    and commit. Raises KeyError (no such alert or decision) or `UndoRefused` (why, in words)."""
+    target = session.get(Decision, decision_id)
+    if target is None or target.alert_id != alert_id:
+        raise KeyError(decision_id)
+    if target.decision == NOTE:
+        raise UndoRefused("a note changes no status; add another note instead")
+    if target.undoes_id is not None:
+        raise UndoRefused("this is itself an undo; make a new decision instead")
+    if target.reviewer != reviewer:
+        raise UndoRefused("only the reviewer who made a decision can undo it")
+    now = clock()
+    if now - target.created_ts > window_s:
+        raise UndoRefused(f"too late to undo (more than {window_s:.0f} s ago); make a new decision instead")
+    q = select(Decision).where(Decision.alert_id == alert_id, Decision.decision != NOTE)
+    later = session.scalars(q.where(Decision.id > target.id).limit(1)).first()
+    if later is not None:
+        raise UndoRefused("a later decision has been made on this alert since")
+    before = session.scalars(q.where(Decision.id < target.id).order_by(Decision.id.desc()).limit(1)).first()
+    restored = before.decision if before is not None else "unreviewed"
+    alert = session.get(AlertRow, alert_id)
+    row = Decision(
+        alert_id=alert_id,
+        decision=restored,
+        note=f"undo of decision {target.id} ({target.decision})",
+        reviewer=reviewer,
+        created_ts=max(now, target.created_ts),
+        undoes_id=target.id,
+    )
+    session.add(row)
+    session.commit()
+    if alert is not None:
+        session.expire(alert, ["status", "decision_id"])  # the database's trigger changed them (store.scale)
+    return row
+
+
 def history(session: Session, alert_id: str) -> list[Decision]:
     """Every decision and note on an alert, oldest first."""
     q = select(Decision).where(Decision.alert_id == alert_id).order_by(Decision.created_ts, Decision.id)
@@ -96,6 +154,7 @@ def decision_dict(d: Decision) -> dict[str, Any]:
         "note": d.note,
         "reviewer": d.reviewer,
         "created_ts": d.created_ts,
+        "undoes_id": d.undoes_id,
     }
 
 

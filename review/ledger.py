@@ -43,8 +43,9 @@ def iter_ledger_csv(
     buf.write("\ufeff")
     w.writerow([csv_safe(title) for _, title in LedgerRow.HEADERS])
     n = 0
+    starts = FORMULA_START
     for r in rows:
-        w.writerow([csv_safe(v) for v in r.values()])
+        w.writerow([("'" + v if v.startswith(starts) else v) if type(v) is str else v for v in r.values()])
         n += 1
         if n % every == 0:
             yield buf.getvalue().encode("utf-8")
@@ -95,18 +96,18 @@ def write_ledger_xlsx(
         out: list[object] = []
         for v in values:
             if isinstance(v, str) and v.startswith(FORMULA_START):
-                cell = WriteOnlyCell(sheet)
-                cell.set_explicit_value(v, "s") if hasattr(cell, "set_explicit_value") else None
-                cell._value = v
-                cell.data_type = "s"
+                cell = WriteOnlyCell(sheet, v)
+                cell.data_type = "s"  # openpyxl took it for a formula
                 cell.quotePrefix = True
                 out.append(cell)
             else:
                 out.append(v)
         return out
 
-    head = WriteOnlyCell(ws, title) if not title.startswith(FORMULA_START) else text_cells(ws, [title])[0]
-    assert isinstance(head, WriteOnlyCell)
+    head = WriteOnlyCell(ws, title)
+    if title.startswith(FORMULA_START):
+        head.data_type = "s"
+        head.quotePrefix = True
     head.font = Font(bold=True, size=13)
     ws.append([head])
     head_fill = PatternFill("solid", fgColor="DDE4EE")

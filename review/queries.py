@@ -13,6 +13,8 @@ import base64
 import binascii
 import json
 import math
+import operator
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -286,8 +288,8 @@ def _queue_item(a: AlertRow, reviewer: str | None, decided_ts: float | None) -> 
         "text": a.text,
         "matched": p.get("matched", ""),
         "status": status,
-        "reviewer": reviewer,
-        "decided_ts": decided_ts,
+        "reviewer": reviewer if status != "unreviewed" else None,  # an undo leaves a row behind
+        "decided_ts": decided_ts if status != "unreviewed" else None,
         "evidence_status": a.evidence_status,
     }
 
@@ -550,7 +552,30 @@ class LedgerRow:
     )
 
     def values(self) -> list[Any]:
-        return [getattr(self, k) for k, _ in self.HEADERS]
+        return list(_LEDGER_VALUES(self))
+
+
+_LEDGER_VALUES = operator.attrgetter(*(k for k, _ in LedgerRow.HEADERS))
+
+
+class _LocalTime:
+    """`_fmt_local` for many times: the zone's offset looked up once per UTC hour, then C strftime."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.offsets: dict[int, float] = {}
+
+    def __call__(self, ts: float | None) -> str:
+        if ts is None:
+            return ""
+        hour = int(ts // 3600)
+        off = self.offsets.get(hour)
+        if off is None:
+            if len(self.offsets) > 100_000:
+                self.offsets.clear()
+            delta = datetime.fromtimestamp(hour * 3600, self.tz).utcoffset()
+            off = self.offsets[hour] = delta.total_seconds() if delta else 0.0
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(ts) + off))
 
 
 def _fmt_local(ts: float | None, tz: ZoneInfo) -> str:
@@ -587,7 +612,7 @@ def iter_ledger_rows(
     base = _base(f, [*_LEDGER_COLUMNS, manifest], session).order_by(*LEDGER_ORDER).limit(chunk)
     after: tuple[float, float, str] | None = None
     seq = 0
-    fmt_cache: dict[float, str] = {}
+    local = _LocalTime(tz)
     while True:
         q = base
         if after is not None:
@@ -614,18 +639,12 @@ def iter_ledger_rows(
             (alert_id, _time_ts, moment_ts, created_ts, stream_id, broadcast_id, start_s, end_s, category,
              code, rule_id, severity, source, text_, law, status, decision_id, manifest_sha) = r
             seq += 1
-            d = decided.get(decision_id) if decision_id is not None else None
+            d = decided.get(decision_id) if decision_id is not None and status != "unreviewed" else None
             when = moment_ts if moment_ts is not None else created_ts
-            local = fmt_cache.get(when)
-            if local is None:
-                local = _fmt_local(when, tz)
-                if len(fmt_cache) > 4096:
-                    fmt_cache.clear()
-                fmt_cache[when] = local
             yield LedgerRow(
                 seq=seq,
                 alert_id=alert_id,
-                time_local=local,
+                time_local=local(when),
                 time_basis="broadcast" if moment_ts is not None else "scan",
                 stream_id=stream_id or "",
                 broadcast_id=broadcast_id,
@@ -641,7 +660,7 @@ def iter_ledger_rows(
                 status=status,
                 status_name=STATUS_NAMES.get(status, status),
                 reviewer=d[0] if d else "",
-                decided_local=_fmt_local(d[1] if d else None, tz),
+                decided_local=local(d[1] if d else None),
                 note=" | ".join(notes.get(alert_id, [])),
                 manifest_sha256=str(manifest_sha or ""),
             )

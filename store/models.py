@@ -219,6 +219,8 @@ class Decision(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     reviewer: Mapped[str] = mapped_column(String(128))
     created_ts: Mapped[float] = mapped_column(Float)
+    # the decision this row takes back (review undo); its `decision` is the status restored
+    undoes_id: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
 
 
 class PriceClaimRow(Base):
@@ -268,3 +270,16 @@ class WebhookOutbox(Base):
     next_try_ts: Mapped[float] = mapped_column(Float)
     delivered_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ReviewSession(Base):
+    """A review-app login. The cookie carries the session id; only its SHA-256 is stored here. A request
+    is let in while the row exists, `revoked_ts` is null and `expires_ts` is in the future."""
+
+    __tablename__ = "review_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the session id
+    username: Mapped[str] = mapped_column(String(128))
+    created_ts: Mapped[float] = mapped_column(Float)
+    expires_ts: Mapped[float] = mapped_column(Float, index=True)
+    revoked_ts: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)

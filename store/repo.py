@@ -7,7 +7,7 @@ make a whole scan's results appear at once (or not at all).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -21,6 +21,7 @@ from store.paths import resolve_payload, session_data_dir, stored_payload, to_st
 __all__ = [
     "alert_payloads",
     "ensure_stream",
+    "iter_alert_payloads",
     "load_utterances",
     "replace_utterances",
     "save_alert",
@@ -134,6 +135,33 @@ def alert_payloads(session: Session, *, alert_ids: Sequence[str] | None = None,
         q = q.limit(limit)
     data_dir = session_data_dir(session)
     return [resolve_payload(dict(r.payload), r.evidence_dir, data_dir) for r in session.scalars(q)]
+
+
+def iter_alert_payloads(session: Session, *, stream_id: str | None = None, category: str | None = None,
+                        limit: int | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every stored alert (per broadcast, in time order) as a stream: one query read `batch` rows at a
+    time (a server-side cursor on PostgreSQL), in the order of the broadcast index, so memory stays
+    bounded at any size."""
+    q = select(AlertRow.payload, AlertRow.evidence_dir)
+    if stream_id:
+        q = q.where(AlertRow.stream_id == stream_id)
+    if category:
+        q = q.where(AlertRow.category == category)
+    q = q.order_by(AlertRow.broadcast_id, AlertRow.time_ts, AlertRow.start_s, AlertRow.id)
+    if limit:
+        q = q.limit(limit)
+    data_dir = session_data_dir(session)
+    for payload, ev_dir in session.execute(q.execution_options(stream_results=True, yield_per=batch)):
+        yield resolve_payload(dict(payload), ev_dir, data_dir)
+
+
+def count_alerts(session: Session) -> int:
+    """How many alerts are stored, from the maintained counts (store.scale), not by reading them."""
+    from sqlalchemy import func
+
+    from store.models import AlertFacetCount
+
+    return int(session.scalar(select(func.coalesce(func.sum(AlertFacetCount.n), 0))) or 0)
 
 
 def broadcast(session: Session, broadcast_id: str) -> Broadcast | None:

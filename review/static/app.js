@@ -10,7 +10,7 @@ const STATUS_NAMES = { unreviewed: "未审核 unreviewed", confirmed: "确认 co
 
 const state = {
   me: null, csrf: null, tz: "Asia/Shanghai", pageSize: 100,
-  filters: {}, items: [], total: 0, sel: 0, offset: 0,
+  filters: {}, items: [], total: 0, sel: 0, cursor: null,
   alert: null, media: null,
   // alerts whose page this reviewer has had on screen: a decision key in the queue acts only on those,
   // so a stray `c` cannot confirm an alert nobody looked at
@@ -143,12 +143,16 @@ function setFilter(k, v) {
 }
 
 async function loadQueue(append = false) {
-  const offset = append ? state.items.length : 0;
-  const r = await api("/api/alerts" + qs(Object.assign({}, state.filters, { limit: state.pageSize, offset })));
+  // later pages by the cursor the previous page handed out (a keyset seek; no total or counts then)
+  const page = append && state.cursor ? { cursor: state.cursor } : {};
+  const r = await api("/api/alerts" + qs(Object.assign({}, state.filters, { limit: state.pageSize }, page)));
   state.items = append ? state.items.concat(r.items) : r.items;
-  state.total = r.total;
-  if (!append) state.sel = Math.min(state.sel, Math.max(0, state.items.length - 1));
-  renderFacets(r.counts);
+  state.cursor = r.next_cursor || null;
+  if (!append) {
+    state.total = r.total;
+    state.sel = Math.min(state.sel, Math.max(0, state.items.length - 1));
+    renderFacets(r.counts);
+  }
   return r;
 }
 
@@ -194,7 +198,7 @@ function renderQueue() {
     .filter(Boolean).join(" · ");
   $("#queue-title").textContent = scope ? `告警 Alerts · ${scope}` : "告警 Alerts";
   $("#queue-count").textContent = `${state.total} 条 alerts` + (state.items.length < state.total ? ` (showing ${state.items.length})` : "");
-  $("#more").hidden = state.items.length >= state.total;
+  $("#more").hidden = !state.cursor;
   const cur = $("#queue-body tr.sel");
   if (cur) cur.scrollIntoView({ block: "nearest" });
 }
@@ -393,7 +397,7 @@ function currentId() {
 async function move(step, open) {
   if (!state.items.length) return;
   let i = state.sel + step;
-  if (i >= state.items.length && state.items.length < state.total) { await loadQueue(true); }
+  if (i >= state.items.length && state.cursor) { await loadQueue(true); }
   i = Math.max(0, Math.min(i, state.items.length - 1));
   state.sel = i;
   if ($("#queue-msg")) $("#queue-msg").textContent = "";

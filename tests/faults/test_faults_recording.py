@@ -106,7 +106,7 @@ def test_ffmpeg_killed_mid_segment(tmp_path: Path, fault_row: FaultRow) -> None:
             fault_row.survived += 1
             wait_for(lambda: server.finished, 120, "the end of the broadcast")
             wait_for(lambda: recorded_until(db, "room") >= script.duration_s - 1.5, 30, "the recording's end")
-            wait_for(lambda: evidence_settled(db), 30, "evidence")
+            wait_for(lambda: evidence_settled(db), 40, "analysis and evidence")
         finally:
             mon.stop()
     fault_row.notes.append(f"media not recorded across the reconnects: {holes(db, 'room'):.1f} s")
@@ -166,7 +166,7 @@ def test_hls_server_cut_5_to_20_s(tmp_path: Path, fault_row: FaultRow) -> None:
             for sid, s in zip(ids, servers, strict=True):
                 wait_for(lambda s=s: s.finished, 120, "the end of the broadcasts")
                 wait_for(lambda sid=sid: recorded_until(db, sid) >= script.duration_s - 1.5, 30, f"{sid} end")
-            wait_for(lambda: evidence_settled(db), 30, "evidence")
+            wait_for(lambda: evidence_settled(db), 40, "analysis and evidence")
         finally:
             mon.stop()
     finally:
@@ -227,7 +227,7 @@ def test_recordings_volume_full(tmp_path: Path, fault_row: FaultRow) -> None:
                 wait_for(
                     lambda: recorded_until(db, "room") >= script.duration_s - 1.5, 30, "the recording's end"
                 )
-                wait_for(lambda: evidence_settled(db), 30, "evidence")
+                wait_for(lambda: evidence_settled(db), 40, "analysis and evidence")
             finally:
                 mon.stop()
         fault_row.notes.append(f"media not recorded while full: {holes(db, 'room'):.1f} s (tmpfs mount)")

@@ -132,7 +132,7 @@ yamlish_text = st.one_of(
 
 word = st.text(st.sampled_from(list(CJK + "abc123")), min_size=1, max_size=6)
 rule_id = st.one_of(
-    st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,12}", fullmatch=True),
+    *([st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,12}", fullmatch=True)] * 7),
     st.text(max_size=8),  # invalid ids as well
 )
 REGEX_PIECES = [
@@ -200,8 +200,9 @@ junk = st.recursive(
 
 
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """Mostly the well-formed value, sometimes junk of any type."""
-    return st.one_of(strategy, strategy, strategy, junk)
+    """Mostly the well-formed value (so that some whole packs and configs get past validation and
+    deeper checks run), sometimes junk of any type."""
+    return st.sampled_from(range(8)).flatmap(lambda i: junk if i == 7 else strategy)
 
 
 rule = st.fixed_dictionaries(
@@ -344,6 +345,28 @@ def test_fuzz_rules_loader_with_structured_packs(workdir: Path) -> None:
 # -- the monitor config loader -----------------------------------------------------------------------
 
 
+def _value_for(ann: Any) -> st.SearchStrategy[Any]:
+    """A plausible value for a field's annotation (plain types only), else junk."""
+    import typing
+
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) in (typing.Union, type(int | None)) and len(args) == 1:
+        return st.none() | _value_for(args[0])
+    if ann is bool:
+        return st.booleans()
+    if ann is int:
+        return st.integers(-5, 10_000)
+    if ann is float:
+        return st.floats(-5, 10_000)
+    if ann is str:
+        return st.text(max_size=12)
+    if ann is Path:
+        return st.sampled_from(["/tmp/x", "rel/dir", "", "\x00bad", "~/data"])
+    if typing.get_origin(ann) is typing.Literal:
+        return st.sampled_from(typing.get_args(ann))
+    return junk
+
+
 def _model_dict(model: Any, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
     """Random subsets of a pydantic model's real field names, nested models followed two levels deep."""
     from pydantic import BaseModel
@@ -354,7 +377,7 @@ def _model_dict(model: Any, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]
         if depth < 2 and isinstance(ann, type) and issubclass(ann, BaseModel):
             optional[name] = maybe(_model_dict(ann, depth + 1))
         else:
-            optional[name] = junk
+            optional[name] = maybe(_value_for(ann))
     optional["not_a_field"] = junk
     return st.fixed_dictionaries({}, optional=optional)
 
