@@ -135,7 +135,7 @@ def _text_match(session: Session, needle: str) -> ColumnElement[bool]:
         if url not in _PG_SEARCH:
             _PG_SEARCH[url] = scale.pg_search_available(session.connection())
         if _PG_SEARCH[url]:
-            return literal_column(f"({scale.search_expression_sql()})").ilike(like, escape="\\")
+            return literal_column(f"({scale.search_expression_sql('alerts')})").ilike(like, escape="\\")
     return or_(*(c.ilike(like, escape="\\") for c in (AlertRow.text, AlertRow.context, AlertRow.rule_id,
                                                       AlertRow.id, AlertRow.law)))
 

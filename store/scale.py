@@ -81,9 +81,11 @@ def is_search_object(name: str | None) -> bool:
     return bool(name) and (str(name).startswith(FTS_TABLE) or name == PG_SEARCH_INDEX)
 
 
-def search_expression_sql() -> str:
-    """PostgreSQL: the indexed expression a search compares with (separator U+001F between fields)."""
-    return " || chr(31) || ".join(f"coalesce({c}, '')" for c in SEARCH_COLUMNS)
+def search_expression_sql(table: str = "") -> str:
+    """PostgreSQL: the indexed expression a search compares with (separator U+001F between fields);
+    queries name the table (`table="alerts"`), which PostgreSQL still matches with the index."""
+    prefix = f"{table}." if table else ""
+    return " || chr(31) || ".join(f"coalesce({prefix}{c}, '')" for c in SEARCH_COLUMNS)
 
 
 # -- count statements (one dialect-neutral template, OLD/NEW and +1/-1 filled in) ---------------------

@@ -102,9 +102,12 @@ def test_streamlink_command_carries_platform_options() -> None:
     )
     args = streamlink_args("https://live.douyin.com/1", cfg)
     assert args[:3] == [sys.executable, "-m", "ingest.hls_join"]  # streamlink's CLI, plus HLS rejoin
-    assert "--resume-after" not in args
+    assert args[3:5] == ["--poll", "0.5"]  # reload the playlist at least every hls_poll_s
+    assert "--resume-after" not in args and "--wait" not in args
     resumed = streamlink_args("https://live.douyin.com/1", cfg, resume_after=41)
-    assert resumed[3:5] == ["--resume-after", "41"] and resumed[5:] == args[3:]
+    assert resumed[5:7] == ["--resume-after", "41"] and resumed[7:] == args[5:]
+    waiting = streamlink_args("https://live.douyin.com/1", cfg, resume_after=41, wait_s=30)
+    assert waiting[7:9] == ["--wait", "30.0"] and waiting[9:] == args[5:]
     assert "--stdout" in args and args[-2:] == ["https://live.douyin.com/1", "720p,best"]
     assert args[args.index("--http-header") + 1] == "Referer=https://live.douyin.com/"
     assert args[args.index("--http-cookie") + 1] == "ttwid=abc"
@@ -162,6 +165,20 @@ def test_hls_join_markers_parse() -> None:
     assert d is not None and d.seq == 12
     assert parse_marker("[cli][info] Opening stream: 720p (hls)") is None
     assert parse_marker("livewatch-hls done x") is None
+    w = parse_marker("livewatch-hls waiting")
+    assert w is not None and w.kind == "waiting"
+
+
+def test_hls_join_wrapper_options() -> None:
+    from ingest.hls_join import wrapper_args
+
+    assert wrapper_args(["--stdout", "u", "best"]) == (None, None, None, ["--stdout", "u", "best"])
+    assert wrapper_args(["--poll", "0.5", "--resume-after", "7", "--wait", "40", "--stdout", "u"]) == (
+        7,
+        0.5,
+        40.0,
+        ["--stdout", "u"],
+    )
 
 
 def test_media_gap_is_measured_on_the_source_clock() -> None:

@@ -123,6 +123,16 @@ def recorded_until(db: Database, stream_id: str | None = None) -> float:
         return end
 
 
+def recorded_past(db: Database, past_s: float, stream_id: str | None = None) -> Callable[[], bool]:
+    """A condition for wait_for: the recordings reach beyond `past_s` on the source's clock."""
+    return lambda: recorded_until(db, stream_id) > past_s
+
+
+def more_alerts(db: Database, than: int) -> Callable[[], bool]:
+    """A condition for wait_for: more than `than` alerts are stored."""
+    return lambda: alert_count(db) > than
+
+
 def alert_count(db: Database, stream_id: str | None = None) -> int:
     with db.session() as s:
         q = select(func.count(AlertRow.id))

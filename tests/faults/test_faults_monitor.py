@@ -31,7 +31,9 @@ from fault_harness import (
     evidence_settled,
     hls_server,
     make_monitor,
+    more_alerts,
     procs_under,
+    recorded_past,
     recorded_until,
     short_script,
     sqlite_exclusive_lock,
@@ -92,7 +94,7 @@ def test_monitor_kill_9_at_random_points(tmp_path: Path, fault_row: FaultRow) ->
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             if i % 2:
                 before = recorded_until(db)
-                wait_for(lambda b=before: recorded_until(db) > b, 40, "the restarted monitor recording")
+                wait_for(recorded_past(db, before), 40, "the restarted monitor recording")
             time.sleep(rnd.uniform(0.5, 4.0))  # the random point (the fault's timing, not a wait)
             if i and proc.poll() is None:
                 fault_row.survived += 1  # the run after the previous kill started and resumed
@@ -136,13 +138,13 @@ def test_database_locked_for_10_s(tmp_path: Path, fault_row: FaultRow) -> None:
             released_at = 0.0
             for _ in range(2):
                 n = alert_count(db)
-                wait_for(lambda n=n: alert_count(db) > n, 40, "an alert before locking")
+                wait_for(more_alerts(db, n), 40, "an alert before locking")
                 with sqlite_exclusive_lock(data / "livewatch.db"):
                     fault_row.injected += 1
                     time.sleep(10.0)  # the fault's duration
                 released_at = recorded_until(db)
                 n = alert_count(db)
-                wait_for(lambda n=n: alert_count(db) > n, 40, "an alert after the lock")
+                wait_for(more_alerts(db, n), 40, "an alert after the lock")
                 fault_row.survived += 1
             wait_for(lambda: server.finished, 120, "the end of the broadcast")
             wait_for(lambda: recorded_until(db) >= script.duration_s - 1.5, 30, "the recording's end")

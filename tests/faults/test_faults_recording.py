@@ -28,6 +28,7 @@ from fault_harness import (
     make_monitor,
     procs_under,
     ranges,
+    recorded_past,
     recorded_until,
     short_script,
     stream_cfg,
@@ -83,9 +84,7 @@ def test_ffmpeg_killed_mid_segment(tmp_path: Path, fault_row: FaultRow) -> None:
         try:
             last_kill_at = 0.0
             for _ in range(10):
-                wait_for(
-                    lambda k=last_kill_at: recorded_until(db, "room") > k + 0.5, 30, "recording after a kill"
-                )
+                wait_for(recorded_past(db, last_kill_at + 0.5, "room"), 30, "recording after a kill")
                 if fault_row.injected:
                     fault_row.survived += 1
 
@@ -141,7 +140,7 @@ def test_hls_server_cut_5_to_20_s(tmp_path: Path, fault_row: FaultRow) -> None:
             try:
                 mark = 0.0
                 for d in cuts:
-                    wait_for(lambda m=mark: recorded_until(db, sid) >= m + 2.0, 60, f"{sid} recording")
+                    wait_for(recorded_past(db, mark + 2.0, sid), 60, f"{sid} recording")
                     server.cut()  # type: ignore[attr-defined]
                     with lock:
                         fault_row.injected += 1
@@ -164,8 +163,8 @@ def test_hls_server_cut_5_to_20_s(tmp_path: Path, fault_row: FaultRow) -> None:
                 t.join(180)
             assert not errors, errors
             for sid, s in zip(ids, servers, strict=True):
-                wait_for(lambda s=s: s.finished, 120, "the end of the broadcasts")
-                wait_for(lambda sid=sid: recorded_until(db, sid) >= script.duration_s - 1.5, 30, f"{sid} end")
+                wait_for(lambda: all(s.finished for s in servers), 120, "the end of the broadcasts")
+                wait_for(recorded_past(db, script.duration_s - 1.5, sid), 30, f"{sid} end")
             wait_for(lambda: evidence_settled(db), 40, "analysis and evidence")
         finally:
             mon.stop()
@@ -219,7 +218,7 @@ def test_recordings_volume_full(tmp_path: Path, fault_row: FaultRow) -> None:
                     subprocess.run(
                         ["mount", "-o", f"remount,size={used + 200 * 1024}", str(rec_root)], check=True
                     )
-                    wait_for(lambda f=full_at: recorded_until(db, "room") > f + 1.0, 30, "recording again")
+                    wait_for(recorded_past(db, full_at + 1.0, "room"), 30, "recording again")
                     fault_row.survived += 1
                     mark = recorded_until(db, "room")
                 subprocess.run(["mount", "-o", "remount,size=64m", str(rec_root)], check=True)
