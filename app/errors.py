@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
-__all__ = ["KNOWN_ERRORS", "UsageError", "known_errors"]
+__all__ = ["UsageError", "known_errors"]
 
 
 class UsageError(Exception):
@@ -41,9 +40,3 @@ def known_errors(*, loaded_only: bool = True) -> tuple[type[BaseException], ...]
         if isinstance(cls, type) and issubclass(cls, BaseException):
             found.append(cls)
     return tuple(found)
-
-
-def __getattr__(name: str) -> Any:  # KNOWN_ERRORS, all of them: imports every stage that defines one
-    if name == "KNOWN_ERRORS":
-        return known_errors(loaded_only=False)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -197,7 +197,9 @@ class _Constructor(yaml.SafeLoader):
         except (ValueError, TypeError, OverflowError, yaml.YAMLError) as e:
             value = node.value if isinstance(node.value, str) else ""
             shown = value if len(value) <= 40 else value[:40] + "..."
-            raise _Refused(node.start_mark.line + 1, f"YAML error: cannot read {shown!r} as {node.tag}: {e}") from None
+            raise _Refused(
+                node.start_mark.line + 1, f"YAML error: cannot read {shown!r} as {node.tag}: {e}"
+            ) from None
 
 
 def to_python(node: yaml.Node, path: Path | str = "<string>") -> Any:
@@ -210,7 +212,8 @@ def to_python(node: yaml.Node, path: Path | str = "<string>") -> Any:
         return loader.construct_document(node)  # type: ignore[no-untyped-call]
     except _Refused as e:
         raise YamlLoadError(path, e.line, e.reason) from None
-    except yaml.MarkedYAMLError as e:  # a mapping's own checks (an unhashable key) run outside construct_object
+    except yaml.MarkedYAMLError as e:
+        # a mapping's own checks (an unhashable key) run outside construct_object
         mark = e.problem_mark or e.context_mark or node.start_mark
         reason = f"YAML error: {e.context or ''} {e.problem or ''}".rstrip() if e.problem else "YAML error"
         raise YamlLoadError(path, mark.line + 1, reason.replace("  ", " ")) from None

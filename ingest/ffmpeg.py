@@ -103,8 +103,8 @@ def probe(path: str | Path) -> MediaInfo:
                 duration = _duration_by_demux(c)
             w = h = 0
             if has_video:
-                vs = c.streams.video[0]
-                w, h = vs.codec_context.width, vs.codec_context.height
+                cc = c.streams.video[0].codec_context  # None for a stream whose codec is unknown (damaged)
+                w, h = (cc.width, cc.height) if cc is not None else (0, 0)
             fmt = c.format.name
             creation_ts = container_creation_ts(dict(c.metadata))
     except av.error.InvalidDataError:

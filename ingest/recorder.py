@@ -422,6 +422,7 @@ class Recorder:
         procs: list[_Proc] = []
         hls = _HlsLog()
         self._cur_hls = hls
+        wait_s: float | None = None
         try:
             if self.via == "streamlink":
                 resume = self._hls_last_done if self.cfg.hls_rejoin else None

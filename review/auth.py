@@ -133,7 +133,9 @@ def session_key(sid: str) -> str:
 class SessionStore(Protocol):
     """Where sessions live; keys are `session_key(sid)`."""
 
-    def add(self, key: str, username: str, created_ts: float, expires_ts: float, client: str | None) -> None: ...
+    def add(
+        self, key: str, username: str, created_ts: float, expires_ts: float, client: str | None
+    ) -> None: ...
 
     def active(self, key: str, now: float) -> bool: ...
 
@@ -178,7 +180,9 @@ class DbSessionStore:
         from store.models import ReviewSession
 
         with self._db.session() as s:
-            s.execute(delete(ReviewSession).where(ReviewSession.expires_ts < created_ts - self.keep_expired_s))
+            s.execute(
+                delete(ReviewSession).where(ReviewSession.expires_ts < created_ts - self.keep_expired_s)
+            )
             s.add(
                 ReviewSession(
                     id=key,

@@ -66,13 +66,13 @@ STATUS_NAMES = {
 FACETS = ("stream", "category", "severity", "source", "status")
 
 
-def broadcast_time() -> ColumnElement[float | None]:
+def broadcast_time() -> Any:
     """When the alert's moment was broadcast (epoch seconds), NULL where the broadcast's clock is unknown
     (`alerts.moment_ts`, kept by the database: store.scale)."""
     return AlertRow.moment_ts
 
 
-def alert_time() -> ColumnElement[float | None]:
+def alert_time() -> Any:
     """The time the queue, ledger and statistics use: the broadcast moment, else the scan's time."""
     return AlertRow.time_ts
 
@@ -121,7 +121,7 @@ def _dialect(session: Session) -> str:
 _PG_SEARCH: dict[str, bool] = {}
 
 
-def _text_match(session: Session, needle: str) -> ColumnElement[bool]:
+def _text_match(session: Session, needle: str) -> Any:
     """Alerts whose text, context, rule, id or law contain `needle` (case-insensitive), through the
     search index where one serves: SQLite FTS5 trigram, PostgreSQL pg_trgm; both need 3+ characters."""
     dialect = _dialect(session)
@@ -609,14 +609,19 @@ def iter_ledger_rows(
     notes, read in keyset chunks of `chunk` alerts: memory stays bounded whatever the period."""
     tz = ZoneInfo(timezone)
     manifest = AlertRow.payload["evidence"]["manifest_sha256"].as_string()
-    base = _base(f, [*_LEDGER_COLUMNS, manifest], session).order_by(*LEDGER_ORDER).limit(chunk)
     after: tuple[float, float, str] | None = None
     seq = 0
     local = _LocalTime(tz)
     while True:
-        q = base
-        if after is not None:
+        if after is None:
+            q = _base(f, [*_LEDGER_COLUMNS, manifest], session)
+        else:
+            # the period's start moves up to the last row read, so each chunk seeks in the time index
+            # (SQLite would otherwise start every chunk at the period's start)
+            lo = after[0] if f.since_ts is None else max(after[0], f.since_ts)
+            q = _base(replace(f, since_ts=lo), [*_LEDGER_COLUMNS, manifest], session)
             q = q.where(tuple_(AlertRow.time_ts, AlertRow.start_s, AlertRow.id) > tuple_(*after))
+        q = q.order_by(*LEDGER_ORDER).limit(chunk)
         rows = session.execute(q).all()
         if not rows:
             return

@@ -129,7 +129,9 @@ def _count_statements(row: str, sign: int, dialect: str) -> list[str]:
 
 
 _COUNTED = ("time_ts", "status", "stream_id", "category", "rule_id", "severity", "source")
-_MOMENT = "coalesce({r}.start_ts, (SELECT started_ts FROM broadcasts WHERE id = {r}.broadcast_id) + {r}.start_s)"
+_MOMENT = (
+    "coalesce({r}.start_ts, (SELECT started_ts FROM broadcasts WHERE id = {r}.broadcast_id) + {r}.start_s)"
+)
 
 
 def _sqlite_ddl() -> list[str]:
@@ -216,9 +218,7 @@ def _drop_statements(dialect: str) -> list[str]:
 
 
 def _rebuild_statements(dialect: str) -> list[str]:
-    latest = (
-        "(SELECT max(d.id) FROM decisions d WHERE d.alert_id = alerts.id AND d.decision <> 'note')"
-    )
+    latest = "(SELECT max(d.id) FROM decisions d WHERE d.alert_id = alerts.id AND d.decision <> 'note')"
     out = [
         f"UPDATE alerts SET moment_ts = {_MOMENT.format(r='alerts')}, decision_id = {latest}",
         "UPDATE alerts SET time_ts = coalesce(moment_ts, created_ts), status = coalesce("
@@ -230,8 +230,11 @@ def _rebuild_statements(dialect: str) -> list[str]:
         f"INSERT INTO alert_hourly (hour_ts, status, n) SELECT {_hour('alerts', dialect)}, status, count(*) "
         "FROM alerts WHERE time_ts IS NOT NULL GROUP BY 1, 2",
     ]
-    for dim, key in (("stream", f"coalesce(stream_id, '{NO_STREAM}')"), ("category", "category"),
-                     ("rule", "rule_id")):
+    for dim, key in (
+        ("stream", f"coalesce(stream_id, '{NO_STREAM}')"),
+        ("category", "category"),
+        ("rule", "rule_id"),
+    ):
         out.append(
             "INSERT INTO alert_daily (day_ts, dim, key, status, n) "
             f"SELECT {_day('alerts', dialect)}, '{dim}', {key}, status, count(*) "
@@ -295,15 +298,21 @@ def create_pg_search_index(conn: Connection) -> bool:
         with conn.begin_nested():
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
     except Exception as e:
-        logger.warning("PostgreSQL: pg_trgm not available (%s); alert text search will scan the table",
-                       str(e).splitlines()[0])
+        logger.warning(
+            "PostgreSQL: pg_trgm not available (%s); alert text search will scan the table",
+            str(e).splitlines()[0],
+        )
         return False
     schema = conn.execute(
-        text("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-             "WHERE e.extname = 'pg_trgm'")
+        text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pg_trgm'"
+        )
     ).scalar()
     conn.execute(
-        text(f'CREATE INDEX IF NOT EXISTS {PG_SEARCH_INDEX} ON alerts USING gin '
-             f'(({search_expression_sql()}) "{schema}".gin_trgm_ops)')
+        text(
+            f"CREATE INDEX IF NOT EXISTS {PG_SEARCH_INDEX} ON alerts USING gin "
+            f'(({search_expression_sql()}) "{schema}".gin_trgm_ops)'
+        )
     )
     return True

@@ -126,7 +126,9 @@ def test_rules_check_refuses_each_hostile_file_in_a_fresh_process(name: str, tmp
     hostile = HOSTILE[name]
     path = write_hostile(name, tmp_path / name)
     run = run_livewatch("rules", "check", str(path.parent))
-    print(f"\nrules check {name}: exit {run.returncode}, wall {run.wall_s:.2f} s, peak RSS {run.max_rss_mb:.0f} MB")
+    print(
+        f"\nrules check {name}: exit {run.returncode}, wall {run.wall_s:.2f} s, peak RSS {run.max_rss_mb:.0f} MB"
+    )
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]

@@ -219,6 +219,17 @@ def test_reviewer_logs_in_plays_seeks_and_marks_false_positive(
     )
     with store.db.session() as s:
         assert [d.decision for d in s.scalars(select(Decision).where(Decision.alert_id == nxt))] == ["confirmed"]
+    # for a few seconds the decision can be taken back (z or the button); the trail keeps both rows
+    page.wait_for_selector("#undo-bar:not([hidden])")
+    assert nxt in page.inner_text("#undo-text")
+    page.keyboard.press("z")
+    page.wait_for_function(
+        f"() => document.querySelector(\"#queue-body tr[data-id='{nxt}']\").textContent.includes('unreviewed')"
+    )
+    with store.db.session() as s:
+        rows = list(s.scalars(select(Decision).where(Decision.alert_id == nxt)))
+        assert [(d.decision, d.undoes_id) for d in rows] == [("confirmed", None), ("unreviewed", rows[0].id)]
+    page.wait_for_selector("#undo-bar", state="hidden", timeout=10_000)
 
     # back in the queue the decided alert shows its status
     page.keyboard.press("u")

@@ -37,20 +37,34 @@ def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:  # type:
 
 def _fill(d: Database, n: int = 60) -> None:
     with d.session() as s:
-        s.add(Broadcast(id="b-live", stream_id="room-a", kind="live", source="x", created_ts=T0, started_ts=T0))
+        s.add(
+            Broadcast(id="b-live", stream_id="room-a", kind="live", source="x", created_ts=T0, started_ts=T0)
+        )
         s.add(Broadcast(id="b-file", stream_id=None, kind="file", source="y", created_ts=T0, started_ts=None))
         s.flush()
         for i in range(n):
             live = i % 3 != 0
-            s.add(AlertRow(
-                id=f"a{i:04d}", broadcast_id="b-live" if live else "b-file",
-                stream_id=("room-a" if i % 2 else "room-b") if live else None,
-                category=("false_claim", "price_fraud", "vulgar")[i % 3], code="A1", rule_id=f"r{i % 4}",
-                severity=("high", "low")[i % 2], source="speech", start_s=float(i * 3000), end_s=float(i * 3000 + 2),
-                start_ts=T0 + i * 5000 if i % 5 == 0 and live else None, text=f"第{i}句 最好的产品 {i}",
-                context="", law="", rules_version="v", payload={"evidence": {"manifest_sha256": f"m{i}"}},
-                created_ts=T0 + 100 * DAY + i,
-            ))
+            s.add(
+                AlertRow(
+                    id=f"a{i:04d}",
+                    broadcast_id="b-live" if live else "b-file",
+                    stream_id=("room-a" if i % 2 else "room-b") if live else None,
+                    category=("false_claim", "price_fraud", "vulgar")[i % 3],
+                    code="A1",
+                    rule_id=f"r{i % 4}",
+                    severity=("high", "low")[i % 2],
+                    source="speech",
+                    start_s=float(i * 3000),
+                    end_s=float(i * 3000 + 2),
+                    start_ts=T0 + i * 5000 if i % 5 == 0 and live else None,
+                    text=f"第{i}句 最好的产品 {i}",
+                    context="",
+                    law="",
+                    rules_version="v",
+                    payload={"evidence": {"manifest_sha256": f"m{i}"}},
+                    created_ts=T0 + 100 * DAY + i,
+                )
+            )
         s.commit()
     with d.session() as s:
         for i in range(0, n, 2):
@@ -62,13 +76,29 @@ def _fill(d: Database, n: int = 60) -> None:
 def _row_truth(d: Database) -> list[tuple[str, str | None, str, str, str, str, str, float]]:
     with d.session() as s:
         latest = {}
-        for aid, dec in s.execute(text("SELECT alert_id, decision FROM decisions WHERE decision <> 'note' ORDER BY id")):
+        for aid, dec in s.execute(
+            text("SELECT alert_id, decision FROM decisions WHERE decision <> 'note' ORDER BY id")
+        ):
             latest[aid] = dec
         out = []
         for a, started in s.execute(select(AlertRow, Broadcast.started_ts).join(Broadcast)):
-            moment = a.start_ts if a.start_ts is not None else (started + a.start_s if started is not None else None)
-            out.append((a.id, a.stream_id, a.category, a.rule_id, a.severity, a.source,
-                        latest.get(a.id, "unreviewed"), moment if moment is not None else a.created_ts))
+            moment = (
+                a.start_ts
+                if a.start_ts is not None
+                else (started + a.start_s if started is not None else None)
+            )
+            out.append(
+                (
+                    a.id,
+                    a.stream_id,
+                    a.category,
+                    a.rule_id,
+                    a.severity,
+                    a.source,
+                    latest.get(a.id, "unreviewed"),
+                    moment if moment is not None else a.created_ts,
+                )
+            )
         return out
 
 
@@ -80,19 +110,34 @@ def _check_counts(d: Database) -> None:
         for t in truth:
             assert got[t[0]][0] == t[6] and got[t[0]][1] == pytest.approx(t[7])
         facets = Counter()
-        for st, cat, rule, sev, src, status, n in s.execute(select(
-            AlertFacetCount.stream_id, AlertFacetCount.category, AlertFacetCount.rule_id,
-            AlertFacetCount.severity, AlertFacetCount.source, AlertFacetCount.status, AlertFacetCount.n,
-        )):
+        for st, cat, rule, sev, src, status, n in s.execute(
+            select(
+                AlertFacetCount.stream_id,
+                AlertFacetCount.category,
+                AlertFacetCount.rule_id,
+                AlertFacetCount.severity,
+                AlertFacetCount.source,
+                AlertFacetCount.status,
+                AlertFacetCount.n,
+            )
+        ):
             if n:
                 facets[(st, cat, rule, sev, src, status)] += n
         want = Counter((t[1] or "", t[2], t[3], t[4], t[5], t[6]) for t in truth)
         assert facets == want
-        hourly = {(int(h), st): n for h, st, n in s.execute(select(
-            AlertHourlyCount.hour_ts, AlertHourlyCount.status, AlertHourlyCount.n)) if n}
+        hourly = {
+            (int(h), st): n
+            for h, st, n in s.execute(
+                select(AlertHourlyCount.hour_ts, AlertHourlyCount.status, AlertHourlyCount.n)
+            )
+            if n
+        }
         assert hourly == Counter((int(t[7] // 3600) * 3600, t[6]) for t in truth)
-        daily = {(int(dd), dim, k, st): n for dd, dim, k, st, n in s.execute(
-            text("SELECT day_ts, dim, key, status, n FROM alert_daily")) if n}
+        daily = {
+            (int(dd), dim, k, st): n
+            for dd, dim, k, st, n in s.execute(text("SELECT day_ts, dim, key, status, n FROM alert_daily"))
+            if n
+        }
         want_daily: Counter[tuple[int, str, str, str]] = Counter()
         for t in truth:
             day = int(t[7] // DAY) * int(DAY)
@@ -123,8 +168,12 @@ def test_rebuild_gives_the_same_counts_as_the_triggers(db: Database) -> None:
 def test_keyset_pages_cover_the_queue_once_in_order(db: Database) -> None:
     _fill(db)
     with db.session() as s:
-        for f in (AlertFilter(), AlertFilter(status="unreviewed"), AlertFilter(stream="(none)"),
-                  AlertFilter(category="price_fraud", since_ts=T0)):
+        for f in (
+            AlertFilter(),
+            AlertFilter(status="unreviewed"),
+            AlertFilter(stream="(none)"),
+            AlertFilter(category="price_fraud", since_ts=T0),
+        ):
             whole = queue(s, f, limit=1000)
             seen, cursor = [], None
             while True:
@@ -134,7 +183,9 @@ def test_keyset_pages_cover_the_queue_once_in_order(db: Database) -> None:
                 if cursor is None:
                     break
             assert seen == [a["alert_id"] for a in whole.items]
-            assert whole.total == len(seen) == sum(whole.counts["status"].values()) if f.status is None else True
+            assert (
+                whole.total == len(seen) == sum(whole.counts["status"].values()) if f.status is None else True
+            )
             keys = [(a["time_ts"], a["start_s"], a["alert_id"]) for a in whole.items]
             assert keys == sorted(keys, reverse=True)
 
@@ -142,9 +193,15 @@ def test_keyset_pages_cover_the_queue_once_in_order(db: Database) -> None:
 def test_facet_counts_from_the_counts_equal_counts_from_the_rows(db: Database) -> None:
     _fill(db)
     with db.session() as s:
-        for f in (AlertFilter(), AlertFilter(category="vulgar"), AlertFilter(status="confirmed", stream="room-a")):
+        for f in (
+            AlertFilter(),
+            AlertFilter(category="vulgar"),
+            AlertFilter(status="confirmed", stream="room-a"),
+        ):
             fast = queue(s, f, limit=1)
-            slow = queue(s, f.__class__(**{**{k: getattr(f, k) for k in f.__slots__}, "since_ts": 0.0}), limit=1)
+            slow = queue(
+                s, f.__class__(**{**{k: getattr(f, k) for k in f.__slots__}, "since_ts": 0.0}), limit=1
+            )
             assert fast.total == slow.total and fast.counts == slow.counts
 
 
@@ -156,31 +213,51 @@ def test_search_uses_the_index_and_finds_substrings(db: Database) -> None:
         assert queue(s, AlertFilter(text="a0012"), limit=100).total == 1  # the id is searched too
         assert queue(s, AlertFilter(text="第1"), limit=100).total == 11  # 2 characters: no index, still right
         if db.engine.dialect.name == "sqlite":
-            plan = " ".join(str(r) for r in s.execute(text(
-                "EXPLAIN QUERY PLAN SELECT id FROM alerts WHERE rowid IN "
-                "(SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH '\"最好的\"')")))
+            plan = " ".join(
+                str(r)
+                for r in s.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT id FROM alerts WHERE rowid IN "
+                        "(SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH '\"最好的\"')"
+                    )
+                )
+            )
             assert "VIRTUAL TABLE INDEX" in plan
 
 
 def test_statistics_from_counts_equal_statistics_from_rows(db: Database) -> None:
     _fill(db)
     with db.session() as s:
-        for since, until in ((None, None), (T0 + 0.3 * DAY, T0 + 4.7 * DAY), (T0 + 1000.5, None),
-                             (None, T0 + 2 * DAY + 77)):
+        for since, until in (
+            (None, None),
+            (T0 + 0.3 * DAY, T0 + 4.7 * DAY),
+            (T0 + 1000.5, None),
+            (None, T0 + 2 * DAY + 77),
+        ):
             f = AlertFilter(since_ts=since, until_ts=until)
             fast = statistics(s, f, "Asia/Shanghai").as_dict()
             from collections import defaultdict
 
             by = {k: defaultdict(Counter) for k in ("day", "category", "stream", "rule")}
             totals: Counter[str] = Counter()
-            _add_rows(s, f, __import__("zoneinfo").ZoneInfo("Asia/Shanghai"), by, totals,
-                      ("day", "category", "stream", "rule"), since, until)
+            _add_rows(
+                s,
+                f,
+                __import__("zoneinfo").ZoneInfo("Asia/Shanghai"),
+                by,
+                totals,
+                ("day", "category", "stream", "rule"),
+                since,
+                until,
+            )
             assert fast["totals"]["alerts"] == totals["alerts"]
             assert {d["day"]: d["alerts"] for d in fast["per_day"] if d["alerts"]} == {
-                k: c["alerts"] for k, c in by["day"].items()}
+                k: c["alerts"] for k, c in by["day"].items()
+            }
             for dim in ("category", "stream", "rule"):
                 assert {d[dim]: (d["alerts"], d["confirmed"]) for d in fast[f"per_{dim}"]} == {
-                    k: (c["alerts"], c["confirmed"]) for k, c in by[dim].items()}
+                    k: (c["alerts"], c["confirmed"]) for k, c in by[dim].items()
+                }
 
 
 def test_ledger_streams_in_chunks_oldest_first_with_latest_decision_and_notes(db: Database) -> None:
@@ -202,9 +279,28 @@ def test_an_alert_inserted_in_the_same_second_still_gets_its_time(db: Database) 
         s.add(Broadcast(id="b", stream_id=None, kind="file", source="x", created_ts=T0, started_ts=None))
         s.flush()
         now = time.time()
-        s.add(AlertRow(id="x", broadcast_id="b", category="c", code="c", rule_id="r", severity="low",
-                       source="speech", start_s=1.0, end_s=2.0, text="t", rules_version="v", created_ts=now))
+        s.add(
+            AlertRow(
+                id="x",
+                broadcast_id="b",
+                category="c",
+                code="c",
+                rule_id="r",
+                severity="low",
+                source="speech",
+                start_s=1.0,
+                end_s=2.0,
+                text="t",
+                rules_version="v",
+                created_ts=now,
+            )
+        )
         s.commit()
         a = s.get(AlertRow, "x")
         s.refresh(a)
-        assert a is not None and a.time_ts == pytest.approx(now) and a.moment_ts is None and a.status == "unreviewed"
+        assert (
+            a is not None
+            and a.time_ts == pytest.approx(now)
+            and a.moment_ts is None
+            and a.status == "unreviewed"
+        )

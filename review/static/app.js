@@ -12,6 +12,7 @@ const state = {
   me: null, csrf: null, tz: "Asia/Shanghai", pageSize: 100,
   filters: {}, items: [], total: 0, sel: 0, cursor: null,
   alert: null, media: null,
+  undo: null,  // {alertId, decisionId, timer}: the decision the Undo bar would take back
   // alerts whose page this reviewer has had on screen: a decision key in the queue acts only on those,
   // so a stray `c` cannot confirm an alert nobody looked at
   viewed: new Set(),
@@ -353,8 +354,51 @@ function renderPrice(d) {
 function renderHistory(d) {
   $("#alert-status").replaceChildren(statusBadge(d.status));
   $("#history").replaceChildren(...(d.decisions.length ? d.decisions.map((x) => h("li", {},
+    x.undoes_id ? h("span", { class: "muted small" }, "撤销 undo → ") : "",
     statusBadge(x.decision), " ", h("b", {}, x.reviewer), " ", h("span", { class: "muted small" }, fmtTime(x.created_ts)),
     x.note ? h("div", {}, x.note) : "")) : [h("li", { class: "muted" }, "未审核 not reviewed yet")]));
+}
+
+// Undo: for UNDO_SHOW_MS after a decision the bar at the bottom offers to take it back (button or z).
+// It names the decision it undoes (bound when the decision was saved), whatever is on screen by then;
+// the server allows the reviewer's own latest decision within its window and keeps both rows.
+const UNDO_SHOW_MS = 5000;
+
+function showUndo(alertId, decision) {
+  clearTimeout(state.undo?.timer);
+  state.undo = { alertId, decisionId: decision.id, timer: setTimeout(hideUndo, UNDO_SHOW_MS) };
+  $("#undo-text").textContent = `已记录 saved: ${STATUS_NAMES[decision.decision] || decision.decision} (${alertId})`;
+  $("#undo").hidden = false;
+  $("#undo-bar").hidden = false;
+}
+
+function hideUndo() {
+  clearTimeout(state.undo?.timer);
+  state.undo = null;
+  $("#undo-bar").hidden = true;
+}
+
+async function undoLast() {
+  const u = state.undo;
+  if (!u) return;
+  clearTimeout(u.timer);
+  state.undo = null;
+  $("#undo").hidden = true;
+  try {
+    const r = await api(`/api/alerts/${encodeURIComponent(u.alertId)}/decisions/${u.decisionId}/undo`, { method: "POST" });
+    const item = state.items.find((a) => a.alert_id === u.alertId);
+    if (item) item.status = r.status;
+    if (state.alert?.alert.alert_id === u.alertId) {
+      state.alert.status = r.status; state.alert.decisions = r.decisions;
+      renderHistory(state.alert);
+      $("#decide-msg").textContent = `已撤销 undone: ${STATUS_NAMES[r.status] || r.status}`;
+    }
+    if (!$("#queue-view").hidden) renderQueue();
+    $("#undo-text").textContent = `已撤销 undone (${u.alertId}): ${STATUS_NAMES[r.status] || r.status}`;
+  } catch (e) {
+    $("#undo-text").textContent = `未能撤销 not undone: ${e.message}`;
+  }
+  state.undo = { timer: setTimeout(hideUndo, 2500) };  // the outcome stays readable for a moment
 }
 
 // A decision acts on the alert on screen when the key was pressed (its id is bound before any await),
@@ -371,6 +415,7 @@ async function decide(decision) {
   const note = inAlert ? ($("#note")?.value || "") : "";
   if (decision === "note" && !note.trim()) { $("#note").focus(); return; }
   const r = await api(`/api/alerts/${encodeURIComponent(id)}/decisions`, { method: "POST", body: { decision, note } });
+  if (decision !== "note") showUndo(id, r.decision);
   const item = state.items.find((a) => a.alert_id === id);
   if (item) item.status = r.status;
   if (inAlert && state.alert?.alert.alert_id === id) {
@@ -513,6 +558,7 @@ function onKey(ev) {
     o: () => inQueue && state.items[state.sel] && openAlert(state.items[state.sel].alert_id),
     c: () => decide("confirmed"), f: () => decide("false_positive"), x: () => decide("false_positive"),
     e: () => decide("escalated"),
+    z: () => undoLast(),
     n: () => { if (inAlert) $("#note").focus(); },
     u: () => { location.hash = "#/queue" + qs(state.filters); },
     Escape: () => { location.hash = "#/queue" + qs(state.filters); },
@@ -531,6 +577,7 @@ function init() {
   $("#login-form").addEventListener("submit", doLogin);
   $("#logout").addEventListener("click", async () => {
     await api("/api/logout", { method: "POST" }).catch(() => {});
+    hideUndo();
     state.me = null; state.csrf = null; showLogin();
   });
   $("#help-btn").addEventListener("click", () => { $("#help").hidden = false; });
@@ -550,6 +597,7 @@ function init() {
     seek(((e.clientX - r.left) / r.width) * clipDuration());
   });
   for (const b of document.querySelectorAll("#decide button.d")) b.addEventListener("click", () => decide(b.dataset.decision).catch((e) => { $("#decide-msg").textContent = e.message; }));
+  $("#undo").addEventListener("click", () => undoLast());
   $("#verify").addEventListener("click", () => verifyHashes().catch((e) => { $("#verify-msg").textContent = e.message; }));
   $("#s-apply").addEventListener("click", () => {
     location.hash = "#/stats" + qs({ since: $("#s-since").value, until: $("#s-until").value, stream: $("#s-stream").value.trim() });
