@@ -42,9 +42,9 @@ class RulesSection(BaseModel):
     line_budget_ms: float = Field(
         1000.0,
         ge=0,
-        description="Most wall time matching one line may take (normal lines take a few ms); past it the remaining rules are skipped for "
-        "that line, logged and counted (0 = no budget). Checked between rules: slow regexes are "
-        "refused at load instead.",
+        description="Most wall time matching one line may take (normal lines take a few ms); past it "
+        "the remaining rules are skipped for that line, logged and counted (0 = no budget). Checked "
+        "between rules: slow regexes are refused at load instead.",
     )
 
 

@@ -7,25 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from detectors.types import CATEGORIES
+
 __all__ = ["DEFAULT_RULES_DIR", "DEFAULT_SEMANTIC_HEAD", "RulesDetectorConfig", "SemanticConfig"]
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[1] / "configs" / "rules"
 DEFAULT_SEMANTIC_HEAD = Path(__file__).resolve().parents[1] / "configs" / "semantic" / "head.npz"
 
-_CATEGORIES = (
-    "false_claim",
-    "price_fraud",
-    "fake_sales",
-    "vulgar",
-    "defamation",
-    "counterfeit",
-    "food_safety",
-    "pyramid_selling",
-    "consumer_rights",
-    "improper_prize",
-    "prohibited_goods",
-    "orientation",
-)
+_CATEGORIES = CATEGORIES
 
 
 class RulesDetectorConfig(BaseModel):

@@ -29,7 +29,6 @@ lock.
 from __future__ import annotations
 
 import functools
-
 import re
 import threading
 import unicodedata

@@ -40,7 +40,7 @@ from detectors.laws import DEFAULT_LAWS, LawTable, LawTableError, load_laws, spl
 from detectors.lexicons import REGEX_REF_RE, LexiconError, Lexicons, lexicon_dirs, load_lexicons
 from detectors.normalize import normalize_term
 from detectors.regex_vet import polynomial_problem
-from detectors.types import SEVERITIES
+from detectors.types import CATEGORIES, SEVERITIES
 
 __all__ = [
     "CATEGORIES",
@@ -62,20 +62,6 @@ __all__ = [
     "required_literals",
 ]
 
-CATEGORIES = (
-    "false_claim",
-    "price_fraud",
-    "fake_sales",
-    "vulgar",
-    "defamation",
-    "counterfeit",
-    "food_safety",
-    "pyramid_selling",
-    "consumer_rights",
-    "improper_prize",
-    "prohibited_goods",
-    "orientation",
-)
 Category = Literal[
     "false_claim",
     "price_fraud",

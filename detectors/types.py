@@ -6,6 +6,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITIES = ("low", "medium", "high", "critical")
+CATEGORIES = (
+    "false_claim",
+    "price_fraud",
+    "fake_sales",
+    "vulgar",
+    "defamation",
+    "counterfeit",
+    "food_safety",
+    "pyramid_selling",
+    "consumer_rights",
+    "improper_prize",
+    "prohibited_goods",
+    "orientation",
+)
 
 
 @dataclass(frozen=True, slots=True)
