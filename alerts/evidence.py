@@ -3,7 +3,9 @@
 The original recording is only ever read: the clip is a stream copy of its packets around the moment
 (pre-roll and post-roll), re-encoded only when the container refuses a copy, and the manifest says so.
 Every file handed out is listed in manifest.json with its SHA-256, and the manifest's own hash is kept
-in the database. A folder is written under a temporary name and renamed into place, so a crash never
+in the database. The manifest carries a `signature` object by the site's Ed25519 key (alerts.signing;
+the key of the data directory, the parent of the evidence root, unless the request names one) over its
+canonical JSON without that member, so a re-hashed manifest no longer verifies. A folder is written under a temporary name and renamed into place, so a crash never
 leaves a half-written evidence folder behind.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alerts.signing import SiteKey, load_or_create_site_key, sign_manifest
 from alerts.types import Alert, Evidence, EvidenceFile, MediaRef
 from asr.types import Utterance
 from detectors.types import Detection
@@ -50,6 +53,10 @@ class EvidenceRequest:
     tool_version: str
     stream: dict[str, Any]  # stream id, URL, room identity, broadcast wall-clock start
     payload: dict[str, Any]  # the alert JSON (without the evidence part)
+    # the site key that signs the manifest; None: the key of the data directory, `out_root`'s parent
+    # (made on first use). `sign=False` writes an unsigned manifest (old format, tests).
+    signing_key: SiteKey | None = None
+    sign: bool = True
 
 
 def write_evidence(req: EvidenceRequest) -> Evidence:
@@ -170,6 +177,9 @@ def _write_files(req: EvidenceRequest, tmp: Path) -> tuple[EvidenceFile, ...]:
         },
         "files": [{"name": f.name, "kind": f.kind, "sha256": f.sha256, "size": f.size} for f in files],
     }
+    if req.sign:
+        key = req.signing_key or load_or_create_site_key(Path(req.out_root).absolute().parent)
+        manifest = sign_manifest(manifest, key)
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return files
 

@@ -23,6 +23,7 @@ thread; each works on its own files.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import io
@@ -131,6 +132,9 @@ class VerifyReport:
         None  # the finding (also in `problems`) when the signer is not vouched for
     )
     manifest_matches_case_file: bool = False  # expected_manifest_sha256 given and equal
+    # the capture manifest's own signature (made when the evidence was written); "unsigned" for
+    # evidence captured before manifests were signed, which is reported but is no failure
+    capture_signature: SignatureCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -388,6 +392,14 @@ def _cross_check_capture(
     except (ValueError, AttributeError) as e:
         report.problems.append(f"{CAPTURE_MANIFEST}: unreadable ({e})")
         return
+    if isinstance(capture, dict):
+        trusted = None
+        sig = report.signature
+        if sig is not None and sig.status == "valid" and sig.trusted:
+            trusted = [base64.b64decode(manifest["signature"]["public_key"])]
+        csig = report.capture_signature = check_signature(capture, trusted)
+        if csig.status == "invalid":
+            report.problems.append(f"{CAPTURE_MANIFEST}: signature invalid: {csig.detail}")
     for f in files:
         name = EVIDENCE_PREFIX + str(f.get("name"))
         data = contents.get(name)

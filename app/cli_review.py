@@ -72,7 +72,14 @@ def review_command(
             "review: no users or API tokens are configured; make a user with "
             "`livewatch review --create-user NAME` and add it under review.users in the config"
         )
-    app = create_app(db, ddir, rcfg, tool_version=__version__, env_token=api_token)
+    app = create_app(
+        db,
+        ddir,
+        rcfg,
+        tool_version=__version__,
+        env_token=api_token,
+        verify_interval_s=cfg.evidence.verify_interval_s,
+    )
     bind_host = host or rcfg.host
     bind_port = port or rcfg.port
     if bind_host not in ("127.0.0.1", "localhost", "::1"):
@@ -208,6 +215,15 @@ def verify(
                 f"signature  valid, signed by {sig.key_fingerprint}; no trusted key to check it against "
                 "(--pubkey FILE)\n"
             )
+    csig = report.capture_signature
+    if csig is not None:
+        if csig.status == "unsigned":
+            sys.stdout.write("capture    manifest unsigned (evidence captured before manifests were signed)\n")
+        elif csig.status == "invalid":
+            sys.stdout.write(f"capture    manifest signature INVALID ({csig.detail})\n")
+        else:
+            note = "" if csig.trusted is not False else ", not the key that signed the package"
+            sys.stdout.write(f"capture    manifest signed by {csig.key_fingerprint}{note}\n")
     if report.ok:
         how = (
             f"signed by trusted key {sig.key_fingerprint}"
@@ -229,6 +245,30 @@ def verify(
     if report.signature_problem:
         sys.stdout.write(f"NOT VERIFIED: {report.signature_problem.split(': ', 1)[-1]}\n")
     raise typer.Exit(1)
+
+
+@evidence_app.command("verify-store")
+def verify_store_command(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Re-hash every evidence file in the store against its recorded SHA-256, check each capture
+    manifest's signature, and store the results (shown in the queue, the alert page and /metrics).
+    Prints each file that is not ok; exit 1 if any file is missing or changed or a signature is invalid."""
+    from review.evidence_checks import verify_store
+
+    _cfg, db, ddir = open_store(config, data_dir)
+    result = verify_store(db, ddir)
+    for alert_id, name, state in result.bad:
+        sys.stdout.write(f"{state.upper():10} {alert_id}/{name}\n")
+    counts = ", ".join(f"{result.states.get(k, 0)} {k}" for k in ("ok", "changed", "missing"))
+    sigs = ", ".join(f"{v} {k}" for k, v in sorted(result.signatures.items())) or "none"
+    sys.stdout.write(
+        f"{'OK' if result.ok else 'FAILED'}: {result.files} files of {result.alerts} alerts: {counts}; "
+        f"manifest signatures: {sigs}\n"
+    )
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @evidence_app.command("pubkey")

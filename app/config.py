@@ -20,7 +20,7 @@ from detectors.config import SemanticConfig
 from detectors.video_config import VideoConfig
 from review.config import ReviewConfig
 
-__all__ = ["ConfigError", "RootConfig", "RulesSection", "VideoSection", "load_config"]
+__all__ = ["ConfigError", "EvidenceSection", "RootConfig", "RulesSection", "VideoSection", "load_config"]
 
 
 class ConfigError(Exception):
@@ -52,6 +52,18 @@ class VideoSection(VideoConfig):
     enabled: bool = Field(True, description="Analyse frames (on-screen text, visual) when media has video.")
 
 
+class EvidenceSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verify_interval_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How often the review app re-hashes every evidence file against its manifest and "
+        "stores the result (ok / missing / changed, shown in the queue, the alert page and /metrics); "
+        "0 = off (`livewatch evidence verify-store` runs one pass by hand).",
+    )
+
+
 class RootConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +85,9 @@ class RootConfig(BaseModel):
     video: VideoSection = Field(default_factory=VideoSection, description="Frame analysis.")
     review: ReviewConfig = Field(
         default_factory=ReviewConfig, description="Review web app: users, tokens, sessions."
+    )
+    evidence: EvidenceSection = Field(
+        default_factory=EvidenceSection, description="Evidence store: the background verification pass."
     )
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:

@@ -75,6 +75,13 @@ from review.detail import (
     file_states,
     media_type,
 )
+from review.evidence_checks import (
+    VerifyScheduler,
+    evidence_metrics,
+    manifest_signature_state,
+    queue_states,
+    record_checks,
+)
 from review.integrity import EvidenceChecker
 from review.queries import AlertFilter, BadCursor, iter_ledger_rows, queue, statistics
 from store.db import Database
@@ -125,6 +132,7 @@ class _State:
     tool_version: str
     site_key: SiteKey
     checker: EvidenceChecker
+    verifier: VerifyScheduler
 
 
 def create_app(
@@ -136,8 +144,11 @@ def create_app(
     env_token: str | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    verify_interval_s: float = 0.0,
 ) -> FastAPI:
-    """Build the app. `env_token` is an extra API token (the CLI passes $LIVEWATCH_REVIEW_TOKEN)."""
+    """Build the app. `env_token` is an extra API token (the CLI passes $LIVEWATCH_REVIEW_TOKEN).
+    `verify_interval_s` > 0 runs the evidence verification pass (review.evidence_checks) on a background
+    thread that often, from startup to shutdown."""
     secret = (
         cfg.session_secret.encode("utf-8")
         if cfg.session_secret
@@ -163,6 +174,7 @@ def create_app(
         tool_version=tool_version,
         site_key=load_or_create_site_key(data_dir),  # signs every evidence package this app exports
         checker=EvidenceChecker(),
+        verifier=VerifyScheduler(db, data_dir, verify_interval_s),
     )
     trusted_proxies = parse_networks(cfg.trusted_proxies)
     app = FastAPI(
@@ -173,6 +185,8 @@ def create_app(
     )
     app.state.review = state
     app.router.on_shutdown.append(state.checker.close)
+    app.router.on_startup.append(state.verifier.start)
+    app.router.on_shutdown.append(state.verifier.stop)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -337,6 +351,12 @@ def create_app(
             page = queue(db, f, limit=limit, offset=offset, cursor=cursor, with_counts=not cursor)
         except BadCursor as e:
             raise HTTPException(422, str(e)) from None
+        # each row's evidence state as the last verification pass (or Verify) stored it; null: never checked
+        checked = queue_states(db, [it["alert_id"] for it in page.items])
+        for it in page.items:
+            st = checked.get(it["alert_id"])
+            it["evidence_state"] = st[0] if st else None
+            it["evidence_checked_ts"] = st[1] if st else None
         return {
             "total": page.total,
             "limit": limit,
@@ -437,6 +457,19 @@ def create_app(
             r.name: r.sha256 for r in db.query(EvidenceFileRow).filter(EvidenceFileRow.alert_id == alert_id)
         }
         states = file_states(db, alert_id, data_dir=state.data_dir, checker=state.checker, full=True)
+        signature = None
+        if states:
+            signature = manifest_signature_state(
+                evidence_file_path(db, alert_id, "manifest.json", state.data_dir), state.site_key.public_raw
+            )
+            record_checks(
+                db,
+                alert_id,
+                [(st.name, st.state, st.actual_sha256) for st in states],
+                max(st.checked_ts or clock() for st in states),
+                signature,
+            )
+            db.commit()
         out = [
             {
                 "name": st.name,
@@ -447,7 +480,11 @@ def create_app(
             }
             for st in states
         ]
-        return {"ok": bool(out) and all(x["status"] == "ok" for x in out), "files": out}
+        return {
+            "ok": bool(out) and all(x["status"] == "ok" for x in out) and signature != "invalid",
+            "files": out,
+            "manifest_signature": signature,
+        }
 
     @app.get(
         "/api/alerts/{alert_id}/package",
@@ -554,6 +591,10 @@ def create_app(
 
     # -- monitoring -----------------------------------------------------------------------------------
 
+    def _evidence_metrics() -> str:
+        with state.db.session() as s:
+            return evidence_metrics(s)
+
     @app.get(
         "/metrics",
         tags=["monitoring"],
@@ -565,7 +606,7 @@ def create_app(
         now = clock()
         running, rows = stream_statuses(state.db, state.data_dir, now)
         return Response(
-            metrics_text(running, rows, rules_status(state.data_dir, now)),
+            metrics_text(running, rows, rules_status(state.data_dir, now)) + _evidence_metrics(),
             media_type="text/plain; version=0.0.4; charset=utf-8",
             headers={"Cache-Control": "no-store"},
         )

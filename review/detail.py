@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from alerts.package import PackageInput, PackageResult, build_package
 from alerts.signing import SiteKey
 from review.decisions import decision_dict, history, latest_decisions
+from review.evidence_checks import StoredCheck, manifest_signature_state, stored_checks
 from review.integrity import EvidenceChecker, FileState, overall_state
 from review.queries import CATEGORY_NAMES
 from store.models import AlertRow, Broadcast, DetectionRow, EvidenceFileRow
@@ -105,13 +106,37 @@ def file_states(
     ).all()
     folder = evidence_folder(session, alert, data_dir)
     check = checker or _STAT_ONLY
+    stored = {} if full else stored_checks(session, [alert_id]).get(alert_id, {})
     out = []
     for r in rows:
         path = _listed_path(folder, r.name)
-        out.append(
-            check.verify(r.name, path, r.sha256) if full else check.state(r.name, path, r.sha256, r.size)
-        )
+        if full:
+            out.append(check.verify(r.name, path, r.sha256))
+        else:
+            out.append(
+                _with_stored(check.state(r.name, path, r.sha256, r.size), stored.get(r.name), _mtime(path))
+            )
     return out
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path is not None else None
+    except OSError:
+        return None
+
+
+def _with_stored(live: FileState, stored: StoredCheck | None, mtime: float | None = None) -> FileState:
+    """The state to show: a hash computed after the stored check, what a stat shows wrong now, or the
+    live check of a file modified since the stored check beats the stored result of the last
+    verification pass; otherwise the stored result (checked "pass")."""
+    if stored is None or (mtime is not None and mtime > stored.checked_ts):
+        return live
+    if live.checked == "sha256" and (live.checked_ts or 0.0) >= stored.checked_ts:
+        return live
+    if live.state in ("missing", "changed"):
+        return live
+    return FileState(live.name, stored.state, "pass", stored.checked_ts, stored.sha256_seen, live.actual_size)
 
 
 class _StatOnly(EvidenceChecker):
@@ -298,6 +323,7 @@ def alert_detail(
     payload = resolve_payload(dict(a.payload or {}), a.evidence_dir, data_dir)
     contradicts = _contradicts(session, payload, data_dir)
     evidence_state = overall_state(states.values()) if a.evidence_status == "done" else None
+    manifest_signature = _manifest_signature(session, alert_id, folder, data_dir)
     return {
         "alert": {
             **payload,
@@ -349,6 +375,7 @@ def alert_detail(
             for f in files
         ],
         "evidence_state": evidence_state,
+        "manifest_signature": manifest_signature,
         "clip": clip,
         "snapshot_url": _file_url(alert_id, snap_row.name) if snap_row else None,
         "transcript": mark_transcript(raw_transcript, hits) if raw_transcript else None,
@@ -358,6 +385,24 @@ def alert_detail(
         "stream": manifest.get("stream", {}),
         "package_url": f"/api/alerts/{alert_id}/package",
     }
+
+
+def _manifest_signature(
+    session: Session, alert_id: str, folder: Path | None, data_dir: Path | None
+) -> str | None:
+    """The capture manifest's signature status: stored by the last pass, else checked now."""
+    stored = stored_checks(session, [alert_id]).get(alert_id, {}).get("manifest.json")
+    if stored is not None and stored.signature:
+        return stored.signature
+    if folder is None:
+        return None
+    from alerts.signing import site_public_key
+
+    try:
+        trusted = site_public_key(data_dir) if data_dir is not None else None
+    except (OSError, ValueError):
+        trusted = None
+    return manifest_signature_state(folder / "manifest.json", trusted)
 
 
 def _state_dict(st: FileState | None) -> dict[str, Any]:

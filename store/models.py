@@ -209,6 +209,23 @@ class EvidenceFileRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
 
 
+class EvidenceCheck(Base):
+    """The latest verification of one evidence file (the background pass over the evidence store, or a
+    reviewer's Verify): `state` ok / missing / changed, the SHA-256 seen (None when missing), when.
+    For `manifest.json`, `signature` is the capture manifest's signature status (valid / untrusted /
+    invalid / unsigned)."""
+
+    __tablename__ = "evidence_checks"
+    __table_args__ = (UniqueConstraint("alert_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))
+    checked_ts: Mapped[float] = mapped_column(Float, index=True)
+    sha256_seen: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signature: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
+
+
 class Decision(Base):
     """A reviewer's decision on an alert. Append-only: the latest row is the current status."""
 

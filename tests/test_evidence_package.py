@@ -380,7 +380,9 @@ def test_fully_rehashed_forgery_fails_on_its_signature(package: Path, tmp_path: 
     report = verify_package(forged, trusted_keys=TRUSTED)
     assert report.bad_files == [] and report.signature is not None
     assert report.signature.status == "invalid" and not report.ok
-    assert report.named_files == [MANIFEST]
+    # the re-hashed capture manifest no longer matches its own (capture-time) signature either
+    assert report.named_files == [MANIFEST, CAPTURE_MANIFEST]
+    assert report.capture_signature is not None and report.capture_signature.status == "invalid"
     r = _verify_cli(forged, "--pubkey", str(site_pub))
     assert r.returncode == 1 and "OK:" not in r.stdout
     assert "NOT VERIFIED: signature invalid" in r.stdout and "changed after it was signed" in r.stdout

@@ -193,7 +193,10 @@ function renderQueue() {
     h("td", {}, h("span", { class: `sev sev-${a.severity}` }, a.severity)),
     h("td", { class: "small" }, a.source),
     h("td", { class: "text" }, highlight(a.text, a.matched)),
-    h("td", {}, statusBadge(a.status))));
+    h("td", {}, statusBadge(a.status),
+      a.evidence_state && a.evidence_state !== "ok"
+        ? h("span", { class: "small bad", title: "evidence verification pass" }, " " + (FILE_STATES[a.evidence_state] || a.evidence_state))
+        : "")));
   $("#queue-body").replaceChildren(...rows);
   const scope = [state.filters.rule && `rule ${state.filters.rule}`, state.filters.broadcast && `broadcast ${state.filters.broadcast}`]
     .filter(Boolean).join(" · ");
@@ -453,6 +456,7 @@ async function move(step, open) {
 // background check), without waiting for a click on Verify ----------------------------------------------
 
 const FILE_STATES = { ok: "✓ ok", changed: "✗ 已改变 changed", missing: "✗ 缺失 missing", unverified: "… 校验中 checking" };
+// (also used by the queue's evidence marker, from the stored verification pass)
 
 function renderFiles(d) {
   $("#files").replaceChildren(h("tr", {}, h("th", {}, "文件 File"), h("th", {}, "SHA-256"), h("th", {}, "bytes"), h("th", {}, "状态 State")),
@@ -468,7 +472,11 @@ function renderEvidenceState(d) {
   const msg = $("#verify-msg");
   const bad = d.files.filter((f) => f.state === "missing" || f.state === "changed");
   msg.className = "small " + (bad.length ? "bad" : "");
-  msg.textContent = bad.length ? `✗ 证据异常 evidence: ${bad.map((f) => `${f.name} (${f.state})`).join(", ")}` : "";
+  const sig = d.manifest_signature === "invalid" ? " · ✗ manifest signature INVALID"
+    : d.manifest_signature === "untrusted" ? " · manifest signed by another key"
+    : d.manifest_signature === "unsigned" ? " · manifest unsigned (older capture)" : "";
+  msg.textContent = (bad.length ? `✗ 证据异常 evidence: ${bad.map((f) => `${f.name} (${f.state})`).join(", ")}` : "") + sig;
+  if (d.manifest_signature === "invalid") msg.className = "small bad";
   if (d.files.some((f) => f.state === "unverified")) {
     const id = d.alert.alert_id;
     setTimeout(async () => {  // the background hash is usually done within seconds: show its verdict
