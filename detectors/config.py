@@ -78,6 +78,20 @@ class SemanticConfig(BaseModel):
     )
     num_threads: int = Field(1, ge=1, le=64, description="CPU threads of the embedding model.")
     min_chars: int = Field(4, ge=1, description="Lines shorter than this (without spaces) are skipped.")
+    sources: list[str] = Field(
+        default_factory=lambda: ["speech"],
+        description="What the stage reads. Speech only by default: the head learned from spoken and written "
+        "claims, and short on-screen banners (全网最低价 限时秒杀) read as price claims it was not taught; "
+        "captions go through the rules and price checks.",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if v not in ("speech", "screen")]
+        if bad:
+            raise ValueError(f"unknown sources {bad}; known: speech, screen")
+        return value
     neighbours: int = Field(
         3, ge=1, le=10, description="Nearest labelled lines shown as the reason for each detection."
     )

@@ -617,6 +617,8 @@ class SemanticDetector(Detector[SemanticConfig]):
         return self.detect_utterance(context.utterance)
 
     def detect_utterance(self, utt: Utterance) -> list[Detection]:
+        if utt.source not in self.config.sources:
+            return []
         if utt.meta.get("hallucination") or not self._eligible(utt.text):
             return []
         E = self.embedder.embed([utt.text])
