@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import av
@@ -105,10 +106,12 @@ def test_clip_cut_short_records_the_post_roll_actually_cut(
 ) -> None:
     """A recording that ends 1.4 s after the moment (a crash): the manifest says 1.4 s, not the 5.0 asked,
     whether the caller knew the recording's real length or still believed it longer."""
-    from conftest import run_ffmpeg
-
     short = tmp_path / "crashed.flac"
-    run_ffmpeg(ffmpeg, "-i", str(corpus / "broadcast_1.flac"), "-t", "39.3", "-c", "copy", str(short))
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(corpus / "broadcast_1.flac"), "-t", "39.3",
+         "-c", "copy", str(short)],
+        check=True,
+    )
     req = _request(short, tmp_path / "ev", 33.5, 37.9)
     if believed == "overstated":
         from dataclasses import replace
