@@ -218,33 +218,24 @@ class LawTable:
 
     def citation(self, ref: str) -> Citation:
         """One id resolved; raises `UnknownLawRefError`."""
+        art: Article | None = None
         if ref in self.articles:
             law, art = self.articles[ref]
-            return Citation(
-                ref=ref,
-                law_id=law.id,
-                law_name=law.name,
-                short_name=law.short,
-                version=law.version,
-                effective=law.effective,
-                article=art,
-                verified=art.verified,
-                display=f"{law.label()} {art.cite()}",
-            )
-        if ref in self.laws:
+        elif ref in self.laws:
             law = self.laws[ref]
-            return Citation(
-                ref=ref,
-                law_id=law.id,
-                law_name=law.name,
-                short_name=law.short,
-                version=law.version,
-                effective=law.effective,
-                article=None,
-                verified=law.verified,
-                display=law.label(),
-            )
-        raise UnknownLawRefError([ref])
+        else:
+            raise UnknownLawRefError([ref])
+        return Citation(
+            ref=ref,
+            law_id=law.id,
+            law_name=law.name,
+            short_name=law.short,
+            version=law.version,
+            effective=law.effective,
+            article=art,
+            verified=art.verified if art is not None else law.verified,
+            display=f"{law.label()} {art.cite()}" if art is not None else law.label(),
+        )
 
     def resolve(self, ref: str | Sequence[str]) -> Resolution:
         """Resolve one id or several; raises `UnknownLawRefError` naming every unknown id."""
