@@ -42,6 +42,7 @@ from store.models import (
     PriceClaimRow,
     UtteranceRow,
 )
+from store.paths import session_data_dir, to_stored
 from store.prices import claim_from_row
 
 __all__ = ["DbWriter", "LiveStore"]
@@ -157,7 +158,7 @@ class LiveStore:
                 rules_version=rules_version,
                 created_ts=time.time(),
                 meta={
-                    "dir": folder,
+                    "dir": to_stored(folder, session_data_dir(s)),  # relative to the data directory
                     "source_start_s": source_start_s,
                     "asr_done_s": 0.0,
                     "analyzed_s": 0.0,
@@ -233,6 +234,8 @@ class LiveStore:
         created_ts: float,
         hls_seq: int | None = None,
     ) -> None:
+        """A recorded file's row; its path is stored relative to the data directory (store.paths), so
+        the recordings stay found when the data directory moves."""
         if hls_seq is not None:  # where a restarted monitor rejoins the playlist (Monitor.start)
             b = s.get(Broadcast, broadcast_id)
             if b is not None and (b.meta or {}).get("hls_last_seq", -1) < hls_seq:
@@ -247,7 +250,7 @@ class LiveStore:
                 MediaSegmentRow(
                     broadcast_id=broadcast_id,
                     seq=seq,
-                    path=path,
+                    path=to_stored(path, session_data_dir(s)),
                     start_s=start_s,
                     duration_s=duration_s,
                     status="recorded",
@@ -512,7 +515,10 @@ def next_utterance_index(s: Session, broadcast_id: str) -> int:
 
 
 def rescan_segments(s: Session, broadcast_id: str, folder: Path) -> float:
-    """After a crash: add rows for files on disk the database missed. Returns the recorded length (s)."""
+    """After a crash: add rows for files on disk the database missed. Returns the recorded length (s).
+
+    `folder` is where the broadcast's files are now (its stored folder resolved against the data
+    directory); rows are stored relative to the data directory like `LiveStore.add_segment`'s."""
     known = {
         seq: (st, d)
         for seq, st, d in s.execute(
@@ -543,7 +549,7 @@ def rescan_segments(s: Session, broadcast_id: str, folder: Path) -> float:
             MediaSegmentRow(
                 broadcast_id=broadcast_id,
                 seq=seq,
-                path=str(path),
+                path=to_stored(path, session_data_dir(s)),
                 start_s=start,
                 duration_s=duration,
                 status="recorded",

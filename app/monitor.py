@@ -91,6 +91,7 @@ from ingest.types import (
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
+from store.paths import resolve_stored, to_stored
 from store.prices import SqlPriceHistory, link_claim_alerts, save_claims
 
 __all__ = ["STATUS_FILE", "Monitor", "RuleHolderLike", "RulesLike"]
@@ -762,10 +763,14 @@ class Monitor:
         with self._lock:
             ctx = self._asr.get(broadcast_id)
             if ctx is not None:
-                return str(ctx.folder)
+                return to_stored(ctx.folder, self.db.data_dir)
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
             return str((b.meta or {}).get("dir", "")) if b is not None else ""
+
+    def _media_file(self, stored: str) -> Path:
+        """Where a stored recording path (relative to the data directory) is now."""
+        return resolve_stored(stored, self.db.data_dir)
 
     # -- evidence worker ------------------------------------------------------------------------------------
 
@@ -891,7 +896,8 @@ class Monitor:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         joined = tmp_dir / f"{alert.alert_id}.ts"
         try:
-            ffmpeg.concat_segments([sg.path for sg in segs], joined)
+            files = [self._media_file(sg.path) for sg in segs]
+            ffmpeg.concat_segments([str(f) for f in files], joined)
             info = ffmpeg.probe(joined)
             media = MediaRef(
                 str(joined),
@@ -901,16 +907,10 @@ class Monitor:
                 info.duration_s,
                 info.has_video,
             )
+            # the manifest names each original as stored (relative to the data directory), hashed where it is
             originals = tuple(
-                MediaRef(
-                    sg.path,
-                    sha256_file(sg.path),
-                    Path(sg.path).stat().st_size,
-                    sg.start_s,
-                    sg.duration_s,
-                    info.has_video,
-                )
-                for sg in segs
+                MediaRef(sg.path, sha256_file(f), f.stat().st_size, sg.start_s, sg.duration_s, info.has_video)
+                for sg, f in zip(segs, files, strict=True)
             )
             payload = alert_payload(alert, stream_id=stream_id, media_path=str(Path(segs[0].path).parent))
             payload["live"] = True
@@ -955,7 +955,7 @@ class Monitor:
             ).all()
         now = self._clock()
         for b in todo:
-            folder = Path((b.meta or {}).get("dir", ""))
+            folder = self._media_file(str((b.meta or {}).get("dir", "")))
             if b.status == "live":
 
                 def close(s: Session, bid: str = b.id, f: Path = folder) -> float:
@@ -1071,7 +1071,7 @@ class Monitor:
             first_index = next_caption_index(s, b.id)
         stream = b.stream_id or ""  # read even if the stream has left the config: it was recorded
         for r in rows:
-            seg = MediaSegment(b.id, r.seq, r.path, r.start_s, r.duration_s)
+            seg = MediaSegment(b.id, r.seq, str(self._media_file(r.path)), r.start_s, r.duration_s)
             self._video.submit(b.id, stream, seg, first_caption_index=first_index)
         self._video.end(b.id, stream)
         logger.info(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow
+from store.paths import resolve_stored, session_data_dir
 
 __all__ = [
     "Deletion",
@@ -192,14 +192,15 @@ def apply_retention(
     with db.session() as s:
         facts, protected = gather_facts(s, pre_roll_s, post_roll_s)
         plan = plan_retention(facts, policies, now_ts, protected, total_max_bytes)
+        data_dir = session_data_dir(s)
         paths = {
-            r.id: r.path
+            r.id: resolve_stored(r.path, data_dir)  # stored relative to the data directory
             for r in s.scalars(
                 select(MediaSegmentRow).where(MediaSegmentRow.id.in_([d.segment_id for d in plan]))
             )
         }
     for d in plan:
-        Path(paths[d.segment_id]).unlink(missing_ok=True)
+        paths[d.segment_id].unlink(missing_ok=True)
     if plan:
         ids = [d.segment_id for d in plan]
 

@@ -36,6 +36,7 @@ from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
 from store.db import Database
 from store.models import AlertRow, Broadcast, BroadcastGap, MediaSegmentRow, UtteranceRow
+from store.paths import resolve_stored
 
 pytestmark = pytest.mark.slow
 
@@ -177,7 +178,7 @@ def measured_join(run: CutRun, tmp_path: Path) -> tuple[Broadcast, Broadcast, Br
         spans = []
         for b in (first, second):
             files = [
-                Path(p)
+                resolve_stored(p, run.db.data_dir)  # stored relative to the data directory
                 for p in s.scalars(
                     select(MediaSegmentRow.path)
                     .where(MediaSegmentRow.broadcast_id == b.id)
