@@ -84,7 +84,7 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Prometheus text format.")] = False,
 ) -> None:
-    """Per stream: state, broadcast uptime, reconnects, ASR lag, alerts today."""
+    """Per stream: state, broadcast uptime, reconnects, ASR lag, alerts today; evidence verification."""
     from app import monitor_status as ms
     from app.config import ConfigError, RootConfig
     from detectors.yamlsafe import YamlLoadError, load_file
@@ -105,11 +105,14 @@ def status_command(
     now = time.time()
     running, rows = ms.stream_statuses(db, ddir, now)
     rules = ms.rules_status(ddir, now)
+    verify = ms.verify_status(ddir, now)
     if metrics:
-        sys.stdout.write(ms.metrics_text(running, rows, rules))
+        sys.stdout.write(ms.metrics_text(running, rows, rules, verify))
         return
     if as_json:
-        sys.stdout.write(json.dumps(ms.as_json(running, rows, rules), ensure_ascii=False, indent=1) + "\n")
+        sys.stdout.write(
+            json.dumps(ms.as_json(running, rows, rules, verify), ensure_ascii=False, indent=1) + "\n"
+        )
         return
     t = Table(title=f"livewatch monitor: {'running' if running else 'not running'} ({ddir})")
     for col in (
@@ -140,5 +143,10 @@ def status_command(
         )
     console = Console()
     console.print(t)
-    for line in ms.rules_problems(rules):
+    for line in ms.rules_problems(rules) + ms.verify_problems(verify):
         console.print(f"[bold red]{escape(line)}[/bold red]")
+    last = (verify or {}).get("last")
+    if last and last.get("ok"):
+        console.print(
+            f"evidence: {last.get('files', 0)} file(s) of {last.get('alerts', 0)} alert(s) as captured"
+        )

@@ -58,9 +58,10 @@ class EvidenceSection(BaseModel):
     verify_interval_s: float = Field(
         3600.0,
         ge=0,
-        description="How often the review app re-hashes every evidence file against its manifest and "
-        "stores the result (ok / missing / changed, shown in the queue, the alert page and /metrics); "
-        "0 = off (`livewatch evidence verify-store` runs one pass by hand).",
+        description="How often the live monitor and the review app (each on its own thread) re-hash "
+        "every evidence file against its manifest and store the result (ok / missing / changed, shown in "
+        "the queue, the alert page, `livewatch status` and /metrics); 0 = off (`livewatch evidence "
+        "verify-store` runs one pass by hand).",
     )
 
 

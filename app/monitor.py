@@ -88,6 +88,7 @@ from ingest.types import (
     RecorderResume,
     SegmentRecorded,
 )
+from review.evidence_checks import PassResult, VerifyScheduler
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
@@ -236,6 +237,13 @@ class Monitor:
         self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
         self._claims: dict[str, list[PriceClaim]] = {}  # per broadcast, as stored (analysis thread)
+        # the evidence verification pass (the review app's, shared): a missing or altered clip is recorded
+        # and shown in the status even when no review app runs
+        every = cfg.evidence.verify_interval_s
+        self.verifier = VerifyScheduler(
+            db, self.data_dir, every, first_delay_s=min(5.0, every), on_pass=self._verified
+        )
+        self._verify_bad: set[tuple[str, str, str]] = set()
         v = cfg.video
         self._video = (
             VideoWorker(v, self._analysis_q.put)
@@ -271,6 +279,7 @@ class Monitor:
             self._threads.append(t)
         if self.webhooks is not None:
             self.webhooks.start()
+        self.verifier.start()
         if self._video is not None:
             self._video.start()
         keep_video = self.cfg.video.enabled
@@ -332,6 +341,7 @@ class Monitor:
             self._video.stop()
         for t in self._threads:
             t.join(30)
+        self.verifier.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
         self.writer.stop()
@@ -1213,7 +1223,22 @@ class Monitor:
             "streams": streams,
             "catchup": catchup,
             "rules": self._rules_status(),
+            "evidence_verify": self.verifier.status(),
         }
+
+    def _verified(self, result: PassResult) -> None:
+        """After a verification pass (its thread): evidence files newly found missing or changed, or a
+        manifest signature that no longer holds, go to the ops webhook; the log has each file already."""
+        bad = set(result.bad)
+        new = sorted(bad - self._verify_bad)
+        self._verify_bad = bad
+        if new and self.webhooks is not None:
+            self.webhooks.notify_ops(
+                "evidence_not_as_captured",
+                message=f"{len(new)} evidence file(s) newly missing or changed",
+                files=[{"alert_id": a, "name": n, "state": st} for a, n, st in new[:50]],
+                pid=os.getpid(),
+            )
 
     def _rules_reload_failed(self, message: str) -> None:
         """A holder refused a reload (it logged it and keeps the old set): tell the ops webhook now;

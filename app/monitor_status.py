@@ -1,4 +1,5 @@
-"""What `livewatch status` and /metrics show: per stream state, uptime, reconnects, ASR lag, alerts today.
+"""What `livewatch status` and /metrics show: per stream state, uptime, reconnects, ASR lag, alerts today,
+the rule holders, and the monitor's evidence verification pass.
 
 A running monitor rewrites `<data_dir>/monitor/status.json` every second (atomic rename); the rest
 comes from the database, so the status of a stopped monitor still shows its history. Read-only:
@@ -18,7 +19,15 @@ from sqlalchemy import func, select
 from store.db import Database
 from store.models import AlertRow, Broadcast, BroadcastGap, Stream
 
-__all__ = ["StreamStatus", "metrics_text", "read_status", "rules_status", "stream_statuses"]
+__all__ = [
+    "StreamStatus",
+    "metrics_text",
+    "read_status",
+    "rules_status",
+    "stream_statuses",
+    "verify_problems",
+    "verify_status",
+]
 
 STATUS_FILE = Path("monitor") / "status.json"
 STALE_S = 10.0
@@ -157,6 +166,73 @@ def rules_problems(rules: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def verify_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
+    """The running monitor's evidence verification schedule and latest pass (review.evidence_checks
+    `VerifyScheduler.status`), or None when no monitor runs."""
+    status = read_status(data_dir)
+    if not monitor_running(status, now_ts):
+        return None
+    v = (status or {}).get("evidence_verify")
+    return v if isinstance(v, dict) else None
+
+
+def _when(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return ""
+    return datetime.fromtimestamp(ts, UTC).astimezone().strftime(" at %Y-%m-%d %H:%M:%S")
+
+
+def verify_problems(verify: dict[str, Any] | None) -> list[str]:
+    """Lines for a human: evidence files the monitor's last verification pass found missing or changed,
+    manifests whose signature no longer holds, a pass that failed."""
+    out: list[str] = []
+    if not verify:
+        return out
+    if verify.get("error"):
+        out.append(f"evidence verification pass failed{_when(verify.get('error_ts'))}: {verify['error']}")
+    last = verify.get("last") or {}
+    states = last.get("states") or {}
+    invalid = int((last.get("signatures") or {}).get("invalid", 0))
+    if last.get("bad") or invalid:
+        parts = [f"{states[k]} {k}" for k in ("missing", "changed") if states.get(k)]
+        if invalid:
+            parts.append(f"{invalid} manifest signature(s) invalid")
+        listed = last.get("bad_files") or []
+        example = (
+            f"; e.g. {listed[0]['alert_id']}/{listed[0]['name']} {listed[0]['state']}"
+            if listed and isinstance(listed[0], dict)
+            else ""
+        )
+        out.append(
+            f"evidence not as captured{_when(last.get('finished_ts'))}: {', '.join(parts)} of "
+            f"{last.get('files', 0)} file(s){example} (`livewatch evidence verify-store` for the list)"
+        )
+    return out
+
+
+def _verify_metrics(verify: dict[str, Any]) -> list[str]:
+    last = verify.get("last") or {}
+    states = last.get("states") or {}
+    out = [
+        "# HELP livewatch_monitor_evidence_verify_passes_total Evidence verification passes the monitor ran.",
+        "# TYPE livewatch_monitor_evidence_verify_passes_total counter",
+        f"livewatch_monitor_evidence_verify_passes_total {int(verify.get('passes', 0))}",
+        "# HELP livewatch_monitor_evidence_verify_ok 1 when the monitor's last verification pass found every "
+        "evidence file as captured (0 also when the pass failed).",
+        "# TYPE livewatch_monitor_evidence_verify_ok gauge",
+        f"livewatch_monitor_evidence_verify_ok {int(bool(last.get('ok')) and not verify.get('error'))}",
+        "# HELP livewatch_monitor_evidence_verify_last_pass_timestamp_seconds When the monitor's last "
+        "verification pass finished (0: none yet).",
+        "# TYPE livewatch_monitor_evidence_verify_last_pass_timestamp_seconds gauge",
+        f"livewatch_monitor_evidence_verify_last_pass_timestamp_seconds {float(last.get('finished_ts') or 0.0)}",
+        "# HELP livewatch_monitor_evidence_verify_files Evidence files by state in the monitor's last pass.",
+        "# TYPE livewatch_monitor_evidence_verify_files gauge",
+    ]
+    for k in ("ok", "missing", "changed"):
+        out.append(f'livewatch_monitor_evidence_verify_files{{state="{k}"}} {int(states.get(k, 0))}')
+    return out
+
+
 def _esc(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -199,8 +275,14 @@ def _rules_metrics(rules: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def metrics_text(running: bool, rows: list[StreamStatus], rules: dict[str, Any] | None = None) -> str:
-    """Prometheus text exposition (version 0.0.4); `rules` from `rules_status` (a running monitor)."""
+def metrics_text(
+    running: bool,
+    rows: list[StreamStatus],
+    rules: dict[str, Any] | None = None,
+    verify: dict[str, Any] | None = None,
+) -> str:
+    """Prometheus text exposition (version 0.0.4); `rules` from `rules_status` and `verify` from
+    `verify_status` (a running monitor)."""
     out = [
         "# HELP livewatch_monitor_up Whether a monitor process is running and updating its status.",
         "# TYPE livewatch_monitor_up gauge",
@@ -243,13 +325,21 @@ def metrics_text(running: bool, rows: list[StreamStatus], rules: dict[str, Any] 
                 out.append(f'{name}{{stream="{_esc(r.stream_id)}"}} {float(v):g}')
     if rules is not None:
         out += _rules_metrics(rules)
+    if verify is not None:
+        out += _verify_metrics(verify)
     return "\n".join(out) + "\n"
 
 
-def as_json(running: bool, rows: list[StreamStatus], rules: dict[str, Any] | None = None) -> dict[str, Any]:
+def as_json(
+    running: bool,
+    rows: list[StreamStatus],
+    rules: dict[str, Any] | None = None,
+    verify: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "running": running,
         "streams": [asdict(r) for r in rows],
         "rules": rules,
-        "problems": rules_problems(rules),
+        "evidence_verify": verify,
+        "problems": rules_problems(rules) + verify_problems(verify),
     }

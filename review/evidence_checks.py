@@ -8,7 +8,7 @@ manifest's row: `valid`, `untrusted` (valid, but made by another key), `invalid`
 signing), `unsigned` (an older manifest written before manifests were signed; not a failure).
 
 The pass runs from `livewatch evidence verify-store` and, every `evidence.verify_interval_s`, on a
-background thread of the review app (`VerifyScheduler`); a reviewer's Verify stores its result the
+background thread of the live monitor and of the review app (`VerifyScheduler`); a reviewer's Verify stores its result the
 same way (`record_checks`). The queue, the alert page and `/metrics` read the stored rows.
 
 Concurrency: the pass uses its own sessions, one commit per alert (a row per file, replaced); it reads
@@ -253,15 +253,38 @@ def evidence_metrics(session: Session) -> str:
 
 
 class VerifyScheduler:
-    """Runs `verify_store` every `interval_s` on one daemon thread (the first pass soon after start)."""
+    """Runs `verify_store` every `interval_s` on one daemon thread (the first pass `first_delay_s` after
+    start). The review app and the live monitor each run one (`livewatch monitor` records a missing or
+    altered clip even when no review app runs); `run_pass` runs one pass on the caller's thread.
 
-    def __init__(self, db: Any, data_dir: Path, interval_s: float, *, first_delay_s: float = 5.0) -> None:
+    `last` is the latest pass's result, `status()` a JSON-ready summary of it (the monitor's status
+    file, `livewatch status`, /metrics), `on_pass` (optional) is called with each result after it is
+    stored. A pass that fails is logged and shown in `status()`; the schedule carries on.
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        data_dir: Path,
+        interval_s: float,
+        *,
+        first_delay_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> None:
         self.db = db
         self.data_dir = Path(data_dir)
         self.interval_s = interval_s
         self.first_delay_s = first_delay_s
+        self.clock = clock
+        self.on_pass = on_pass
         self.last: PassResult | None = None
+        self.passes = 0
+        self.last_error: str | None = None
+        self.last_error_ts: float | None = None
+        self.in_pass = False
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one pass at a time (the thread, or a caller of run_pass)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -275,11 +298,54 @@ class VerifyScheduler:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def run_pass(self) -> PassResult | None:
+        """One verification pass now; its result (None when it failed: see `last_error`)."""
+        with self._lock:
+            self.in_pass = True
+            try:
+                result = verify_store(self.db, self.data_dir, clock=self.clock, stop=self._stop)
+            except Exception as e:
+                logger.exception("evidence verification pass failed")
+                self.last_error, self.last_error_ts = f"{type(e).__name__}: {e}"[:500], self.clock()
+                return None
+            finally:
+                self.in_pass = False
+                self.passes += 1
+            self.last, self.last_error, self.last_error_ts = result, None, None
+        if self.on_pass is not None:
+            try:
+                self.on_pass(result)
+            except Exception:
+                logger.exception("callback after an evidence verification pass failed")
+        return result
+
+    def status(self, max_listed: int = 20) -> dict[str, Any]:
+        """The schedule and the latest pass, JSON-ready: counts per state and signature status, and the
+        first `max_listed` files not as captured."""
+        last = self.last
+        return {
+            "interval_s": self.interval_s,
+            "passes": self.passes,
+            "in_pass": self.in_pass,
+            "error": self.last_error,
+            "error_ts": self.last_error_ts,
+            "last": None
+            if last is None
+            else {
+                "started_ts": last.started_ts,
+                "finished_ts": last.finished_ts,
+                "alerts": last.alerts,
+                "files": last.files,
+                "states": {k: last.states.get(k, 0) for k in STATES},
+                "signatures": dict(last.signatures),
+                "ok": last.ok,
+                "bad": len(last.bad),
+                "bad_files": [{"alert_id": a, "name": n, "state": st} for a, n, st in last.bad[:max_listed]],
+            },
+        }
+
     def _run(self) -> None:
         delay = self.first_delay_s
         while not self._stop.wait(delay):
-            try:
-                self.last = verify_store(self.db, self.data_dir, stop=self._stop)
-            except Exception:
-                logger.exception("evidence verification pass failed")
+            self.run_pass()
             delay = self.interval_s

@@ -1,7 +1,8 @@
 """Live recordings that move with the data: segment rows and broadcast folders stored relative to the
 data directory, resolved when read.
 
-A monitor records a tone broadcast (real ffmpeg, the fake model), then its data directory is moved
+A monitor records a tone broadcast (real ffmpeg, the fake model); its own evidence verification pass
+(every 0.5 s here) sees the evidence, then a clip cut short. Then its data directory is moved
 to another place. From there, a monitor cuts evidence again from the stored segments, `evidence
 export` / `evidence verify` run from a third folder, a crash rescan re-registers a file under its
 relative path, and retention deletes recordings in the new place. Revision 0007 rewriting an old
@@ -32,7 +33,7 @@ from app.monitor_config import MonitorConfig
 from app.retention import RetentionPolicy, apply_retention
 from store.db import Database
 from store.migrations import alembic_config
-from store.models import AlertRow, Broadcast, EvidenceFileRow, MediaSegmentRow
+from store.models import AlertRow, Broadcast, EvidenceCheck, EvidenceFileRow, MediaSegmentRow
 from store.paths import resolve_stored
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +61,11 @@ def _settled(db: Database) -> bool:
         return bool(bs) and all(b.status == "done" for b in bs) and pending is None
 
 
-def _monitor(data: Path, media: Path) -> tuple[Monitor, Database]:
+def _monitor(data: Path, media: Path, verify_s: float = 3600.0) -> tuple[Monitor, Database]:
     cfg = MonitorConfig.model_validate(
         {
             "data_dir": str(data),
+            "evidence": {"verify_interval_s": verify_s},
             "alerts": {"pre_roll_s": 1.0, "post_roll_s": 1.0},
             "video": {"enabled": False},
             "streams": [{"id": "room", "url": str(media), "realtime": False, "segment_s": 1}],
@@ -98,12 +100,31 @@ def test_a_recorded_broadcast_keeps_working_after_the_data_dir_moved(
     first = tmp_path / "A"
     first.mkdir()
     monkeypatch.chdir(first)  # the monitor runs with a relative data directory, as the quick start does
-    mon, db = _monitor(Path("livewatch-data"), media)
+    mon, db = _monitor(Path("livewatch-data"), media, verify_s=0.5)
     mon.start()
     try:
         wait_for(lambda: _settled(db), 90, "the broadcast to be recorded, analysed and its evidence cut")
+        # the monitor's own verification pass (no review app running) sees the evidence, then a damaged clip
+        v = mon.verifier
+        wait_for(lambda: v.last is not None and v.last.files >= 6 and v.last.ok, 30, "a verification pass")
+        with db.session() as s:
+            second = s.scalars(select(AlertRow).order_by(AlertRow.start_s)).all()[1]
+        clip = next((Path("livewatch-data") / (second.evidence_dir or "")).glob("clip.*"))
+        clip.write_bytes(clip.read_bytes()[:-100])
+        wait_for(
+            lambda: v.last is not None and (second.id, clip.name, "changed") in v.last.bad, 30, "the damage"
+        )
+        with db.session() as s:
+            check = s.scalar(
+                select(EvidenceCheck).where(
+                    EvidenceCheck.alert_id == second.id, EvidenceCheck.name == clip.name
+                )
+            )
+            assert check is not None and check.state == "changed"
+        assert mon.status()["evidence_verify"]["last"]["states"]["changed"] == 1
     finally:
         mon.stop()
+    assert v._thread is not None and not v._thread.is_alive()  # stopped with the monitor
     with db.session() as s:
         (b,) = s.scalars(select(Broadcast)).all()
         segs = s.scalars(select(MediaSegmentRow).order_by(MediaSegmentRow.seq)).all()
