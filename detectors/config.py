@@ -95,6 +95,16 @@ class SemanticConfig(BaseModel):
     neighbours: int = Field(
         3, ge=1, le=10, description="Nearest labelled lines shown as the reason for each detection."
     )
+    lawful_wording: list[str] = Field(
+        default_factory=lambda: [
+            "@approved_claims.nutrient_functions",
+            "@approved_claims.warnings",
+            "@medical_efficacy.lawful_health_food_functions",
+        ],
+        description="Lexicon groups of wording the law allows (approved health-food and nutrient function "
+        "claims, statutory warnings). A line holding one is left to the rules: the head reads approved "
+        "claims as claims. Read from the shipped lexicons (configs/lexicons); [] turns the gate off.",
+    )
 
     @field_validator("thresholds", "severities")
     @classmethod

@@ -568,6 +568,45 @@ def load_head(path: Path) -> SemanticHead:
         return head
 
 
+class LawfulWording:
+    """Wording the law allows (approved function claims, statutory warnings), found by substring.
+
+    Terms come from lexicon groups (``@lexicon.group``) of the shipped lexicons and are compared in
+    normalized form. The shipped lexicons are part of the rule set's version, so a changed list
+    changes the version alerts record; a site's own list (not the default) joins the stage's tag.
+    """
+
+    def __init__(self, refs: Sequence[str]) -> None:
+        terms: set[str] = set()
+        if refs:
+            from detectors.config import DEFAULT_RULES_DIR
+            from detectors.lexicons import lexicon_dirs, load_lexicons
+            from detectors.normalize import normalize_term
+
+            lex = load_lexicons(lexicon_dirs([DEFAULT_RULES_DIR]))
+            for ref in refs:
+                terms.update(t for t in (normalize_term(x) for x in lex.terms(ref)) if t)
+        self.terms = tuple(sorted(terms))
+        self.fingerprint = hashlib.sha256("\n".join(self.terms).encode()).hexdigest()[:12]
+        self._automaton: Any = None
+        if self.terms:
+            import ahocorasick
+
+            a = ahocorasick.Automaton()
+            for t in self.terms:
+                a.add_word(t, t)
+            a.make_automaton()
+            self._automaton = a
+
+    def holds(self, text: str) -> bool:
+        if self._automaton is None:
+            return False
+        from detectors.normalize import normalize
+
+        norm = normalize(text).text
+        return next(self._automaton.iter(norm), None) is not None
+
+
 @register("semantic")
 class SemanticDetector(Detector[SemanticConfig]):
     """The learned semantic stage over speech and on-screen text (type ``semantic``).
@@ -593,13 +632,14 @@ class SemanticDetector(Detector[SemanticConfig]):
         unknown = set(self.config.thresholds) - set(self.head.categories)
         if unknown:
             raise ValueError(f"semantic.thresholds: categories the head does not know: {sorted(unknown)}")
+        self.lawful = LawfulWording(self.config.lawful_wording)
         self.version_tag = "sem:" + self._tag()
 
     def _tag(self) -> str:
         """The head's hash; with threshold overrides, a hash of both (they change what fires)."""
-        if not self.config.thresholds:
+        if not self.config.thresholds and self.config.lawful_wording == SemanticConfig().lawful_wording:
             return self.head.hash[:12]
-        extra = json.dumps(sorted(self.config.thresholds.items()))
+        extra = json.dumps([sorted(self.config.thresholds.items()), self.lawful.fingerprint])
         return hashlib.sha256(f"{self.head.hash}|{extra}".encode()).hexdigest()[:12]
 
     def prime(self, texts: Iterable[str]) -> None:
@@ -620,6 +660,8 @@ class SemanticDetector(Detector[SemanticConfig]):
         if utt.source not in self.config.sources:
             return []
         if utt.meta.get("hallucination") or not self._eligible(utt.text):
+            return []
+        if self.lawful.holds(utt.text):
             return []
         E = self.embedder.embed([utt.text])
         pred = self.head.predict_embedded([utt.text], E, self.thresholds, self.config.neighbours)[0]

@@ -194,3 +194,21 @@ def test_config_rejects_unknown_categories() -> None:
         SemanticConfig(thresholds={"no_such": 0.5})
     with pytest.raises(ValidationError):
         SemanticConfig(thresholds={"vulgar": 0.0})
+
+
+def test_lawful_wording_leaves_approved_claims_to_the_rules(head: SemanticHead) -> None:
+    """A line in the wording the law allows (approved function claim, statutory warning) is not raised
+    by the head, which reads it as a claim; the same head still flags an illness claim, and an empty
+    `lawful_wording` list turns the gate off."""
+    approved = "本品有助于维持血压健康水平，适宜血压偏高者"
+    warning = "保健食品不是药物，不能代替药物治疗疾病，降压要遵医嘱"
+    gated = SemanticDetector(SemanticConfig(), head=head)
+    ungated = SemanticDetector(SemanticConfig(lawful_wording=[]), head=head)
+    assert gated.lawful.holds(approved) and gated.lawful.holds(warning)
+    assert not gated.lawful.holds(PARAPHRASE)
+    for text in (approved, warning):
+        assert gated.detect_utterance(Utterance(0, 0.0, 1.0, text)) == []
+    flagged_ungated = [t for t in (approved, warning) if ungated.detect_utterance(Utterance(0, 0.0, 1.0, t))]
+    assert flagged_ungated, "the test head should read at least one approved line as a claim"
+    assert [d.category for d in gated.detect_utterance(Utterance(0, 0.0, 1.0, PARAPHRASE))] == ["false_claim"]
+    assert gated.version_tag == "sem:" + head.hash[:12] != ungated.version_tag
