@@ -83,7 +83,7 @@ from review.evidence_checks import (
     record_checks,
 )
 from review.integrity import EvidenceChecker
-from review.queries import AlertFilter, BadCursor, iter_ledger_rows, queue, statistics
+from review.queries import AlertFilter, BadCursor, iter_ledger_values, queue, statistics
 from store.db import Database
 from store.models import AlertRow, EvidenceFileRow
 
@@ -561,8 +561,8 @@ def create_app(
         response_class=Response,
     )
     def get_ledger(fmt: Literal["csv", "xlsx"], who: Who, f: Filter) -> Response:
-        # streamed: the rows are read in keyset chunks by a session of its own, which lives as long as
-        # the response body (not the request's), so a year's ledger never sits in memory
+        # streamed: the rows are read through one streamed query by a session of its own, which lives as
+        # long as the response body (not the request's), so a year's ledger never sits in memory
         stamp = _period_name(f, state.cfg.timezone)
         headers = {"Content-Disposition": f'attachment; filename="livewatch-ledger-{stamp}.{fmt}"'}
         if fmt == "csv":
@@ -573,7 +573,7 @@ def create_app(
             with state.db.session() as s:
                 stats = statistics(s, f, state.cfg.timezone)
                 ledger.write_ledger_xlsx(
-                    iter_ledger_rows(s, f, state.cfg.timezone), stats, f"livewatch 台账 Ledger {stamp}", dest
+                    iter_ledger_values(s, f, state.cfg.timezone), stats, f"livewatch 台账 Ledger {stamp}", dest
                 )
         except BaseException:
             _rmtree(tmpdir)
@@ -587,7 +587,7 @@ def create_app(
 
     def _csv_body(f: AlertFilter) -> Iterator[bytes]:
         with state.db.session() as s:
-            yield from ledger.iter_ledger_csv(iter_ledger_rows(s, f, state.cfg.timezone))
+            yield from ledger.iter_ledger_csv(iter_ledger_values(s, f, state.cfg.timezone))
 
     # -- monitoring -----------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ __all__ = [
     "Statistics",
     "alert_time",
     "iter_ledger_rows",
+    "iter_ledger_values",
     "ledger_rows",
     "queue",
     "statistics",
@@ -583,10 +584,9 @@ def _fmt_local(ts: float | None, tz: ZoneInfo) -> str:
 
 
 def _fmt_moment(start_s: float, end_s: float) -> str:
-    def one(s: float) -> str:
-        return f"{int(s // 3600):02d}:{int(s % 3600 // 60):02d}:{s % 60:04.1f}"
-
-    return f"{one(start_s)}-{one(end_s)}"
+    a, b = start_s, end_s
+    return (f"{int(a // 3600):02d}:{int(a % 3600 // 60):02d}:{a % 60:04.1f}-"
+            f"{int(b // 3600):02d}:{int(b % 3600 // 60):02d}:{b % 60:04.1f}")
 
 
 def ledger_rows(session: Session, f: AlertFilter, timezone: str) -> list[LedgerRow]:
@@ -606,68 +606,92 @@ def iter_ledger_rows(
     session: Session, f: AlertFilter, timezone: str, *, chunk: int = 2000
 ) -> Iterator[LedgerRow]:
     """The ledger for a filter (usually a period), oldest first, with each alert's latest decision and
-    notes, read in keyset chunks of `chunk` alerts: memory stays bounded whatever the period."""
+    notes, in bounded memory whatever the period (`iter_ledger_values`, as `LedgerRow`s)."""
+    for v in iter_ledger_values(session, f, timezone, chunk=chunk):
+        yield LedgerRow(v[0], v[1], v[2], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+                        v[14], v[15], v[16], v[17], v[18], v[19], v[20], v[3])
+
+
+def iter_ledger_values(
+    session: Session, f: AlertFilter, timezone: str, *, chunk: int = 2000
+) -> Iterator[tuple[Any, ...]]:
+    """The ledger's lines as tuples in `LedgerRow.HEADERS` order (what the exports write), oldest first.
+
+    Two streamed queries in the order of the time index (a server-side cursor on PostgreSQL, read
+    `chunk` rows at a time): the alerts with their latest decision joined by `decision_id`, and the
+    notes of the same alerts in the same order, merged as they come. No per-alert lookups, no ORM
+    objects, and memory stays bounded whatever the period."""
     tz = ZoneInfo(timezone)
-    manifest = AlertRow.payload["evidence"]["manifest_sha256"].as_string()
-    after: tuple[float, float, str] | None = None
-    seq = 0
     local = _LocalTime(tz)
-    while True:
-        if after is None:
-            q = _base(f, [*_LEDGER_COLUMNS, manifest], session)
-        else:
-            # the period's start moves up to the last row read, so each chunk seeks in the time index
-            # (SQLite would otherwise start every chunk at the period's start)
-            lo = after[0] if f.since_ts is None else max(after[0], f.since_ts)
-            q = _base(replace(f, since_ts=lo), [*_LEDGER_COLUMNS, manifest], session)
-            q = q.where(tuple_(AlertRow.time_ts, AlertRow.start_s, AlertRow.id) > tuple_(*after))
-        q = q.order_by(*LEDGER_ORDER).limit(chunk)
-        rows = session.execute(q).all()
-        if not rows:
-            return
-        ids = [r[0] for r in rows]
-        decided = {
-            i: (who, ts)
-            for i, who, ts in session.execute(
-                select(Decision.id, Decision.reviewer, Decision.created_ts).where(
-                    Decision.id.in_([r[16] for r in rows if r[16] is not None])
-                )
-            )
-        }
-        notes: dict[str, list[str]] = defaultdict(list)
-        nq = select(Decision.alert_id, Decision.reviewer, Decision.note).where(
-            Decision.alert_id.in_(ids), Decision.note != ""
+    conn = session.connection()
+    streamed = {"stream_results": True, "yield_per": max(1, chunk)}
+    manifest = AlertRow.payload["evidence"]["manifest_sha256"].as_string()
+    q = (
+        _base(f, [*_LEDGER_COLUMNS, manifest, Decision.reviewer, Decision.created_ts], session)
+        .outerjoin(Decision, Decision.id == AlertRow.decision_id)
+        .order_by(*LEDGER_ORDER)
+        .execution_options(**streamed)
+    )
+    nq = (
+        _base(f, [AlertRow.time_ts, AlertRow.start_s, AlertRow.id, Decision.reviewer, Decision.note], session)
+        .join(Decision, Decision.alert_id == AlertRow.id)
+        .where(Decision.note != "")
+        .order_by(*LEDGER_ORDER, Decision.id)
+        .execution_options(**streamed)
+    )
+    # NULL times (none once the triggers ran) sort first on SQLite, last on PostgreSQL
+    null_ts = -math.inf if _dialect(session) == "sqlite" else math.inf
+    rows = conn.execute(q)
+    notes_rows = iter(conn.execute(nq))
+    # the notes of the alerts at the current (time, start) key, by alert id; notes of alerts the first
+    # query did not see (written between the two queries' snapshots) are passed over
+    head = next(notes_rows, None)
+    head_key = (null_ts if head[0] is None else head[0], head[1]) if head is not None else None
+    notes: dict[str, list[str]] = {}
+    notes_key: tuple[float, float] | None = None
+    states = STATUS_NAMES
+    categories = CATEGORY_NAMES
+    moment = _fmt_moment
+    seq = 0
+    for (alert_id, time_ts, moment_ts, created_ts, stream_id, broadcast_id, start_s, end_s, category, code,
+         rule_id, severity, source, text_, law, status, decision_id, manifest_sha, reviewer, decided_ts) in rows:
+        seq += 1
+        note = ""
+        if head_key is not None or notes:
+            key = (null_ts if time_ts is None else time_ts, start_s)
+            if notes and notes_key != key:
+                notes.clear()
+            while head is not None and head_key is not None and head_key <= key:
+                if head_key == key:
+                    notes_key = key
+                    notes.setdefault(head[2], []).append(f"{head[3]}: {head[4]}")
+                head = next(notes_rows, None)
+                head_key = (null_ts if head[0] is None else head[0], head[1]) if head is not None else None
+            if notes:
+                got = notes.pop(alert_id, None)
+                if got:
+                    note = " | ".join(got)
+        decided = decision_id is not None and decided_ts is not None and status != "unreviewed"
+        yield (
+            seq,
+            alert_id,
+            local(moment_ts if moment_ts is not None else created_ts),
+            "broadcast" if moment_ts is not None else "scan",
+            stream_id or "",
+            broadcast_id,
+            moment(start_s, end_s),
+            category,
+            categories.get(category, category),
+            code,
+            rule_id,
+            severity,
+            source,
+            text_,
+            law,
+            status,
+            states.get(status, status),
+            (reviewer or "") if decided else "",
+            local(decided_ts) if decided else "",
+            note,
+            str(manifest_sha or ""),
         )
-        for alert_id, reviewer, note in session.execute(nq.order_by(Decision.id)):
-            notes[alert_id].append(f"{reviewer}: {note}")
-        for r in rows:
-            (alert_id, _time_ts, moment_ts, created_ts, stream_id, broadcast_id, start_s, end_s, category,
-             code, rule_id, severity, source, text_, law, status, decision_id, manifest_sha) = r
-            seq += 1
-            d = decided.get(decision_id) if decision_id is not None and status != "unreviewed" else None
-            when = moment_ts if moment_ts is not None else created_ts
-            yield LedgerRow(
-                seq=seq,
-                alert_id=alert_id,
-                time_local=local(when),
-                time_basis="broadcast" if moment_ts is not None else "scan",
-                stream_id=stream_id or "",
-                broadcast_id=broadcast_id,
-                moment=_fmt_moment(start_s, end_s),
-                category=category,
-                category_name=CATEGORY_NAMES.get(category, category),
-                code=code,
-                rule=rule_id,
-                severity=severity,
-                source=source,
-                text=text_,
-                law=law,
-                status=status,
-                status_name=STATUS_NAMES.get(status, status),
-                reviewer=d[0] if d else "",
-                decided_local=local(d[1] if d else None),
-                note=" | ".join(notes.get(alert_id, [])),
-                manifest_sha256=str(manifest_sha or ""),
-            )
-        last = rows[-1]
-        after = (float(last[1]), float(last[6]), str(last[0]))

@@ -59,22 +59,44 @@ def resolve_stored(stored: str | Path, data_dir: Path | None) -> Path:
     return Path(data_dir) / p
 
 
+def _resolve_stored_str(stored: str, data_dir: Path | None, root: str | None) -> str:
+    """`str(resolve_stored(stored, data_dir))`, without pathlib for the usual stored form (a plain
+    relative POSIX path; `root` is `str(data_dir)`): a bulk read resolves one per alert."""
+    if (
+        root is not None
+        and stored
+        and stored[0] != "/"
+        and stored[-1] != "/"
+        and "//" not in stored
+        and "\\" not in stored
+        and not stored.startswith("./")
+        and "/./" not in stored
+        and not stored.endswith("/.")
+        and stored != "."
+        and root not in ("/", ".")
+    ):
+        return f"{root}/{stored}"
+    return str(resolve_stored(stored, data_dir))
+
+
 def resolve_payload(
     payload: dict[str, Any], evidence_dir: str | None, data_dir: Path | None
 ) -> dict[str, Any]:
     """An alert payload as handed out: its evidence folder and manifest (and the evidence folders of the
     price claims it cites) resolved against the data directory. Returns a new dict."""
     out = dict(payload)
+    root = str(data_dir) if data_dir is not None else None
     ev = out.get("evidence")
     if isinstance(ev, dict) and evidence_dir:
-        folder = resolve_stored(evidence_dir, data_dir)
-        out["evidence"] = {**ev, "dir": str(folder), "manifest": str(folder / "manifest.json")}
+        folder = _resolve_stored_str(evidence_dir, data_dir, root)
+        out["evidence"] = {**ev, "dir": folder, "manifest": _resolve_stored_str(f"{evidence_dir}/manifest.json",
+                                                                                  data_dir, root)}
     details = out.get("details")
     if isinstance(details, dict) and isinstance(details.get("contradicts"), list):
         out["details"] = {
             **details,
             "contradicts": [
-                {**c, "evidence_dir": str(resolve_stored(c["evidence_dir"], data_dir))}
+                {**c, "evidence_dir": _resolve_stored_str(c["evidence_dir"], data_dir, root)}
                 if isinstance(c, dict) and c.get("evidence_dir")
                 else c
                 for c in details["contradicts"]

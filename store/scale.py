@@ -46,6 +46,7 @@ __all__ = [
     "is_search_object",
     "pg_search_available",
     "rebuild",
+    "rebuild_counts",
     "search_expression_sql",
 ]
 
@@ -219,10 +220,16 @@ def _drop_statements(dialect: str) -> list[str]:
 
 def _rebuild_statements(dialect: str) -> list[str]:
     latest = "(SELECT max(d.id) FROM decisions d WHERE d.alert_id = alerts.id AND d.decision <> 'note')"
-    out = [
+    return [
         f"UPDATE alerts SET moment_ts = {_MOMENT.format(r='alerts')}, decision_id = {latest}",
         "UPDATE alerts SET time_ts = coalesce(moment_ts, created_ts), status = coalesce("
         "(SELECT d.decision FROM decisions d WHERE d.id = alerts.decision_id), 'unreviewed')",
+        *_count_rebuild_statements(dialect),
+    ]
+
+
+def _count_rebuild_statements(dialect: str) -> list[str]:
+    out = [
         *(f"DELETE FROM {t}" for t in COUNT_TABLES),
         "INSERT INTO alert_facets (stream_id, category, rule_id, severity, source, status, n) "
         f"SELECT coalesce(stream_id, '{NO_STREAM}'), category, rule_id, severity, source, status, count(*) "
@@ -254,6 +261,13 @@ def drop_triggers(execute: Execute, dialect: str) -> None:
 def rebuild(execute: Execute, dialect: str) -> None:
     """Recompute the derived columns, the count tables and (SQLite) the search index from the rows."""
     for s in _rebuild_statements(dialect):
+        execute(s)
+
+
+def rebuild_counts(execute: Execute, dialect: str) -> None:
+    """Recompute the count tables and (SQLite) the search index from the rows, trusting the derived
+    columns (a bulk load that wrote them itself; `rebuild` recomputes those too)."""
+    for s in _count_rebuild_statements(dialect):
         execute(s)
 
 
