@@ -106,12 +106,14 @@ def status_command(
     running, rows = ms.stream_statuses(db, ddir, now)
     rules = ms.rules_status(ddir, now)
     verify = ms.verify_status(ddir, now)
+    deferred = ms.deferred_status(ddir, now)
     if metrics:
-        sys.stdout.write(ms.metrics_text(running, rows, rules, verify))
+        sys.stdout.write(ms.metrics_text(running, rows, rules, verify, deferred))
         return
     if as_json:
         sys.stdout.write(
-            json.dumps(ms.as_json(running, rows, rules, verify), ensure_ascii=False, indent=1) + "\n"
+            json.dumps(ms.as_json(running, rows, rules, verify, deferred), ensure_ascii=False, indent=1)
+            + "\n"
         )
         return
     t = Table(title=f"livewatch monitor: {'running' if running else 'not running'} ({ddir})")
@@ -143,7 +145,7 @@ def status_command(
         )
     console = Console()
     console.print(t)
-    for line in ms.rules_problems(rules) + ms.verify_problems(verify):
+    for line in ms.rules_problems(rules) + ms.verify_problems(verify) + ms.deferred_problems(deferred):
         console.print(f"[bold red]{escape(line)}[/bold red]")
     last = (verify or {}).get("last")
     if last and last.get("ok"):

@@ -419,6 +419,14 @@ class LiveStore:
         )
 
     @staticmethod
+    def evidence_deferred(s: Session, alert_id: str, error: str) -> None:
+        """Evidence not written yet for a reason that may pass (a full disk): the alert stays pending,
+        and says why until its evidence is written (which replaces the payload)."""
+        row = s.get(AlertRow, alert_id)
+        if row is not None and row.evidence_status == "pending":
+            row.payload = {**(row.payload or {}), "evidence_error": error}
+
+    @staticmethod
     def evidence_failed(s: Session, alert_id: str, error: str) -> None:
         row = s.get(AlertRow, alert_id)
         if row is not None:

@@ -38,10 +38,12 @@ recorded but not yet transcribed is resumed at the next start.
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -244,6 +246,11 @@ class Monitor:
             db, self.data_dir, every, first_delay_s=min(5.0, every), on_pass=self._verified
         )
         self._verify_bad: set[tuple[str, str, str]] = set()
+        # evidence that could not be written for want of disk space: alert id -> (retry at, next backoff)
+        self._evidence_retry: dict[str, tuple[float, float]] = {}
+        self._evidence_full: dict[str, Any] | None = (
+            None  # the latest "disk full" (status, `livewatch status`)
+        )
         v = cfg.video
         self._video = (
             VideoWorker(v, self._analysis_q.put)
@@ -800,6 +807,9 @@ class Monitor:
             for alert_id in list(pending):
                 if self._stop.is_set():
                     return
+                retry = self._evidence_retry.get(alert_id)
+                if retry is not None and time.monotonic() < retry[0]:
+                    continue  # deferred for want of disk space: tried again after its backoff
                 if self._try_evidence(alert_id):
                     del pending[alert_id]
             self._stop.wait(0.2)
@@ -869,6 +879,8 @@ class Monitor:
         try:
             ev, payload = self._cut(alert, segs, utts, pre, post, stream_info, row.stream_id)
         except Exception as e:
+            if _no_space(e):
+                return self._evidence_no_space(alert_id, e)
             logger.exception("alert %s: evidence failed", alert_id)
             self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error=str(e)[:500]))
             return True
@@ -884,7 +896,43 @@ class Monitor:
 
         self.writer.call(tx)
         self.stats.evidence += 1
+        if self._evidence_retry.pop(alert_id, None) is not None:
+            logger.info("alert %s: evidence written after waiting for disk space", alert_id)
+            if not self._evidence_retry:
+                self._evidence_full = None
         return True
+
+    def _evidence_no_space(self, alert_id: str, exc: BaseException) -> bool:
+        """The disk under the evidence (or the data directory's tmp) is full: the alert stays stored, its
+        evidence stays pending (its recordings are kept: retention spares pending alerts) and is retried
+        with a growing backoff (2 s to 60 s) until space is freed. Says what and where in the log, on the
+        alert (`evidence_error`), in the status and, once per episode, to the ops webhook. Returns False."""
+        probe = Path(getattr(exc, "filename", None) or self.evidence_root).absolute()
+        while not probe.is_dir() and probe != probe.parent:  # a half-written folder is removed already
+            probe = probe.parent
+        try:
+            usage = shutil.disk_usage(probe)
+            room = f"{usage.free} of {usage.total} bytes free"
+        except OSError:
+            room = "free space unknown"
+        _, backoff = self._evidence_retry.get(alert_id, (0.0, 2.0))
+        message = (
+            f"no space left on device for the evidence of alert {alert_id} in {probe} ({room}); the alert "
+            f"is kept and its evidence retried every {backoff:.0f} s until space is freed ({exc})"
+        )[:1000]
+        logger.error("%s", message)
+        first = not self._evidence_retry
+        self._evidence_retry[alert_id] = (time.monotonic() + backoff, min(60.0, backoff * 2))
+        self._evidence_full = {
+            "alerts": len(self._evidence_retry),
+            "error": message,
+            "where": str(probe),
+            "ts": self._clock(),
+        }
+        self.writer.submit(partial(LiveStore.evidence_deferred, alert_id=alert_id, error=message))
+        if first and self.webhooks is not None:
+            self.webhooks.notify_ops("evidence_disk_full", message=message, where=str(probe), pid=os.getpid())
+        return False
 
     def _cut(
         self,
@@ -1219,6 +1267,7 @@ class Monitor:
             },
             "alerts": self.stats.alerts,
             "evidence": self.stats.evidence,
+            "evidence_deferred": None if self._evidence_full is None else dict(self._evidence_full),
             "writer_backlog": self.writer.backlog,
             "streams": streams,
             "catchup": catchup,
@@ -1312,6 +1361,21 @@ def live_transcriber(cfg: MonitorConfig) -> TranscriberLike:
     if cfg.live_asr.no_repeat_ngram_size:
         options["no_repeat_ngram_size"] = cfg.live_asr.no_repeat_ngram_size
     return WhisperTranscriber(acfg, model=_LiveDecoding(model, **options))
+
+
+def _no_space(exc: BaseException | None) -> bool:
+    """Whether an error (or one it was raised from) is a full disk or quota: ENOSPC/EDQUOT from Python,
+    or ffmpeg's message for them."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def _live_payload(alert: Alert, stream_id: str | None, folder: str) -> dict[str, Any]:

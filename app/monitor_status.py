@@ -21,6 +21,8 @@ from store.models import AlertRow, Broadcast, BroadcastGap, Stream
 
 __all__ = [
     "StreamStatus",
+    "deferred_problems",
+    "deferred_status",
     "metrics_text",
     "read_status",
     "rules_status",
@@ -176,6 +178,24 @@ def verify_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
     return v if isinstance(v, dict) else None
 
 
+def deferred_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
+    """The running monitor's evidence waiting for disk space (alerts, the error saying what and where),
+    or None (no monitor, or nothing waiting)."""
+    status = read_status(data_dir)
+    if not monitor_running(status, now_ts):
+        return None
+    d = (status or {}).get("evidence_deferred")
+    return d if isinstance(d, dict) else None
+
+
+def deferred_problems(deferred: dict[str, Any] | None) -> list[str]:
+    if not deferred:
+        return []
+    return [
+        f"evidence of {deferred.get('alerts', 0)} alert(s) waiting for disk space: {deferred.get('error')}"
+    ]
+
+
 def _when(ts: Any) -> str:
     if not isinstance(ts, int | float):
         return ""
@@ -280,9 +300,10 @@ def metrics_text(
     rows: list[StreamStatus],
     rules: dict[str, Any] | None = None,
     verify: dict[str, Any] | None = None,
+    deferred: dict[str, Any] | None = None,
 ) -> str:
-    """Prometheus text exposition (version 0.0.4); `rules` from `rules_status` and `verify` from
-    `verify_status` (a running monitor)."""
+    """Prometheus text exposition (version 0.0.4); `rules` from `rules_status`, `verify` from
+    `verify_status` and `deferred` from `deferred_status` (a running monitor)."""
     out = [
         "# HELP livewatch_monitor_up Whether a monitor process is running and updating its status.",
         "# TYPE livewatch_monitor_up gauge",
@@ -327,6 +348,12 @@ def metrics_text(
         out += _rules_metrics(rules)
     if verify is not None:
         out += _verify_metrics(verify)
+    if running:
+        out += [
+            "# HELP livewatch_monitor_evidence_waiting_for_space Alerts whose evidence waits for disk space.",
+            "# TYPE livewatch_monitor_evidence_waiting_for_space gauge",
+            f"livewatch_monitor_evidence_waiting_for_space {int((deferred or {}).get('alerts', 0))}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -335,11 +362,13 @@ def as_json(
     rows: list[StreamStatus],
     rules: dict[str, Any] | None = None,
     verify: dict[str, Any] | None = None,
+    deferred: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "running": running,
         "streams": [asdict(r) for r in rows],
         "rules": rules,
         "evidence_verify": verify,
-        "problems": rules_problems(rules) + verify_problems(verify),
+        "evidence_deferred": deferred,
+        "problems": rules_problems(rules) + verify_problems(verify) + deferred_problems(deferred),
     }

@@ -42,7 +42,7 @@ from starlette.background import BackgroundTask
 
 from alerts.package import EvidenceIntegrityError
 from alerts.signing import SiteKey, load_or_create_site_key
-from app.monitor_status import metrics_text, rules_status, stream_statuses, verify_status
+from app.monitor_status import deferred_status, metrics_text, rules_status, stream_statuses, verify_status
 from review import charts, ledger
 from review.auth import (
     DbSessionStore,
@@ -606,7 +606,13 @@ def create_app(
         now = clock()
         running, rows = stream_statuses(state.db, state.data_dir, now)
         return Response(
-            metrics_text(running, rows, rules_status(state.data_dir, now), verify_status(state.data_dir, now))
+            metrics_text(
+                running,
+                rows,
+                rules_status(state.data_dir, now),
+                verify_status(state.data_dir, now),
+                deferred_status(state.data_dir, now),
+            )
             + _evidence_metrics(),
             media_type="text/plain; version=0.0.4; charset=utf-8",
             headers={"Cache-Control": "no-store"},

@@ -164,3 +164,29 @@ def test_verification_off_starts_no_thread(tmp_path: Path) -> None:
         assert mon.verifier._thread is None and mon.status()["evidence_verify"]["interval_s"] == 0
     finally:
         db.dispose()
+
+
+def test_a_full_disk_is_told_apart_from_other_evidence_errors() -> None:
+    import errno
+
+    from app.monitor import _no_space
+    from app.monitor_status import deferred_problems
+
+    assert _no_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert _no_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    ffmpeg = (
+        "ffmpeg clip re-encode failed (228): Task finished with error code: -28 (No space left on device)"
+    )
+    assert _no_space(RuntimeError(ffmpeg))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise ValueError("evidence failed") from e
+    except ValueError as wrapped:
+        assert _no_space(wrapped)
+    assert not _no_space(RuntimeError("ffmpeg clip copy failed (1): Invalid data found"))
+    assert not _no_space(OSError(errno.EACCES, "Permission denied"))
+    assert deferred_problems(None) == []
+    (line,) = deferred_problems({"alerts": 2, "error": "no space left on device ... in /data/evidence"})
+    assert line.startswith("evidence of 2 alert(s) waiting for disk space: no space left")

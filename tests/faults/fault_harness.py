@@ -264,3 +264,58 @@ def procs_under(folder: Path, name: str) -> list[int]:
         ):
             out.append(int(d.name))
     return out
+
+
+def can_mount_tmpfs(probe: Path) -> str | None:
+    """None when this process may mount a tmpfs (root and mount(8)), else the reason it may not."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        return "needs root to mount a tmpfs for a real full disk"
+    if shutil.which("mount") is None:
+        return "needs mount(8) for a real full disk"
+    probe.mkdir(parents=True, exist_ok=True)
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True)
+    if ok.returncode != 0:
+        return f"mount -t tmpfs is not permitted here: {ok.stderr.decode(errors='replace').strip()}"
+    subprocess.run(["umount", str(probe)], capture_output=True)
+    return None
+
+
+@contextmanager
+def tmpfs_mount(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `where` (created), always unmounted afterwards."""
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill_disk(folder: Path, name: str = "filler.bin") -> int:
+    """Write a file into `folder` until its file system is full (ENOSPC). Returns the bytes written."""
+    import errno
+
+    written = 0
+    block = b"\0" * 65536
+    with open(folder / name, "wb", buffering=0) as f:
+        while True:
+            try:
+                written += f.write(block) or 0
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+        # top up the last partial block so not even a few bytes remain
+        for size in (4096, 512, 1):
+            while True:
+                try:
+                    written += f.write(b"\0" * size) or 0
+                except OSError:
+                    break
+    return written
