@@ -396,6 +396,17 @@ def _inner(lo: float | None, hi: float | None, size: int) -> tuple[float | None,
     return a, b
 
 
+def _covers_all(session: Session, lo: float | None, hi: float | None) -> bool:
+    """Whether [lo, hi) holds every alert (the first and last by the time index): then the all-time
+    counts answer per category, stream and rule, without summing a daily row per stream and day."""
+    # two statements: SQLite reads one end of an index for min() or max() alone, but scans for both
+    first = session.scalar(select(func.min(AlertRow.time_ts)))
+    last = session.scalar(select(func.max(AlertRow.time_ts)))
+    if first is None or last is None:
+        return False
+    return (lo is None or lo <= first) and (hi is None or last < hi)
+
+
 def _add_counted(session: Session, f: AlertFilter, tz: ZoneInfo, by: _Counts, totals: Counter[str]) -> None:
     """Statistics of a period from the maintained counts: per day and totals from the hourly counts,
     per category/stream/rule from the daily ones (or, for all time, the facet counts); the part of the
@@ -423,7 +434,7 @@ def _add_counted(session: Session, f: AlertFilter, tz: ZoneInfo, by: _Counts, to
     if hi is not None and h1 is not None and h1 < hi and (h0 is None or h1 >= h0):
         _add_rows(session, f, tz, by, totals, ["day"], max(h1, lo) if lo is not None else h1, hi)
     dims = ("category", "stream", "rule")
-    if lo is None and hi is None:
+    if (lo is None and hi is None) or _covers_all(session, lo, hi):
         for dim, col in (("category", AlertFacetCount.category), ("stream", AlertFacetCount.stream_id),
                          ("rule", AlertFacetCount.rule_id)):
             fq = select(col, AlertFacetCount.status, func.sum(AlertFacetCount.n)).group_by(
