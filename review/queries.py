@@ -18,7 +18,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,14 @@ from sqlalchemy import ColumnElement, Integer, Select, cast, func, literal_colum
 from sqlalchemy.orm import Session
 
 from store import scale
-from store.models import AlertDailyCount, AlertFacetCount, AlertHourlyCount, AlertRow, Decision
+from store.models import (
+    AlertDailyCount,
+    AlertFacetCount,
+    AlertHourlyCount,
+    AlertMonthlyCount,
+    AlertRow,
+    Decision,
+)
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -356,11 +363,11 @@ def _add_rows(
     the database in 15-minute buckets (every time zone's days are made of them)."""
     bucket = _bucket_col(session, 900)
     cols = [bucket, AlertRow.category, AlertRow.stream_id, AlertRow.rule_id, AlertRow.status]
-    q = _base(f, [*cols, func.count()], session)
-    if lo is not None:
-        q = q.where(AlertRow.time_ts >= lo)
-    if hi is not None:
-        q = q.where(AlertRow.time_ts < hi)
+    # one range on time_ts: given two (the filter's and [lo, hi)), SQLite seeks the index by the first
+    # and filters by the second, reading the whole period's index to count an edge of a few hours
+    since = lo if f.since_ts is None else (f.since_ts if lo is None else max(lo, f.since_ts))
+    until = hi if f.until_ts is None else (f.until_ts if hi is None else min(hi, f.until_ts))
+    q = _base(replace(f, since_ts=since, until_ts=until), [*cols, func.count()], session)
     days: dict[int, str] = {}
     for b, category, stream, rule, status, n in session.execute(q.group_by(*cols)):
         keys = {"category": category, "stream": stream or "(none)", "rule": rule}
@@ -407,10 +414,42 @@ def _covers_all(session: Session, lo: float | None, hi: float | None) -> bool:
     return (lo is None or lo <= first) and (hi is None or last < hi)
 
 
+def _month_start(ts: float, *, up: bool) -> int:
+    """The start of the UTC month holding `ts` (`up`: of the next month, unless `ts` is a month's start)."""
+    d = datetime.fromtimestamp(ts, UTC)
+    start = datetime(d.year, d.month, 1, tzinfo=UTC)
+    if up and start.timestamp() < ts:
+        start = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp())
+
+
+def _inner_months(lo: float | None, hi: float | None) -> tuple[int | None, int | None]:
+    """The whole UTC months inside [lo, hi) as [month start, month start) (None: unbounded)."""
+    return (None if lo is None else _month_start(lo, up=True),
+            None if hi is None else _month_start(hi, up=False))
+
+
+def _add_keyed(session: Session, table: Any, by: _Counts, lo: float | None, hi: float | None) -> None:
+    """Per category, stream and rule from a keyed count table (alert_daily or alert_monthly) over its
+    buckets in [lo, hi)."""
+    bucket = table.day_ts if table is AlertDailyCount else table.month_ts
+    q = select(table.dim, table.key, table.status, func.sum(table.n))
+    if lo is not None:
+        q = q.where(bucket >= lo)
+    if hi is not None:
+        q = q.where(bucket < hi)
+    for dim, key, status, n in session.execute(q.group_by(table.dim, table.key, table.status)):
+        if n:
+            k = "(none)" if dim == "stream" and key == scale.NO_STREAM else key
+            by[dim][k]["alerts"] += n
+            by[dim][k][status] += n
+
+
 def _add_counted(session: Session, f: AlertFilter, tz: ZoneInfo, by: _Counts, totals: Counter[str]) -> None:
     """Statistics of a period from the maintained counts: per day and totals from the hourly counts,
-    per category/stream/rule from the daily ones (or, for all time, the facet counts); the part of the
-    period that is not whole hours (days) is counted from the rows, through the time index."""
+    per category/stream/rule from the monthly ones for the whole UTC months of the period, the daily
+    ones for the whole days around them (or, for all time, the facet counts); the part of the period
+    that is not whole hours (days) is counted from the rows, through the time index."""
     lo, hi = f.since_ts, f.until_ts
     h0, h1 = _inner(lo, hi, 3600)
     q = select(AlertHourlyCount.hour_ts, AlertHourlyCount.status, func.sum(AlertHourlyCount.n))
@@ -447,18 +486,16 @@ def _add_counted(session: Session, f: AlertFilter, tz: ZoneInfo, by: _Counts, to
                     by[dim][k][status] += n
         return
     d0, d1 = _inner(lo, hi, 86400)
-    dq = select(AlertDailyCount.dim, AlertDailyCount.key, AlertDailyCount.status, func.sum(AlertDailyCount.n))
-    if d0 is not None:
-        dq = dq.where(AlertDailyCount.day_ts >= d0)
-    if d1 is not None:
-        dq = dq.where(AlertDailyCount.day_ts < d1)
     if d0 is None or d1 is None or d0 < d1:
-        dq = dq.group_by(AlertDailyCount.dim, AlertDailyCount.key, AlertDailyCount.status)
-        for dim, key, status, n in session.execute(dq):
-            if n:
-                k = "(none)" if dim == "stream" and key == scale.NO_STREAM else key
-                by[dim][k]["alerts"] += n
-                by[dim][k][status] += n
+        m0, m1 = _inner_months(d0, d1)
+        if m0 is not None and m1 is not None and m0 >= m1:  # no whole month: days alone
+            _add_keyed(session, AlertDailyCount, by, d0, d1)
+        else:
+            _add_keyed(session, AlertMonthlyCount, by, m0, m1)
+            if m0 is not None and (d0 is None or d0 < m0):
+                _add_keyed(session, AlertDailyCount, by, d0, m0)
+            if m1 is not None and (d1 is None or m1 < d1):
+                _add_keyed(session, AlertDailyCount, by, m1, d1)
     if lo is not None and d0 is not None and lo < d0:
         _add_rows(session, f, tz, by, totals, dims, lo, d0 if hi is None else min(d0, hi))
     if hi is not None and d1 is not None and d1 < hi and (d0 is None or d1 >= d0):

@@ -179,6 +179,18 @@ class AlertDailyCount(Base):
     n: Mapped[int] = mapped_column(Integer)
 
 
+class AlertMonthlyCount(Base):
+    """Alerts per UTC calendar month (epoch seconds of its start), dimension, key and status: alert_daily
+    rolled up (store.scale keeps it; revision 0008)."""
+
+    __tablename__ = "alert_monthly"
+    month_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    dim: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class DetectionRow(Base):
     __tablename__ = "detections"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

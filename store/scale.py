@@ -10,7 +10,9 @@ scan, the monitor, a bulk copy by SQL — keeps them right):
 - `alerts.status` / `alerts.decision_id`: the latest status-bearing decision (decisions are append-only);
 - `alert_facets` (stream, category, rule, severity, source, status → n): the queue's facet counts;
 - `alert_hourly` (UTC hour, status → n): per-day statistics in any whole-hour time zone;
-- `alert_daily` (UTC day, dimension, key, status → n) for dimensions stream, category and rule.
+- `alert_daily` (UTC day, dimension, key, status → n) for dimensions stream, category and rule;
+- `alert_monthly` (UTC month, dimension, key, status → n), the same rolled up by calendar month (revision
+  0008), so statistics for a long period sum a row per month, not one per day, for each stream.
   Count rows are upserted (n ± 1) and may reach 0; readers ignore zeros.
 - search: SQLite FTS5 (`alerts_fts`, trigram tokenizer, external content keyed by the alerts' rowid);
   PostgreSQL a pg_trgm GIN index on the searchable columns joined (`ix_alerts_search_trgm`), where the
@@ -38,12 +40,14 @@ from sqlalchemy import Connection, text
 __all__ = [
     "COUNT_TABLES",
     "FTS_TABLE",
+    "MONTHLY_TABLE",
     "PG_SEARCH_INDEX",
     "SEARCH_COLUMNS",
     "drop_triggers",
     "install",
     "installed",
     "is_search_object",
+    "monthly_rebuild_statements",
     "pg_search_available",
     "rebuild",
     "rebuild_counts",
@@ -54,7 +58,8 @@ logger = logging.getLogger(__name__)
 
 FTS_TABLE = "alerts_fts"
 PG_SEARCH_INDEX = "ix_alerts_search_trgm"
-COUNT_TABLES = ("alert_facets", "alert_hourly", "alert_daily")
+COUNT_TABLES = ("alert_facets", "alert_hourly", "alert_daily")  # made by revision 0005
+MONTHLY_TABLE = "alert_monthly"  # made by revision 0008
 SEARCH_COLUMNS = ("text", "context", "rule_id", "id", "law")
 NO_STREAM = ""  # alert_facets/alert_daily key for alerts without a stream (a primary key cannot be NULL)
 
@@ -104,8 +109,19 @@ def _day(row: str, dialect: str) -> str:
     return f"(floor({row}.time_ts / 86400) * 86400)::bigint"
 
 
-def _count_statements(row: str, sign: int, dialect: str) -> list[str]:
-    """Upserts adding `sign` to every count row the alert `row` (OLD or NEW) belongs to."""
+def _month(ts: str, dialect: str) -> str:
+    """The start (epoch seconds) of the UTC calendar month of the epoch-seconds expression `ts`."""
+    if dialect == "sqlite":
+        return f"CAST(strftime('%s', {ts}, 'unixepoch', 'start of month') AS INTEGER)"
+    return f"extract(epoch FROM date_trunc('month', to_timestamp({ts}) AT TIME ZONE 'UTC'))::bigint"
+
+
+_DIMS = ("stream", "category", "rule")
+
+
+def _count_statements(row: str, sign: int, dialect: str, monthly: bool = True) -> list[str]:
+    """Upserts adding `sign` to every count row the alert `row` (OLD or NEW) belongs to (`monthly`:
+    alert_monthly's too, which exists from revision 0008 on)."""
     where = f"WHERE {row}.time_ts IS NOT NULL" if dialect == "sqlite" else ""
     stream = f"coalesce({row}.stream_id, '{NO_STREAM}')"
 
@@ -120,12 +136,18 @@ def _count_statements(row: str, sign: int, dialect: str) -> list[str]:
         f"INSERT INTO alert_hourly (hour_ts, status, n) SELECT {_hour(row, dialect)}, {row}.status, {sign} "
         f"{where} ON CONFLICT (hour_ts, status) DO UPDATE SET n = {add('alert_hourly')}",
     ]
-    for dim, key in (("stream", stream), ("category", f"{row}.category"), ("rule", f"{row}.rule_id")):
+    for dim, key in zip(_DIMS, (stream, f"{row}.category", f"{row}.rule_id"), strict=True):
         out.append(
             "INSERT INTO alert_daily (day_ts, dim, key, status, n) "
             f"SELECT {_day(row, dialect)}, '{dim}', {key}, {row}.status, {sign} {where} "
             f"ON CONFLICT (day_ts, dim, key, status) DO UPDATE SET n = {add('alert_daily')}"
         )
+        if monthly:
+            out.append(
+                f"INSERT INTO {MONTHLY_TABLE} (month_ts, dim, key, status, n) "
+                f"SELECT {_month(f'{row}.time_ts', dialect)}, '{dim}', {key}, {row}.status, {sign} {where} "
+                f"ON CONFLICT (month_ts, dim, key, status) DO UPDATE SET n = {add(MONTHLY_TABLE)}"
+            )
     return out
 
 
@@ -135,7 +157,7 @@ _MOMENT = (
 )
 
 
-def _sqlite_ddl() -> list[str]:
+def _sqlite_ddl(monthly: bool = True) -> list[str]:
     fts_cols = ", ".join(SEARCH_COLUMNS)
     new_vals = ", ".join(f"NEW.{c}" for c in SEARCH_COLUMNS)
     old_vals = ", ".join(f"OLD.{c}" for c in SEARCH_COLUMNS)
@@ -152,13 +174,15 @@ def _sqlite_ddl() -> list[str]:
         f"INSERT INTO {FTS_TABLE} (rowid, {fts_cols}) VALUES (NEW.rowid, {new_vals});\nEND",
         f"CREATE TRIGGER lw_alerts_au_counts AFTER UPDATE OF {', '.join(_COUNTED)} ON alerts "
         f"WHEN {changed} BEGIN\n  "
-        + nl.join(_count_statements("OLD", -1, "sqlite") + _count_statements("NEW", 1, "sqlite"))
+        + nl.join(
+            _count_statements("OLD", -1, "sqlite", monthly) + _count_statements("NEW", 1, "sqlite", monthly)
+        )
         + ";\nEND",
         f"CREATE TRIGGER lw_alerts_au_search AFTER UPDATE OF {', '.join(SEARCH_COLUMNS)} ON alerts BEGIN\n  "
         f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, {fts_cols}) VALUES ('delete', OLD.rowid, {old_vals});\n  "
         f"INSERT INTO {FTS_TABLE} (rowid, {fts_cols}) VALUES (NEW.rowid, {new_vals});\nEND",
         "CREATE TRIGGER lw_alerts_ad AFTER DELETE ON alerts BEGIN\n  "
-        + nl.join(_count_statements("OLD", -1, "sqlite"))
+        + nl.join(_count_statements("OLD", -1, "sqlite", monthly))
         + f";\n  INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, {fts_cols}) VALUES ('delete', OLD.rowid, {old_vals});"
         "\nEND",
         "CREATE TRIGGER lw_decisions_ai AFTER INSERT ON decisions WHEN NEW.decision != 'note' BEGIN\n  "
@@ -172,9 +196,9 @@ def _sqlite_ddl() -> list[str]:
     ]
 
 
-def _pg_ddl() -> list[str]:
-    old = ";\n      ".join(_count_statements("OLD", -1, "postgresql"))
-    new = ";\n      ".join(_count_statements("NEW", 1, "postgresql"))
+def _pg_ddl(monthly: bool = True) -> list[str]:
+    old = ";\n      ".join(_count_statements("OLD", -1, "postgresql", monthly))
+    new = ";\n      ".join(_count_statements("NEW", 1, "postgresql", monthly))
     return [
         "CREATE OR REPLACE FUNCTION lw_alerts_derive() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
         f"  NEW.moment_ts := {_MOMENT.format(r='NEW')};\n"
@@ -218,17 +242,28 @@ def _drop_statements(dialect: str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {t} ON {table}" for t, table in _PG_TRIGGERS]
 
 
-def _rebuild_statements(dialect: str) -> list[str]:
+def _rebuild_statements(dialect: str, monthly: bool = True) -> list[str]:
     latest = "(SELECT max(d.id) FROM decisions d WHERE d.alert_id = alerts.id AND d.decision <> 'note')"
     return [
         f"UPDATE alerts SET moment_ts = {_MOMENT.format(r='alerts')}, decision_id = {latest}",
         "UPDATE alerts SET time_ts = coalesce(moment_ts, created_ts), status = coalesce("
         "(SELECT d.decision FROM decisions d WHERE d.id = alerts.decision_id), 'unreviewed')",
-        *_count_rebuild_statements(dialect),
+        *_count_rebuild_statements(dialect, monthly),
     ]
 
 
-def _count_rebuild_statements(dialect: str) -> list[str]:
+def monthly_rebuild_statements(dialect: str) -> list[str]:
+    """alert_monthly from alert_daily (UTC days nest in UTC months: a sum per month, not a pass over
+    the alerts)."""
+    return [
+        f"DELETE FROM {MONTHLY_TABLE}",
+        f"INSERT INTO {MONTHLY_TABLE} (month_ts, dim, key, status, n) "
+        f"SELECT {_month('day_ts', dialect)}, dim, key, status, sum(n) FROM alert_daily "
+        "WHERE n <> 0 GROUP BY 1, 2, 3, 4",
+    ]
+
+
+def _count_rebuild_statements(dialect: str, monthly: bool = True) -> list[str]:
     out = [
         *(f"DELETE FROM {t}" for t in COUNT_TABLES),
         "INSERT INTO alert_facets (stream_id, category, rule_id, severity, source, status, n) "
@@ -247,6 +282,8 @@ def _count_rebuild_statements(dialect: str) -> list[str]:
             f"SELECT {_day('alerts', dialect)}, '{dim}', {key}, status, count(*) "
             "FROM alerts WHERE time_ts IS NOT NULL GROUP BY 1, 2, 3, 4"
         )
+    if monthly:
+        out += monthly_rebuild_statements(dialect)
     if dialect == "sqlite":
         out.append(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('rebuild')")
     return out
@@ -258,31 +295,32 @@ def drop_triggers(execute: Execute, dialect: str) -> None:
         execute(s)
 
 
-def rebuild(execute: Execute, dialect: str) -> None:
+def rebuild(execute: Execute, dialect: str, *, monthly: bool = True) -> None:
     """Recompute the derived columns, the count tables and (SQLite) the search index from the rows."""
-    for s in _rebuild_statements(dialect):
+    for s in _rebuild_statements(dialect, monthly):
         execute(s)
 
 
-def rebuild_counts(execute: Execute, dialect: str) -> None:
+def rebuild_counts(execute: Execute, dialect: str, *, monthly: bool = True) -> None:
     """Recompute the count tables and (SQLite) the search index from the rows, trusting the derived
     columns (a bulk load that wrote them itself; `rebuild` recomputes those too)."""
-    for s in _count_rebuild_statements(dialect):
+    for s in _count_rebuild_statements(dialect, monthly):
         execute(s)
 
 
-def install(execute: Execute, dialect: str, *, rebuild_data: bool = True) -> None:
+def install(execute: Execute, dialect: str, *, rebuild_data: bool = True, monthly: bool = True) -> None:
     """(Re)create the triggers (and the SQLite search table); with `rebuild_data`, first recompute
     everything derived, with the triggers off (a bulk UPDATE would otherwise count each row).
-    `execute` runs one SQL statement: a connection's, or Alembic's `op.execute`."""
+    `execute` runs one SQL statement: a connection's, or Alembic's `op.execute`. `monthly=False`
+    leaves out alert_monthly, for a database before revision 0008 (revision 0005 run alone)."""
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"no triggers for database dialect {dialect!r}")
     drop_triggers(execute, dialect)
-    ddl = _sqlite_ddl() if dialect == "sqlite" else _pg_ddl()
+    ddl = _sqlite_ddl(monthly) if dialect == "sqlite" else _pg_ddl(monthly)
     if dialect == "sqlite":
         execute(ddl.pop(0))  # the search table, which the rebuild fills
     if rebuild_data:
-        rebuild(execute, dialect)
+        rebuild(execute, dialect, monthly=monthly)
     for s in ddl:
         execute(s)
 

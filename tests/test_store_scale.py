@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, text
@@ -109,7 +111,7 @@ def _check_counts(d: Database) -> None:
         assert set(got) == {t[0] for t in truth}
         for t in truth:
             assert got[t[0]][0] == t[6] and got[t[0]][1] == pytest.approx(t[7])
-        facets = Counter()
+        facets: Counter[tuple[str, ...]] = Counter()
         for st, cat, rule, sev, src, status, n in s.execute(
             select(
                 AlertFacetCount.stream_id,
@@ -144,6 +146,16 @@ def _check_counts(d: Database) -> None:
             for dim, key in (("stream", t[1] or ""), ("category", t[2]), ("rule", t[3])):
                 want_daily[(day, dim, key, t[6])] += 1
         assert daily == want_daily
+        monthly = {
+            (int(m), dim, k, st): n
+            for m, dim, k, st, n in s.execute(text("SELECT month_ts, dim, key, status, n FROM alert_monthly"))
+            if n
+        }
+        want_monthly: Counter[tuple[int, str, str, str]] = Counter()
+        for (day, dim, key, st), n in want_daily.items():
+            utc = datetime.fromtimestamp(day, UTC)
+            want_monthly[(int(datetime(utc.year, utc.month, 1, tzinfo=UTC).timestamp()), dim, key, st)] += n
+        assert monthly == want_monthly
 
 
 def test_counts_and_derived_columns_follow_inserts_decisions_and_a_refined_start(db: Database) -> None:
@@ -183,6 +195,7 @@ def test_keyset_pages_cover_the_queue_once_in_order(db: Database) -> None:
                 if cursor is None:
                     break
             assert seen == [a["alert_id"] for a in whole.items]
+            assert whole.counts is not None
             assert (
                 whole.total == len(seen) == sum(whole.counts["status"].values()) if f.status is None else True
             )
@@ -238,7 +251,9 @@ def test_statistics_from_counts_equal_statistics_from_rows(db: Database) -> None
             fast = statistics(s, f, "Asia/Shanghai").as_dict()
             from collections import defaultdict
 
-            by = {k: defaultdict(Counter) for k in ("day", "category", "stream", "rule")}
+            by: dict[str, dict[str, Counter[str]]] = {
+                k: defaultdict(Counter) for k in ("day", "category", "stream", "rule")
+            }
             totals: Counter[str] = Counter()
             _add_rows(
                 s,
@@ -258,6 +273,80 @@ def test_statistics_from_counts_equal_statistics_from_rows(db: Database) -> None
                 assert {d[dim]: (d["alerts"], d["confirmed"]) for d in fast[f"per_{dim}"]} == {
                     k: (c["alerts"], c["confirmed"]) for k, c in by[dim].items()
                 }
+
+
+def _fill_long(d: Database, n: int = 160) -> None:
+    """Alerts every ~2.9 days over ~15 months (2024-12 .. 2026-02), at varied hours, some decided."""
+    start = datetime(2024, 12, 20, 3, 0, tzinfo=UTC).timestamp()
+    with d.session() as s:
+        s.add(Broadcast(id="b", stream_id="room-a", kind="live", source="x", created_ts=start, started_ts=start))
+        s.flush()
+        for i in range(n):
+            s.add(
+                AlertRow(
+                    id=f"L{i:04d}",
+                    broadcast_id="b",
+                    stream_id=("room-a", "room-b", None)[i % 3],
+                    category=("false_claim", "price_fraud", "vulgar")[i % 3 if i % 7 else 0],
+                    code="A1",
+                    rule_id=f"r{i % 5}",
+                    severity="high",
+                    source="speech",
+                    start_s=float(i),
+                    end_s=float(i + 1),
+                    start_ts=start + i * 2.9 * DAY + (i % 11) * 3700.0,
+                    text=f"第{i}句",
+                    context="",
+                    law="",
+                    rules_version="v",
+                    payload={},
+                    created_ts=start,
+                )
+            )
+        s.commit()
+    with d.session() as s:
+        for i in range(0, n, 3):
+            add_decision(s, f"L{i:04d}", ("confirmed", "false_positive", "escalated")[i % 3], reviewer="ann")
+
+
+def test_statistics_compose_months_and_days_equal_a_brute_force_count(db: Database) -> None:
+    _fill_long(db)
+    _check_counts(db)  # alert_monthly too
+    tz = ZoneInfo("Asia/Shanghai")
+
+    def local(year: int, month: int, day: int, hour: int = 0) -> float:
+        return datetime(year, month, day, hour, tzinfo=tz).timestamp()
+
+    with db.session() as s:
+        rows = [
+            (float(a.time_ts or 0), a.category, a.stream_id or "(none)", a.rule_id, a.status)
+            for a in s.scalars(select(AlertRow))
+        ]
+        for since, until in (
+            (local(2025, 1, 1), local(2026, 1, 1)),  # a year inside a longer store
+            (local(2025, 3, 1), local(2025, 4, 1)),  # a month (local, so UTC days at both edges)
+            (datetime(2025, 3, 1, tzinfo=UTC).timestamp(), datetime(2025, 6, 1, tzinfo=UTC).timestamp()),
+            (local(2025, 2, 14), local(2025, 11, 3)),  # partial months at both ends
+            (local(2025, 5, 3, 7), local(2025, 5, 20, 13)),  # inside one month, partial hours
+            (None, local(2025, 8, 9)),
+            (local(2025, 4, 17), None),
+            (local(2025, 1, 30), local(2025, 2, 2)),  # across a month's end, no whole month
+        ):
+            f = AlertFilter(since_ts=since, until_ts=until)
+            got = statistics(s, f, "Asia/Shanghai").as_dict()
+            inside = [r for r in rows if (since is None or r[0] >= since) and (until is None or r[0] < until)]
+            assert got["totals"]["alerts"] == len(inside), (since, until)
+            assert got["totals"]["confirmed"] == sum(r[4] == "confirmed" for r in inside)
+            days = Counter(datetime.fromtimestamp(r[0], tz).strftime("%Y-%m-%d") for r in inside)
+            assert {d["day"]: d["alerts"] for d in got["per_day"] if d["alerts"]} == days
+            for dim, i in (("category", 1), ("stream", 2), ("rule", 3)):
+                want = {k: (len(v), sum(r[4] == "confirmed" for r in v), sum(r[4] == "unreviewed" for r in v))
+                        for k in {r[i] for r in inside} for v in [[r for r in inside if r[i] == k]]}
+                assert {d[dim]: (d["alerts"], d["confirmed"], d["unreviewed"]) for d in got[f"per_{dim}"]} == want, (
+                    dim, since, until)
+        # a decision moves an alert between statuses in every count table, the monthly one included
+        add_decision(s, "L0001", "confirmed", reviewer="bob")
+    _check_counts(db)
 
 
 def test_ledger_streams_in_chunks_oldest_first_with_latest_decision_and_notes(db: Database) -> None:

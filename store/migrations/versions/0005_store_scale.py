@@ -98,7 +98,7 @@ def upgrade() -> None:
     # derived columns, counts and search filled before the indexes exist (cheaper), triggers last;
     # store.migrations.ensure_schema does this itself after the last revision ("scale_deferred")
     if not context.config.attributes.get("scale_deferred"):
-        scale.install(op.execute, dialect, rebuild_data=True)
+        scale.install(op.execute, dialect, rebuild_data=True, monthly=False)  # alert_monthly: 0008
     for name in _OLD_INDEXES:
         op.drop_index(name, table_name="alerts")
     for name, cols in _INDEXES.items():
