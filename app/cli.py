@@ -148,8 +148,9 @@ def list_alerts(
             shown = min(total, limit) if total is not None and limit else total
             progress = err.is_terminal and (shown or 0) > 10_000
             out = sys.stdout
-            for n, a in enumerate(repo.iter_alert_payloads(s, stream_id=stream, category=category, limit=limit), 1):
-                out.write(json.dumps(a, ensure_ascii=False) + "\n")
+            lines = repo.iter_alert_payload_lines(s, stream_id=stream, category=category, limit=limit)
+            for n, line in enumerate(lines, 1):  # the stored JSON passed through, paths resolved
+                out.write(line + "\n")
                 if progress and n % 10_000 == 0:
                     err.print(f"{n:,} / {shown:,} alerts", end="\r")
             if progress:

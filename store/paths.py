@@ -13,12 +13,21 @@ Pure functions; no I/O except `Path.absolute()`/`resolve()`.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-__all__ = ["resolve_payload", "resolve_stored", "session_data_dir", "stored_payload", "to_stored"]
+__all__ = [
+    "resolve_payload",
+    "resolve_payload_text",
+    "resolve_stored",
+    "session_data_dir",
+    "stored_payload",
+    "to_stored",
+]
 
 
 def session_data_dir(session: Session) -> Path | None:
@@ -103,6 +112,48 @@ def resolve_payload(
             ],
         }
     return out
+
+
+def _dumps_ascii(value: str) -> str:
+    """`json.dumps(value)` for a string (a path: usually printable ASCII, quoted as it is)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value)
+
+
+# \\u escapes that must stay escapes in JSON text (control characters, quote, backslash) or that
+# raw_unicode_escape would not join (surrogate pairs): such payloads are decoded instead
+# (and price claims' evidence folders, which resolve_payload resolves too)
+_UNSAFE_ESCAPE = re.compile(r'\\u(?:00[01][0-9a-fA-F]|0022|005[cC]|[dD][89a-fA-F])|"contradicts"')
+
+
+def resolve_payload_text(raw: str, evidence_dir: str | None, data_dir: Path | None) -> str:
+    """`json.dumps(resolve_payload(json.loads(raw), ...), ensure_ascii=False)`, without decoding and
+    re-encoding the payload where that is not needed: `raw` as stored (json.dumps' default form, ASCII
+    with \\uXXXX escapes), the stored evidence folder and manifest replaced by their resolved paths in
+    the text, then the \\u escapes of non-ASCII characters turned back into characters (C codec;
+    only an odd run of backslashes starts an escape, as in JSON). Anything else — a payload citing
+    price claims' evidence, escaped control characters or surrogate pairs, non-ASCII or unexpected
+    text — takes the decoding path, so the line is the same either way."""
+    if not raw.isascii() or _UNSAFE_ESCAPE.search(raw):
+        return _decoded_line(raw, evidence_dir, data_dir)
+    start = raw.find('"evidence": {') if evidence_dir else -1
+    if evidence_dir and start >= 0:
+        if evidence_dir.endswith("/") or raw.find('"evidence": {', start + 1) >= 0:
+            return _decoded_line(raw, evidence_dir, data_dir)
+        root = str(data_dir) if data_dir is not None else None
+        for key, stored in (("dir", evidence_dir), ("manifest", f"{evidence_dir}/manifest.json")):
+            old = f'"{key}": {_dumps_ascii(stored)}'
+            i = raw.find(old)  # once, inside the evidence object (else decode)
+            if i < start or raw.find(old, i + 1) >= 0:
+                return _decoded_line(raw, evidence_dir, data_dir)
+            new = _dumps_ascii(_resolve_stored_str(stored, data_dir, root))
+            raw = f'{raw[:i]}"{key}": {new}{raw[i + len(old):]}'
+    return raw.encode("ascii").decode("raw_unicode_escape")
+
+
+def _decoded_line(raw: str, evidence_dir: str | None, data_dir: Path | None) -> str:
+    return json.dumps(resolve_payload(json.loads(raw), evidence_dir, data_dir), ensure_ascii=False)
 
 
 def stored_payload(payload: dict[str, Any], evidence_dir: str | None) -> dict[str, Any]:

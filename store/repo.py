@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Text, cast, delete, select
 from sqlalchemy.orm import Session
 
 from alerts.types import Alert, Evidence
 from asr.types import Utterance, Word
 from store.models import AlertRow, Broadcast, DetectionRow, EvidenceFileRow, Stream, UtteranceRow
-from store.paths import resolve_payload, session_data_dir, stored_payload, to_stored
+from store.paths import resolve_payload, resolve_payload_text, session_data_dir, stored_payload, to_stored
 
 __all__ = [
     "alert_payloads",
@@ -153,6 +153,25 @@ def iter_alert_payloads(session: Session, *, stream_id: str | None = None, categ
     data_dir = session_data_dir(session)
     for payload, ev_dir in session.execute(q.execution_options(stream_results=True, yield_per=batch)):
         yield resolve_payload(dict(payload), ev_dir, data_dir)
+
+
+def iter_alert_payload_lines(session: Session, *, stream_id: str | None = None, category: str | None = None,
+                             limit: int | None = None, batch: int = 1000) -> Iterator[str]:
+    """`iter_alert_payloads` as JSON text, one line each (no newline), the same objects in the same order:
+    the stored JSON is read as text and passed through with only its evidence paths resolved
+    (store.paths.resolve_payload_text), not decoded and encoded again per alert."""
+    q = select(cast(AlertRow.payload, Text), AlertRow.evidence_dir)
+    if stream_id:
+        q = q.where(AlertRow.stream_id == stream_id)
+    if category:
+        q = q.where(AlertRow.category == category)
+    q = q.order_by(AlertRow.broadcast_id, AlertRow.time_ts, AlertRow.start_s, AlertRow.id)
+    if limit:
+        q = q.limit(limit)
+    data_dir = session_data_dir(session)
+    resolve = resolve_payload_text
+    for raw, ev_dir in session.execute(q.execution_options(stream_results=True, yield_per=batch)):
+        yield resolve(raw, ev_dir, data_dir) if raw is not None and raw != "null" else "{}"
 
 
 def count_alerts(session: Session) -> int:

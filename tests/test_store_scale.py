@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -393,3 +394,49 @@ def test_an_alert_inserted_in_the_same_second_still_gets_its_time(db: Database) 
             and a.moment_ts is None
             and a.status == "unreviewed"
         )
+
+
+def test_payload_text_passed_through_equals_decoding_and_encoding_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    from store.paths import resolve_payload, resolve_payload_text
+
+    ev = {"dir": "evidence/a1", "manifest": "evidence/a1/manifest.json", "manifest_sha256": "m"}
+    payloads: list[dict[str, Any]] = [
+        {"text": "最好的产品 第一", "evidence": ev, "n": 1.5, "x": None},
+        {"text": "emoji 😀 and \u2028 and \x7f", "evidence": ev},  # a surrogate pair: decoded
+        {"text": "tab\tnewline\n bell\x07 quote\" backslash\\ \\u4e00 literal", "evidence": ev},
+        {"text": "no evidence yet"},
+        {"text": "evidence null", "evidence": None},
+        {"text": "other dir", "evidence": {"dir": "elsewhere/a1", "manifest_sha256": "m"}},
+        {"text": "nested", "evidence": ev, "details": {"dir": "evidence/a1"}},
+        {"text": "cites", "evidence": ev, "details": {"contradicts": [{"evidence_dir": "evidence/b2"}]}},
+        {"text": "路径", "evidence": {**ev, "dir": "evidence/证据", "manifest": "evidence/证据/manifest.json"}},
+    ]
+    for data_dir in (Path("/data/直播"), tmp_path, None):
+        for p in payloads:
+            ev_dir = (p.get("evidence") or {}).get("dir", "evidence/a1") if p.get("evidence") is not None else None
+            for evidence_dir in (ev_dir, None):
+                raw = json.dumps(p)  # as SQLAlchemy stores a JSON column
+                want = json.dumps(resolve_payload(json.loads(raw), evidence_dir, data_dir), ensure_ascii=False)
+                assert resolve_payload_text(raw, evidence_dir, data_dir) == want, (p, evidence_dir, data_dir)
+
+
+def test_alert_payload_lines_equal_the_decoded_payloads(db: Database) -> None:
+    import json
+
+    from store import repo
+
+    _fill(db)
+    with db.session() as s:
+        s.get(AlertRow, "a0003").payload = {  # type: ignore[union-attr]
+            "text": "证据 😀", "evidence": {"dir": "evidence/a0003", "manifest": "evidence/a0003/manifest.json"}
+        }
+        s.get(AlertRow, "a0003").evidence_dir = "evidence/a0003"  # type: ignore[union-attr]
+        s.commit()
+        old = [json.dumps(a, ensure_ascii=False) for a in repo.iter_alert_payloads(s, batch=7)]
+        assert list(repo.iter_alert_payload_lines(s, batch=7)) == old
+        assert list(repo.iter_alert_payload_lines(s, category="vulgar", limit=5)) == [
+            json.dumps(a, ensure_ascii=False) for a in repo.iter_alert_payloads(s, category="vulgar", limit=5)
+        ]
