@@ -366,6 +366,9 @@ def measure_api(url: str, data_dir: Path, repeat: int) -> dict[str, list[float]]
     out["statistics, a year"] = _timed(
         lambda: get("/api/stats", since="2025-01-01", until="2025-12-31"), max(3, repeat // 4)
     )
+    out["statistics, 10 months inside"] = _timed(
+        lambda: get("/api/stats", since="2025-02-01", until="2025-11-30"), max(3, repeat // 4)
+    )
     k = iter(range(10**9))
     out["alert page"] = _timed(lambda: get(f"/api/alerts/{ids[next(k) % len(ids)]}"), repeat)
     db.dispose()
