@@ -335,6 +335,9 @@ class Recorder:
             self._hls_last_done = resume.hls_last_seq
             self._last_source_end = resume.source_end_s
             self._last_end_ts = resume.end_ts
+        # the HLS sequence number reported when the last file reached the disk (an output that could
+        # not write, a full disk, got data it did not record: the next connection asks from here)
+        self._hls_on_disk: int | None = self._hls_last_done
         self._cur_hls: _HlsLog | None = None  # the running connection's
 
     # -- public --------------------------------------------------------------------------------------
@@ -413,10 +416,14 @@ class Recorder:
         folder.mkdir(parents=True, exist_ok=True)
         source_start: list[float] = []
 
+        out_full: list[str] = []
+
         def on_ffmpeg_line(line: str) -> None:
             m = _START_RE.search(line)
             if m and not source_start:
                 source_start.append(float(m.group(1)))
+            if not out_full and ("No space left on device" in line or "Disk quota exceeded" in line):
+                out_full.append(line.strip()[:200])
 
         local = is_local_file(self.url)
         procs: list[_Proc] = []
@@ -469,7 +476,18 @@ class Recorder:
         try:
             return self._watch(broadcast_id, folder, procs, source_start, local, hls, now + (wait_s or 0.0))
         finally:
-            if hls.last_done is not None:
+            if out_full and self._hls_on_disk is not None:
+                # The output got data it could not write (a full disk): ask again from the last file
+                # that reached the disk, a little before it (_REJOIN_BACK).
+                self._hls_last_done = self._hls_on_disk - _REJOIN_BACK
+                logger.warning(
+                    "stream %s: recording could not be written (%s); the next connection asks the "
+                    "playlist again from segment %d",
+                    self.stream_id,
+                    out_full[0],
+                    self._hls_last_done + 1,
+                )
+            elif hls.last_done is not None:
                 # Data the output got, whether a new broadcast or media recorded before: either way
                 # the next connection need not ask for it again.
                 self._hls_last_done = hls.last_done
@@ -628,6 +646,7 @@ class Recorder:
             seg = MediaSegment(broadcast_id, seq, str(path), start_s, max(0.0, end_s - start_s))
             result.end_s = max(result.end_s, end_s)
             self.sink.segment_recorded(SegmentRecorded(seg, size, self._clock(), self._hls_seq()))
+            self._on_disk()
         return max(listed, len(rows))
 
     def _emit_unlisted(self, folder: Path, broadcast_id: str, result: _Attempt) -> None:
@@ -643,10 +662,24 @@ class Recorder:
                 continue
             seg = MediaSegment(broadcast_id, seq, str(path), result.end_s, duration)
             result.end_s += duration
-            self.sink.segment_recorded(SegmentRecorded(seg, path.stat().st_size, self._clock(), self._hls_seq()))
+            self.sink.segment_recorded(
+                SegmentRecorded(seg, path.stat().st_size, self._clock(), self._hls_seq())
+            )
+            self._on_disk()
 
     def _hls_seq(self) -> int | None:
         return self._cur_hls.last_done if self._cur_hls is not None else None
+
+    def _on_disk(self) -> None:
+        seq = self._hls_seq()
+        if seq is not None:
+            self._hls_on_disk = seq
+
+
+# segments asked again before the last one on disk after a write failure: the reported sequence number
+# runs ahead of the files (the one ffmpeg is writing), and a line cut by the reconnect is then recorded
+# whole by the next connection (its second copy is a repeat on the source's clock, not a new alert)
+_REJOIN_BACK = 4
 
 
 def _seq_of(name: str) -> int:
