@@ -107,12 +107,15 @@ def status_command(
     rules = ms.rules_status(ddir, now)
     verify = ms.verify_status(ddir, now)
     deferred = ms.deferred_status(ddir, now)
+    db_write = ms.db_write_status(ddir, now)
     if metrics:
-        sys.stdout.write(ms.metrics_text(running, rows, rules, verify, deferred))
+        sys.stdout.write(ms.metrics_text(running, rows, rules, verify, deferred, db_write))
         return
     if as_json:
         sys.stdout.write(
-            json.dumps(ms.as_json(running, rows, rules, verify, deferred), ensure_ascii=False, indent=1)
+            json.dumps(
+                ms.as_json(running, rows, rules, verify, deferred, db_write), ensure_ascii=False, indent=1
+            )
             + "\n"
         )
         return
@@ -145,7 +148,12 @@ def status_command(
         )
     console = Console()
     console.print(t)
-    for line in ms.rules_problems(rules) + ms.verify_problems(verify) + ms.deferred_problems(deferred):
+    for line in (
+        ms.rules_problems(rules)
+        + ms.verify_problems(verify)
+        + ms.deferred_problems(deferred)
+        + ms.db_write_problems(db_write)
+    ):
         console.print(f"[bold red]{escape(line)}[/bold red]")
     last = (verify or {}).get("last")
     if last and last.get("ok"):

@@ -38,7 +38,6 @@ recorded but not yet transcribed is resumed at the next start.
 from __future__ import annotations
 
 import collections
-import errno
 import json
 import logging
 import os
@@ -67,6 +66,7 @@ from app.live_store import (
     alert_from_row,
     next_caption_index,
     next_utterance_index,
+    no_space,
     rescan_segments,
     stored_claims,
 )
@@ -237,6 +237,8 @@ class Monitor:
             if hasattr(h, "on_failure"):  # a refused reload: status, metrics, log (holder) and ops webhook
                 h.on_failure = self._rules_reload_failed
         self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
+        self.writer.on_event = self._writer_event  # a full database disk or writer queue: ops webhook
+        self._status_write_failed = False
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
         self._claims: dict[str, list[PriceClaim]] = {}  # per broadcast, as stored (analysis thread)
         # the evidence verification pass (the review app's, shared): a missing or altered clip is recorded
@@ -894,7 +896,18 @@ class Monitor:
                 s, alert.broadcast_id, segs[0].start_s, segs[-1].start_s + segs[-1].duration_s
             )
 
-        self.writer.call(tx)
+        try:
+            self.writer.call(tx)
+        except Exception as e:  # the files are written (and found again); their rows wait for the database
+            _, backoff = self._evidence_retry.get(alert_id, (0.0, 2.0))
+            self._evidence_retry[alert_id] = (time.monotonic() + backoff, min(60.0, backoff * 2))
+            logger.error(
+                "alert %s: evidence written but not yet recorded in the database (%s); retried in %.0f s",
+                alert_id,
+                e,
+                backoff,
+            )
+            return False
         self.stats.evidence += 1
         if self._evidence_retry.pop(alert_id, None) is not None:
             logger.info("alert %s: evidence written after waiting for disk space", alert_id)
@@ -1168,8 +1181,15 @@ class Monitor:
         next_retention = time.monotonic() + 5.0
         while not self._stop.wait(1.0):
             self._check_lag()
-            self._write_status()
+            try:
+                self._write_status()
+            except Exception:
+                logger.exception("writing the status file failed")
             if time.monotonic() >= next_retention:
+                if self.writer.waiting_for_space:  # its writes would wait behind the held ones: later
+                    next_retention = time.monotonic() + 30.0
+                    logger.warning("retention postponed: the database is waiting for disk space")
+                    continue
                 next_retention = time.monotonic() + self.cfg.retention_interval_s
                 try:
                     self.retention()
@@ -1269,6 +1289,7 @@ class Monitor:
             "evidence": self.stats.evidence,
             "evidence_deferred": None if self._evidence_full is None else dict(self._evidence_full),
             "writer_backlog": self.writer.backlog,
+            "db_writer": self.writer.status(),
             "streams": streams,
             "catchup": catchup,
             "rules": self._rules_status(),
@@ -1289,6 +1310,12 @@ class Monitor:
                 pid=os.getpid(),
             )
 
+    def _writer_event(self, event: str, **fields: Any) -> None:
+        """The database writer's disk-full / queue-full episodes (it logs them and shows them in its
+        status): to the ops webhook."""
+        if self.webhooks is not None:
+            self.webhooks.notify_ops(event, **fields, pid=os.getpid())
+
     def _rules_reload_failed(self, message: str) -> None:
         """A holder refused a reload (it logged it and keeps the old set): tell the ops webhook now;
         status.json, `livewatch status` and /metrics show it from the holder's state."""
@@ -1306,13 +1333,50 @@ class Monitor:
         return {"holders": holders, "matching": MATCH_STATS.snapshot()}
 
     def _write_status(self, stopped: bool = False) -> None:
+        """status.json by an atomic rename; the file is padded with spaces (valid JSON) to whole pages
+        plus room, so that on a full disk, where the new copy cannot be written, the status is rewritten
+        in place in the space the file already holds, and still shows what is wrong."""
         data = self.status()
         data["running"] = not stopped
         path = self.data_dir / STATUS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
+        size = -(-(len(body) + _STATUS_ROOM) // 4096) * 4096
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(body.ljust(size))
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            if not _no_space(e):
+                raise
+            if not _rewrite_in_place(path, body):
+                if not self._status_write_failed:
+                    logger.error("status file %s cannot be written: %s", path, e)
+                self._status_write_failed = True
+                return
+            if not self._status_write_failed:
+                logger.warning("disk of %s full: the status file is rewritten in place", path)
+            self._status_write_failed = True
+            return
+        self._status_write_failed = False
+
+
+_STATUS_ROOM = 8192  # bytes the status may grow by while the disk is full
+
+
+def _rewrite_in_place(path: Path, body: bytes) -> bool:
+    """Overwrite `path` with `body` padded to the file's present size (no new blocks). False if it
+    does not fit or the file cannot be opened."""
+    try:
+        with open(path, "r+b") as f:
+            size = os.fstat(f.fileno()).st_size
+            if len(body) > size:
+                return False
+            f.write(body.ljust(size))
+        return True
+    except OSError:
+        return False
 
 
 class _LiveDecoding:
@@ -1364,18 +1428,8 @@ def live_transcriber(cfg: MonitorConfig) -> TranscriberLike:
 
 
 def _no_space(exc: BaseException | None) -> bool:
-    """Whether an error (or one it was raised from) is a full disk or quota: ENOSPC/EDQUOT from Python,
-    or ffmpeg's message for them."""
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(exc)
-        if "No space left on device" in text or "Disk quota exceeded" in text:
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    """Whether an error (or one it was raised from) is a full disk or quota (see live_store.no_space)."""
+    return no_space(exc)
 
 
 def _live_payload(alert: Alert, stream_id: str | None, folder: str) -> dict[str, Any]:

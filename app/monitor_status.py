@@ -9,6 +9,7 @@ safe from any process while a monitor runs.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from store.models import AlertRow, Broadcast, BroadcastGap, Stream
 
 __all__ = [
     "StreamStatus",
+    "db_write_problems",
+    "db_write_status",
     "deferred_problems",
     "deferred_status",
     "metrics_text",
@@ -54,11 +57,19 @@ class StreamStatus:
 
 def read_status(data_dir: Path) -> dict[str, Any] | None:
     path = Path(data_dir) / STATUS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    for attempt in range(3):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            # on a full disk the monitor rewrites the file in place: a read may catch it half written
+            if attempt == 2:
+                return None
+            time.sleep(0.05)
+            continue
+        return data if isinstance(data, dict) else None
+    return None
 
 
 def monitor_running(status: dict[str, Any] | None, now_ts: float) -> bool:
@@ -196,6 +207,61 @@ def deferred_problems(deferred: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def db_write_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
+    """The running monitor's database writer (live_store.DbWriter.status: backlog, waiting for disk
+    space, queue full, failed writes), or None when no monitor runs."""
+    status = read_status(data_dir)
+    if not monitor_running(status, now_ts):
+        return None
+    d = (status or {}).get("db_writer")
+    return d if isinstance(d, dict) else None
+
+
+def db_write_problems(w: dict[str, Any] | None) -> list[str]:
+    """Lines for a human: database writes waiting for disk space, a full writer queue, failed writes."""
+    if not w:
+        return []
+    out = []
+    space = w.get("waiting_for_space")
+    if isinstance(space, dict):
+        out.append(
+            f"database writes waiting for disk space since{_when(space.get('since_ts'))}: {space.get('error')}"
+        )
+    full = w.get("queue_full")
+    if isinstance(full, dict):
+        out.append(f"{full.get('message')} (since{_when(full.get('since_ts'))})")
+    last = w.get("last_failure")
+    if int(w.get("failed", 0)) and isinstance(last, dict):
+        out.append(
+            f"{w['failed']} database write(s) failed and were not retried; last{_when(last.get('ts'))}: "
+            f"{last.get('job')}: {last.get('error')}"
+        )
+    return out
+
+
+def _db_write_metrics(w: dict[str, Any] | None) -> list[str]:
+    w = w or {}
+    return [
+        "# HELP livewatch_monitor_db_waiting_for_space 1 while the monitor's database writes wait for disk "
+        "space (held in order, retried).",
+        "# TYPE livewatch_monitor_db_waiting_for_space gauge",
+        f"livewatch_monitor_db_waiting_for_space {int(isinstance(w.get('waiting_for_space'), dict))}",
+        "# HELP livewatch_monitor_db_writes_queued Database writes queued or held in the monitor.",
+        "# TYPE livewatch_monitor_db_writes_queued gauge",
+        f"livewatch_monitor_db_writes_queued {int(w.get('backlog', 0))}",
+        "# HELP livewatch_monitor_db_queue_full 1 while the monitor's database writer queue is full "
+        "(its workers wait).",
+        "# TYPE livewatch_monitor_db_queue_full gauge",
+        f"livewatch_monitor_db_queue_full {int(isinstance(w.get('queue_full'), dict))}",
+        "# HELP livewatch_monitor_db_disk_full_episodes_total Times the database's disk filled up.",
+        "# TYPE livewatch_monitor_db_disk_full_episodes_total counter",
+        f"livewatch_monitor_db_disk_full_episodes_total {int(w.get('space_episodes', 0))}",
+        "# HELP livewatch_monitor_db_write_failures_total Database writes that failed (not disk space).",
+        "# TYPE livewatch_monitor_db_write_failures_total counter",
+        f"livewatch_monitor_db_write_failures_total {int(w.get('failed', 0))}",
+    ]
+
+
 def _when(ts: Any) -> str:
     if not isinstance(ts, int | float):
         return ""
@@ -301,9 +367,11 @@ def metrics_text(
     rules: dict[str, Any] | None = None,
     verify: dict[str, Any] | None = None,
     deferred: dict[str, Any] | None = None,
+    db_write: dict[str, Any] | None = None,
 ) -> str:
     """Prometheus text exposition (version 0.0.4); `rules` from `rules_status`, `verify` from
-    `verify_status` and `deferred` from `deferred_status` (a running monitor)."""
+    `verify_status`, `deferred` from `deferred_status` and `db_write` from `db_write_status` (a running
+    monitor)."""
     out = [
         "# HELP livewatch_monitor_up Whether a monitor process is running and updating its status.",
         "# TYPE livewatch_monitor_up gauge",
@@ -354,6 +422,7 @@ def metrics_text(
             "# TYPE livewatch_monitor_evidence_waiting_for_space gauge",
             f"livewatch_monitor_evidence_waiting_for_space {int((deferred or {}).get('alerts', 0))}",
         ]
+        out += _db_write_metrics(db_write)
     return "\n".join(out) + "\n"
 
 
@@ -363,6 +432,7 @@ def as_json(
     rules: dict[str, Any] | None = None,
     verify: dict[str, Any] | None = None,
     deferred: dict[str, Any] | None = None,
+    db_write: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "running": running,
@@ -370,5 +440,9 @@ def as_json(
         "rules": rules,
         "evidence_verify": verify,
         "evidence_deferred": deferred,
-        "problems": rules_problems(rules) + verify_problems(verify) + deferred_problems(deferred),
+        "db_writer": db_write,
+        "problems": rules_problems(rules)
+        + verify_problems(verify)
+        + deferred_problems(deferred)
+        + db_write_problems(db_write),
     }

@@ -42,7 +42,14 @@ from starlette.background import BackgroundTask
 
 from alerts.package import EvidenceIntegrityError
 from alerts.signing import SiteKey, load_or_create_site_key
-from app.monitor_status import deferred_status, metrics_text, rules_status, stream_statuses, verify_status
+from app.monitor_status import (
+    db_write_status,
+    deferred_status,
+    metrics_text,
+    rules_status,
+    stream_statuses,
+    verify_status,
+)
 from review import charts, ledger
 from review.auth import (
     DbSessionStore,
@@ -612,6 +619,7 @@ def create_app(
                 rules_status(state.data_dir, now),
                 verify_status(state.data_dir, now),
                 deferred_status(state.data_dir, now),
+                db_write_status(state.data_dir, now),
             )
             + _evidence_metrics(),
             media_type="text/plain; version=0.0.4; charset=utf-8",
