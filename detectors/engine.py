@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import threading
@@ -230,17 +231,23 @@ class _Compiled:
     exempt: tuple[str, ...]
     exempt_regex: list[re.Pattern[str]]
     regexes: list[tuple[str, re.Pattern[str]]]
+    # per regex: literals one of which every match contains (None: unknown, the regex always runs)
+    regex_literals: list[frozenset[str] | None]
     negation_cues: tuple[str, ...]
     negation_window: int
     negation_ignore: tuple[str, ...]
     threshold: float
     sources: frozenset[str]
+    # the phrases above, as sets: a rule looks for them only when the automaton saw one in the text
+    unless_set: frozenset[str] = frozenset()
+    exempt_set: frozenset[str] = frozenset()
+    cue_set: frozenset[str] = frozenset()
 
 
 class _Scratch:
     """Per-call matching state."""
 
-    __slots__ = ("bounds", "exact", "found", "fuzzy", "norm", "occ", "pinyin", "regex_rules")
+    __slots__ = ("bounds", "cues", "exact", "found", "fuzzy", "norm", "occ", "pinyin", "present", "regex_rules")
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
@@ -250,6 +257,9 @@ class _Scratch:
         self.found: set[int] = set()  # atoms with at least one occurrence in this text
         self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
+        # regex literals, unless/exempt phrases and negation cues that occur anywhere in the text
+        self.present: set[str] = {""}  # "" is in every text
+        self.cues: dict[tuple[str, ...], tuple[str, ...]] = {}  # a rule's cues -> those present
         self.bounds: frozenset[int] | None = None  # word boundaries, segmented on first need
 
 
@@ -279,41 +289,53 @@ class RuleSet:
         self._atom_index: dict[tuple[str, str], int] = {}
         self._compiled: list[_Compiled] = []
         self._always: list[int] = []  # rules whose regexes have no literal trigger
-        # key -> rules that may hit when key is found
-        self._rules_by_text: dict[str, set[int]] = defaultdict(set)
-        self._rules_by_codes: dict[str, set[int]] = defaultdict(set)
         self._regex_trigger: dict[str, set[int]] = defaultdict(set)
         self._fuzzy_atoms: list[int] = []
+        # atom -> enabled rules for which it is a hit term / a side of a proximity pair (ri, pair, side)
+        self._hit_build: dict[int, list[int]] = defaultdict(list)
+        self._near_build: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        self._phrases: set[str] = set()  # unless/exempt phrases and negation cues of every rule
+        self._cue_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}  # one object per distinct cue list
         for eff in effective:
             self._compile(eff)
         self._by_id = {r.id: r for r in self.rules}
+        self._always_set = frozenset(self._always)
+        self._hit_roles: dict[int, tuple[int, ...]] = {k: tuple(v) for k, v in self._hit_build.items()}
+        self._near_roles: dict[int, tuple[tuple[int, int, int], ...]] = {
+            k: tuple(v) for k, v in self._near_build.items()
+        }
+        del self._hit_build, self._near_build
         self._atoms_by_text: dict[str, list[int]] = defaultdict(list)
         self._atoms_by_codes: dict[str, list[int]] = defaultdict(list)
         for ai, atom in enumerate(self._atoms):
             self._atoms_by_text[atom.text].append(ai)
             if atom.mode != "exact":
                 self._atoms_by_codes[atom.codes].append(ai)
-        char_keys = set(self._rules_by_text) | set(self._regex_trigger) | set(self._atoms_by_text)
+        if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
+            _segmenter()  # load the word segmenter now, not inside the first line's time budget
+        self._phrases.discard("")
+        char_keys = set(self._regex_trigger) | set(self._atoms_by_text) | self._phrases
         self._char_ac = self._automaton(
-            {
+            blank=("", 2, False, (), frozenset(), False),
+            keys={
                 k: (
                     k,
                     len(k),
                     _needs_bound(k),
                     tuple(self._atoms_by_text.get(k, ())),
-                    frozenset(self._rules_by_text.get(k, ())),
                     frozenset(self._regex_trigger.get(k, ())),
+                    k in self._regex_trigger or k in self._phrases,
                 )
                 for k in char_keys
             }
         )
         self._py_ac = self._automaton(
-            {
+            blank=("", 2, ()),
+            keys={
                 k: (
                     k,
                     len(k),
                     tuple(self._atoms_by_codes.get(k, ())),
-                    frozenset(self._rules_by_codes.get(k, ())),
                 )
                 for k in self._atoms_by_codes
             }
@@ -331,10 +353,9 @@ class RuleSet:
                 # the syllables outside this anchor, relative to the anchor: a cheap mismatch count
                 rest = tuple((p - k, atom.codes[p]) for p in range(L) if p not in (k, k + 1))
                 bigrams[atom.codes[k : k + 2]].append((ai, k, L, *entry, rest))
-        self._bigrams = {k: tuple(v) for k, v in bigrams.items()}
-        self._fz_ac = self._automaton(set(bigrams))
-        if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
-            _segmenter()  # load the word segmenter now, not inside the first line's time budget
+        self._fz_ac = self._automaton(
+            {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}, blank=((), (), ())
+        )
 
     # ------------------------------------------------------------ loading
 
@@ -357,11 +378,31 @@ class RuleSet:
         return rs
 
     @staticmethod
-    def _automaton(keys: dict[str, Any] | Iterable[str]) -> ahocorasick.Automaton | None:
-        items = list(keys.items()) if isinstance(keys, dict) else [(k, k) for k in keys]
-        items = [(k, v) for k, v in items if k]
+    def _automaton(keys: dict[str, Any], blank: Any) -> ahocorasick.Automaton | None:
+        """An automaton over `keys` (key -> value).
+
+        pyahocorasick finds a node's child by a linear scan of its children in insertion order. At
+        the root these are all the characters keys start with (thousands with large lexicons), and
+        the root is where matching falls back to on most characters of a text. So the root's
+        children are made in the order of the characters' frequency in Chinese (jieba's dictionary),
+        and every character that only occurs inside keys gets a root child too (a key ending in
+        U+FFFF, which normalized text never holds: `blank` is its value, never reported), so that a
+        common character is found after a short scan. The keys and what they match are unchanged.
+        """
+        items = [(k, v) for k, v in keys.items() if k]
         if not items:
             return None
+        rank = _char_rank()
+        if rank is None:  # no dictionary at hand: the characters most keys start with first
+            rank = defaultdict(int)
+            for k, _ in items:
+                rank[k[0]] += 1
+        chars = {c for k, _ in items for c in k}
+        firsts = {k[0] for k, _ in items}
+        if _NEVER not in chars:
+            items += [(c + _NEVER, blank) for c in chars - firsts]
+        # every node's children in the order of their characters' frequency
+        items.sort(key=lambda kv: ([-rank.get(c, 0) for c in kv[0]], kv[0]))
         ac = ahocorasick.Automaton()
         for k, v in items:
             ac.add_word(k, v)
@@ -430,6 +471,7 @@ class RuleSet:
         unless = tuple(dict.fromkeys(normalize(t).text for u in spec.unless for t in expand_term(u)))
         exempt = tuple(dict.fromkeys(normalize(t).text for x in eff.exempt for t in expand_term(x)))
         regexes = [(src, re.compile(expand_macros(src))) for src in spec.regex]
+        regex_lits = [required_literals(src) for src, _ in regexes]
         exempt_regex = [re.compile(expand_macros(src)) for src in spec.exempt_regex]
         neg = eff.negation
         comp = _Compiled(
@@ -441,23 +483,34 @@ class RuleSet:
             exempt=exempt,
             exempt_regex=exempt_regex,
             regexes=regexes,
+            regex_literals=[
+                frozenset(lits) if lits and _case_sensitive(rx) else None
+                for lits, (_, rx) in zip(regex_lits, regexes, strict=True)
+            ],
             negation_cues=tuple(sorted(set(neg.cues), key=len, reverse=True)) if neg else (),
             negation_window=neg.window if neg else 0,
             negation_ignore=tuple(neg.ignore) if neg else (),
             threshold=eff.threshold,
             sources=frozenset(eff.sources),
         )
+        # an empty phrase would be everywhere: such a rule keeps looking for its phrases on every hit
+        comp.unless_set = frozenset(comp.unless) if all(comp.unless) else _EVERYWHERE
+        comp.exempt_set = frozenset(comp.exempt) if all(comp.exempt) else _EVERYWHERE
+        comp.cue_set = frozenset(comp.negation_cues) if all(comp.negation_cues) else _EVERYWHERE
+        comp.negation_cues = self._cue_tuples.setdefault(comp.negation_cues, comp.negation_cues)
+        for phrase in (*comp.unless, *comp.exempt, *comp.negation_cues):
+            self._phrases.add(phrase)
         self._compiled.append(comp)
         if not eff.enabled:
             return
-        for ai in [*hit_atoms, *(x for n in near for x in (*n.a, *n.b))]:
-            atom = self._atoms[ai]
-            self._rules_by_text[atom.text].add(ri)
-            if atom.mode != "exact":
-                self._rules_by_codes[atom.codes].add(ri)
+        for ai in hit_atoms:
+            self._hit_build[ai].append(ri)
+        for k, nr in enumerate(near):
+            for side, atoms in ((0, nr.a), (1, nr.b)):
+                for ai in atoms:
+                    self._near_build[ai].append((ri, k, side))
         always = False
-        for src, _ in regexes:
-            lits = required_literals(src)
+        for lits in regex_lits:
             if not lits:
                 always = True
                 continue
@@ -469,46 +522,80 @@ class RuleSet:
     # ------------------------------------------------------------ matching
 
     def _scan(self, norm: Normalized) -> tuple[_Scratch, set[int]]:
+        """Find every atom and regex trigger in the text; the candidates are the rules that can produce
+        a hit: a hit term found, both sides of a proximity pair found, or a regex triggered."""
         sc = _Scratch(norm)
         text = norm.text
-        candidates: set[int] = set(self._always)
+        found = sc.found
+        regex_rules = sc.regex_rules
         if self._char_ac is not None and text:
-            exact, found = sc.exact, sc.found
-            for end, (key, klen, bound, atoms, rules, trig) in self._char_ac.iter(text):
+            exact = sc.exact
+            present = sc.present
+            for end, (key, klen, bound, atoms, trig, anywhere) in self._char_ac.iter(text):
+                if anywhere:
+                    present.add(key)  # regexes and phrases are looked for without word bounds
                 start = end - klen + 1
                 if bound and not _bounded(text, start, end + 1, key):
                     continue
                 exact[key].append((start, end + 1))
                 if atoms:
                     found.update(atoms)
-                if rules:
-                    candidates |= rules
                 if trig:
-                    candidates |= trig
-                    sc.regex_rules |= trig
+                    regex_rules |= trig
         codes = pinyin_codes(text)
         if self._py_ac is not None and text:
-            for end, (key, klen, atoms, rules) in self._py_ac.iter(codes):
+            pinyin = sc.pinyin
+            for end, (key, klen, atoms) in self._py_ac.iter(codes):
                 start = end - klen + 1
                 if not _bounded(text, start, end + 1, text[start : end + 1]):
                     continue
-                sc.pinyin[key].append((start, end + 1))
-                sc.found.update(atoms)
-                candidates |= rules
+                pinyin[key].append((start, end + 1))
+                found.update(atoms)
         if self._fz_ac is not None and len(text) >= 2:
-            self._fuzzy_scan(sc, codes, candidates)
+            self._fuzzy_scan(sc, codes)
+        candidates: set[int] = set(self._always)
+        candidates |= regex_rules
+        hit_roles = self._hit_roles
+        near_roles = self._near_roles
+        sides: dict[tuple[int, int], int] = {}
+        for ai in found:
+            hr = hit_roles.get(ai)
+            if hr:
+                candidates.update(hr)
+            nr = near_roles.get(ai)
+            if nr:
+                for ri, k, side in nr:
+                    pair = (ri, k)
+                    m = sides.get(pair, 0) | (1 << side)
+                    sides[pair] = m
+                    if m == 3:
+                        candidates.add(ri)
         return sc, candidates
 
-    def _fuzzy_scan(self, sc: _Scratch, codes: str, candidates: set[int]) -> None:
+    def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
         assert self._fz_ac is not None
         n = len(codes)
         lat: list[str] | None = None
         tried: set[int] = set()
         similarity = Indel.normalized_similarity
-        bigrams = self._bigrams
-        for end, key in self._fz_ac.iter(codes):
+        for end, probes_of in self._fz_ac.iter(codes):
             a = end - 1  # first character of the anchor (end is its last)
-            for ai, off, L, latin, term_codes, max_diff, shapes, rest in bigrams[key]:
+            entries, probes, always = probes_of
+            # Entries that can pass the mismatch count below: each same-length entry is filed under
+            # max_diff + 1 of its syllables outside the anchor, one of which must then agree.
+            pick: list[int] = list(always)
+            for rel, by_code in probes:
+                p = a + rel
+                if 0 <= p < n:
+                    got = by_code.get(codes[p])
+                    if got:
+                        pick.extend(got)
+            if not pick:
+                continue
+            if len(pick) > 1:
+                pick = sorted(set(pick))
+            for ei in pick:
+                ai, off, L, latin, term_codes, max_diff, shapes, rest = entries[ei]
                 s0 = a - off
                 if len(shapes) == 1:
                     # Same length only: count the syllables that differ outside the anchor.
@@ -546,7 +633,6 @@ class RuleSet:
                 if best >= 60.0:
                     sc.fuzzy[ai].append(_Occ(span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
                     sc.found.add(ai)
-                    candidates |= self._rules_by_codes.get(term_codes, set())
 
     def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
         cached = sc.occ.get(ai)
@@ -587,8 +673,10 @@ class RuleSet:
             for o in self._occ(sc, ai):
                 if o.score >= thr:
                     raw.append((o.start, o.end, o.score, o.mode, self._atoms[ai].text, (o.start,)))
-        if comp.regexes and (ri in sc.regex_rules or ri in self._always):
-            for src, rx in comp.regexes:
+        if comp.regexes and (ri in sc.regex_rules or ri in self._always_set):
+            for (src, rx), lits in zip(comp.regexes, comp.regex_literals, strict=True):
+                if lits is not None and lits.isdisjoint(sc.present):
+                    continue  # a match would contain one of them
                 for m in rx.finditer(text):
                     if m.end() > m.start():
                         raw.append((m.start(), m.end(), 100.0, "regex", src, (m.start(),)))
@@ -637,7 +725,7 @@ class RuleSet:
             return [], []
         hits = [self._hit(rule.id, norm, *r[:5]) for r in raw]
         silenced: list[Hit] = []
-        for phrase in comp.unless:
+        for phrase in comp.unless if not comp.unless_set.isdisjoint(sc.present) else ():
             if phrase in text:
                 why = f"unless: {phrase}"
                 return [], [_with_reason(h, why) for h in hits]
@@ -656,7 +744,7 @@ class RuleSet:
 
     def _exemption(self, comp: _Compiled, sc: _Scratch, h: Hit, anchors: tuple[int, ...]) -> str:
         text = sc.norm.text
-        for phrase in comp.exempt:
+        for phrase in comp.exempt if not comp.exempt_set.isdisjoint(sc.present) else ():
             # an occurrence overlapping the hit lies within this window
             if text.find(phrase, max(0, h.start - len(phrase) + 1), h.end + len(phrase) - 1) >= 0:
                 return f"exempt: {phrase}"
@@ -665,19 +753,25 @@ class RuleSet:
                 if m.start() < h.end and h.start < m.end():
                     return f"exempt: /{rx.pattern}/"
         if comp.negation_cues:
-            for anchor in anchors:
-                cue = self._negated(comp, sc.norm, anchor)
+            cues = sc.cues.get(comp.negation_cues)
+            if cues is None:
+                present = sc.present
+                cues = sc.cues[comp.negation_cues] = tuple(c for c in comp.negation_cues if c in present)
+            for anchor in anchors if cues else ():
+                cue = self._negated(comp, sc.norm, anchor, cues)
                 if cue:
                     return f"negation: {cue}"
         return ""
 
     @staticmethod
-    def _negated(comp: _Compiled, norm: Normalized, start: int) -> str:
-        """The negation cue ending at most `window` characters before `start` in the same clause."""
+    def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...]) -> str:
+        """The negation cue ending at most `window` characters before `start` in the same clause.
+
+        `cues`: the rule's cues that occur in the text, in the rule's order (longest first)."""
         text = norm.text
         lo = max(0, start - comp.negation_window - len(comp.negation_cues[0]))  # cues: longest first
         before = text[lo:start]
-        for cue in comp.negation_cues:
+        for cue in cues:
             k = before.rfind(cue)
             while k >= 0:
                 at = lo + k
@@ -825,6 +919,67 @@ def _term_forms(raw: str) -> tuple[str, str, str]:
     return text, codes, pinyin_latin(codes)
 
 
+_NEVER = "\uffff"  # a noncharacter: normalization drops it, so no text holds it
+
+
+@functools.lru_cache(maxsize=1)
+def _char_rank_cached() -> dict[str, int]:
+    freq: dict[str, int] = {}
+    for w, f in _segmenter().FREQ.items():
+        if len(w) == 1 and f:
+            freq[w] = freq.get(w, 0) + f
+    for d in "0123456789":
+        freq.setdefault(d, 1_000_000)
+    for ch, f in list(freq.items()):  # a syllable code is as frequent as its characters together
+        code = pinyin_codes(ch)
+        if code != ch:
+            freq[code] = freq.get(code, 0) + f
+    return freq
+
+
+def _char_rank() -> dict[str, int] | None:
+    """Characters (and syllable codes) by frequency, when the word segmenter is loaded."""
+    return _char_rank_cached() if _SEGMENTER is not None else None
+
+
+_EVERYWHERE: frozenset[str] = frozenset({""})  # "" occurs in every text (_Scratch.present holds it)
+_PROBE_ORDER = (-1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, -7, 8, -8)  # nearest the anchor first
+
+
+def _fuzzy_probes(
+    entries: tuple[tuple[Any, ...], ...],
+) -> tuple[tuple[tuple[Any, ...], ...], tuple[tuple[int, dict[str, tuple[int, ...]]], ...], tuple[int, ...]]:
+    """An anchor's fuzzy entries, with an index that proposes only those a text can pass.
+
+    A same-length entry passes with at most `max_diff` of its syllables outside the anchor differing,
+    so among any `max_diff + 1` of them one agrees with the text: the entry is filed under that many
+    (relative position, code) probes. Entries with other shapes, or too few syllables to file, are
+    always proposed. Returns (entries, probes by position, always-proposed entry indices).
+    """
+    index: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    always: list[int] = []
+    for ei, (_ai, _off, _L, _latin, _codes, max_diff, shapes, rest) in enumerate(entries):
+        rels = dict(rest)
+        need = max_diff + 1
+        if len(shapes) != 1 or len(rels) < need or len(rels) != len(rest):
+            always.append(ei)
+            continue
+        chosen = [r for r in _PROBE_ORDER if r in rels][:need]
+        if len(chosen) < need:
+            chosen += [r for r in sorted(rels) if r not in chosen][: need - len(chosen)]
+        for r in chosen:
+            index[r][rels[r]].append(ei)
+    probes = tuple(
+        (r, {c: tuple(v) for c, v in by_code.items()}) for r, by_code in sorted(index.items())
+    )
+    return entries, probes, tuple(always)
+
+
+def _case_sensitive(rx: re.Pattern[str]) -> bool:
+    """No IGNORECASE anywhere in the pattern (its required literals then bound every match)."""
+    return not rx.flags & re.IGNORECASE and not re.search(r"\(\?[a-zA-Z]*i[a-zA-Z-]*[:)]", rx.pattern)
+
+
 def _is_cjk(text: str) -> bool:
     return all("\u4e00" <= ch <= "\u9fff" for ch in text)
 
@@ -849,13 +1004,100 @@ def _segmenter() -> Any:
 
 
 def word_bounds(text: str) -> frozenset[int]:
-    """Offsets in `text` where one word ends and the next begins (jieba's segmentation)."""
+    """Offsets in `text` where one word ends and the next begins (jieba's segmentation).
+
+    The same segmentation as ``jieba.Tokenizer.cut(text, HMM=True)`` (version 0.42: blocks, the
+    dictionary DAG, the best route, the HMM for runs of unknown single characters), computed without
+    building the words, with each dictionary fragment's log probability looked up once per process.
+    """
+    import jieba
+    from jieba import finalseg
+
+    tok = _segmenter()
     out = {0}
     pos = 0
-    for w in _segmenter().cut(text, HMM=True):
-        pos += len(w)
-        out.add(pos)
+    re_han = jieba.re_han_default
+    re_skip = jieba.re_skip_default
+    for blk in re_han.split(text):
+        if not blk:
+            continue
+        if re_han.match(blk):
+            for n in _dag_word_lengths(tok, blk, finalseg.cut):
+                pos += n
+                out.add(pos)
+        else:
+            for x in re_skip.split(blk):
+                if re_skip.match(x):
+                    pos += len(x)
+                    out.add(pos)
+                else:
+                    for _ in x:
+                        pos += 1
+                        out.add(pos)
     return frozenset(out)
+
+
+_LOGP: dict[str, float] = {}  # fragment -> log(frequency or 1) - log(total) in the segmenter's dictionary
+
+
+def _dag_word_lengths(tok: Any, sentence: str, hmm_cut: Any) -> list[int]:
+    """Word lengths of jieba's ``__cut_DAG`` (get_DAG, calc and the HMM pass over unknown runs)."""
+    freq = tok.FREQ
+    n = len(sentence)
+    logp = _LOGP
+    logtotal = math.log(tok.total)
+    route_p = [0.0] * (n + 1)
+    route_x = [0] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        # DAG[k]: ends i of dictionary words starting at k (or k alone)
+        best_p = 0.0
+        best_x = -1
+        i = k
+        frag = sentence[k]
+        while i < n and frag in freq:
+            if freq[frag]:
+                lp = logp.get(frag)
+                if lp is None:
+                    lp = logp[frag] = math.log(freq.get(frag) or 1) - logtotal
+                p = lp + route_p[i + 1]
+                if best_x < 0 or p >= best_p:  # max over (p, i) with i increasing: ties go to the longer
+                    best_p, best_x = p, i
+            i += 1
+            frag = sentence[k : i + 1]
+        if best_x < 0:
+            frag = sentence[k]
+            lp = logp.get(frag)
+            if lp is None:
+                lp = logp[frag] = math.log(freq.get(frag) or 1) - logtotal
+            best_p, best_x = lp + route_p[k + 1], k
+        route_p[k] = best_p
+        route_x[k] = best_x
+    lengths: list[int] = []
+    x = 0
+    buf_start = -1
+    while x < n:
+        y = route_x[x] + 1
+        if y - x == 1:
+            if buf_start < 0:
+                buf_start = x
+        else:
+            if buf_start >= 0:
+                _flush_buf(sentence[buf_start:x], freq, hmm_cut, lengths)
+                buf_start = -1
+            lengths.append(y - x)
+        x = y
+    if buf_start >= 0:
+        _flush_buf(sentence[buf_start:], freq, hmm_cut, lengths)
+    return lengths
+
+
+def _flush_buf(buf: str, freq: dict[str, int], hmm_cut: Any, lengths: list[int]) -> None:
+    if len(buf) == 1:
+        lengths.append(1)
+    elif not freq.get(buf):
+        lengths.extend(len(t) for t in hmm_cut(buf))
+    else:
+        lengths.extend([1] * len(buf))
 
 
 def _straddles(sc: _Scratch, start: int, end: int) -> bool:
