@@ -682,10 +682,19 @@ class LiveStore:
         source's own clock (`source_start_s`, ffmpeg's input start time) places both on one timeline;
         an alert of the same category and source overlapping on it, at nearly the same wall-clock time
         (within `window_s`: a replayed file is a new broadcast, not a repeat), is the same violation.
+        When the recorder found the source's clock continuous across the reconnect (`media_gap_s` in
+        the broadcast's meta), the wall-clock window widens to an hour.
         Without a source clock nothing counts as a repeat.
         """
         if source_start_s is None or alert.start_ts is None:
             return None
+        meta = s.scalar(select(Broadcast.meta).where(Broadcast.id == alert.broadcast_id)) or {}
+        if meta.get("media_gap_s") is not None:
+            # The recorder found the source's clock continuous across the reconnect (see
+            # ingest.recorder.media_gap): a rejoin that asked the playlist again from older segments
+            # (after a full disk) repeats media recorded long before on the wall clock, so only the
+            # source clock decides, within the hour.
+            window_s = max(window_s, 3600.0)
         lo, hi = source_start_s + alert.start_s, source_start_s + alert.end_s
         rows = s.execute(
             select(AlertRow.id, AlertRow.start_s, AlertRow.end_s, Broadcast.meta)

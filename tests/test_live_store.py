@@ -68,6 +68,33 @@ def test_the_same_moment_of_the_source_in_a_new_connection_is_a_repeat(db: Datab
         assert LiveStore.repeats(s, alert("x", "new", 0.0, 1.5, 1031.0), "room", None) is None
 
 
+def test_a_rejoin_that_asks_older_segments_again_repeats_long_after_on_the_wall_clock(db: Database) -> None:
+    """After a full disk the recorder asks the playlist again from older segments: the same moment of
+    the source is recorded minutes later on the wall clock. With the source's clock found continuous
+    (media_gap_s) it is still a repeat; without that, the wall-clock window keeps it a new alert."""
+    with db.session() as s, s.begin():
+        for bid, gap in (("rejoin", 0.0), ("unknown", None)):
+            LiveStore.start_broadcast(
+                s,
+                broadcast_id=bid,
+                stream_id="room",
+                url="u",
+                name="",
+                folder="/x",
+                started_ts=1300.0,
+                source_start_s=126.0,
+                rules_version="v",
+                media_gap_s=gap,
+            )
+    with db.session() as s:
+        # old: source 128-131, raised at wall 1028; the rejoin records source 128-131 at wall 1302
+        late = alert("x", "rejoin", 2.0, 5.0, 1302.0)
+        assert LiveStore.repeats(s, late, "room", 126.0) == "a-old"
+        assert LiveStore.repeats(s, alert("x", "unknown", 2.0, 5.0, 1302.0), "room", 126.0) is None
+        # the same connection's later moments do not overlap the old alert on the source clock
+        assert LiveStore.repeats(s, alert("x", "rejoin", 9.0, 10.0, 1309.0), "room", 126.0) is None
+
+
 def test_stopping_and_starting_again_opens_and_closes_a_gap(db: Database) -> None:
     from store.models import BroadcastGap
 
