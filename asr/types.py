@@ -54,3 +54,17 @@ class Utterance:
         if first is None or last is None:
             return self.start_s, self.end_s
         return first.start_s, last.end_s
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptBatch:
+    """Utterances one ASR pass committed, with the watermark they complete (ASR → writer → analysis).
+
+    `done_s`: the transcript is complete up to here (nothing committed later starts before it);
+    `final`: the broadcast's transcript is complete."""
+
+    broadcast_id: str
+    stream_id: str
+    utterances: tuple[Utterance, ...]
+    done_s: float
+    final: bool
