@@ -56,7 +56,6 @@ from sqlalchemy.orm import Session
 from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
 from alerts.grouping import context_text
 from alerts.types import Alert, Evidence, MediaRef
-from alerts.webhook import WebhookDelivery, enqueue
 from alerts.worker import AnalysisResult, AnalysisWorker
 from app import __version__
 from app.live_store import (
@@ -71,8 +70,8 @@ from app.live_store import (
 )
 from app.live_video import VideoWorker
 from app.monitor_config import MonitorConfig, StreamEntry
-from app.monitor_status import STATUS_FILE
 from app.retention import apply_retention
+from app.webhooks import WebhookDelivery, enqueue
 from asr.streaming import LiveTranscript, TranscriberLike
 from asr.types import TranscriptBatch, Utterance
 from detectors.price import PriceChecker
@@ -90,6 +89,7 @@ from ingest.types import (
     SegmentRecorded,
 )
 from review.evidence_checks import PassResult, VerifyScheduler
+from review.monitor_status import STATUS_FILE
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
@@ -1141,7 +1141,7 @@ class Monitor:
                 logger.warning("ASR lag of stream %s recovered (%.1f s)", ctx.stream_id, lag)
 
     def status(self) -> dict[str, Any]:
-        """A snapshot for `livewatch status` and /metrics (see app/monitor_status.py)."""
+        """A snapshot for `livewatch status` and /metrics (see review/monitor_status.py)."""
         now = self._clock()
         with self._lock:
             ctxs = {a.broadcast_id: a for a in self._asr.values()}
