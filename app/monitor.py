@@ -72,8 +72,9 @@ from app.live_video import VideoWorker
 from app.monitor_config import MonitorConfig, StreamEntry
 from app.retention import apply_retention
 from app.webhooks import WebhookDelivery, enqueue
-from asr.streaming import LiveTranscript, TranscriberLike
-from asr.types import TranscriptBatch, Utterance
+from asr.build import LiveDecoding, build_transcriber
+from asr.streaming import LiveTranscript
+from asr.types import Transcriber, TranscriptBatch, Utterance
 from detectors.price import PriceChecker
 from detectors.price_config import load_price_config
 from detectors.types import PriceClaim, RuleHolder, RuleSet, VideoBatch
@@ -176,7 +177,7 @@ class Monitor:
         db: Database,
         data_dir: Path,
         *,
-        transcriber: TranscriberLike | None = None,
+        transcriber: Transcriber | None = None,
         rule_holder: Callable[[list[Path]], RuleHolder] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -242,7 +243,7 @@ class Monitor:
         return list(self._streams)
 
     @property
-    def transcriber(self) -> TranscriberLike:
+    def transcriber(self) -> Transcriber:
         if self._transcriber is None:
             self._transcriber = live_transcriber(self.cfg)
         return self._transcriber
@@ -1283,52 +1284,17 @@ def _rewrite_in_place(path: Path, body: bytes) -> bool:
         return False
 
 
-class _LiveDecoding:
-    """A faster-whisper model with extra decoding options on every call (see LiveAsrSection)."""
-
-    def __init__(self, model: Any, **options: Any) -> None:
-        self._model = model
-        self._options = options
-
-    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
-        return self._model.transcribe(audio, **kwargs, **self._options)
-
-
-def live_transcriber(cfg: MonitorConfig) -> TranscriberLike:
+def live_transcriber(cfg: MonitorConfig) -> Transcriber:
     """The monitor's one Whisper model: `asr` with the live overrides, decoding bounded per pass."""
-    from asr.encoder import load_whisper_model
-    from asr.errors import ModelError
-    from asr.model import resolve_model
-    from asr.transcriber import WhisperTranscriber, resolve_compute
-
-    acfg = cfg.live_asr_config()
     la = cfg.live_asr
-    device, compute_type = resolve_compute(acfg)
-    path = resolve_model(acfg)
-    try:
-        model = load_whisper_model(
-            path,
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=acfg.cpu_threads,
-            trim_encoder=la.trim_encoder,
-            margin_s=la.encoder_margin_s,
-            min_context_s=la.encoder_min_s,
-        )
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
-    logger.info(
-        "live ASR: Whisper model %s on %s (%s), beam %d, encoder %s",
-        path,
-        device,
-        compute_type,
-        acfg.beam_size,
-        "trimmed to the audio" if la.trim_encoder else "over 30 s",
+    live = LiveDecoding(
+        trim_encoder=la.trim_encoder,
+        encoder_margin_s=la.encoder_margin_s,
+        encoder_min_s=la.encoder_min_s,
+        max_new_tokens=la.max_new_tokens,
+        no_repeat_ngram_size=la.no_repeat_ngram_size,
     )
-    options: dict[str, Any] = {"max_new_tokens": cfg.live_asr.max_new_tokens}
-    if cfg.live_asr.no_repeat_ngram_size:
-        options["no_repeat_ngram_size"] = cfg.live_asr.no_repeat_ngram_size
-    return WhisperTranscriber(acfg, model=_LiveDecoding(model, **options))
+    return build_transcriber(cfg.live_asr_config(), live=live)
 
 
 def _no_space(exc: BaseException | None) -> bool:
