@@ -14,15 +14,35 @@ from alerts.types import Alert
 from asr.types import Utterance
 from detectors.types import SEVERITIES, Detection
 
-__all__ = ["alert_id_for", "context_text", "group_detections", "make_alert", "severity_rank"]
+__all__ = [
+    "alert_id_for",
+    "context_text",
+    "group_alert_id",
+    "group_detections",
+    "joins",
+    "make_alert",
+    "severity_rank",
+]
 
 
 def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else 0
 
 
+def joins(group_end_s: float, group_utterances: set[int], d: Detection, merge_gap_s: float) -> bool:
+    """The one grouping rule: a detection (taken in time order) joins the open group of its category and
+    source when it starts within `merge_gap_s` of the group's end, or comes from an utterance the group
+    already holds (one line hit by several rules is one alert however far apart its phrases are)."""
+    if d.start_s <= group_end_s + merge_gap_s:
+        return True
+    return d.utterance_index is not None and d.utterance_index in group_utterances
+
+
 def group_detections(detections: Iterable[Detection], merge_gap_s: float) -> list[list[Detection]]:
-    """Split detections into groups, each the hits of one category and source that touch in time."""
+    """Split detections into groups, each the hits of one category and source that touch in time.
+
+    The batch form of `alerts.analyzer.BroadcastAnalyzer` (which applies the same rule, `joins`, one
+    detection at a time)."""
     by_key: dict[tuple[str, str], list[Detection]] = {}
     for d in detections:
         by_key.setdefault((d.category, d.source), []).append(d)
@@ -33,8 +53,7 @@ def group_detections(detections: Iterable[Detection], merge_gap_s: float) -> lis
         current_end = float("-inf")
         current_utts: set[int] = set()
         for d in items:
-            same_utterance = d.utterance_index is not None and d.utterance_index in current_utts
-            if current and d.start_s > current_end + merge_gap_s and not same_utterance:
+            if current and not joins(current_end, current_utts, d, merge_gap_s):
                 groups.append(current)
                 current = []
                 current_end = float("-inf")
@@ -62,6 +81,14 @@ def alert_id_for(
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
+def group_alert_id(group: Sequence[Detection], broadcast_id: str) -> str:
+    """The one alert-id rule: anchored to the group's first detection (in time order), by its utterance
+    when it has one, else by its start time. Scan, replay and live all name alerts this way; the live
+    analyzer fixes the id when the group opens, which is the same detection when input comes in order."""
+    first = min(group, key=lambda d: (d.start_s, d.end_s))
+    return alert_id_for(broadcast_id, first.category, first.source, first.start_s, first.utterance_index)
+
+
 def context_text(
     utterances: Sequence[Utterance], start_s: float, end_s: float, before_s: float, after_s: float
 ) -> str:
@@ -76,9 +103,11 @@ def make_alert(
     rules_version: str,
     context: str,
     started_ts: float | None = None,
+    alert_id: str | None = None,
 ) -> Alert:
     """The group's lead detection (highest severity, then score, then earliest, then rule id) names rule
-    and code; the order of the detections does not matter."""
+    and code; the order of the detections does not matter. `alert_id`: the id the group was given when
+    it opened (live); by default `group_alert_id`."""
     lead = min(group, key=lambda d: (-severity_rank(d.severity), -d.score, d.start_s, d.rule_id))
     start_s = min(d.start_s for d in group)
     end_s = max(d.end_s for d in group)
@@ -86,10 +115,8 @@ def make_alert(
     for d in sorted(group, key=lambda d: d.start_s):
         if d.text not in texts:
             texts.append(d.text)
-    indexes = [d.utterance_index for d in group]
-    first_utt = min(i for i in indexes if i is not None) if all(i is not None for i in indexes) else None
     return Alert(
-        alert_id=alert_id_for(broadcast_id, lead.category, lead.source, start_s, first_utt),
+        alert_id=alert_id or group_alert_id(group, broadcast_id),
         broadcast_id=broadcast_id,
         category=lead.category,
         code=lead.code,

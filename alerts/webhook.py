@@ -1,4 +1,6 @@
-"""Webhook delivery of alerts through an outbox table, so a restart loses none.
+"""Webhook delivery of alerts: what a webhook is and the pure rules of delivery (config, signature,
+backoff, which alerts a hook takes). The outbox and the delivery thread, which need the store, are in
+app/webhooks.py (`enqueue`, `WebhookDelivery`).
 
 When an alert is stored, one `WebhookOutbox` row per configured webhook is added *in the same
 transaction* (`enqueue`). `WebhookDelivery` then POSTs due rows: the alert's JSON payload, signed with
@@ -21,30 +23,19 @@ directly with its own session when none is given. `stop()` may be called from an
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
-import json
 import logging
 import os
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from detectors.types import SEVERITIES
-from store.db import Database
-from store.models import AlertRow, WebhookOutbox
 
 __all__ = [
+    "OPS_ATTEMPTS",
+    "OPS_QUEUE_MAX",
     "WebhookConfig",
-    "WebhookDelivery",
-    "enqueue",
     "retry_delay",
     "sign",
     "wants",
@@ -55,7 +46,6 @@ logger = logging.getLogger(__name__)
 OPS_ATTEMPTS = 3
 OPS_QUEUE_MAX = 100
 
-WriteFn = Callable[[Callable[[Session], None]], None]
 
 
 class WebhookConfig(BaseModel):
@@ -103,184 +93,3 @@ def wants(hook: WebhookConfig, category: str, severity: str) -> bool:
     rank = SEVERITIES.index(severity) if severity in SEVERITIES else 0
     floor = SEVERITIES.index(hook.min_severity) if hook.min_severity in SEVERITIES else 0
     return rank >= floor
-
-
-def enqueue(
-    session: Session,
-    alert_id: str,
-    category: str,
-    severity: str,
-    hooks: Iterable[WebhookConfig],
-    now_ts: float,
-) -> int:
-    """Add outbox rows for an alert (in the caller's transaction). Existing rows are kept. Returns rows added."""
-    added = 0
-    for hook in hooks:
-        if not wants(hook, category, severity):
-            continue
-        exists = session.scalar(
-            select(WebhookOutbox.id).where(WebhookOutbox.alert_id == alert_id, WebhookOutbox.url == hook.url)
-        )
-        if exists is None:
-            session.add(WebhookOutbox(alert_id=alert_id, url=hook.url, attempts=0, next_try_ts=now_ts))
-            added += 1
-    return added
-
-
-class WebhookDelivery:
-    """Posts due outbox rows; see the module docstring."""
-
-    def __init__(
-        self,
-        db: Database,
-        hooks: Sequence[WebhookConfig],
-        *,
-        write: WriteFn | None = None,
-        transport: httpx.BaseTransport | None = None,
-        poll_s: float = 0.5,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.db = db
-        self.hooks = {h.url: h for h in hooks}
-        self._write = write or self._write_direct
-        self._client = httpx.Client(transport=transport, follow_redirects=False)
-        self._poll_s = poll_s
-        self._clock = clock
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.delivered = 0
-        self.failed = 0
-        self._ops: collections.deque[tuple[int, dict[str, Any], int]] = collections.deque(
-            maxlen=OPS_QUEUE_MAX
-        )
-        self._ops_seq = 0
-        self._ops_lock = threading.Lock()
-        self.ops_delivered = 0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Called after new rows were committed: deliver now instead of at the next poll."""
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._client.close()
-
-    def notify_ops(self, event: str, **fields: Any) -> None:
-        """Queue an operational event for every webhook (any thread; never blocks)."""
-        with self._ops_lock:
-            self._ops_seq += 1
-            self._ops.append(
-                (self._ops_seq, {"type": "ops", "event": event, "ts": self._clock(), **fields}, 0)
-            )
-        self._wake.set()
-
-    def deliver_ops(self) -> int:
-        """POST queued ops events to every webhook; failed ones are tried again next round."""
-        with self._ops_lock:
-            batch = list(self._ops)
-            self._ops.clear()
-        done = 0
-        for seq, body, tries in batch:
-            ok = True
-            for hook in self.hooks.values():
-                sent, error = self._send(hook, f"ops-{seq}", body)
-                if not sent:
-                    ok = False
-                    logger.warning("webhook %s: ops event %s failed: %s", hook.url, body.get("event"), error)
-            if ok:
-                done += 1
-                self.ops_delivered += 1
-            elif tries + 1 < OPS_ATTEMPTS:
-                with self._ops_lock:
-                    self._ops.append((seq, body, tries + 1))
-        return done
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.deliver_ops()
-                self.deliver_due()
-            except Exception:
-                logger.exception("webhook delivery round failed")
-            self._wake.wait(self._poll_s)
-            self._wake.clear()
-
-    def deliver_due(self) -> int:
-        """POST every due row once. Returns how many were delivered."""
-        now = self._clock()
-        with self.db.session() as s:
-            rows = s.execute(
-                select(WebhookOutbox.id, WebhookOutbox.url, WebhookOutbox.attempts, AlertRow.payload)
-                .join(AlertRow, AlertRow.id == WebhookOutbox.alert_id)
-                .where(WebhookOutbox.delivered_ts.is_(None), WebhookOutbox.next_try_ts <= now)
-                .order_by(WebhookOutbox.next_try_ts, WebhookOutbox.id)
-                .limit(50)
-            ).all()
-        done = 0
-        for row_id, url, attempts, payload in rows:
-            if self._stop.is_set():
-                break
-            hook = self.hooks.get(url)
-            if hook is None or attempts >= hook.max_attempts:
-                continue  # a receiver no longer configured, or given up: left for the operator
-            ok, error = self._post(hook, row_id, payload)
-            done += ok
-            self._record(row_id, hook, ok, error)
-        return done
-
-    def _post(self, hook: WebhookConfig, row_id: int, payload: dict[str, Any]) -> tuple[bool, str]:
-        return self._send(hook, str(row_id), {"type": "alert", "delivery": row_id, "alert": payload})
-
-    def _send(self, hook: WebhookConfig, delivery: str, message: dict[str, Any]) -> tuple[bool, str]:
-        body = json.dumps(message, ensure_ascii=False, sort_keys=True).encode("utf-8")
-        ts = f"{self._clock():.0f}"
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "livewatch-webhook",
-            "X-Livewatch-Timestamp": ts,
-            "X-Livewatch-Delivery": delivery,
-        }
-        key = hook.key()
-        if key:
-            headers["X-Livewatch-Signature"] = sign(key, ts, body)
-        try:
-            resp = self._client.post(hook.url, content=body, headers=headers, timeout=hook.timeout_s)
-        except httpx.HTTPError as e:
-            return False, f"{type(e).__name__}: {e}"
-        if 200 <= resp.status_code < 300:
-            return True, ""
-        return False, f"HTTP {resp.status_code}: {resp.text[:200]}"
-
-    def _record(self, row_id: int, hook: WebhookConfig, ok: bool, error: str) -> None:
-        now = self._clock()
-
-        def apply(session: Session) -> None:
-            row = session.get(WebhookOutbox, row_id)
-            if row is None:
-                return
-            row.attempts += 1
-            if ok:
-                row.delivered_ts = now
-                row.last_error = None
-            else:
-                row.last_error = error
-                row.next_try_ts = now + retry_delay(row.attempts, hook.backoff_initial_s, hook.backoff_max_s)
-
-        if ok:
-            self.delivered += 1
-        else:
-            self.failed += 1
-            logger.warning("webhook %s: delivery %s failed: %s", hook.url, row_id, error)
-        self._write(apply)
-
-    def _write_direct(self, fn: Callable[[Session], None]) -> None:
-        with self.db.session() as s, s.begin():
-            fn(s)

@@ -85,9 +85,9 @@ def status_command(
     metrics: Annotated[bool, typer.Option("--metrics", help="Prometheus text format.")] = False,
 ) -> None:
     """Per stream: state, broadcast uptime, reconnects, ASR lag, alerts today; evidence verification."""
-    from app import monitor_status as ms
     from app.config import ConfigError, RootConfig
     from detectors.yamlsafe import YamlLoadError, load_file
+    from review import monitor_status as ms
     from store.db import Database
 
     where: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from asr.types import Utterance
 from detectors.screen import ScreenTextReader
-from detectors.types import Detection
+from detectors.types import Detection, VideoBatch
 from detectors.video_config import VideoConfig
 from detectors.visual import VisualDetector
 from ingest.errors import MediaError
@@ -39,23 +39,6 @@ __all__ = ["VideoBatch", "VideoWorker"]
 logger = logging.getLogger(__name__)
 
 MAX_REREAD_S = 60.0  # how far before the video watermark a restarted reader may start
-
-
-@dataclass(frozen=True, slots=True)
-class VideoBatch:
-    """What one recorded file (or the end of a broadcast) gave: captions and visual detections."""
-
-    broadcast_id: str
-    stream_id: str
-    captions: tuple[Utterance, ...]
-    visual: tuple[Detection, ...]
-    done_s: float  # frames before this are read
-    final: bool  # the broadcast is over and every caption has been handed out
-    resume_s: float = 0.0  # a restarted reader starts here: done_s, or the oldest caption still on screen
-    # captions read for the first time and still on screen: judged now, so a caption that stays up for
-    # minutes (a banner) alerts when it appears, not when it goes; not stored (the caption is, once it
-    # leaves the screen, and its detections then join the same alert)
-    opening: tuple[Utterance, ...] = ()
 
 
 @dataclass(slots=True)

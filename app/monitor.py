@@ -10,7 +10,7 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
         ▼
     video worker (video.enabled): each closed file → frames → captions (OCR) + visual detections ─┐
                                                                                                    ▼
-    analysis worker: rules.detect(utterance or caption) + price checks → LiveGrouper → alert stored at once
+    analysis worker (alerts/worker.py): rules + price checks → BroadcastAnalyzer → alert stored at once
         │ (+ webhook outbox rows, price claims, captions with the video watermark)
         │ closed alerts
         ▼
@@ -37,7 +37,6 @@ recorded but not yet transcribed is resumed at the next start.
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
@@ -49,16 +48,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
-from alerts.grouping import context_text, make_alert
-from alerts.live import LiveGrouper
+from alerts.grouping import context_text
 from alerts.types import Alert, Evidence, MediaRef
-from alerts.webhook import WebhookDelivery, enqueue
+from alerts.worker import AnalysisResult, AnalysisWorker
 from app import __version__
 from app.live_store import (
     DbWriter,
@@ -70,15 +68,16 @@ from app.live_store import (
     rescan_segments,
     stored_claims,
 )
-from app.live_video import VideoBatch, VideoWorker
+from app.live_video import VideoWorker
 from app.monitor_config import MonitorConfig, StreamEntry
-from app.monitor_status import STATUS_FILE
 from app.retention import apply_retention
-from asr.streaming import LiveTranscript, TranscriberLike
-from asr.types import Utterance
-from detectors.price import PriceChecker, analyze_utterances
+from app.webhooks import WebhookDelivery, enqueue
+from asr.build import LiveDecoding, build_transcriber
+from asr.streaming import LiveTranscript
+from asr.types import Transcriber, TranscriptBatch, Utterance
+from detectors.price import PriceChecker
 from detectors.price_config import load_price_config
-from detectors.types import Detection, PriceClaim
+from detectors.types import PriceClaim, RuleHolder, RuleSet, VideoBatch
 from ingest import ffmpeg
 from ingest.recorder import Recorder
 from ingest.tail import AudioFollower
@@ -91,28 +90,19 @@ from ingest.types import (
     SegmentRecorded,
 )
 from review.evidence_checks import PassResult, VerifyScheduler
+from review.monitor_status import STATUS_FILE
 from store import repo
 from store.db import Database
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
 from store.paths import resolve_stored, to_stored
 from store.prices import SqlPriceHistory, link_claim_alerts, save_claims
 
-__all__ = ["STATUS_FILE", "Monitor", "RuleHolderLike", "RulesLike"]
+__all__ = ["STATUS_FILE", "Monitor"]
 
 logger = logging.getLogger(__name__)
 
 
-class RulesLike(Protocol):
-    version: str
-
-    def detect(self, utt: Utterance) -> list[Detection]: ...
-
-
-class RuleHolderLike(Protocol):
-    def maybe_reload(self) -> RulesLike: ...
-
-
-def _default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolderLike:
+def _default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolder:
     from detectors.engine import RuleHolder
     from detectors.semantic import holder_with_semantic
 
@@ -125,17 +115,6 @@ def _default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolderLike:
     )
     # the learned stage behind the rules when enabled: its detections and its hash in the version
     return holder_with_semantic(holder, cfg.semantic)  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptBatch:
-    """Utterances one ASR pass committed, with the watermark they complete (ASR → writer → analysis)."""
-
-    broadcast_id: str
-    stream_id: str
-    utterances: tuple[Utterance, ...]
-    done_s: float
-    final: bool
 
 
 @dataclass(slots=True)
@@ -166,7 +145,7 @@ class _Asr:
 @dataclass(slots=True)
 class _Stream:
     entry: StreamEntry
-    holder: RuleHolderLike
+    holder: RuleHolder
     pre_roll_s: float
     post_roll_s: float
     recorder: Recorder | None = None
@@ -198,8 +177,8 @@ class Monitor:
         db: Database,
         data_dir: Path,
         *,
-        transcriber: TranscriberLike | None = None,
-        rule_holder: Callable[[list[Path]], RuleHolderLike] | None = None,
+        transcriber: Transcriber | None = None,
+        rule_holder: Callable[[list[Path]], RuleHolder] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
@@ -212,16 +191,13 @@ class Monitor:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.writer = DbWriter(db)
-        self.grouper = LiveGrouper(cfg.alerts.merge_gap_s)
         self.stats = MonitorStats()
         self._asr: dict[str, _Asr] = {}
         self._rec: dict[str, _Rec] = {}
         self._bell = threading.Event()
-        self._analysis_q: queue.Queue[TranscriptBatch | VideoBatch] = queue.Queue()
         self._evidence_q: queue.Queue[str] = queue.Queue()
-        self._recent: dict[str, collections.deque[Utterance]] = {}
         self._threads: list[threading.Thread] = []
-        holders: dict[tuple[Path, ...], RuleHolderLike] = {}
+        holders: dict[tuple[Path, ...], RuleHolder] = {}
         make_holder = rule_holder or (lambda dirs: _default_holder(dirs, cfg))
         self._streams: dict[str, _Stream] = {}
         for entry in cfg.streams_resolved():
@@ -240,7 +216,7 @@ class Monitor:
         self.writer.on_event = self._writer_event  # a full database disk or writer queue: ops webhook
         self._status_write_failed = False
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
-        self._claims: dict[str, list[PriceClaim]] = {}  # per broadcast, as stored (analysis thread)
+        self.analysis = AnalysisWorker(cfg.alerts, self, self._price)
         # the evidence verification pass (the review app's, shared): a missing or altered clip is recorded
         # and shown in the status even when no review app runs
         every = cfg.evidence.verify_interval_s
@@ -255,7 +231,7 @@ class Monitor:
         )
         v = cfg.video
         self._video = (
-            VideoWorker(v, self._analysis_q.put)
+            VideoWorker(v, self.analysis.put)
             if v.enabled and (v.screen.enabled or v.visual.enabled)
             else None
         )
@@ -267,7 +243,7 @@ class Monitor:
         return list(self._streams)
 
     @property
-    def transcriber(self) -> TranscriberLike:
+    def transcriber(self) -> Transcriber:
         if self._transcriber is None:
             self._transcriber = live_transcriber(self.cfg)
         return self._transcriber
@@ -277,9 +253,9 @@ class Monitor:
         _ = self.transcriber  # fail before recording anything if the model cannot load
         self.writer.start()
         self._resume()
+        self.analysis.start(self._guard)
         for name, target in (
             ("asr", self._asr_loop),
-            ("analysis", self._analysis_loop),
             ("evidence", self._evidence_loop),
             ("housekeeping", self._housekeeping_loop),
         ):
@@ -350,6 +326,7 @@ class Monitor:
             self._video.stop()
         for t in self._threads:
             t.join(30)
+        self.analysis.stop()
         self.verifier.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
@@ -605,103 +582,32 @@ class Monitor:
                 logger.info("broadcast %s fully transcribed", ctx.broadcast_id)
 
     def _to_analysis(self, batch: TranscriptBatch, _stored: object) -> None:
-        self._analysis_q.put(batch)
+        self.analysis.put(batch)
 
     # -- analysis worker ----------------------------------------------------------------------------------
 
-    def _analysis_loop(self) -> None:
-        while True:
-            try:
-                batch = self._analysis_q.get(timeout=0.2)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
-            self._analyze(batch)
+    def rules(self, stream_id: str) -> RuleSet:
+        """The stream's rule set, reloaded when its packs changed (AnalysisPort)."""
+        st = self._streams.get(stream_id)
+        return (st.holder if st is not None else self._base_holder).maybe_reload()
 
-    def _analyze(self, batch: TranscriptBatch | VideoBatch) -> None:
-        """Rules, price checks and grouping over what ASR committed or the video worker read; the
-        alerts, claims, captions and watermark are stored in one transaction by the writer."""
-        video = isinstance(batch, VideoBatch)
+    def stored_claims(self, broadcast_id: str) -> list[PriceClaim]:
+        with self.db.session() as s:
+            return stored_claims(s, broadcast_id)
+
+    def deliver(self, result: AnalysisResult) -> None:
+        """An analysed batch (the analysis thread, AnalysisPort): the alerts, claims, captions and the
+        watermark are stored in one transaction by the writer; closed alerts go to the evidence worker."""
+        batch = result.batch
         st = self._streams.get(batch.stream_id)
-        holder = st.holder if st is not None else self._base_holder
         pre, post = (
             (st.pre_roll_s, st.post_roll_s)
             if st is not None
             else (self.cfg.alerts.pre_roll_s, self.cfg.alerts.post_roll_s)
         )
-        rules = holder.maybe_reload()
+        alerts, closed = result.alerts, result.closed
+        started_ts, source_start_s = result.started_ts, result.source_start_s
         utts = batch.captions if isinstance(batch, VideoBatch) else batch.utterances
-        recent = (
-            collections.deque(utts)
-            if video
-            else self._recent.setdefault(batch.broadcast_id, collections.deque(maxlen=200))
-        )
-        detections: list[Detection] = []
-        for u in utts:
-            if not video:
-                recent.append(u)
-            detections.extend(rules.detect(u))
-        started_ts, source_start_s = self._clocks(batch.broadcast_id)
-        if isinstance(batch, VideoBatch):
-            detections.extend(batch.visual)
-            # captions just read and still on screen: the rules and price checks now, claims not kept
-            for u in batch.opening:
-                detections.extend(rules.detect(u))
-            if batch.opening:
-                detections.extend(
-                    analyze_utterances(
-                        (),
-                        batch.opening,
-                        self._price,
-                        stream_id=batch.stream_id,
-                        started_ts=started_ts,
-                        broadcast_id=batch.broadcast_id,
-                    ).detections
-                )
-        # the scan's price checks, claim by claim, against the stream's stored history
-        price = analyze_utterances(
-            () if video else utts,
-            utts if video else (),
-            self._price,
-            stream_id=batch.stream_id,
-            started_ts=started_ts,
-            broadcast_id=batch.broadcast_id,
-        )
-        detections.extend(price.detections)
-        claims = self._claims.get(batch.broadcast_id)
-        if claims is None:
-            with self.db.session() as s:
-                claims = self._claims[batch.broadcast_id] = stored_claims(s, batch.broadcast_id)
-        claims.extend(tc.claim for tc in price.claims)
-        all_claims = list(claims)
-        if batch.final and not video:  # the broadcast is over: nothing more to keep for it
-            self._claims.pop(batch.broadcast_id, None)
-            self._recent.pop(batch.broadcast_id, None)
-        changes = self.grouper.add(batch.broadcast_id, detections)
-        a = self.cfg.alerts
-        alerts = []
-        for ch in changes:
-            start, end = min(d.start_s for d in ch.detections), max(d.end_s for d in ch.detections)
-            same = [u for u in recent if u.source == ch.detections[0].source] or list(recent)
-            alert = make_alert(
-                ch.detections,
-                broadcast_id=batch.broadcast_id,
-                rules_version=rules.version,
-                context=context_text(same, start, end, a.context_before_s, a.context_after_s),
-                started_ts=started_ts,
-            )
-            alerts.append(replace(alert, alert_id=ch.alert_id))
-        if video:
-            # groups close on the speech watermark; the video's last batch closes them only when
-            # speech of the broadcast is already complete (else the evidence sweep is the net)
-            with self._lock:
-                speech_done = batch.broadcast_id not in self._asr
-            closed = self.grouper.close_broadcast(batch.broadcast_id) if batch.final and speech_done else []
-        elif batch.final:
-            closed = self.grouper.close_broadcast(batch.broadcast_id)
-        else:
-            closed = self.grouper.close_before(batch.broadcast_id, batch.done_s)
         hooks = self.cfg.webhooks
         folder = self._folder(batch.broadcast_id)
 
@@ -724,15 +630,15 @@ class Monitor:
                     new.append(alert.alert_id)
                     enqueue(s, alert.alert_id, alert.category, alert.severity, hooks, now)
                 LiveStore.pin_range(s, batch.broadcast_id, alert.start_s - pre, alert.end_s + post)
-            if price.claims:
+            if result.new_claims:
                 save_claims(
                     s,
                     broadcast_id=batch.broadcast_id,
                     stream_id=batch.stream_id,
                     started_ts=started_ts,
-                    claims=all_claims,
+                    claims=list(result.claims),
                 )
-            if price.claims or any(a.category == "price_fraud" for a in alerts):
+            if result.new_claims or any(a.category == "price_fraud" for a in alerts):
                 link_claim_alerts(s, batch.broadcast_id)
             if isinstance(batch, VideoBatch):
                 LiveStore.store_captions(
@@ -766,7 +672,7 @@ class Monitor:
 
         self.writer.submit(tx, then=after)
 
-    def _clocks(self, broadcast_id: str) -> tuple[float | None, float | None]:
+    def clocks(self, broadcast_id: str) -> tuple[float | None, float | None]:
         """(wall clock of start_s = 0, the source's clock at start_s = 0) of a broadcast."""
         with self._lock:
             ctx = self._asr.get(broadcast_id)
@@ -818,7 +724,7 @@ class Monitor:
 
     def _closed_but_pending(self) -> list[str]:
         """Alerts still without evidence although their transcript is complete past them (a safety net:
-        the grouper reports closed groups, this finds any that a crash or a bug left behind)."""
+        the analyzer reports closed groups, this finds any that a crash or a bug left behind)."""
         gap = self.cfg.alerts.merge_gap_s
         with self.db.session() as s:
             rows = s.execute(
@@ -1074,8 +980,7 @@ class Monitor:
                     row.broadcast_id not in complete
                     and row.end_s + self.cfg.alerts.merge_gap_s >= analyzed.get(row.broadcast_id, 0.0)
                 ):
-                    alert = alert_from_row(s, row)
-                    self.grouper.restore(alert.alert_id, alert.broadcast_id, alert.detections)
+                    self.analysis.restore(alert_from_row(s, row))
                 else:
                     self._evidence_q.put(row.id)
 
@@ -1165,7 +1070,7 @@ class Monitor:
                 if not rows and not (meta.get("asr_complete") and not meta.get("analysis_complete")):
                     continue
                 utts = tuple(repo.utterance_from_row(r) for r in rows)
-                self._analysis_q.put(
+                self.analysis.put(
                     TranscriptBatch(
                         b.id,
                         b.stream_id or "",
@@ -1237,7 +1142,7 @@ class Monitor:
                 logger.warning("ASR lag of stream %s recovered (%.1f s)", ctx.stream_id, lag)
 
     def status(self) -> dict[str, Any]:
-        """A snapshot for `livewatch status` and /metrics (see app/monitor_status.py)."""
+        """A snapshot for `livewatch status` and /metrics (see review/monitor_status.py)."""
         now = self._clock()
         with self._lock:
             ctxs = {a.broadcast_id: a for a in self._asr.values()}
@@ -1379,52 +1284,17 @@ def _rewrite_in_place(path: Path, body: bytes) -> bool:
         return False
 
 
-class _LiveDecoding:
-    """A faster-whisper model with extra decoding options on every call (see LiveAsrSection)."""
-
-    def __init__(self, model: Any, **options: Any) -> None:
-        self._model = model
-        self._options = options
-
-    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
-        return self._model.transcribe(audio, **kwargs, **self._options)
-
-
-def live_transcriber(cfg: MonitorConfig) -> TranscriberLike:
+def live_transcriber(cfg: MonitorConfig) -> Transcriber:
     """The monitor's one Whisper model: `asr` with the live overrides, decoding bounded per pass."""
-    from asr.encoder import load_whisper_model
-    from asr.errors import ModelError
-    from asr.model import resolve_model
-    from asr.transcriber import WhisperTranscriber, resolve_compute
-
-    acfg = cfg.live_asr_config()
     la = cfg.live_asr
-    device, compute_type = resolve_compute(acfg)
-    path = resolve_model(acfg)
-    try:
-        model = load_whisper_model(
-            path,
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=acfg.cpu_threads,
-            trim_encoder=la.trim_encoder,
-            margin_s=la.encoder_margin_s,
-            min_context_s=la.encoder_min_s,
-        )
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
-    logger.info(
-        "live ASR: Whisper model %s on %s (%s), beam %d, encoder %s",
-        path,
-        device,
-        compute_type,
-        acfg.beam_size,
-        "trimmed to the audio" if la.trim_encoder else "over 30 s",
+    live = LiveDecoding(
+        trim_encoder=la.trim_encoder,
+        encoder_margin_s=la.encoder_margin_s,
+        encoder_min_s=la.encoder_min_s,
+        max_new_tokens=la.max_new_tokens,
+        no_repeat_ngram_size=la.no_repeat_ngram_size,
     )
-    options: dict[str, Any] = {"max_new_tokens": cfg.live_asr.max_new_tokens}
-    if cfg.live_asr.no_repeat_ngram_size:
-        options["no_repeat_ngram_size"] = cfg.live_asr.no_repeat_ngram_size
-    return WhisperTranscriber(acfg, model=_LiveDecoding(model, **options))
+    return build_transcriber(cfg.live_asr_config(), live=live)
 
 
 def _no_space(exc: BaseException | None) -> bool:

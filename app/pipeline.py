@@ -95,9 +95,9 @@ class Scanner:
     @property
     def transcriber(self) -> Any:
         if self._transcriber is None:
-            from asr.transcriber import WhisperTranscriber
+            from asr.build import build_transcriber
 
-            self._transcriber = WhisperTranscriber(self.cfg.asr)
+            self._transcriber = build_transcriber(self.cfg.asr)
         return self._transcriber
 
     def scan(self, path: str | Path, opts: ScanOptions | None = None, progress: ProgressFn | None = None

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from asr.config import AsrConfig
     from asr.errors import AsrError, MediaError, ModelError
     from asr.model import resolve_model
-    from asr.transcriber import Transcriber, TranscriberStats, WhisperTranscriber, is_hallucination
-    from asr.types import Utterance, Word
+    from asr.transcriber import TranscriberStats, WhisperTranscriber, is_hallucination
+    from asr.types import Transcriber, Utterance, Word
 
 __all__ = [
     "AsrConfig",
@@ -40,7 +40,7 @@ _LAZY = {
     "MediaError": "asr.errors",
     "ModelError": "asr.errors",
     "resolve_model": "asr.model",
-    "Transcriber": "asr.transcriber",
+    "Transcriber": "asr.types",
     "TranscriberStats": "asr.transcriber",
     "WhisperTranscriber": "asr.transcriber",
     "is_hallucination": "asr.transcriber",

@@ -27,35 +27,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from asr.normalize import compact_text
-from asr.types import Utterance, Word
+from asr.types import Transcriber, Utterance, Word
 
 __all__ = [
     "SAMPLE_RATE",
     "LiveTranscript",
     "StepResult",
     "StreamingOptions",
-    "TranscriberLike",
     "agreed_prefix_chars",
 ]
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-
-
-class TranscriberLike(Protocol):
-    """The part of `asr.transcriber.Transcriber` live ASR uses."""
-
-    def transcribe(
-        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
-    ) -> Iterator[Utterance]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +207,7 @@ class LiveTranscript:
     def prompt(self) -> str:
         return self._prompt
 
-    def step(self, transcriber: TranscriberLike) -> StepResult:
+    def step(self, transcriber: Transcriber) -> StepResult:
         """One pass: decode the window, commit what is final, close utterances, trim the buffer."""
         opts = self.opts
         with self._lock:

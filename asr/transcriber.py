@@ -29,7 +29,7 @@ from asr.config import AsrConfig
 from asr.errors import ModelError
 from asr.model import resolve_model
 from asr.normalize import WordLike, compact_text, normalize_text, normalize_words
-from asr.types import Utterance
+from asr.types import Transcriber, Utterance
 
 __all__ = [
     "SAMPLE_RATE",
@@ -52,20 +52,6 @@ _MERGE_GAP_S = 0.6
 _LOOP_NGRAM = 10
 # Longest utterance made by joining Whisper's segments of one line (one decoder window).
 _MAX_LINE_S = 30.0
-
-
-class Transcriber(Protocol):
-    """Turns 16 kHz mono float32 audio into utterances, lazily."""
-
-    def transcribe(
-        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
-    ) -> Iterator[Utterance]:
-        """Utterances in time order; times are `offset_s` + seconds into `audio`.
-
-        `prompt` is extra context for the recognizer (e.g. the last committed text or product names).
-        `Utterance.index` counts from 0 within one call.
-        """
-        ...
 
 
 class SegmentLike(Protocol):

@@ -7,7 +7,12 @@ the broadcast (or media file), never relative to an audio chunk.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # the protocol names the array type; importing this module must not load NumPy
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +59,32 @@ class Utterance:
         if first is None or last is None:
             return self.start_s, self.end_s
         return first.start_s, last.end_s
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptBatch:
+    """Utterances one ASR pass committed, with the watermark they complete (ASR → writer → analysis).
+
+    `done_s`: the transcript is complete up to here (nothing committed later starts before it);
+    `final`: the broadcast's transcript is complete."""
+
+    broadcast_id: str
+    stream_id: str
+    utterances: tuple[Utterance, ...]
+    done_s: float
+    final: bool
+
+
+class Transcriber(Protocol):
+    """Turns 16 kHz mono float32 audio into utterances, lazily. The one transcriber protocol: the scan,
+    the live sliding window (asr/streaming.py) and any backend (faster-whisper today) meet here."""
+
+    def transcribe(
+        self, audio: np.ndarray, *, offset_s: float = 0.0, prompt: str | None = None
+    ) -> Iterator[Utterance]:
+        """Utterances in time order; times are `offset_s` + seconds into `audio`.
+
+        `prompt` is extra context for the recognizer (e.g. the last committed text or product names).
+        `Utterance.index` counts from 0 within one call.
+        """
+        ...

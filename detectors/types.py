@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from asr.types import Utterance
 
 SEVERITIES = ("low", "medium", "high", "critical")
 CATEGORIES = (
@@ -61,3 +63,37 @@ class Detection:
     utterance_index: int | None = None
     claim: PriceClaim | None = None
     details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+class RuleSet(Protocol):
+    """What analysis needs of a loaded rule set (`detectors.engine.RuleSet`, `RuleEngine`, the semantic
+    wrapper): its config version and its detections on one line. The one rule-set protocol."""
+
+    @property
+    def version(self) -> str: ...
+
+    def detect(self, utt: Utterance) -> list[Detection]: ...
+
+
+class RuleHolder(Protocol):
+    """A rule set that may be reloaded while running (`detectors.engine.RuleHolder`)."""
+
+    def maybe_reload(self) -> RuleSet: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VideoBatch:
+    """What one recorded file (or the end of a broadcast) gave the video reader: captions and visual
+    detections (video worker → analysis)."""
+
+    broadcast_id: str
+    stream_id: str
+    captions: tuple[Utterance, ...]
+    visual: tuple[Detection, ...]
+    done_s: float  # frames before this are read
+    final: bool  # the broadcast is over and every caption has been handed out
+    resume_s: float = 0.0  # a restarted reader starts here: done_s, or the oldest caption still on screen
+    # captions read for the first time and still on screen: judged now, so a caption that stays up for
+    # minutes (a banner) alerts when it appears, not when it goes; not stored (the caption is, once it
+    # leaves the screen, and its detections then join the same alert)
+    opening: tuple[Utterance, ...] = ()

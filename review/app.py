@@ -42,14 +42,6 @@ from starlette.background import BackgroundTask
 
 from alerts.package import EvidenceIntegrityError
 from alerts.signing import SiteKey, load_or_create_site_key
-from app.monitor_status import (
-    db_write_status,
-    deferred_status,
-    metrics_text,
-    rules_status,
-    stream_statuses,
-    verify_status,
-)
 from review import charts, ledger
 from review.auth import (
     DbSessionStore,
@@ -90,6 +82,14 @@ from review.evidence_checks import (
     record_checks,
 )
 from review.integrity import EvidenceChecker
+from review.monitor_status import (
+    db_write_status,
+    deferred_status,
+    metrics_text,
+    rules_status,
+    stream_statuses,
+    verify_status,
+)
 from review.queries import AlertFilter, BadCursor, iter_ledger_values, queue, statistics
 from store.db import Database
 from store.models import AlertRow, EvidenceFileRow

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.live_store import DbWriter, no_space
-from app.monitor_status import db_write_problems, metrics_text
+from review.monitor_status import db_write_problems, metrics_text
 from store.db import Database
 
 

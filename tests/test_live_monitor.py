@@ -21,8 +21,8 @@ from alerts.evidence import sha256_file
 from alerts.webhook import sign
 from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
-from app.monitor_status import read_status, stream_statuses
 from ingest.ffmpeg import probe
+from review.monitor_status import read_status, stream_statuses
 from store.db import Database
 from store.models import (
     AlertRow,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from live_helpers import Receiver
 
-from alerts.webhook import WebhookConfig, WebhookDelivery, enqueue, retry_delay, sign, wants
+from alerts.webhook import WebhookConfig, retry_delay, sign, wants
+from app.webhooks import WebhookDelivery, enqueue
 from store.db import Database
 from store.models import AlertRow, Broadcast, WebhookOutbox
 

@@ -22,9 +22,9 @@ from sqlalchemy import select
 from app.config import RootConfig
 from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
-from app.monitor_status import metrics_text, verify_problems, verify_status
 from app.pipeline import Scanner, ScanOptions
 from asr.fake import FakeTranscriber
+from review.monitor_status import metrics_text, verify_problems, verify_status
 from store.db import Database
 from store.models import EvidenceCheck
 
@@ -170,7 +170,7 @@ def test_a_full_disk_is_told_apart_from_other_evidence_errors() -> None:
     import errno
 
     from app.monitor import _no_space
-    from app.monitor_status import deferred_problems
+    from review.monitor_status import deferred_problems
 
     assert _no_space(OSError(errno.ENOSPC, "No space left on device"))
     assert _no_space(OSError(errno.EDQUOT, "Disk quota exceeded"))

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alerts.webhook import WebhookConfig, WebhookDelivery, sign
+from alerts.webhook import WebhookConfig, sign
 from app.cli import app
 from app.config import ConfigError
 from app.monitor_config import load_monitor_config
-from app.monitor_status import as_json, metrics_text, rules_problems
+from app.webhooks import WebhookDelivery
 from asr.types import Utterance
 from detectors import engine
 from detectors.config import DEFAULT_RULES_DIR
@@ -25,6 +25,7 @@ from detectors.engine import MATCH_STATS, RuleHolder, RuleSet
 from detectors.price_config import PriceConfigError, load_price_config
 from detectors.rules import RulePackError, collect_errors, load_rules, regex_problem
 from detectors.yamlsafe import YamlLimits, YamlLoadError, compose, load_file
+from review.monitor_status import as_json, metrics_text, rules_problems
 
 # "billion laughs": 9 levels of 9 aliases, 10^9 leaves once expanded, ~350 bytes of text
 BOMB = "pack: site\n" + "".join(

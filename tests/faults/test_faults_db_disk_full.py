@@ -42,7 +42,7 @@ from fault_harness import (
 from sqlalchemy import func, select
 
 from app.monitor import Monitor
-from app.monitor_status import db_write_problems, db_write_status, metrics_text
+from review.monitor_status import db_write_problems, db_write_status, metrics_text
 from store.db import Database
 from store.models import AlertRow, MediaSegmentRow, UtteranceRow
 

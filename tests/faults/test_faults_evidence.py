@@ -32,7 +32,7 @@ from fault_harness import (
 )
 from sqlalchemy import func, select
 
-from app.monitor_status import deferred_problems, deferred_status
+from review.monitor_status import deferred_problems, deferred_status
 from store.db import Database
 from store.models import AlertRow
 

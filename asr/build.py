@@ -1,0 +1,81 @@
+"""`build_transcriber`: the one place a transcriber is built from configuration.
+
+faster-whisper is the one backend today (`asr.transcriber.WhisperTranscriber`); the scan gets it as
+configured, the live monitor with `live=` options that bound each decoding pass (see
+app/monitor_config.py's `LiveAsrSection`). Whatever is built meets `asr.types.Transcriber`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from asr.config import AsrConfig
+from asr.types import Transcriber
+
+__all__ = ["LiveDecoding", "build_transcriber"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDecoding:
+    """Live ASR's bounds on the model and each pass (sliding windows of a few seconds)."""
+
+    trim_encoder: bool = True
+    encoder_margin_s: float = 1.0
+    encoder_min_s: float = 5.0
+    max_new_tokens: int | None = None
+    no_repeat_ngram_size: int = 0
+
+
+class _WithOptions:
+    """A faster-whisper model with extra decoding options on every call."""
+
+    def __init__(self, model: Any, **options: Any) -> None:
+        self._model = model
+        self._options = options
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
+        return self._model.transcribe(audio, **kwargs, **self._options)
+
+
+def build_transcriber(cfg: AsrConfig, *, live: LiveDecoding | None = None) -> Transcriber:
+    """The configured transcriber: for a scan (`live=None`), or the live monitor's one model."""
+    from asr.transcriber import WhisperTranscriber
+
+    if live is None:
+        return WhisperTranscriber(cfg)
+
+    from asr.encoder import load_whisper_model
+    from asr.errors import ModelError
+    from asr.model import resolve_model
+    from asr.transcriber import resolve_compute
+
+    device, compute_type = resolve_compute(cfg)
+    path = resolve_model(cfg)
+    try:
+        model = load_whisper_model(
+            path,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cfg.cpu_threads,
+            trim_encoder=live.trim_encoder,
+            margin_s=live.encoder_margin_s,
+            min_context_s=live.encoder_min_s,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
+    logger.info(
+        "live ASR: Whisper model %s on %s (%s), beam %d, encoder %s",
+        path,
+        device,
+        compute_type,
+        cfg.beam_size,
+        "trimmed to the audio" if live.trim_encoder else "over 30 s",
+    )
+    options: dict[str, Any] = {"max_new_tokens": live.max_new_tokens}
+    if live.no_repeat_ngram_size:
+        options["no_repeat_ngram_size"] = live.no_repeat_ngram_size
+    return WhisperTranscriber(cfg, model=_WithOptions(model, **options))
