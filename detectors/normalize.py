@@ -57,6 +57,8 @@ DEFAULT_VARIANTS: dict[str, str] = {
     "嶊": "最",
     "zui": "最",
     "啵": "播",
+    # 袪 (a sleeve's cuff) is the usual misspelling of 祛 (dispel) in 祛痘/祛斑/祛皱 claims
+    "袪": "祛",
     "百分之百": "100%",
     "百分百": "100%",
     "no.1": "第一",
