@@ -32,6 +32,7 @@ import functools
 import re
 import threading
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,16 +57,55 @@ DEFAULT_VARIANTS: dict[str, str] = {
     "嶊": "最",
     "zui": "最",
     "啵": "播",
+    # 袪 (a sleeve's cuff) is the usual misspelling of 祛 (dispel) in 祛痘/祛斑/祛皱 claims
+    "袪": "祛",
     "百分之百": "100%",
     "百分百": "100%",
     "no.1": "第一",
     "no1": "第一",
     "top1": "第一",
-    # 日 for 天 in the phrases rules care about (七日无理由, 今日/明日 pressure), one form for both
+    "numberone": "第一",
+    "number1": "第一",
+    "topone": "第一",
+    # digits written inside the idioms of rank and uniqueness (唯1, 独1无2): one form for both
+    "唯1": "唯一",
+    "独1无2": "独一无二",
+    "数1数2": "数一数二",
+    "首屈1指": "首屈一指",
+    "万里挑1": "万里挑一",
+    "1流": "一流",
+    # the capital (financial) numerals that have no other reading
+    "壹": "一",
+    "贰": "二",
+    "叁": "三",
+    # 日 for 天 in the phrases rules care about (七日无理由, 今日/明日 pressure), one form for both;
+    # a number of 日 (七日, 7日) is handled by _NUM_FORM_RE below
     "日无理由": "天无理由",
     "今日": "今天",
     "明日": "明天",
+    "昨日": "昨天",
+    "每日": "每天",
+    "当日": "当天",
 }
+
+# Number forms folded to one spelling, so that a rule written one way meets the others:
+# - 第 + one digit (第1, 排名第1) → 第 + Chinese numeral (第一): ranks and ordinals are written with
+#   Chinese numerals in the packs, and 第1步 stays an ordinal exactly as 第一步 does;
+# - a duration in 日 (七日, 7日, 十五日) → 天, unless it is a date (本月7日: a 月/年/号 or another
+#   numeral before the number) or 日 starts another word (日元, 日本, 日报, 日期 ...).
+_CN_DIGIT = "零一二三四五六七八九"
+_NUM_FORM_RE = re.compile(
+    r"(?P<ord>(?<=第)[1-9](?![0-9%]|\.[0-9]))"
+    r"|(?P<day>(?<![0-9月年号.〇零一二两三四五六七八九十百])(?:[0-9]{1,3}|[一二两三四五六七八九十]{1,3})日"
+    r"(?![元币本语文式报记期志历程韩系货产剧常用]))"
+)
+
+
+def _num_form(m: re.Match[str]) -> str:
+    if m.group("ord") is not None:
+        return _CN_DIGIT[int(m.group("ord"))]
+    return m.group("day")[:-1] + "天"
+
 
 _CODE_BASE = 0xE000  # private-use area: one code point per toneless pinyin syllable
 _DIGIT_SYLLABLES = ("ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu")
@@ -184,6 +224,10 @@ def _variant_regex(variants: dict[str, str]) -> re.Pattern[str]:
         esc = re.escape(key)
         if key.isascii() and key[:1].isalpha():
             esc = rf"(?<![a-z]){esc}(?![a-z])"
+        if key[-1:].isdigit():  # top1 is not top10, 唯1 is not 唯10
+            esc = rf"{esc}(?![0-9])"
+        if key[:1].isdigit():  # 1流 is not 21流
+            esc = rf"(?<![0-9.]){esc}"
         parts.append(esc)
     return re.compile("|".join(parts))
 
@@ -193,7 +237,10 @@ _LATIN_RUN = re.compile(r"[a-z]{2,6}")
 
 
 def _apply_variants(
-    chars: list[str], idx: list[int], variants: dict[str, str], pattern: re.Pattern[str]
+    chars: list[str],
+    idx: list[int],
+    variants: dict[str, str] | Callable[[re.Match[str]], str],
+    pattern: re.Pattern[str],
 ) -> tuple[list[str], list[int]]:
     text = "".join(chars)
     if not pattern.search(text):
@@ -204,7 +251,7 @@ def _apply_variants(
     for m in pattern.finditer(text):
         out_c.extend(chars[pos : m.start()])
         out_i.extend(idx[pos : m.start()])
-        rep = variants[m.group(0)]
+        rep = variants(m) if callable(variants) else variants[m.group(0)]
         src = idx[m.start() : m.end()]
         for k, ch in enumerate(rep):
             out_c.append(ch)
@@ -257,7 +304,12 @@ def normalize(text: str, *, record_steps: bool = False) -> Normalized:
     """Normalize `text` for matching. See the module docstring for the steps."""
     simp = _to_simplified(text)
     folded = simp.translate(_FOLD)
-    if record_steps or _DEFAULT_VARIANT_RE.search(folded) or _has_latin_syllable(folded):
+    if (
+        record_steps
+        or _DEFAULT_VARIANT_RE.search(folded)
+        or _NUM_FORM_RE.search(folded)
+        or _has_latin_syllable(folded)
+    ):
         return _normalize_slow(text, simp, record_steps)
     parts: list[str] = []
     index: list[int] = []
@@ -287,7 +339,7 @@ def normalize(text: str, *, record_steps: bool = False) -> Normalized:
         index.extend(range(pos, n))
         olen += n - pos
     result = "".join(parts)
-    if _DEFAULT_VARIANT_RE.search(result):  # a variant written with spaces or punctuation inside
+    if _DEFAULT_VARIANT_RE.search(result) or _NUM_FORM_RE.search(result):  # written with spaces inside
         return _normalize_slow(text, simp, False)
     breaks.discard(0)
     breaks.discard(olen)
@@ -338,6 +390,7 @@ def _normalize_slow(text: str, simp: str, record_steps: bool) -> Normalized:
         steps.append(("width+case", "".join(chars)))
 
     chars, idx = _apply_variants(chars, idx, DEFAULT_VARIANTS, _DEFAULT_VARIANT_RE)
+    chars, idx = _apply_variants(chars, idx, _num_form, _NUM_FORM_RE)
     chars, idx = _latin_syllables(chars, idx)
     if record_steps:
         steps.append(("variants", _display("".join(chars))))
@@ -363,10 +416,14 @@ def _normalize_slow(text: str, simp: str, record_steps: bool) -> Normalized:
         else:  # other symbols (¥, +, ~) carry meaning in prices
             out_c.append(ch)
             out_i.append(idx[k])
-    if _DEFAULT_VARIANT_RE.search("".join(out_c)):
-        # variants written across spaces or punctuation (百 分 之 百); breaks inside them are dropped
+    joined = "".join(out_c)
+    if _DEFAULT_VARIANT_RE.search(joined) or _NUM_FORM_RE.search(joined):
+        # variants written across spaces or punctuation (百 分 之 百, 第 1 名); breaks inside them are dropped
+        n_before = len(out_c)
         out_c, out_i = _apply_variants(out_c, out_i, DEFAULT_VARIANTS, _DEFAULT_VARIANT_RE)
-        breaks = {b for b in breaks if b <= len(out_c)}
+        out_c, out_i = _apply_variants(out_c, out_i, _num_form, _NUM_FORM_RE)
+        if len(out_c) != n_before:
+            breaks = {b for b in breaks if b <= len(out_c)}
     result = "".join(out_c)
     breaks.discard(0)
     breaks.discard(len(result))

@@ -72,3 +72,36 @@ def test_steps_are_recorded_for_explain() -> None:
     assert steps["t2s"] == "全网蕞低价！"
     assert steps["variants"].endswith("最低价!")
     assert steps["strip punctuation"] == "全网最低价"
+
+
+def test_rank_numerals_in_digits_meet_the_chinese_form() -> None:
+    # 第 + one digit is written as the Chinese numeral, so 排名第1 meets rules written with 第一,
+    # and an ordinal stays an ordinal (第1步 is 第一步, which every rule exempts).
+    assert normalize("排名第1").text == "排名第一"
+    assert normalize("第 1 名").text == "第一名"
+    assert normalize("第1步先洗脸").text == "第一步先洗脸"
+    assert normalize("第10名").text == "第10名"
+    assert normalize("第1.5代").text == "第1.5代"
+    assert normalize("Number One的品牌").text == "第一的品牌"
+    assert normalize("TOP 1").text == "第一"
+    # top10 / no.10 are not top1 / no.1
+    assert normalize("TOP10榜单").text == "top10榜单"
+    assert normalize("独1无2 唯1 壹流").text == "独一无二唯一一流"
+
+
+def test_durations_in_ri_meet_tian_but_dates_do_not() -> None:
+    assert normalize("7日无理由退货").text == "7天无理由退货"
+    assert normalize("支持七日退换").text == "支持七天退换"
+    assert normalize("十五日内可退").text == "十五天内可退"
+    assert normalize("每日一次").text == "每天一次"
+    assert normalize("本月7日发货").text == "本月7日发货"  # a date
+    assert normalize("三月十一日").text == "三月十一日"
+    assert normalize("100日元").text == "100日元"  # yen
+    assert normalize("日本进口").text == "日本进口"
+
+
+def test_number_forms_keep_the_index_map() -> None:
+    for t in ("排名第1的品牌", "7日无理由", "第 1 名", "Number One的品牌", "不支持七日退换"):
+        n = normalize(t)
+        assert len(n.orig_index) == len(n.text)
+        assert normalize(t, record_steps=True).text == n.text
