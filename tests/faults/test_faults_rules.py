@@ -37,7 +37,7 @@ from live_helpers import ToneScript, ToneTranscriber
 
 from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
-from app.monitor_status import metrics_text
+from review.monitor_status import metrics_text
 from store.db import Database
 
 pytestmark = pytest.mark.slow
