@@ -375,6 +375,9 @@ class Monitor:
                 Path(event.dir),
                 event.started_ts,
                 LiveTranscript(event.broadcast_id, self.cfg.live_asr.options()),
+                # the source's clock at start_s = 0: places this connection's alerts beside the previous
+                # connection's (LiveStore.repeats)
+                source_start_s=event.source_start_s,
             )
             self._asr[event.broadcast_id] = ctx
         self._follow(ctx, first_seq=0, skip_before_s=0.0)
