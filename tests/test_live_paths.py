@@ -15,16 +15,16 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from live_helpers import LookupHolder, LookupRules, ToneScript, ToneTranscriber
-from sqlalchemy import create_engine, delete, select
+from sqlalchemy import Connection, create_engine, delete, select, text
+from store_backends import BACKENDS, backend_url
 
 from alerts.evidence import sha256_file
 from app.live_store import rescan_segments
@@ -210,9 +210,8 @@ def test_a_recorded_broadcast_keeps_working_after_the_data_dir_moved(
 # Revision 0007 on a store written before it
 
 
-def _store_at(data: Path, revision: str) -> None:
-    data.mkdir(parents=True)
-    engine = create_engine(f"sqlite:///{data / 'livewatch.db'}")
+def _store_at(url: str, revision: str) -> None:
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
             from alembic import command
@@ -223,35 +222,53 @@ def _store_at(data: Path, revision: str) -> None:
         engine.dispose()
 
 
-def _broadcast(con: sqlite3.Connection, bid: str, folder: str) -> None:
+def _broadcast(con: Connection, bid: str, folder: str) -> None:
     con.execute(
-        "INSERT INTO broadcasts (id, stream_id, kind, source, status, rules_version, meta, created_ts) "
-        "VALUES (?, NULL, 'live', 'hls://x', 'ended', 'r1', ?, 1.0)",
-        (bid, json.dumps({"dir": folder, "asr_done_s": 4.0})),
+        text(
+            "INSERT INTO broadcasts (id, stream_id, kind, source, status, rules_version, meta, created_ts) "
+            "VALUES (:id, NULL, 'live', 'hls://x', 'ended', 'r1', :meta, 1.0)"
+        ),
+        {"id": bid, "meta": json.dumps({"dir": folder, "asr_done_s": 4.0})},
     )
 
 
-def _segment(con: sqlite3.Connection, bid: str, seq: int, path: str) -> None:
+def _segment(con: Connection, bid: str, seq: int, path: str) -> None:
     con.execute(
-        "INSERT INTO media_segments (broadcast_id, seq, path, start_s, duration_s, status, pinned, deleted, "
-        "size, created_ts) VALUES (?, ?, ?, ?, 1.0, 'analyzed', 0, 0, 10, 1.0)",
-        (bid, seq, path, float(seq)),
+        text(
+            "INSERT INTO media_segments (broadcast_id, seq, path, start_s, duration_s, status, pinned, "
+            "deleted, size, created_ts) VALUES (:b, :seq, :path, :start, 1.0, 'analyzed', false, false, 10, 1.0)"
+        ),
+        {"b": bid, "seq": seq, "path": path, "start": float(seq)},
     )
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file inside the data directory the test makes, or a PostgreSQL schema
+    (whose migration learns the data directory from the `Database` that opens it)."""
+    data = tmp_path / "where-the-monitor-ran" / "livewatch-data"
+    data.mkdir(parents=True)
+    if request.param == "sqlite":
+        yield f"sqlite:///{data / 'livewatch.db'}"
+    else:
+        with backend_url("postgresql", tmp_path) as u:
+            yield u
 
 
 def test_migration_rewrites_old_recording_paths_relative_to_the_data_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ran_in = tmp_path / "where-the-monitor-ran"
     data = ran_in / "livewatch-data"
-    _store_at(data, "0006")
+    sqlite = store_url.startswith("sqlite")
+    _store_at(store_url, "0006")
     for b in ("b-abs", "b-rel"):
         (data / "recordings" / "room" / b).mkdir(parents=True)
         (data / "recordings" / "room" / b / "seg_000000.ts").write_bytes(b"x" * 10)
     outside = tmp_path / "other-disk" / "recordings" / "room" / "b-out"
     outside.mkdir(parents=True)
-    con = sqlite3.connect(data / "livewatch.db")
-    with con:
+    engine = create_engine(store_url)
+    with engine.begin() as con:
         _broadcast(con, "b-abs", str(data / "recordings" / "room" / "b-abs"))
         _broadcast(con, "b-rel", "livewatch-data/recordings/room/b-rel")  # relative to where it ran
         _broadcast(con, "b-out", str(outside))
@@ -261,10 +278,10 @@ def test_migration_rewrites_old_recording_paths_relative_to_the_data_dir(
             _segment(con, "b-rel", seq, f"livewatch-data/recordings/room/b-rel/seg_{seq:06d}.ts")
         _segment(con, "b-out", 0, str(outside / "seg_000000.ts"))
         _segment(con, "b-gone", 0, "livewatch-data/recordings/room/b-gone/seg_000000.ts")
-    con.close()
+    engine.dispose()
     monkeypatch.chdir(tmp_path)  # upgraded by a process started in another folder
     with caplog.at_level(logging.INFO, logger="store.migrations"):
-        db = Database.for_data_dir(data)
+        db = Database.for_data_dir(data) if sqlite else Database(store_url, data)
     with db.session() as s:
         paths = {(r.broadcast_id, r.seq): r.path for r in s.scalars(select(MediaSegmentRow))}
         dirs = {b.id: b.meta["dir"] for b in s.scalars(select(Broadcast))}
@@ -288,7 +305,7 @@ def test_migration_rewrites_old_recording_paths_relative_to_the_data_dir(
     # moved afterwards, the rewritten rows follow the data
     new = tmp_path / "moved"
     shutil.move(str(data), str(new))
-    db = Database.for_data_dir(new)
+    db = Database.for_data_dir(new) if sqlite else Database(store_url, new)
     try:
         with db.session() as s:
             row = s.scalar(select(MediaSegmentRow).where(MediaSegmentRow.broadcast_id == "b-rel"))
