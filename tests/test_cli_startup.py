@@ -19,25 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-# "billion laughs": 9 levels of 9 aliases, 10^9 leaves once expanded, ~350 bytes of text
-BOMB = "pack: site\n" + "".join(
-    f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 9) if i else ', '.join(['lol'] * 9)}]\n"
-    for i in range(9)
-)
-
-PACK = """\
-pack: site
-category: false_claim
-law: 广告法 第9条
-rules:
-  - id: site.a1.words
-    code: A1
-    severity: high
-    regex: ["{regex}"]
-    should_flag: [顶呱呱]
-    should_not_flag: [很好]
-"""
+from hostile_rules import ADJACENT_QUANTIFIERS, BOMB
+from hostile_rules import REGEX_PACK as PACK
 
 HUGE_BYTES = 17 * 1024 * 1024  # over the 16 MiB limit of detectors.yamlsafe
 
@@ -78,7 +61,7 @@ def write_hostile(name: str, folder: Path) -> Path:
     elif name == "huge_file":
         _write_huge(path)
     elif name == "adjacent_quantifiers":  # the issue's eight adjacent 好*
-        path.write_text(PACK.format(regex="好*好*好*好*好*好*好*好*吗"), encoding="utf-8")
+        path.write_text(PACK.format(regex=ADJACENT_QUANTIFIERS), encoding="utf-8")
     elif name == "overlapping_quantifiers":
         path.write_text(PACK.format(regex="顶.*好.*好.*好.*吗"), encoding="utf-8")
     elif name == "nested_quantifiers":

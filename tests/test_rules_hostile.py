@@ -11,6 +11,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hostile_rules import BOMB
 from typer.testing import CliRunner
 
 from alerts.webhook import WebhookConfig, sign
@@ -26,12 +27,6 @@ from detectors.price_config import PriceConfigError, load_price_config
 from detectors.rules import RulePackError, collect_errors, load_rules, regex_problem
 from detectors.yamlsafe import YamlLimits, YamlLoadError, compose, load_file
 from review.monitor_status import as_json, metrics_text, rules_problems
-
-# "billion laughs": 9 levels of 9 aliases, 10^9 leaves once expanded, ~350 bytes of text
-BOMB = "pack: site\n" + "".join(
-    f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 9) if i else ', '.join(['lol'] * 9)}]\n"
-    for i in range(9)
-)
 
 PACK = """\
 pack: site

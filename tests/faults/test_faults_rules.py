@@ -33,6 +33,7 @@ from fault_harness import (
     stream_cfg,
     wait_for,
 )
+from hostile_rules import ADJACENT_QUANTIFIERS, BOMB, REGEX_PACK
 from live_helpers import ToneScript, ToneTranscriber
 
 from app.monitor import Monitor
@@ -44,24 +45,6 @@ pytestmark = pytest.mark.slow
 
 CODES = {"false_claim": "A1", "price_fraud": "B2", "vulgar": "C1", "fake_sales": "A5"}
 
-BOMB = "pack: site\n" + "".join(
-    f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 9) if i else ', '.join(['lol'] * 9)}]\n"
-    for i in range(9)
-)
-
-REGEX_PACK = """\
-pack: hostile
-category: false_claim
-law: 广告法 第9条
-rules:
-  - id: hostile.a1.regex
-    code: A1
-    severity: high
-    regex: ["{regex}"]
-    should_flag: [好好吗]
-    should_not_flag: [很好]
-"""
-
 
 def hostile_files() -> list[tuple[str, bytes]]:
     return [
@@ -71,7 +54,7 @@ def hostile_files() -> list[tuple[str, bytes]]:
         ("many_aliases.yaml", ("x: &x 1\n" + "".join(f"k{i}: *x\n" for i in range(1001))).encode()),
         ("oversized.yaml", b"a: " + b"x" * (16 * 1024 * 1024 + 10) + b"\n"),
         ("not_utf8.yaml", b"pack: \xff\xfe\x00\x81 site\nrules: [\x80\x80]\n"),
-        ("slow_regex.yaml", REGEX_PACK.format(regex="好*好*好*好*好*好*好*好*吗").encode()),
+        ("slow_regex.yaml", REGEX_PACK.format(regex=ADJACENT_QUANTIFIERS).encode()),
         ("broken_regex.yaml", REGEX_PACK.format(regex="(好").encode()),
     ]
 
