@@ -409,11 +409,11 @@ class WhisperTranscriber:
             self.model_path = type(model).__name__
             self._model = model
             return
-        from faster_whisper import WhisperModel
+        from asr.encoder import load_whisper_model
 
         self.model_path = resolve_model(cfg)
         try:
-            self._model = WhisperModel(
+            self._model = load_whisper_model(
                 self.model_path,
                 device=self.device,
                 compute_type=self.compute_type,
