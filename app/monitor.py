@@ -5,8 +5,8 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
     Recorder (thread + ffmpeg/streamlink, one per stream) ─ files ─┬─ AudioFollower (thread per broadcast)
         │ events: broadcast started / file recorded / ended         │   16 kHz audio → LiveTranscript
         ▼                                                           ▼
-    DbWriter (the one writer) ◀── utterances + ASR watermark ── ASR worker (one thread owns the model,
-        │ after commit                                              round-robin over broadcasts)
+    DbWriter (the one writer) ◀── utterances + ASR watermark ── ASR worker (asr/worker.py: one thread
+        │ after commit                                              owns the model, furthest behind first)
         ▼
     video worker (video.enabled): each closed file → frames → captions (OCR) + visual detections ─┐
                                                                                                    ▼
@@ -14,7 +14,8 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
         │ (+ webhook outbox rows, price claims, captions with the video watermark)
         │ closed alerts
         ▼
-    evidence worker: waits for the post-roll on disk, joins the files, writes the hashed evidence folder
+    evidence worker (alerts/evidence_worker.py; its port on the store: app/live_evidence.py): waits for
+        the post-roll on disk, joins the files, writes the hashed evidence folder
     webhook delivery: POSTs outbox rows with retries          housekeeping: status file, lag, retention
 
 Threads, not processes, for ASR and analysis: CTranslate2 releases the GIL while it decodes, so the
@@ -40,12 +41,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,11 +52,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.evidence import EvidenceRequest, alert_payload, sha256_file, write_evidence
-from alerts.grouping import context_text
-from alerts.types import Alert, Evidence, MediaRef
+from alerts.evidence import alert_payload
+from alerts.evidence_worker import EvidenceWorker
+from alerts.types import Alert
 from alerts.worker import AnalysisResult, AnalysisWorker
 from app import __version__
+from app.live_evidence import LiveEvidence
 from app.live_store import (
     DbWriter,
     LiveStore,
@@ -73,14 +73,12 @@ from app.monitor_config import MonitorConfig, StreamEntry
 from app.retention import apply_retention
 from app.webhooks import WebhookDelivery, enqueue
 from asr.build import LiveDecoding, build_transcriber
-from asr.streaming import LiveTranscript
-from asr.types import Transcriber, TranscriptBatch, Utterance
+from asr.types import Transcriber, TranscriptBatch
+from asr.worker import AsrWorker
 from detectors.price import PriceChecker
 from detectors.price_config import load_price_config
 from detectors.types import PriceClaim, RuleHolder, RuleSet, VideoBatch
-from ingest import ffmpeg
 from ingest.recorder import Recorder
-from ingest.tail import AudioFollower
 from ingest.types import (
     BroadcastEnded,
     BroadcastStarted,
@@ -126,23 +124,6 @@ class _Rec:
 
 
 @dataclass(slots=True)
-class _Asr:
-    """A broadcast being transcribed (live, or catching up after a restart). Guarded by Monitor._lock."""
-
-    broadcast_id: str
-    stream_id: str
-    folder: Path
-    started_ts: float
-    transcript: LiveTranscript
-    follower: AudioFollower | None = None
-    last_served: float = 0.0
-    stored_done_s: float = 0.0
-    max_lag_s: float = 0.0
-    catchup: bool = False
-    source_start_s: float | None = None
-
-
-@dataclass(slots=True)
 class _Stream:
     entry: StreamEntry
     holder: RuleHolder
@@ -160,11 +141,7 @@ class _Stream:
 
 @dataclass(slots=True)
 class MonitorStats:
-    passes: int = 0
-    asr_busy_s: float = 0.0
-    utterances: int = 0
     alerts: int = 0
-    evidence: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -186,16 +163,20 @@ class Monitor:
         self.data_dir = Path(data_dir)
         self.rec_root = self.data_dir / "recordings"
         self.evidence_root = self.data_dir / "evidence"
-        self._transcriber = transcriber
         self._clock = clock
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.writer = DbWriter(db)
         self.stats = MonitorStats()
-        self._asr: dict[str, _Asr] = {}
         self._rec: dict[str, _Rec] = {}
-        self._bell = threading.Event()
-        self._evidence_q: queue.Queue[str] = queue.Queue()
+        self.asr = AsrWorker(
+            cfg.live_asr.options(),
+            self,
+            partial(live_transcriber, cfg),
+            catchup_cap_s=cfg.live_asr.lag_warn_s,
+            clock=clock,
+            transcriber=transcriber,
+        )
         self._threads: list[threading.Thread] = []
         holders: dict[tuple[Path, ...], RuleHolder] = {}
         make_holder = rule_holder or (lambda dirs: _default_holder(dirs, cfg))
@@ -224,10 +205,21 @@ class Monitor:
             db, self.data_dir, every, first_delay_s=min(5.0, every), on_pass=self._verified
         )
         self._verify_bad: set[tuple[str, str, str]] = set()
-        # evidence that could not be written for want of disk space: alert id -> (retry at, next backoff)
-        self._evidence_retry: dict[str, tuple[float, float]] = {}
-        self._evidence_full: dict[str, Any] | None = (
-            None  # the latest "disk full" (status, `livewatch status`)
+        evidence_port = LiveEvidence(
+            cfg.alerts,
+            db,
+            self.writer,
+            rolls=self._rolls,
+            recording=self.recording,
+            webhooks=lambda: self.webhooks,
+        )
+        self.evidence = EvidenceWorker(
+            cfg.alerts,
+            evidence_port,
+            evidence_root=self.evidence_root,
+            tmp_dir=self.data_dir / "tmp",
+            tool_version=__version__,
+            clock=clock,
         )
         v = cfg.video
         self._video = (
@@ -244,9 +236,7 @@ class Monitor:
 
     @property
     def transcriber(self) -> Transcriber:
-        if self._transcriber is None:
-            self._transcriber = live_transcriber(self.cfg)
-        return self._transcriber
+        return self.asr.transcriber
 
     def start(self) -> None:
         """Load the model, resume unfinished work from the database, then start every stream."""
@@ -254,14 +244,11 @@ class Monitor:
         self.writer.start()
         self._resume()
         self.analysis.start(self._guard)
-        for name, target in (
-            ("asr", self._asr_loop),
-            ("evidence", self._evidence_loop),
-            ("housekeeping", self._housekeeping_loop),
-        ):
-            t = threading.Thread(target=self._guard(target), name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self.asr.start(self._guard)
+        self.evidence.start(self._guard)
+        t = threading.Thread(target=self._guard(self._housekeeping_loop), name="housekeeping", daemon=True)
+        t.start()
+        self._threads.append(t)
         if self.webhooks is not None:
             self.webhooks.start()
         self.verifier.start()
@@ -317,13 +304,10 @@ class Monitor:
         for t in stoppers:
             t.join(20)
         self._stop.set()
-        self._bell.set()
-        with self._lock:
-            followers = [a.follower for a in self._asr.values() if a.follower is not None]
-        for f in followers:
-            f.stop()
+        self.asr.stop()
         if self._video is not None:
             self._video.stop()
+        self.evidence.stop()
         for t in self._threads:
             t.join(30)
         self.analysis.stop()
@@ -369,18 +353,15 @@ class Monitor:
             st.broadcast_id = event.broadcast_id
             st.broadcast_started_ts = event.started_ts
             self._rec[event.broadcast_id] = _Rec()
-            ctx = _Asr(
-                event.broadcast_id,
-                event.stream_id,
-                Path(event.dir),
-                event.started_ts,
-                LiveTranscript(event.broadcast_id, self.cfg.live_asr.options()),
-                # the source's clock at start_s = 0: places this connection's alerts beside the previous
-                # connection's (LiveStore.repeats)
-                source_start_s=event.source_start_s,
-            )
-            self._asr[event.broadcast_id] = ctx
-        self._follow(ctx, first_seq=0, skip_before_s=0.0)
+        self.asr.open(
+            event.broadcast_id,
+            event.stream_id,
+            Path(event.dir),
+            event.started_ts,
+            # the source's clock at start_s = 0: places this connection's alerts beside the previous
+            # connection's (LiveStore.repeats)
+            source_start_s=event.source_start_s,
+        )
         logger.info("stream %s: broadcast %s started", event.stream_id, event.broadcast_id)
 
     def segment_recorded(self, event: SegmentRecorded) -> None:
@@ -401,14 +382,10 @@ class Monitor:
         with self._lock:
             rec = self._rec.setdefault(seg.broadcast_id, _Rec())
             rec.end_s = max(rec.end_s, seg.end_s)
-            ctx = self._asr.get(seg.broadcast_id)
-            # The live clock: a file cannot arrive before it was broadcast, so the earliest
-            # (arrival - end) is the best estimate of when start_s = 0 was live.
-            refined = ctx is not None and event.recorded_ts - seg.end_s < ctx.started_ts - 0.2
-            if refined and ctx is not None:
-                ctx.started_ts = event.recorded_ts - seg.end_s
+        ctx = self.asr.refine_start(seg.broadcast_id, event.recorded_ts, seg.end_s)  # the live clock
+        if ctx is not None:
+            with self._lock:
                 self._streams[ctx.stream_id].broadcast_started_ts = ctx.started_ts
-        if refined and ctx is not None:
             self.writer.submit(
                 partial(LiveStore.refine_start, broadcast_id=seg.broadcast_id, started_ts=ctx.started_ts)
             )
@@ -448,8 +425,7 @@ class Monitor:
         """The stream of a live broadcast whose recording keeps video for the video worker, else None."""
         if self._video is None:
             return None
-        with self._lock:
-            ctx = self._asr.get(broadcast_id)
+        ctx = self.asr.get(broadcast_id)
         st = self._streams.get(ctx.stream_id) if ctx is not None else None
         if st is None or not st.entry.keeps_video(self.cfg.video.enabled):
             return None
@@ -459,130 +435,26 @@ class Monitor:
         with self._lock:
             self._streams[event.stream_id].state = event
 
-    # -- audio ------------------------------------------------------------------------------------------
+    # -- ASR worker (AsrPort) -------------------------------------------------------------------------
 
-    def _follow(self, ctx: _Asr, first_seq: int, skip_before_s: float) -> None:
-        bid = ctx.broadcast_id
+    def recording(self, broadcast_id: str) -> tuple[float, bool] | None:
+        """(recorded end, recording over) of a broadcast (AsrPort)."""
+        with self._lock:
+            rec = self._rec.get(broadcast_id)
+            return None if rec is None else (rec.end_s, rec.done)
 
-        def recording_done() -> bool:
-            with self._lock:
-                rec = self._rec.get(bid)
-                return rec is None or rec.done
-
-        def on_audio(start_s: float, samples: Any) -> None:
-            ctx.transcript.add_audio(start_s, samples)
-            self._bell.set()
-
-        def on_end(reason: str) -> None:
-            if reason == "end of recording":
-                ctx.transcript.finish()
-                self._bell.set()
-            elif not self._stop.is_set():
-                logger.error("audio of broadcast %s ended: %s; ASR of it stops here", bid, reason)
-                ctx.transcript.finish()
-                self._bell.set()
-
-        ctx.follower = AudioFollower(
-            ctx.folder,
-            first_seq=first_seq,
-            skip_before_s=skip_before_s,
-            recording_done=recording_done,
-            on_audio=on_audio,
-            on_end=on_end,
-            name=bid,
+    def transcribed(self, batch: TranscriptBatch) -> None:
+        """A pass's lines and watermark (the ASR thread, AsrPort): stored by the writer, then analysed."""
+        self.writer.submit(
+            partial(
+                LiveStore.store_transcript,
+                broadcast_id=batch.broadcast_id,
+                utterances=batch.utterances,
+                done_s=batch.done_s,
+                final=batch.final,
+            ),
+            then=partial(self._to_analysis, batch),
         )
-        ctx.follower.start()
-
-    # -- ASR worker ---------------------------------------------------------------------------------------
-
-    def _next(self) -> _Asr | None:
-        """The broadcast to serve next: the one furthest behind, so no room lags more than the others.
-
-        Plain round-robin is not fair once a pass cannot take a stream's whole backlog (the window is
-        capped): a stream that fell behind would need more passes than the others and never get them.
-        A broadcast catching up after a restart competes as if it were `lag_warn_s` behind at most, so
-        its backlog cannot starve the live rooms. Ties go to the one served longest ago.
-        """
-        now = self._clock()
-        with self._lock:
-            ready = [a for a in self._asr.values() if a.transcript.wants_pass()]
-        if not ready:
-            return None
-        cap = self.cfg.live_asr.lag_warn_s
-
-        def urgency(a: _Asr) -> tuple[float, float]:
-            lag = self.lag_s(a, now)
-            return (min(lag, cap) if a.catchup else lag), -a.last_served
-
-        return max(ready, key=urgency)
-
-    def lag_s(self, ctx: _Asr, now: float | None = None) -> float:
-        """How far ASR is behind the live edge (live broadcasts) or the recorded end (catch-up)."""
-        now = self._clock() if now is None else now
-        with self._lock:
-            rec = self._rec.get(ctx.broadcast_id)
-        if rec is not None and not rec.done:
-            return max(0.0, (now - ctx.started_ts) - ctx.transcript.processed_end_s)
-        end = rec.end_s if rec is not None else ctx.transcript.audio_end_s
-        return max(0.0, end - ctx.transcript.processed_end_s)
-
-    def _asr_loop(self) -> None:
-        transcriber = self.transcriber
-        while not self._stop.is_set():
-            ctx = self._next()
-            if ctx is None:
-                self._bell.wait(0.05)
-                self._bell.clear()
-                continue
-            ctx.max_lag_s = max(ctx.max_lag_s, self.lag_s(ctx))
-            ctx.last_served = time.monotonic()
-            t0 = time.perf_counter()
-            try:
-                res = ctx.transcript.step(transcriber)
-            except Exception:
-                logger.exception("ASR pass over %s failed; it is retried", ctx.broadcast_id)
-                self._stop.wait(1.0)
-                continue
-            took = time.perf_counter() - t0
-            self.stats.passes += 1
-            self.stats.asr_busy_s += took
-            final = ctx.transcript.exhausted
-            now = self._clock()
-            logger.debug(
-                "ASR %s: window %.1f-%.1f s took %.2f s, live edge %.1f s, %d committed, %d pending",
-                ctx.broadcast_id,
-                res.window_start_s,
-                res.window_end_s,
-                took,
-                now - ctx.started_ts,
-                res.committed_words,
-                res.pending_words,
-            )
-            if res.utterances:  # when each line became final: transcript latency, kept with the line
-                res = replace(
-                    res,
-                    utterances=tuple(
-                        replace(u, meta={**u.meta, "committed_ts": round(now, 3)}) for u in res.utterances
-                    ),
-                )
-            if res.utterances or final or res.done_s - ctx.stored_done_s >= 5.0:
-                ctx.stored_done_s = res.done_s
-                self.stats.utterances += len(res.utterances)
-                batch = TranscriptBatch(ctx.broadcast_id, ctx.stream_id, res.utterances, res.done_s, final)
-                self.writer.submit(
-                    partial(
-                        LiveStore.store_transcript,
-                        broadcast_id=ctx.broadcast_id,
-                        utterances=res.utterances,
-                        done_s=res.done_s,
-                        final=final,
-                    ),
-                    then=partial(self._to_analysis, batch),
-                )
-            if final:
-                with self._lock:
-                    self._asr.pop(ctx.broadcast_id, None)
-                logger.info("broadcast %s fully transcribed", ctx.broadcast_id)
 
     def _to_analysis(self, batch: TranscriptBatch, _stored: object) -> None:
         self.analysis.put(batch)
@@ -669,7 +541,7 @@ class Monitor:
                         alert.text[:80],
                     )
             for alert_id in closed:
-                self._evidence_q.put(alert_id)
+                self.evidence.put(alert_id)
             if new and self.webhooks is not None:
                 self.webhooks.wake()
 
@@ -677,10 +549,9 @@ class Monitor:
 
     def clocks(self, broadcast_id: str) -> tuple[float | None, float | None]:
         """(wall clock of start_s = 0, the source's clock at start_s = 0) of a broadcast."""
-        with self._lock:
-            ctx = self._asr.get(broadcast_id)
-            if ctx is not None:
-                return ctx.started_ts, ctx.source_start_s
+        ctx = self.asr.get(broadcast_id)
+        if ctx is not None:
+            return ctx.started_ts, ctx.source_start_s
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
             if b is None:
@@ -688,10 +559,9 @@ class Monitor:
             return b.started_ts, (b.meta or {}).get("source_start_s")
 
     def _folder(self, broadcast_id: str) -> str:
-        with self._lock:
-            ctx = self._asr.get(broadcast_id)
-            if ctx is not None:
-                return to_stored(ctx.folder, self.db.data_dir)
+        ctx = self.asr.get(broadcast_id)
+        if ctx is not None:
+            return to_stored(ctx.folder, self.db.data_dir)
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
             return str((b.meta or {}).get("dir", "")) if b is not None else ""
@@ -700,228 +570,15 @@ class Monitor:
         """Where a stored recording path (relative to the data directory) is now."""
         return resolve_stored(stored, self.db.data_dir)
 
-    # -- evidence worker ------------------------------------------------------------------------------------
+    # -- evidence worker ---------------------------------------------------------------------------------
 
-    def _evidence_loop(self) -> None:
-        pending: dict[str, float] = {}
-        next_sweep = time.monotonic() + 30.0
-        while not self._stop.is_set():
-            try:
-                while True:
-                    pending.setdefault(self._evidence_q.get_nowait(), time.monotonic())
-            except queue.Empty:
-                pass
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + 30.0
-                for alert_id in self._closed_but_pending():
-                    pending.setdefault(alert_id, time.monotonic())
-            for alert_id in list(pending):
-                if self._stop.is_set():
-                    return
-                retry = self._evidence_retry.get(alert_id)
-                if retry is not None and time.monotonic() < retry[0]:
-                    continue  # deferred for want of disk space: tried again after its backoff
-                if self._try_evidence(alert_id):
-                    del pending[alert_id]
-            self._stop.wait(0.2)
-
-    def _closed_but_pending(self) -> list[str]:
-        """Alerts still without evidence although their transcript is complete past them (a safety net:
-        the analyzer reports closed groups, this finds any that a crash or a bug left behind)."""
-        gap = self.cfg.alerts.merge_gap_s
-        with self.db.session() as s:
-            rows = s.execute(
-                select(AlertRow.id, AlertRow.end_s, Broadcast.meta)
-                .join(Broadcast, Broadcast.id == AlertRow.broadcast_id)
-                .where(AlertRow.evidence_status == "pending")
-            ).all()
-        return [
-            aid
-            for aid, end_s, meta in rows
-            if (meta or {}).get("analysis_complete")
-            or float((meta or {}).get("analyzed_s", 0.0)) > end_s + gap + 1.0
-        ]
+    def _rolls(self, stream_id: str) -> tuple[float, float, str | None] | None:
+        st = self._streams.get(stream_id)
+        return None if st is None else (st.pre_roll_s, st.post_roll_s, st.entry.name)
 
     def _try_evidence(self, alert_id: str) -> bool:
-        """Cut the evidence if the post-roll is on disk. True when done with this alert (cut or failed)."""
-        with self.db.session() as s:
-            row = s.get(AlertRow, alert_id)
-            if row is None or row.evidence_status != "pending":
-                return True
-            b = s.get(Broadcast, row.broadcast_id)
-            st = self._streams.get(row.stream_id or "")
-            pre, post = (
-                (st.pre_roll_s, st.post_roll_s)
-                if st is not None
-                else (self.cfg.alerts.pre_roll_s, self.cfg.alerts.post_roll_s)
-            )
-            with self._lock:
-                rec = self._rec.get(row.broadcast_id)
-                recorded_end, done = (
-                    (rec.end_s, rec.done) if rec is not None else ((b.duration_s or 0.0) if b else 0.0, True)
-                )
-            if not done and recorded_end < row.end_s + post:
-                return False
-            alert = alert_from_row(s, row)
-            lo, hi = alert.start_s - pre, alert.end_s + post
-            segs = s.scalars(
-                select(MediaSegmentRow)
-                .where(
-                    MediaSegmentRow.broadcast_id == alert.broadcast_id,
-                    MediaSegmentRow.deleted.is_(False),
-                    MediaSegmentRow.start_s < hi,
-                    MediaSegmentRow.start_s + MediaSegmentRow.duration_s > lo,
-                )
-                .order_by(MediaSegmentRow.seq)
-            ).all()
-            utts = repo.load_utterances(s, alert.broadcast_id)
-            stream_info = {
-                "stream_id": row.stream_id,
-                "url": b.source if b else None,
-                "name": st.entry.name if st else None,
-                "broadcast_id": alert.broadcast_id,
-                "started_ts": b.started_ts if b else None,
-                "source_start_s": (b.meta or {}).get("source_start_s") if b else None,
-            }
-        if not segs:
-            logger.error("alert %s: no recording covers %.1f-%.1f s; evidence failed", alert_id, lo, hi)
-            self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error="no recording"))
-            return True
-        try:
-            ev, payload = self._cut(alert, segs, utts, pre, post, stream_info, row.stream_id)
-        except Exception as e:
-            if _no_space(e):
-                return self._evidence_no_space(alert_id, e)
-            logger.exception("alert %s: evidence failed", alert_id)
-            self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error=str(e)[:500]))
-            return True
-
-        def tx(s: Session) -> None:
-            r = s.get(AlertRow, alert_id)
-            if r is not None:
-                r.context = payload["context"]
-            repo.set_evidence(s, alert_id, ev, payload)
-            LiveStore.pin_range(
-                s, alert.broadcast_id, segs[0].start_s, segs[-1].start_s + segs[-1].duration_s
-            )
-
-        try:
-            self.writer.call(tx)
-        except Exception as e:  # the files are written (and found again); their rows wait for the database
-            _, backoff = self._evidence_retry.get(alert_id, (0.0, 2.0))
-            self._evidence_retry[alert_id] = (time.monotonic() + backoff, min(60.0, backoff * 2))
-            logger.error(
-                "alert %s: evidence written but not yet recorded in the database (%s); retried in %.0f s",
-                alert_id,
-                e,
-                backoff,
-            )
-            return False
-        self.stats.evidence += 1
-        if self._evidence_retry.pop(alert_id, None) is not None:
-            logger.info("alert %s: evidence written after waiting for disk space", alert_id)
-            if not self._evidence_retry:
-                self._evidence_full = None
-        return True
-
-    def _evidence_no_space(self, alert_id: str, exc: BaseException) -> bool:
-        """The disk under the evidence (or the data directory's tmp) is full: the alert stays stored, its
-        evidence stays pending (its recordings are kept: retention spares pending alerts) and is retried
-        with a growing backoff (2 s to 60 s) until space is freed. Says what and where in the log, on the
-        alert (`evidence_error`), in the status and, once per episode, to the ops webhook. Returns False."""
-        probe = Path(getattr(exc, "filename", None) or self.evidence_root).absolute()
-        while not probe.is_dir() and probe != probe.parent:  # a half-written folder is removed already
-            probe = probe.parent
-        try:
-            usage = shutil.disk_usage(probe)
-            room = f"{usage.free} of {usage.total} bytes free"
-        except OSError:
-            room = "free space unknown"
-        _, backoff = self._evidence_retry.get(alert_id, (0.0, 2.0))
-        message = (
-            f"no space left on device for the evidence of alert {alert_id} in {probe} ({room}); the alert "
-            f"is kept and its evidence retried every {backoff:.0f} s until space is freed ({exc})"
-        )[:1000]
-        logger.error("%s", message)
-        first = not self._evidence_retry
-        self._evidence_retry[alert_id] = (time.monotonic() + backoff, min(60.0, backoff * 2))
-        self._evidence_full = {
-            "alerts": len(self._evidence_retry),
-            "error": message,
-            "where": str(probe),
-            "ts": self._clock(),
-        }
-        self.writer.submit(partial(LiveStore.evidence_deferred, alert_id=alert_id, error=message))
-        if first and self.webhooks is not None:
-            self.webhooks.notify_ops("evidence_disk_full", message=message, where=str(probe), pid=os.getpid())
-        return False
-
-    def _cut(
-        self,
-        alert: Alert,
-        segs: Sequence[MediaSegmentRow],
-        utts: list[Utterance],
-        pre: float,
-        post: float,
-        stream_info: dict[str, Any],
-        stream_id: str | None,
-    ) -> tuple[Evidence, dict[str, Any]]:
-        a = self.cfg.alerts
-        same = [u for u in utts if u.source == alert.source] or utts
-        alert = replace(
-            alert,
-            context=context_text(same, alert.start_s, alert.end_s, a.context_before_s, a.context_after_s),
-        )
-        tmp_dir = self.data_dir / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        joined = tmp_dir / f"{alert.alert_id}.ts"
-        try:
-            files = [self._media_file(sg.path) for sg in segs]
-            ffmpeg.concat_segments([str(f) for f in files], joined)
-            info = ffmpeg.probe(joined)
-            media = MediaRef(
-                str(joined),
-                sha256_file(joined),
-                joined.stat().st_size,
-                segs[0].start_s,
-                info.duration_s,
-                info.has_video,
-            )
-            # the manifest names each original as stored (relative to the data directory), hashed where it is
-            originals = tuple(
-                MediaRef(sg.path, sha256_file(f), f.stat().st_size, sg.start_s, sg.duration_s, info.has_video)
-                for sg, f in zip(segs, files, strict=True)
-            )
-            payload = alert_payload(alert, stream_id=stream_id, media_path=str(Path(segs[0].path).parent))
-            payload["live"] = True
-            ev = write_evidence(
-                EvidenceRequest(
-                    alert=alert,
-                    media=media,
-                    originals=originals,
-                    utterances=tuple(utts),
-                    out_root=self.evidence_root,
-                    pre_roll_s=pre,
-                    post_roll_s=post,
-                    snapshot=a.snapshot,
-                    tool_version=__version__,
-                    stream=stream_info,
-                    payload=payload,
-                )
-            )
-        finally:
-            joined.unlink(missing_ok=True)
-        payload = {
-            **payload,
-            "evidence_status": "done",
-            "evidence": {
-                "dir": ev.dir,
-                "manifest": str(Path(ev.dir) / "manifest.json"),
-                "manifest_sha256": ev.manifest_sha256,
-                "files": {f.name: {"kind": f.kind, "sha256": f.sha256, "size": f.size} for f in ev.files},
-            },
-        }
-        return ev, payload
+        """Cut one alert's evidence now if its post-roll is on disk (True when done with it)."""
+        return self.evidence.cut(alert_id)
 
     # -- restart --------------------------------------------------------------------------------------------
 
@@ -985,7 +642,7 @@ class Monitor:
                 ):
                     self.analysis.restore(alert_from_row(s, row))
                 else:
-                    self._evidence_q.put(row.id)
+                    self.evidence.put(row.id)
 
     def _resume_asr(self, b: Broadcast, folder: Path, done_s: float) -> None:
         with self.db.session() as s:
@@ -1005,23 +662,17 @@ class Monitor:
                 .order_by(UtteranceRow.idx.desc())
                 .limit(1)
             )
-        ctx = _Asr(
+        self.asr.open(
             b.id,
             b.stream_id or "",
             folder,
             b.started_ts or 0.0,
-            LiveTranscript(
-                b.id, self.cfg.live_asr.options(), start_s=done_s, first_index=index, prompt=last or ""
-            ),
+            start_s=done_s,
+            first_index=index,
+            prompt=last or "",
             catchup=True,
-            stored_done_s=done_s,
+            first_seq=first,
         )
-        with self._lock:
-            self._asr[b.id] = ctx
-        if first is None:
-            ctx.transcript.finish()
-        else:
-            self._follow(ctx, first_seq=first, skip_before_s=done_s)
         logger.info("broadcast %s: transcribing the rest from %.1f s", b.id, done_s)
 
     def _resume_video(self, b: Broadcast, done_s: float) -> None:
@@ -1121,10 +772,8 @@ class Monitor:
     def _check_lag(self) -> None:
         now = self._clock()
         warn = self.cfg.live_asr.lag_warn_s
-        with self._lock:
-            ctxs = list(self._asr.values())
-        for ctx in ctxs:
-            lag = self.lag_s(ctx, now)
+        for ctx in self.asr.active():
+            lag = self.asr.lag_s(ctx, now)
             ctx.max_lag_s = max(ctx.max_lag_s, lag)
             st = self._streams.get(ctx.stream_id)
             if st is None or ctx.catchup:
@@ -1147,12 +796,12 @@ class Monitor:
     def status(self) -> dict[str, Any]:
         """A snapshot for `livewatch status` and /metrics (see review/monitor_status.py)."""
         now = self._clock()
+        ctxs = {a.broadcast_id: a for a in self.asr.active()}
         with self._lock:
-            ctxs = {a.broadcast_id: a for a in self._asr.values()}
             streams: dict[str, Any] = {}
             for sid, st in self._streams.items():
                 ctx = ctxs.get(st.broadcast_id or "")
-                lag = self.lag_s(ctx, now) if ctx is not None else None
+                lag = self.asr.lag_s(ctx, now) if ctx is not None else None
                 streams[sid] = {
                     "name": st.entry.name or sid,
                     "url": st.entry.url,
@@ -1169,7 +818,7 @@ class Monitor:
                     "alerts": st.alerts,
                 }
             catchup = {
-                bid: {"stream_id": a.stream_id, "backlog_s": round(self.lag_s(a, now), 1)}
+                bid: {"stream_id": a.stream_id, "backlog_s": round(self.asr.lag_s(a, now), 1)}
                 for bid, a in ctxs.items()
                 if a.catchup
             }
@@ -1179,9 +828,9 @@ class Monitor:
             "updated_ts": now,
             "version": __version__,
             "asr": {
-                "passes": self.stats.passes,
-                "busy_fraction": round(self.stats.asr_busy_s / max(up, 1e-9), 3),
-                "utterances": self.stats.utterances,
+                "passes": self.asr.stats.passes,
+                "busy_fraction": round(self.asr.stats.busy_s / max(up, 1e-9), 3),
+                "utterances": self.asr.stats.utterances,
             },
             "video": None
             if self._video is None
@@ -1194,8 +843,8 @@ class Monitor:
                 "backlog_files": self._video.backlog(),
             },
             "alerts": self.stats.alerts,
-            "evidence": self.stats.evidence,
-            "evidence_deferred": None if self._evidence_full is None else dict(self._evidence_full),
+            "evidence": self.evidence.stats.evidence,
+            "evidence_deferred": self.evidence.deferred,
             "writer_backlog": self.writer.backlog,
             "db_writer": self.writer.status(),
             "streams": streams,

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import collections
 import csv
-import ctypes
-import ctypes.util
+import errno
 import hashlib
 import logging
+import os
 import re
-import signal
+import shutil
 import subprocess
 import sys
 import threading
@@ -196,17 +196,36 @@ def read_segment_list(path: Path) -> list[tuple[str, float, float]]:
 # -- subprocesses ----------------------------------------------------------------------------------------
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# A child must not outlive a monitor killed with SIGKILL (a restarted monitor would record the room twice):
+# it asks the kernel for SIGTERM when the thread that started it dies (PR_SET_PDEATHSIG). This is set by
+# a launcher that execs the program (same pid), not by a `preexec_fn`: a `preexec_fn` makes CPython
+# fork() (not vfork()) while holding the GIL, which runs the libraries' fork handlers in the recording
+# thread, and OpenBLAS's handler waits for its worker threads, which can wait for a BLAS call of the ASR
+# thread, which waits for the GIL: the whole monitor froze, signals included. Without a `preexec_fn`
+# CPython uses vfork(), which runs no fork handlers.
+_PDEATHSIG_LAUNCHER = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None).prctl(1, 15)\n"  # PR_SET_PDEATHSIG, SIGTERM
+    "if os.getppid() == 1:\n"  # the monitor died before prctl
+    "    sys.exit(143)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
 
 
-_LIBC = None
-if sys.platform.startswith("linux"):
-    try:
-        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        _LIBC = None
+def _with_pdeathsig(args: list[str], setpriv: str | None) -> list[str]:
+    """`args` run so that the program gets SIGTERM when the starting thread dies (Linux; elsewhere as is).
+    The program is looked up here, so a missing one raises FileNotFoundError as Popen would."""
+    if not sys.platform.startswith("linux"):
+        return args
+    exe = shutil.which(args[0])
+    if exe is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), args[0])
+    if setpriv is not None:  # util-linux: prctl, then exec, in C
+        return [setpriv, "--pdeathsig", "TERM", "--", exe, *args[1:]]
+    return [sys.executable, "-S", "-c", _PDEATHSIG_LAUNCHER, exe, *args[1:]]
+
+
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
 class _Proc:
@@ -225,12 +244,12 @@ class _Proc:
         self.tail: collections.deque[str] = collections.deque(maxlen=20)
         logger.debug("starting %s: %s", name, " ".join(args))
         self.popen = subprocess.Popen(
-            args,
+            _with_pdeathsig(args, _SETPRIV),
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=stdout,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_pdeathsig if _LIBC is not None else None,  # the child only calls prctl
+            # no preexec_fn: see _with_pdeathsig
         )
         self._on_line = on_line
         self._reader = threading.Thread(target=self._read, name=f"{name}-stderr", daemon=True)

@@ -200,7 +200,13 @@ def test_a_growing_asr_lag_is_shown_and_logged_loudly(
     finally:
         mon.stop()
     lagging = [s for s in seen if s["lagging"]]
-    assert lagging and float(lagging[0]["asr_lag_s"]) > 3.0  # type: ignore[arg-type]
+    assert lagging
+    # The flag is raised by the housekeeping's measurement, which the status keeps as max_asr_lag_s;
+    # asr_lag_s is measured again when the status is read, maybe just after a pass caught up a little
+    # (under load that read 2.88 s), so it only has to show the stream still behind: the flag clears
+    # below half the warn.
+    assert float(lagging[0]["max_asr_lag_s"]) >= 3.0  # type: ignore[arg-type]
+    assert float(lagging[0]["asr_lag_s"]) > 3.0 / 2  # type: ignore[arg-type]
     assert any("ASR LAG: stream room" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
 
 

@@ -1,0 +1,129 @@
+"""The evidence worker's port (alerts/evidence_worker.py) on the live store: what an alert's evidence is
+cut from, read from the database, and its result written through the database's one writer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.config import AlertsConfig
+from alerts.evidence_worker import WAIT, EvidenceJob, SegmentFile
+from alerts.types import Evidence
+from app.live_store import DbWriter, LiveStore, alert_from_row
+from app.webhooks import WebhookDelivery
+from store import repo
+from store.db import Database
+from store.models import AlertRow, Broadcast, MediaSegmentRow
+from store.paths import resolve_stored
+
+__all__ = ["LiveEvidence"]
+
+
+class LiveEvidence:
+    """`EvidencePort` for the live monitor. `rolls(stream_id)` gives a stream's (pre-roll, post-roll,
+    name) or None for a stream no longer configured; `recording(broadcast_id)` the recorded end and
+    whether recording is over (None: not recorded by this run, so over)."""
+
+    def __init__(
+        self,
+        cfg: AlertsConfig,
+        db: Database,
+        writer: DbWriter,
+        *,
+        rolls: Callable[[str], tuple[float, float, str | None] | None],
+        recording: Callable[[str], tuple[float, bool] | None],
+        webhooks: Callable[[], WebhookDelivery | None],
+    ) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.writer = writer
+        self._rolls = rolls
+        self._recording = recording
+        self._webhooks = webhooks
+
+    def job(self, alert_id: str) -> EvidenceJob | Literal["wait"] | None:
+        with self.db.session() as s:
+            row = s.get(AlertRow, alert_id)
+            if row is None or row.evidence_status != "pending":
+                return None
+            b = s.get(Broadcast, row.broadcast_id)
+            rolls = self._rolls(row.stream_id or "")
+            pre, post, name = (
+                rolls if rolls is not None else (self.cfg.pre_roll_s, self.cfg.post_roll_s, None)
+            )
+            rec = self._recording(row.broadcast_id)
+            recorded_end, done = rec if rec is not None else ((b.duration_s or 0.0) if b else 0.0, True)
+            if not done and recorded_end < row.end_s + post:
+                return WAIT
+            alert = alert_from_row(s, row)
+            lo, hi = alert.start_s - pre, alert.end_s + post
+            segs = s.scalars(
+                select(MediaSegmentRow)
+                .where(
+                    MediaSegmentRow.broadcast_id == alert.broadcast_id,
+                    MediaSegmentRow.deleted.is_(False),
+                    MediaSegmentRow.start_s < hi,
+                    MediaSegmentRow.start_s + MediaSegmentRow.duration_s > lo,
+                )
+                .order_by(MediaSegmentRow.seq)
+            ).all()
+            utts = repo.load_utterances(s, alert.broadcast_id)
+            stream_info = {
+                "stream_id": row.stream_id,
+                "url": b.source if b else None,
+                "name": name,
+                "broadcast_id": alert.broadcast_id,
+                "started_ts": b.started_ts if b else None,
+                "source_start_s": (b.meta or {}).get("source_start_s") if b else None,
+            }
+            files = tuple(
+                SegmentFile(sg.path, resolve_stored(sg.path, self.db.data_dir), sg.start_s, sg.duration_s)
+                for sg in segs
+            )
+            return EvidenceJob(alert, files, tuple(utts), pre, post, stream_info, row.stream_id)
+
+    def record(self, job: EvidenceJob, evidence: Evidence, payload: dict[str, Any]) -> None:
+        alert_id, segs = job.alert.alert_id, job.segments
+
+        def tx(s: Session) -> None:
+            r = s.get(AlertRow, alert_id)
+            if r is not None:
+                r.context = payload["context"]
+            repo.set_evidence(s, alert_id, evidence, payload)
+            LiveStore.pin_range(
+                s, job.alert.broadcast_id, segs[0].start_s, segs[-1].start_s + segs[-1].duration_s
+            )
+
+        self.writer.call(tx)
+
+    def failed(self, alert_id: str, error: str) -> None:
+        self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error=error))
+
+    def deferred(self, alert_id: str, error: str) -> None:
+        self.writer.submit(partial(LiveStore.evidence_deferred, alert_id=alert_id, error=error))
+
+    def closed_but_pending(self) -> list[str]:
+        """Alerts still without evidence although their transcript is complete past them."""
+        gap = self.cfg.merge_gap_s
+        with self.db.session() as s:
+            rows = s.execute(
+                select(AlertRow.id, AlertRow.end_s, Broadcast.meta)
+                .join(Broadcast, Broadcast.id == AlertRow.broadcast_id)
+                .where(AlertRow.evidence_status == "pending")
+            ).all()
+        return [
+            aid
+            for aid, end_s, meta in rows
+            if (meta or {}).get("analysis_complete")
+            or float((meta or {}).get("analyzed_s", 0.0)) > end_s + gap + 1.0
+        ]
+
+    def notify_ops(self, event: str, **fields: Any) -> None:
+        hooks = self._webhooks()
+        if hooks is not None:
+            hooks.notify_ops(event, **fields, pid=os.getpid())
