@@ -81,7 +81,8 @@ class DbWriter:
     stores its rows once. While it waits, `status()` says what and where (the database, the free
     space), the log says it once per episode, and `on_event("database_disk_full", ...)` is called (the
     monitor's ops webhook). A full queue (`max_queue`) holds the submitter back instead of dropping its
-    job, said the same way (`database_writer_queue_full`). `call` does not wait on a full disk: it raises
+    job, said the same way (`database_writer_queue_full`; the event at most once per `notice_every_s`,
+    since a queue that drains and refills as a burst is written is one problem, not many). `call` does not wait on a full disk: it raises
     the error (its caller knows), or TimeoutError without having run when the jobs ahead of it wait.
     Other errors fail the job as before: raised to a `call`er, else logged and counted in `status()`.
     """
@@ -95,8 +96,11 @@ class DbWriter:
         retry_max_s: float = 30.0,
         on_event: Callable[..., None] | None = None,
         clock: Callable[[], float] = time.time,
+        notice_every_s: float = 300.0,
     ) -> None:
         self.db = db
+        self.notice_every_s = notice_every_s
+        self._last_full_notice: float | None = None  # when on_event last said the queue was full
         self.max_queue = max_queue
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.on_event = on_event
@@ -372,8 +376,15 @@ class DbWriter:
                     )[:1000],
                 }
             message = str(full["message"])
+            now = self._clock()
+            notify = first and (
+                self._last_full_notice is None or now - self._last_full_notice >= self.notice_every_s
+            )
+            if notify:
+                self._last_full_notice = now
         if first:
             logger.error("%s", message)
+        if notify:
             if self.on_event is not None:
                 try:
                     self.on_event("database_writer_queue_full", message=message, max_queue=self.max_queue)

@@ -188,3 +188,23 @@ def test_what_counts_as_no_space() -> None:
     assert no_space(OperationalError("INSERT", {}, PgDiskFull("could not extend file")))
     assert not no_space(OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked")))
     assert not no_space(ValueError("x"))
+
+
+def test_queue_full_notices_are_rate_limited(db: Database) -> None:
+    """A queue that drains and refills while a burst is written is one problem for the ops webhook:
+    each episode shows in the status and the log, the event at most once per `notice_every_s`."""
+    now = [1000.0]
+    events: list[str] = []
+    w = DbWriter(
+        db, max_queue=3, on_event=lambda e, **f: events.append(e), clock=lambda: now[0], notice_every_s=300.0
+    )
+    w._queue_full()
+    assert w.status()["queue_full"] is not None and events == ["database_writer_queue_full"]
+    w._full = None  # the queue had room again
+    now[0] += 10.0
+    w._queue_full()
+    assert w.status()["queue_full"] is not None and len(events) == 1
+    w._full = None
+    now[0] += 300.0
+    w._queue_full()
+    assert len(events) == 2
