@@ -153,7 +153,7 @@ def test_a_recorded_broadcast_keeps_working_after_the_data_dir_moved(
         row.evidence_status, row.evidence_dir = "pending", None
     mon.writer.start()
     try:
-        assert mon._try_evidence(aid)
+        assert mon.evidence.cut(aid)
     finally:
         mon.writer.stop()
     with db.session() as s:

@@ -109,7 +109,7 @@ def test_the_monitor_records_a_damaged_clip_and_shows_its_last_pass(scanned: tup
         assert len(mon.webhooks._ops) == 1
 
         # the status file a running monitor writes every second, and what reads it
-        mon._write_status()
+        mon.housekeeping.write_status()
         now = time.time()
         v = verify_status(data, now)
         assert v is not None and v["passes"] == 3 and v["interval_s"] == 900 and v["error"] is None
@@ -169,7 +169,7 @@ def test_verification_off_starts_no_thread(tmp_path: Path) -> None:
 def test_a_full_disk_is_told_apart_from_other_evidence_errors() -> None:
     import errno
 
-    from app.monitor import _no_space
+    from app.live_store import no_space as _no_space
     from review.monitor_status import deferred_problems
 
     assert _no_space(OSError(errno.ENOSPC, "No space left on device"))

@@ -342,7 +342,7 @@ def test_monitor_status_and_ops_webhook_after_a_bomb_in_its_rules_dir(tmp_path: 
     db = Database.for_data_dir(tmp_path)
     mon = Monitor(cfg, db, tmp_path)
     try:
-        holder = mon._base_holder
+        holder = mon.base_holder
         (site / "zz_bomb.yaml").write_text(BOMB, encoding="utf-8")
         rules = holder.maybe_reload(force=True)  # type: ignore[call-arg]
         assert [d.rule_id for d in rules.detect(Utterance(0, 0.0, 1.0, "顶呱呱"))] == ["site.a1.words"]

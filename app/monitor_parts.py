@@ -1,0 +1,67 @@
+"""The monitor's parts that are not wiring: the per-stream state, counters, and how the rule holders
+and the live transcriber are built from the config."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.monitor_config import MonitorConfig, StreamEntry
+from asr.build import LiveDecoding, build_transcriber
+from asr.types import Transcriber
+from detectors.types import RuleHolder
+from ingest.recorder import Recorder
+from ingest.types import IngestState
+
+
+@dataclass(slots=True)
+class StreamState:
+    """One configured stream as the monitor sees it (read by the status under the monitor's lock)."""
+
+    entry: StreamEntry
+    holder: RuleHolder
+    pre_roll_s: float
+    post_roll_s: float
+    recorder: Recorder | None = None
+    state: IngestState | None = None
+    broadcast_id: str | None = None
+    broadcast_started_ts: float | None = None
+    alerts: int = 0
+    lagging: bool = False
+    last_lag_warn: float = 0.0
+    max_lag_s: float = 0.0
+
+
+@dataclass(slots=True)
+class MonitorStats:
+    alerts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolder:
+    from detectors.engine import RuleHolder
+    from detectors.semantic import holder_with_semantic
+
+    r = cfg.rules
+    holder = RuleHolder(
+        dirs,
+        min_interval_s=r.reload_interval_s,
+        reload_timeout_s=r.reload_timeout_s,
+        line_budget_s=r.line_budget_ms / 1000 or None,
+    )
+    # the learned stage behind the rules when enabled: its detections and its hash in the version
+    return holder_with_semantic(holder, cfg.semantic)  # type: ignore[no-any-return]
+
+
+def live_transcriber(cfg: MonitorConfig) -> Transcriber:
+    """The monitor's one Whisper model: `asr` with the live overrides, decoding bounded per pass."""
+    la = cfg.live_asr
+    live = LiveDecoding(
+        trim_encoder=la.trim_encoder,
+        encoder_margin_s=la.encoder_margin_s,
+        encoder_min_s=la.encoder_min_s,
+        max_new_tokens=la.max_new_tokens,
+        no_repeat_ngram_size=la.no_repeat_ngram_size,
+    )
+    return build_transcriber(cfg.live_asr_config(), live=live)

@@ -1,0 +1,211 @@
+"""Resume at start: pick up what a previous run of the monitor left in the database.
+
+A monitor killed at any point and started again closes the interrupted broadcast (a gap is stored),
+re-registers files the database missed, re-transcribes from the ASR watermark, analyses utterances not
+yet analysed, re-reads video from its watermark (`video_resume_s`; a caption on screen at the crash is
+read again from that point), and cuts pending evidence; alert ids are deterministic, so nothing is
+raised twice. Runs once, on the thread that calls `Monitor.start`, before any stage worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.live_store import (
+    LiveStore,
+    alert_from_row,
+    next_caption_index,
+    next_utterance_index,
+    rescan_segments,
+)
+from asr.types import TranscriptBatch
+from ingest.types import MediaSegment, RecorderResume
+from store import repo
+from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
+from store.paths import resolve_stored
+
+if TYPE_CHECKING:
+    from app.monitor import Monitor
+
+logger = logging.getLogger(__name__)
+
+
+def recorder_resume(mon: Monitor, stream_id: str) -> RecorderResume | None:
+    """Where the last run stopped recording this stream (its broadcasts are closed by `resume`), so the
+    restart rejoins HLS after the last segment recorded, while the playlist still offers the rest."""
+    with mon.db.session() as s:
+        b = s.scalar(
+            select(Broadcast)
+            .where(Broadcast.stream_id == stream_id, Broadcast.kind == "live")
+            .order_by(Broadcast.started_ts.desc())
+            .limit(1)
+        )
+        if b is None:
+            return None
+        meta = b.meta or {}
+        src0 = meta.get("source_start_s")
+        seq = meta.get("hls_last_seq")
+        return RecorderResume(
+            int(seq) if seq is not None else None,
+            float(src0) + float(b.duration_s or 0.0) if src0 is not None else None,
+            b.ended_ts,
+        )
+
+
+def resume(mon: Monitor) -> None:
+    """Interrupted broadcasts, transcripts, analysis, video and evidence of the previous run."""
+    with mon.db.session() as s:
+        todo = s.scalars(
+            select(Broadcast)
+            .where(Broadcast.kind == "live", Broadcast.status.in_(["live", "ended"]))
+            .order_by(Broadcast.started_ts)
+        ).all()
+    now = mon.clock()
+    for b in todo:
+        folder = resolve_stored(str((b.meta or {}).get("dir", "")), mon.db.data_dir)
+        if b.status == "live":
+
+            def close(s: Session, bid: str = b.id, f: Path = folder) -> float:
+                end_s = rescan_segments(s, bid, f)
+                s.flush()
+                last = s.scalar(
+                    select(MediaSegmentRow.created_ts)
+                    .where(MediaSegmentRow.broadcast_id == bid)
+                    .order_by(MediaSegmentRow.created_ts.desc())
+                    .limit(1)
+                )
+                LiveStore.end_broadcast(s, bid, last or now, end_s, "monitor stopped unexpectedly")
+                return end_s
+
+            end_s = mon.writer.call(close)
+            logger.warning("broadcast %s was interrupted (monitor not stopped cleanly); resuming it", b.id)
+        else:
+            end_s = b.duration_s or 0.0
+        mon.ingest.recorded_until(b.id, end_s, done=True)
+        meta = dict(b.meta or {})
+        if not meta.get("asr_complete"):
+            _resume_asr(mon, b, folder, float(meta.get("asr_done_s", 0.0)))
+        if meta.get("video_expected") and not meta.get("video_complete"):
+            _resume_video(mon, b, float(meta.get("video_resume_s", meta.get("video_done_s", 0.0))))
+    _resume_analysis(mon, todo)
+    _resume_evidence(mon)
+
+
+def _resume_evidence(mon: Monitor) -> None:
+    """Pending evidence: alerts that may still grow go back to the analyzer, the rest to the cutter."""
+    with mon.db.session() as s:
+        pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending")).all()
+        bcs = s.scalars(select(Broadcast).where(Broadcast.id.in_({r.broadcast_id for r in pending}))).all()
+        analyzed = {b.id: float((b.meta or {}).get("analyzed_s", 0.0)) for b in bcs}
+        complete = {b.id for b in bcs if (b.meta or {}).get("analysis_complete")}
+        for row in pending:
+            if row.broadcast_id not in complete and row.end_s + mon.cfg.alerts.merge_gap_s >= analyzed.get(
+                row.broadcast_id, 0.0
+            ):
+                mon.analysis.restore(alert_from_row(s, row))
+            else:
+                mon.evidence.put(row.id)
+
+
+def _resume_asr(mon: Monitor, b: Broadcast, folder: Path, done_s: float) -> None:
+    with mon.db.session() as s:
+        first = s.scalar(
+            select(MediaSegmentRow.seq)
+            .where(
+                MediaSegmentRow.broadcast_id == b.id,
+                MediaSegmentRow.start_s + MediaSegmentRow.duration_s > done_s,
+            )
+            .order_by(MediaSegmentRow.seq)
+            .limit(1)
+        )
+        index = next_utterance_index(s, b.id)
+        last = s.scalar(
+            select(UtteranceRow.text)
+            .where(UtteranceRow.broadcast_id == b.id)
+            .order_by(UtteranceRow.idx.desc())
+            .limit(1)
+        )
+    mon.asr.open(
+        b.id,
+        b.stream_id or "",
+        folder,
+        b.started_ts or 0.0,
+        start_s=done_s,
+        first_index=index,
+        prompt=last or "",
+        catchup=True,
+        first_seq=first,
+    )
+    logger.info("broadcast %s: transcribing the rest from %.1f s", b.id, done_s)
+
+
+def _resume_video(mon: Monitor, b: Broadcast, done_s: float) -> None:
+    """Queue the recorded files the video worker had not read, then the broadcast's end."""
+    video = mon.video
+    if video is None:
+        logger.warning(
+            "broadcast %s: its video was read up to %.1f s and video analysis is now off; the rest is "
+            "left unread",
+            b.id,
+            done_s,
+        )
+        mon.writer.call(
+            partial(LiveStore.store_captions, broadcast_id=b.id, captions=(), done_s=done_s, final=True)
+        )
+        return
+    with mon.db.session() as s:
+        rows = s.scalars(
+            select(MediaSegmentRow)
+            .where(
+                MediaSegmentRow.broadcast_id == b.id,
+                MediaSegmentRow.deleted.is_(False),
+                MediaSegmentRow.start_s + MediaSegmentRow.duration_s > done_s,
+            )
+            .order_by(MediaSegmentRow.seq)
+        ).all()
+        first_index = next_caption_index(s, b.id)
+    stream = b.stream_id or ""  # read even if the stream has left the config: it was recorded
+    for r in rows:
+        path = str(resolve_stored(r.path, mon.db.data_dir))
+        video.submit(
+            b.id,
+            stream,
+            MediaSegment(b.id, r.seq, path, r.start_s, r.duration_s),
+            first_caption_index=first_index,
+        )
+    video.end(b.id, stream)
+    logger.info("broadcast %s: reading the rest of its video from %.1f s (%d files)", b.id, done_s, len(rows))
+
+
+def _resume_analysis(mon: Monitor, broadcasts: Sequence[Broadcast]) -> None:
+    with mon.db.session() as s:
+        for b in broadcasts:
+            meta = b.meta or {}
+            rows = s.scalars(
+                select(UtteranceRow)
+                .where(
+                    UtteranceRow.broadcast_id == b.id,
+                    UtteranceRow.source == "speech",
+                    UtteranceRow.analyzed.is_(False),
+                )
+                .order_by(UtteranceRow.idx)
+            ).all()
+            if not rows and not (meta.get("asr_complete") and not meta.get("analysis_complete")):
+                continue
+            utts = tuple(repo.utterance_from_row(r) for r in rows)
+            mon.analysis.put(
+                TranscriptBatch(
+                    b.id,
+                    b.stream_id or "",
+                    utts,
+                    float(meta.get("asr_done_s", 0.0)),
+                    bool(meta.get("asr_complete")),
+                )
+            )
