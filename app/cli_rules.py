@@ -225,8 +225,13 @@ def eval_command(
         float, typer.Option("--min-recall", help="Exit 1 below this recall (on every half reported).")
     ] = 0.0,
     semantic: Annotated[
-        bool, typer.Option("--semantic", help="Also run the semantic stage (e5 + trained head) behind the rules.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--semantic/--rules-only",
+            help="Run the semantic stage (e5 + trained head) behind the rules, as scan and monitor do by "
+            "default; --rules-only scores the rule packs alone.",
+        ),
+    ] = True,
     semantic_head: Annotated[
         Path | None, typer.Option("--semantic-head", help="Head for --semantic (default configs/semantic/head.npz).")
     ] = None,

@@ -19,11 +19,13 @@ from __future__ import annotations
 import http.server
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -554,3 +556,39 @@ if __name__ == "__main__":
         run_video_monitor(Path(sys.argv[2]))
     else:
         sys.exit("usage: python tests/live_helpers.py monitor CONFIG SCRIPT | video-monitor CONFIG")
+
+
+def store_ro(data: Path) -> sqlite3.Connection:
+    """A read-only connection to a running monitor's store (WAL: it never blocks the writer)."""
+    return sqlite3.connect(f"file:{data / 'livewatch.db'}?mode=ro", uri=True, timeout=5)
+
+
+def alerts_pending(data: Path, proc: subprocess.Popen[bytes], n: int = 2) -> bool:
+    """`n` alerts raised and at least one of them still waiting for its post-roll (the monitor alive)."""
+    assert proc.poll() is None, "the monitor exited"
+    if not (data / "livewatch.db").exists():
+        return False
+    try:
+        with closing(store_ro(data)) as c:
+            count, pending = c.execute(
+                "SELECT count(*), sum(evidence_status = 'pending') FROM alerts"
+            ).fetchone()
+    except sqlite3.OperationalError:  # not migrated yet
+        return False
+    return bool(count and count >= n and pending)
+
+
+def all_done(data: Path) -> bool:
+    with closing(store_ro(data)) as c:
+        open_ = c.execute("SELECT count(*) FROM broadcasts WHERE status != 'done'").fetchone()[0]
+        total = c.execute("SELECT count(*) FROM broadcasts").fetchone()[0]
+        waiting = c.execute("SELECT count(*) FROM alerts WHERE evidence_status != 'done'").fetchone()[0]
+    return bool(total >= 2 and open_ == 0 and waiting == 0)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)

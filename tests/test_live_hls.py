@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,11 @@ from live_helpers import (
     LookupRules,
     ToneScript,
     ToneTranscriber,
+    alerts_pending,
+    all_done,
     save_script,
     tone_span,
+    wait_for,
 )
 from sqlalchemy import func, select
 
@@ -89,12 +91,20 @@ def check_utterances_once(db: Database) -> None:
             assert b.start_s >= a.end_s - 0.05, f"overlapping utterances {a.text} / {b.text}"
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
+
+def _ffmpeg_children_of(data: Path) -> list[int]:
+    """Recorder processes (ffmpeg, streamlink) still writing under `data`, whoever their parent is now."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(data) in cmd and ("ffmpeg" in cmd or "streamlink" in cmd):
+            pids.append(int(d.name))
+    return pids
 
 
 def recorded_until(db: Database) -> float:
@@ -258,21 +268,33 @@ def test_kill_9_mid_broadcast_then_restart_loses_nothing_and_repeats_nothing(tmp
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         log1 = (tmp_path / "run1.log").open("w")
         first = subprocess.Popen(cmd, stdout=log1, stderr=subprocess.STDOUT, env=env)
-        time.sleep(27)  # mid-line 5, with alerts raised and some evidence still waiting for its post-roll
+        # mid-broadcast, with alerts raised and some evidence still waiting for its post-roll
+        wait_for(lambda: alerts_pending(data, first), 120, "alerts raised, evidence pending")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        folders = list((data / "recordings" / "room").iterdir())
-        sizes = {p: sum(f.stat().st_size for f in p.iterdir()) for p in folders}
-        time.sleep(1.5)
-        assert sizes == {p: sum(f.stat().st_size for f in p.iterdir()) for p in folders}, (
-            "orphans still record"
-        )
+        # its recorders die with it (parent-death signal): ffmpeg may close its last file on SIGTERM, then
+        # nothing grows any more
+        rec = data / "recordings" / "room"
+
+        def sizes() -> dict[Path, int]:
+            return {f: f.stat().st_size for p in rec.iterdir() for f in p.iterdir()}
+
+        seen: list[dict[Path, int]] = [sizes()]
+
+        def settled() -> bool:
+            seen.append(sizes())
+            return seen[-1] == seen[-2]
+
+        wait_for(settled, 15, "the killed monitor's recorders to stop writing", poll=1.5)
+        still = sizes()
+        wait_for(lambda: not _ffmpeg_children_of(data), 10, "orphan recorders to exit")
+        assert sizes() == still, "orphans still record"
         log2 = (tmp_path / "run2.log").open("w")
         second = subprocess.Popen(cmd, stdout=log2, stderr=subprocess.STDOUT, env=env)
         try:
-            while not server.finished:
-                time.sleep(0.5)
-            time.sleep(8)
+            wait_for(lambda: server.finished, 240, "the end of the broadcast")
+            # the end noticed (stall timeout), the rest transcribed and analysed, every clip cut
+            wait_for(lambda: all_done(data), 120, "every broadcast done and every clip cut")
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(60) == 0

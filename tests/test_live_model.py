@@ -17,12 +17,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from live_helpers import CORPUS, HlsServer
+from live_helpers import CORPUS, HlsServer, alerts_pending, all_done, wait_for
 from sqlalchemy import select
 
 from alerts.evidence import sha256_file
@@ -62,7 +61,8 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
             first = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-            time.sleep(55)
+            # mid-broadcast: the model loaded, alerts raised, a clip still waiting for its post-roll
+            wait_for(lambda: alerts_pending(data, first, n=1), 240, "a live alert")
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         with (tmp_path / "run2.log").open("w") as log:
@@ -70,9 +70,9 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
             try:
-                while not server.finished:
-                    time.sleep(1)
-                time.sleep(25)  # the last line, its alert and its clip
+                wait_for(lambda: server.finished, 300, "the end of the broadcast")
+                # the end noticed (stall timeout), the last line transcribed, its alert and its clip
+                wait_for(lambda: all_done(data), 180, "every broadcast done and every clip cut")
                 status = subprocess.run(
                     livewatch("status", "--config", str(config), "--json"),
                     env=env,
