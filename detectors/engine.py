@@ -263,14 +263,11 @@ class _Scratch:
         self.bounds: frozenset[int] | None = None  # word boundaries, segmented on first need
 
 
-class RuleSet:
-    """An immutable, compiled set of rules. Build with `RuleSet.load`.
-
-    `line_budget_s` (None: no budget) bounds the matching of one line; `budget_clock` is its clock.
-    """
-
-    line_budget_s: float | None = DEFAULT_LINE_BUDGET_S
-    budget_clock: Any = staticmethod(time.perf_counter)  # wall time: thread CPU clocks cost ~0.2 ms a read here
+class _RuleTables:
+    """The compiled form of a rule set: atoms (literal terms per matching mode), per-rule compiled
+    conditions, and the shared automata over characters, pinyin codes and syllable bigrams.
+    `RuleSet` adds matching, detection and explanation on top; the tables never change after
+    construction."""
 
     def __init__(
         self,
@@ -356,26 +353,6 @@ class RuleSet:
         self._fz_ac = self._automaton(
             {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}, blank=((), (), ())
         )
-
-    # ------------------------------------------------------------ loading
-
-    @classmethod
-    def load(cls, dirs: Sequence[Path] | None = None) -> RuleSet:
-        """Load, validate, layer and compile the packs of `dirs` (default: the shipped packs).
-
-        Raises `RulePackError` (``path:line: field: reason``) on the first invalid pack.
-        """
-        dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
-        loaded = load_rules(dirs)
-        rs = cls(loaded.rules, loaded.clean, loaded.version, loaded.files, dirs)
-        logger.info(
-            "loaded %s rules (%s enabled) from %s files, version %s",
-            len(rs.rules),
-            sum(r.enabled for r in rs.rules),
-            len(rs.files),
-            rs.version,
-        )
-        return rs
 
     @staticmethod
     def _automaton(keys: dict[str, Any], blank: Any) -> ahocorasick.Automaton | None:
@@ -518,6 +495,55 @@ class RuleSet:
                 self._regex_trigger[lit].add(ri)
         if always:
             self._always.append(ri)
+
+    # ------------------------------------------------------------ matching
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def phrase_table(self) -> PhraseTable:
+        """Every enabled rule's should_flag lines, and the packs' `clean` lines (nothing may flag)."""
+        flag: list[str] = []
+        for r in self.rules:
+            if r.enabled:
+                flag.extend(r.should_flag)
+        return PhraseTable(
+            should_flag=tuple(dict.fromkeys(flag)),
+            should_not_flag=tuple(dict.fromkeys(c.text for c in self.clean)),
+        )
+
+
+class RuleSet(_RuleTables):
+    """An immutable, compiled set of rules. Build with `RuleSet.load`.
+
+    `line_budget_s` (None: no budget) bounds the matching of one line; `budget_clock` is its clock.
+    """
+
+    line_budget_s: float | None = DEFAULT_LINE_BUDGET_S
+    budget_clock: Any = staticmethod(time.perf_counter)  # wall time: thread CPU clocks cost ~0.2 ms a read here
+
+    # ------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, dirs: Sequence[Path] | None = None) -> RuleSet:
+        """Load, validate, layer and compile the packs of `dirs` (default: the shipped packs).
+
+        Raises `RulePackError` (``path:line: field: reason``) on the first invalid pack.
+        """
+        dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
+        loaded = load_rules(dirs)
+        rs = cls(loaded.rules, loaded.clean, loaded.version, loaded.files, dirs)
+        logger.info(
+            "loaded %s rules (%s enabled) from %s files, version %s",
+            len(rs.rules),
+            sum(r.enabled for r in rs.rules),
+            len(rs.files),
+            rs.version,
+        )
+        return rs
 
     # ------------------------------------------------------------ matching
 
@@ -723,7 +749,7 @@ class RuleSet:
                         )
         if not raw:
             return [], []
-        hits = [self._hit(rule.id, norm, *r[:5]) for r in raw]
+        hits = [_hit(rule.id, norm, *r[:5]) for r in raw]
         silenced: list[Hit] = []
         for phrase in comp.unless if not comp.unless_set.isdisjoint(sc.present) else ():
             if phrase in text:
@@ -758,37 +784,10 @@ class RuleSet:
                 present = sc.present
                 cues = sc.cues[comp.negation_cues] = tuple(c for c in comp.negation_cues if c in present)
             for anchor in anchors if cues else ():
-                cue = self._negated(comp, sc.norm, anchor, cues)
+                cue = _negated(comp, sc.norm, anchor, cues)
                 if cue:
                     return f"negation: {cue}"
         return ""
-
-    @staticmethod
-    def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...]) -> str:
-        """The negation cue ending at most `window` characters before `start` in the same clause.
-
-        `cues`: the rule's cues that occur in the text, in the rule's order (longest first)."""
-        text = norm.text
-        lo = max(0, start - comp.negation_window - len(comp.negation_cues[0]))  # cues: longest first
-        before = text[lo:start]
-        for cue in cues:
-            k = before.rfind(cue)
-            while k >= 0:
-                at = lo + k
-                cue_end = at + len(cue)
-                if start - cue_end <= comp.negation_window and not norm.has_break(cue_end, start):
-                    if not any(
-                        j >= 0 and at - j >= 0 and text.startswith(ig, at - j)
-                        for ig, j in ((ig, ig.find(cue)) for ig in comp.negation_ignore)
-                    ):
-                        return cue
-                k = before.rfind(cue, 0, k)
-        return ""
-
-    @staticmethod
-    def _hit(rule_id: str, norm: Normalized, s: int, e: int, score: float, mode: str, pattern: str) -> Hit:
-        os_, oe = norm.orig_span(s, e)
-        return Hit(rule_id, s, e, os_, oe, norm.original[os_:oe], score, mode, pattern)
 
     def match(self, text: str, source: str | None = None) -> tuple[list[Hit], list[Hit], Normalized]:
         """All hits of enabled rules in `text`: (firing hits, silenced hits, normalized text)."""
@@ -816,12 +815,6 @@ class RuleSet:
             hits.extend(h)
             silenced.extend(s)
         return hits, silenced, norm
-
-    def rule(self, rule_id: str) -> Rule:
-        for r in self.rules:
-            if r.id == rule_id:
-                return r
-        raise KeyError(rule_id)
 
     def detect(self, utt: Utterance) -> list[Detection]:
         """Detections of this rule set in one utterance, each located to the words that hold it.
@@ -899,17 +892,33 @@ class RuleSet:
             version=self.version,
         )
 
-    def phrase_table(self) -> PhraseTable:
-        """Every enabled rule's should_flag lines, and the packs' `clean` lines (nothing may flag)."""
-        flag: list[str] = []
-        for r in self.rules:
-            if r.enabled:
-                flag.extend(r.should_flag)
-        return PhraseTable(
-            should_flag=tuple(dict.fromkeys(flag)),
-            should_not_flag=tuple(dict.fromkeys(c.text for c in self.clean)),
-        )
 
+
+def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...]) -> str:
+    """The negation cue ending at most `window` characters before `start` in the same clause.
+
+    `cues`: the rule's cues that occur in the text, in the rule's order (longest first)."""
+    text = norm.text
+    lo = max(0, start - comp.negation_window - len(comp.negation_cues[0]))  # cues: longest first
+    before = text[lo:start]
+    for cue in cues:
+        k = before.rfind(cue)
+        while k >= 0:
+            at = lo + k
+            cue_end = at + len(cue)
+            if start - cue_end <= comp.negation_window and not norm.has_break(cue_end, start):
+                if not any(
+                    j >= 0 and at - j >= 0 and text.startswith(ig, at - j)
+                    for ig, j in ((ig, ig.find(cue)) for ig in comp.negation_ignore)
+                ):
+                    return cue
+            k = before.rfind(cue, 0, k)
+    return ""
+
+
+def _hit(rule_id: str, norm: Normalized, s: int, e: int, score: float, mode: str, pattern: str) -> Hit:
+    os_, oe = norm.orig_span(s, e)
+    return Hit(rule_id, s, e, os_, oe, norm.original[os_:oe], score, mode, pattern)
 
 @functools.lru_cache(maxsize=65536)
 def _term_forms(raw: str) -> tuple[str, str, str]:
