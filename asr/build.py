@@ -1,8 +1,10 @@
 """`build_transcriber`: the one place a transcriber is built from configuration.
 
-faster-whisper is the one backend today (`asr.transcriber.WhisperTranscriber`); the scan gets it as
+`backend: faster-whisper` (the default) builds `asr.transcriber.WhisperTranscriber`: the scan gets it as
 configured, the live monitor with `live=` options that bound each decoding pass (see
-app/monitor_config.py's `LiveAsrSection`). Whatever is built meets `asr.types.Transcriber`.
+app/monitor_config.py's `LiveAsrSection`). `backend: package.module:factory` builds a site's own
+recognizer (`factory(cfg, live)`, e.g. a sherpa-onnx model it installed) and wraps it with the VAD gate
+and the hallucination filter of asr/wrappers.py. Whatever is built meets `asr.types.Transcriber`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class _WithOptions:
 
 def build_transcriber(cfg: AsrConfig, *, live: LiveDecoding | None = None) -> Transcriber:
     """The configured transcriber: for a scan (`live=None`), or the live monitor's one model."""
+    if cfg.backend != "faster-whisper":
+        return _site_backend(cfg, live)
     from asr.transcriber import WhisperTranscriber
 
     if live is None:
@@ -79,3 +83,25 @@ def build_transcriber(cfg: AsrConfig, *, live: LiveDecoding | None = None) -> Tr
     if live.no_repeat_ngram_size:
         options["no_repeat_ngram_size"] = live.no_repeat_ngram_size
     return WhisperTranscriber(cfg, model=_WithOptions(model, **options))
+
+
+def _site_backend(cfg: AsrConfig, live: LiveDecoding | None) -> Transcriber:
+    """`backend: package.module:factory`: import it, build it, check it, wrap it."""
+    import importlib
+
+    from asr.errors import ModelError
+    from asr.wrappers import wrap_backend
+
+    module_name, _, attr = cfg.backend.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"asr backend {cfg.backend!r} cannot be imported: {exc}") from exc
+    try:
+        inner = factory(cfg, live)
+    except Exception as exc:
+        raise ModelError(f"asr backend {cfg.backend!r} failed to build: {exc!r}") from exc
+    if not callable(getattr(inner, "transcribe", None)):
+        raise ModelError(f"asr backend {cfg.backend!r} returned {type(inner).__name__}, which has no transcribe()")
+    logger.info("ASR backend %s (%s), VAD gate %s", cfg.backend, type(inner).__name__, "on" if cfg.vad_filter else "off")
+    return wrap_backend(inner, cfg)

@@ -105,6 +105,16 @@ class AsrConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    backend: str = Field(
+        default="faster-whisper",
+        description=(
+            "Which recognizer: 'faster-whisper' (the Whisper models below), or a backend a site installs "
+            "itself, named 'package.module:factory' (e.g. a sherpa-onnx Paraformer model): "
+            "factory(asr_config, live) returns any object with the `asr.types.Transcriber` method; "
+            "livewatch wraps it with the Silero VAD gate (vad_filter) and the text checks of the "
+            "hallucination filter. The Whisper backend does both inside, with its own scores."
+        ),
+    )
     model: str = Field(
         default="base",
         description=(
@@ -235,6 +245,13 @@ class AsrConfig(BaseModel):
         default_factory=default_cache_dir,
         description="Where the embedded model is assembled; default $LIVEWATCH_CACHE_DIR or ~/.cache/livewatch.",
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_named(cls, v: str) -> str:
+        if v != "faster-whisper" and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError(f"backend must be 'faster-whisper' or 'package.module:factory', not {v!r}")
+        return v
 
     @field_validator("hallucination_patterns")
     @classmethod

@@ -40,6 +40,7 @@ __all__ = [
     "WhisperTranscriber",
     "is_hallucination",
     "resolve_compute",
+    "text_hallucination",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,9 +115,7 @@ def is_hallucination(segment: SegmentLike, cfg: AsrConfig) -> str | None:
     """Why `segment` should be dropped as a hallucination, or None to keep it. Pure function.
 
     Drops: empty text; likely silence (no-speech probability above threshold AND low confidence);
-    repetition loops (high compression ratio); the initial prompt read back; known phrases such as
-    subtitle credits, matched fuzzily against the whole line; and lines made of one short unit
-    repeated ('啊啊啊啊').
+    repetition loops (high compression ratio); and what `text_hallucination` finds in the text alone.
     """
     text = compact_text(segment.text)
     if not text:
@@ -125,6 +124,16 @@ def is_hallucination(segment: SegmentLike, cfg: AsrConfig) -> str | None:
         return f"no_speech (p={segment.no_speech_prob:.2f}, avg_logprob={segment.avg_logprob:.2f})"
     if segment.compression_ratio > cfg.compression_ratio_threshold:
         return f"compression_ratio {segment.compression_ratio:.2f}"
+    return text_hallucination(segment.text, cfg)
+
+
+def text_hallucination(raw: str, cfg: AsrConfig) -> str | None:
+    """The checks any recognizer's output allows (no scores needed): empty text; the initial prompt
+    read back; known phrases such as subtitle credits, matched fuzzily against the whole line; credit
+    patterns; and lines made of one short unit repeated ('啊啊啊啊'). Pure function."""
+    text = compact_text(raw)
+    if not text:
+        return "empty"
     prompt = compact_text(cfg.initial_prompt or "")
     if prompt and (
         (len(text) >= 3 and text in prompt) or fuzz.ratio(text, prompt) >= cfg.hallucination_similarity
