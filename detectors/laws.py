@@ -267,11 +267,15 @@ def _field(loc: Sequence[Any], data: Any) -> str:
 def load_laws(path: Path | str = DEFAULT_LAWS) -> LawTable:
     """Read and validate a law table; raises `LawTableError` (``path: field: reason``)."""
     p = Path(path)
+    from detectors.yamlsafe import YamlLoadError, load_file
+
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data, _root = load_file(p)  # size, depth and alias limits like every YAML livewatch reads
     except OSError as e:
         raise LawTableError(f"{p}: (file): {e.strerror or e}") from e
-    except (yaml.YAMLError, ValueError) as e:  # ValueError: a date like 2026-13-01
+    except YamlLoadError as e:  # it names the file and line: a date like 2026-13-01, a bomb, bad UTF-8
+        raise LawTableError(str(e)) from e
+    except (yaml.YAMLError, ValueError) as e:
         raise LawTableError(f"{p}: (yaml): {e}") from e
     if not isinstance(data, dict):
         raise LawTableError(f"{p}: (top): expected a mapping with a 'laws' list")

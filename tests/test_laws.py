@@ -255,11 +255,11 @@ def test_loader_errors_name_file_and_field(tmp_path: Path) -> None:
         load_laws(tmp_path / "missing.yaml")
 
     broken = _write(tmp_path, "laws: [\n")
-    with pytest.raises(LawTableError, match=r"laws\.yaml: \(yaml\)"):
+    with pytest.raises(LawTableError, match=r"laws\.yaml:[0-9]+: YAML error"):
         load_laws(broken)
 
     no_such_day = _write(tmp_path, MINIMAL.replace("effective: 2021-04-29", "effective: 2021-13-01"))
-    with pytest.raises(LawTableError, match=r"laws\.yaml: \(yaml\): month must be"):
+    with pytest.raises(LawTableError, match=r"laws\.yaml:[0-9]+: .*month must be"):
         load_laws(no_such_day)
 
     not_a_table = _write(tmp_path, "- adlaw\n")
