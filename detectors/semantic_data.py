@@ -40,6 +40,8 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS_DIR = ROOT / "corpus" / "real"
 DEFAULT_CLIPS = ROOT / "examples" / "corpus" / "clips.jsonl"
+# lines in new wording written blind from DOMAIN.md (examples/corpus/README.md); tune half only, like all
+DEFAULT_PROBE = ROOT / "examples" / "corpus" / "probe.jsonl"
 
 
 def half_of(line: LabelledLine) -> Half:
@@ -47,10 +49,12 @@ def half_of(line: LabelledLine) -> Half:
 
 
 def corpus_files(corpus_dir: Path = DEFAULT_CORPUS_DIR, clips: Path | None = DEFAULT_CLIPS) -> list[Path]:
-    """Every ``*.jsonl`` of the corpus directory (sorted), then the synthetic clips file."""
+    """Every ``*.jsonl`` of the corpus directory (sorted), then the synthetic clips and probe files."""
     files = sorted(Path(corpus_dir).glob("*.jsonl")) if Path(corpus_dir).is_dir() else []
     if clips is not None and Path(clips).is_file():
         files.append(Path(clips))
+        if clips == DEFAULT_CLIPS and DEFAULT_PROBE.is_file():
+            files.append(DEFAULT_PROBE)
     return files
 
 
