@@ -115,6 +115,13 @@ DEFAULT_NEGATION_IGNORE = (
     "级别",
     "类别",
     "未来",
+    # product words that start with a cue: 不粘锅是行业第一 claims a rank, it negates nothing
+    "不粘",
+    "不沾",
+    "不锈钢",
+    "不倒翁",
+    "不干胶",
+    "不织布",
 )
 _ID_RE = r"^[a-z0-9][a-z0-9_.\-]*$"
 
