@@ -418,7 +418,13 @@ async def run_analyze_worker(
             for m in msgs:
                 await _one(m, analyzer, bus)
     finally:
-        await nc.drain()
+        # every batch taken was acknowledged or given back (ack_sync / nak above): close at once (a drain
+        # would wait out the open pull request); a batch in hand at a crash is redelivered anyway
+        try:
+            await nc.flush(timeout=2)
+        except Exception:  # the server went first (a dev cluster stopping)
+            logger.info("bus connection lost before closing", exc_info=True)
+        await nc.close()
 
 
 def price_checker(cfg: RootConfig, db: Database) -> PriceChecker:

@@ -72,7 +72,10 @@ class EmbeddedNats:
             "-sd", str(self.store_dir / "jetstream"),
             "-l", str(self.log_path),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # its own session: a Ctrl-C at the terminal stops the workers first, then `stop` ends the server
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while True:
             log = self.log_path.read_text(encoding="utf-8", errors="replace")

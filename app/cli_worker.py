@@ -37,7 +37,7 @@ BusOpt = Annotated[str | None, typer.Option("--bus", help="NATS URL (overrides t
 LogOpt = Annotated[str, typer.Option("--log-level", help="debug | info | warning")]
 
 
-def load_worker_config(path: Path, bus: str | None = None) -> Any:
+def load_worker_config(path: Path, bus: str | None = None, *, require_bus: bool = True) -> Any:
     """A monitor config (it has `streams:`: per-stream rule packs, rolls, webhooks) or a root config,
     with `bus:` required (or given with --bus)."""
     from app.config import load_config
@@ -53,7 +53,7 @@ def load_worker_config(path: Path, bus: str | None = None) -> Any:
 
         section = cfg.bus.model_copy(update={"url": bus}) if cfg.bus is not None else BusSection(url=bus)
         cfg = cfg.model_copy(update={"bus": section})
-    if cfg.bus is None:
+    if cfg.bus is None and require_bus:
         raise UsageError(
             f"{path}: a stage worker needs a bus: add `bus: nats://HOST:4222` (NATS with JetStream on) to the "
             "config, or pass --bus; without a bus, `livewatch monitor` runs every stage in one process"
@@ -155,14 +155,9 @@ def dev_cluster_command(
     The database is the config's (db_url, else SQLite in the data directory); publish with
     `livewatch bus publish FILE --stream ID --config FILE --bus URL`."""
     from app.bus_server import EmbeddedNats, free_port
-    from app.config import load_config
 
-    cfg = (
-        load_config(config)
-        if not re.search(r"^streams\s*:", config.read_text(encoding="utf-8"), re.M)
-        else None
-    )
-    ddir = (cfg.resolved_data_dir(data_dir) if cfg is not None else data_dir) or Path("livewatch-data")
+    cfg = load_worker_config(config, require_bus=False)
+    ddir = cfg.resolved_data_dir(data_dir)
     server = EmbeddedNats(ddir / "nats", port=port or free_port()).start()
     err.print(f"nats-server (JetStream) on {server.url}; store {server.store_dir}")
     cmd = [
