@@ -235,6 +235,9 @@ def _register_optional() -> None:
         ("app.cli_review", "review_command", "review", "command"),
         ("app.cli_review", "evidence_app", "evidence", "group"),
         ("app.cli_semantic", "tune_app", "tune", "group"),
+        ("app.cli_worker", "worker_command", "worker", "command"),
+        ("app.cli_worker", "bus_app", "bus", "group"),
+        ("app.cli_worker", "dev_cluster_command", "dev-cluster", "command"),
     ):
         if importlib.util.find_spec(module) is None:
             continue

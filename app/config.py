@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import AlertsConfig
+from app.bus_config import BusSection
 from asr.config import AsrConfig
 from detectors.config import SemanticConfig
 from detectors.video_config import VideoConfig
@@ -89,6 +90,11 @@ class RootConfig(BaseModel):
     )
     evidence: EvidenceSection = Field(
         default_factory=EvidenceSection, description="Evidence store: the background verification pass."
+    )
+    bus: BusSection | None = Field(
+        None,
+        description="NATS JetStream bus (nats://HOST:4222): stages may then run as their own processes "
+        "(`livewatch worker analyze`); without it everything runs in one process.",
     )
 
     def resolved_data_dir(self, override: Path | None = None) -> Path:

@@ -1,0 +1,475 @@
+"""The analyze stage on the bus: transcript batches from JetStream → the one analysis → the store.
+
+    publisher / ASR ──▶ LW_TRANSCRIPTS (work queue, lw.transcripts.<stream_id>)
+                              │ durable pull consumer "analyze", shared by every analyze worker
+                              ▼
+    analyze worker(s): AnalysisWorker.analyze (alerts/worker.py, the monitor's and the scan's analyzer)
+                              │ app/live_alerts.store_result in one transaction, + the bus watermark
+                              ▼ then ack
+                         the store (SQLite or PostgreSQL)
+
+Delivery is at-least-once, the store idempotent. Each batch carries its place in its broadcast
+(`seq`, app/bus_wire.py); the broadcast's row keeps the last `seq` committed (`meta["bus_seq"]`),
+written in the same transaction as the batch's alerts and `analyzed` marks. A worker:
+
+- acknowledges a batch whose `seq` is already committed without analysing it again (a worker died
+  between commit and ack, or the ack was lost): a redelivered transcript never raises a second alert;
+- gives back (nak, redelivered after `bus.retry_delay_s`) a batch that arrives before the one it
+  follows: a broadcast's batches are analysed in order whichever worker takes them;
+- analyses the next batch with the broadcast's analyzer it holds if that analyzer has seen exactly the
+  committed batches, else first rebuilds it from the store (`AnalysisWorker.resume`: the open alerts
+  reopened, the analysed lines as context): a worker started after a kill -9, or one taking over a
+  broadcast another worker was analysing, carries on with the same alert ids;
+- acknowledges only after the transaction committed; a failed analysis or transaction is given back
+  and its in-memory analyzer dropped (the next try rebuilds it from what was committed).
+
+Concurrency contract: `BusAnalyzer` (the synchronous part) is used by one thread at a time; the
+asyncio loop (`run_analyze_worker`) takes one batch at a time and runs it on a thread so the NATS
+connection keeps answering (and tells the server the batch is in progress while it is analysed). On
+SIGTERM/SIGINT the worker finishes the batch in hand, acknowledges it and exits; what it had not taken
+stays on the bus. Several workers may run at once, on any boxes: `max_ack_pending` bounds the batches
+handed out and not acknowledged, all workers together (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.webhook import WebhookConfig
+from alerts.worker import AnalysisResult, AnalysisWorker
+from app.bus_config import BusSection
+from app.bus_wire import (
+    TRANSCRIPTS_STREAM,
+    TRANSCRIPTS_SUBJECTS,
+    TranscriptMessage,
+    WireError,
+    decode_transcript,
+)
+from app.config import RootConfig
+from app.live_alerts import store_result
+from app.live_store import alert_from_row, stored_claims
+from detectors.price import PriceChecker
+from detectors.types import PriceClaim, RuleHolder, RuleSet
+from store import repo
+from store.db import Database
+from store.models import AlertRow, Broadcast, UtteranceRow
+
+__all__ = [
+    "DURABLE",
+    "BusAnalyzer",
+    "Outcome",
+    "Rolls",
+    "ensure_transcripts_stream",
+    "run_analyze_worker",
+]
+
+logger = logging.getLogger(__name__)
+
+DURABLE = "analyze"
+BUS_SEQ = "bus_seq"  # the broadcast meta key: the last batch committed by an analyze worker
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"  # analysed and committed: ack
+    DUPLICATE = "duplicate"  # committed before (redelivery): ack, nothing analysed
+    EARLY = "early"  # an earlier batch of its broadcast is not committed yet: nak, try later
+    NO_BROADCAST = "no_broadcast"  # the broadcast's row is not in the store (yet): nak, try later
+
+
+class _Conflict(Exception):
+    """The broadcast's committed batches changed between the check and the transaction."""
+
+    def __init__(self, committed: int) -> None:
+        super().__init__(committed)
+        self.committed = committed
+
+
+@dataclass(frozen=True, slots=True)
+class Rolls:
+    """Evidence rolls and webhooks of a stream (from a monitor config's streams, else `alerts`)."""
+
+    pre_roll_s: float
+    post_roll_s: float
+    hooks: tuple[WebhookConfig, ...] = ()
+
+
+@dataclass(slots=True)
+class _State:
+    worker: AnalysisWorker  # holds this broadcast's analyzer (and its price claims)
+    seq: int  # the last batch this analyzer has seen, committed
+
+
+class _Port:
+    """AnalysisPort of one batch: rules and clocks from the worker, delivery = the store transaction."""
+
+    def __init__(self, owner: BusAnalyzer) -> None:
+        self.owner = owner
+        self.msg: TranscriptMessage | None = None
+        self.new: list[str] = []
+
+    def rules(self, stream_id: str) -> RuleSet:
+        return self.owner.holder_for(stream_id).maybe_reload()
+
+    def clocks(self, broadcast_id: str) -> tuple[float | None, float | None]:
+        msg = self.msg
+        if msg is not None and msg.batch.broadcast_id == broadcast_id and msg.started_ts is not None:
+            return msg.started_ts, msg.source_start_s
+        with self.owner.db.session() as s:
+            b = s.get(Broadcast, broadcast_id)
+            return (None, None) if b is None else (b.started_ts, (b.meta or {}).get("source_start_s"))
+
+    def stored_claims(self, broadcast_id: str) -> list[PriceClaim]:
+        with self.owner.db.session() as s:
+            return stored_claims(s, broadcast_id)
+
+    def deliver(self, result: AnalysisResult) -> None:
+        assert self.msg is not None
+        self.new = self.owner.commit(self.msg, result)
+
+
+class BusAnalyzer:
+    """Batches in, alerts stored: the synchronous part of an analyze worker (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: RootConfig,
+        db: Database,
+        price: PriceChecker,
+        holder_for: Callable[[str], RuleHolder],
+        rolls: Callable[[str], Rolls],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.price = price
+        self.holder_for = holder_for
+        self.rolls = rolls
+        self.clock = clock
+        self._states: dict[str, _State] = {}
+        self.rebuilt = 0  # analyzers rebuilt from the store (a takeover or a restart)
+        # called after a batch's transaction committed, before it is acknowledged (tests kill here)
+        self.after_commit: Callable[[TranscriptMessage], None] | None = None
+
+    def handle(self, msg: TranscriptMessage) -> tuple[Outcome, list[str]]:
+        """One batch: (what to tell the bus, ids of the alerts raised anew)."""
+        b = msg.batch
+        committed = self._committed(b.broadcast_id)
+        if committed is None:
+            return Outcome.NO_BROADCAST, []
+        if msg.seq <= committed:
+            return Outcome.DUPLICATE, []
+        if msg.seq > committed + 1:
+            return Outcome.EARLY, []
+        state = self._states.get(b.broadcast_id)
+        if state is None or state.seq != committed:
+            state = self._rebuild(b.broadcast_id, committed)
+        port = state.worker.port
+        assert isinstance(port, _Port)
+        port.msg, port.new = msg, []
+        try:
+            state.worker.analyze(b)
+        except _Conflict as e:  # another worker committed it meanwhile: this analyzer is stale
+            self._states.pop(b.broadcast_id, None)
+            return (Outcome.DUPLICATE if msg.seq <= e.committed else Outcome.EARLY), []
+        except BaseException:
+            self._states.pop(b.broadcast_id, None)  # it saw a batch that was not committed
+            raise
+        finally:
+            port.msg = None
+        state.seq = msg.seq
+        if b.final:  # the broadcast's speech is analysed: nothing more to hold for it
+            self._states.pop(b.broadcast_id, None)
+        if self.after_commit is not None:
+            self.after_commit(msg)
+        return Outcome.STORED, port.new
+
+    # -- the store ---------------------------------------------------------------------------------------
+
+    def _committed(self, broadcast_id: str) -> int | None:
+        with self.db.session() as s:
+            row = s.execute(select(Broadcast.id, Broadcast.meta).where(Broadcast.id == broadcast_id)).first()
+        if row is None:
+            return None
+        return int((row.meta or {}).get(BUS_SEQ, -1))
+
+    def commit(self, msg: TranscriptMessage, result: AnalysisResult) -> list[str]:
+        """The batch's transaction: app/live_alerts.store_result (the monitor's) plus the bus watermark,
+        guarded by the broadcast's row (locked on PostgreSQL) so two workers cannot both commit it."""
+        b = msg.batch
+        rolls = self.rolls(b.stream_id)
+
+        def tx(s: Session) -> list[str]:
+            row = s.get(Broadcast, b.broadcast_id, with_for_update=True)
+            if row is None:
+                raise KeyError(b.broadcast_id)
+            committed = int((row.meta or {}).get(BUS_SEQ, -1))
+            if committed != msg.seq - 1:
+                raise _Conflict(committed)
+            new = store_result(
+                s,
+                result,
+                folder=str((row.meta or {}).get("dir", "")),
+                pre_roll_s=rolls.pre_roll_s,
+                post_roll_s=rolls.post_roll_s,
+                hooks=list(rolls.hooks),
+                now=self.clock(),
+            )
+            row.meta = {**(row.meta or {}), BUS_SEQ: msg.seq}
+            return new
+
+        with self.db.session() as s, s.begin():
+            return tx(s)
+
+    def _rebuild(self, broadcast_id: str, committed: int) -> _State:
+        """A fresh analyzer for a broadcast, brought to where the store says its analysis stands."""
+        worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
+        state = self._states[broadcast_id] = _State(worker, committed)
+        if committed < 0:
+            return state
+        self.rebuilt += 1
+        # alerts that may still grow or whose context after is not complete: the analyzer closes a group
+        # once its watermark passes its end plus max(merge gap, context after) (alerts/analyzer.py)
+        a = self.cfg.alerts
+        horizon = max(a.merge_gap_s, a.context_after_s)
+        with self.db.session() as s:
+            b = s.get(Broadcast, broadcast_id)
+            meta = (b.meta or {}) if b is not None else {}
+            done_s = float(meta.get("analyzed_s", 0.0))
+            rows = s.scalars(
+                select(AlertRow)
+                .where(
+                    AlertRow.broadcast_id == broadcast_id,
+                    AlertRow.evidence_status == "pending",
+                    AlertRow.end_s + horizon >= done_s,
+                )
+                .order_by(AlertRow.start_s)
+            ).all()
+            alerts = [alert_from_row(s, r) for r in rows]
+            low = min([al.start_s for al in alerts] + [done_s]) - a.context_before_s - 1.0
+            ctx = [
+                repo.utterance_from_row(r)
+                for r in s.scalars(
+                    select(UtteranceRow)
+                    .where(
+                        UtteranceRow.broadcast_id == broadcast_id,
+                        UtteranceRow.source == "speech",
+                        UtteranceRow.analyzed.is_(True),
+                        UtteranceRow.end_s >= low,
+                    )
+                    .order_by(UtteranceRow.start_s, UtteranceRow.idx)
+                )
+            ]
+        worker.resume(broadcast_id, alerts, ctx, done_s)
+        logger.info(
+            "broadcast %s: analyzer rebuilt from the store at batch %d (%.1f s; %d open alert(s), %d line(s) "
+            "of context)",
+            broadcast_id,
+            committed,
+            done_s,
+            len(alerts),
+            len(ctx),
+        )
+        return state
+
+
+# -- JetStream ----------------------------------------------------------------------------------------
+
+
+async def ensure_transcripts_stream(js: Any, bus: BusSection) -> None:
+    """The work-queue stream of transcript batches (created, or brought to this config)."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+    config = StreamConfig(
+        name=TRANSCRIPTS_STREAM,
+        subjects=[TRANSCRIPTS_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_bytes=bus.max_stream_bytes,
+        discard=DiscardPolicy.NEW,  # refuse new batches when full; never drop unanalysed ones
+        duplicate_window=120.0,
+    )
+    try:
+        await js.add_stream(config)
+    except Exception as e:  # exists with another config (limits changed): update it
+        if "already in use" not in str(e):
+            raise
+        await js.update_stream(config)
+
+
+async def ensure_analyze_consumer(js: Any, bus: BusSection, durable: str = DURABLE) -> None:
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    config = ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=bus.ack_wait_s,
+        max_ack_pending=bus.max_ack_pending,
+        max_deliver=-1,  # a batch is given back until it is committed; never dropped
+        filter_subject=TRANSCRIPTS_SUBJECTS,
+    )
+    await js.add_consumer(TRANSCRIPTS_STREAM, config)
+
+
+async def connect(bus: BusSection, name: str) -> Any:
+    import nats
+
+    return await nats.connect(
+        servers=bus.servers(), name=name, max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=5
+    )
+
+
+async def _keep_alive(msg: Any, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await msg.in_progress()
+        except Exception:
+            logger.debug("in-progress notice not sent", exc_info=True)
+
+
+async def _one(msg: Any, analyzer: BusAnalyzer, bus: BusSection) -> Outcome | None:
+    meta = msg.metadata
+    try:
+        tm = decode_transcript(msg.data)
+    except WireError as e:
+        logger.error("bus message %s on %s refused and removed: %s", meta.sequence.stream, msg.subject, e)
+        await msg.term()
+        return None
+    alive = asyncio.create_task(_keep_alive(msg, max(0.5, bus.ack_wait_s / 3)))
+    try:
+        outcome, new = await asyncio.to_thread(analyzer.handle, tm)
+    except Exception:
+        logger.exception(
+            "batch %s of broadcast %s (delivery %d) failed; given back to the bus",
+            tm.seq,
+            tm.batch.broadcast_id,
+            meta.num_delivered,
+        )
+        await msg.nak(delay=bus.retry_delay_s)
+        return None
+    finally:
+        alive.cancel()
+    if outcome in (Outcome.STORED, Outcome.DUPLICATE):
+        try:
+            await msg.ack_sync(timeout=5.0)
+        except Exception:  # it comes back and is recognised as committed
+            logger.warning(
+                "ack of batch %s of %s not confirmed", tm.seq, tm.batch.broadcast_id, exc_info=True
+            )
+        for alert_id in new:
+            logger.warning("ALERT %s %s (batch %d)", tm.batch.stream_id, alert_id, tm.seq)
+        if outcome is Outcome.DUPLICATE:
+            logger.info("batch %d of %s was committed before; acknowledged", tm.seq, tm.batch.broadcast_id)
+    else:
+        if outcome is Outcome.NO_BROADCAST:
+            logger.warning(
+                "broadcast %s is not in the store yet; batch %d given back", tm.batch.broadcast_id, tm.seq
+            )
+        await msg.nak(delay=bus.retry_delay_s)
+    return outcome
+
+
+async def run_analyze_worker(
+    analyzer: BusAnalyzer,
+    bus: BusSection,
+    *,
+    durable: str = DURABLE,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Pull batches until `stop` is set (or SIGTERM/SIGINT); see the module docstring."""
+    import nats.errors
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    nc = await connect(bus, f"livewatch-analyze-{socket.gethostname()}-{os.getpid()}")
+    try:
+        js = nc.jetstream()
+        await ensure_transcripts_stream(js, bus)
+        await ensure_analyze_consumer(js, bus, durable)
+        sub = await js.pull_subscribe_bind(durable, stream=TRANSCRIPTS_STREAM)
+        logger.info("analyze worker pulling %s (consumer %s) from %s", TRANSCRIPTS_STREAM, durable, bus.url)
+        if ready is not None:
+            ready()
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(1, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            for m in msgs:
+                await _one(m, analyzer, bus)
+    finally:
+        # every batch taken was acknowledged or given back (ack_sync / nak above): close at once (a drain
+        # would wait out the open pull request); a batch in hand at a crash is redelivered anyway
+        try:
+            await nc.flush(timeout=2)
+        except Exception:  # the server went first (a dev cluster stopping)
+            logger.info("bus connection lost before closing", exc_info=True)
+        await nc.close()
+
+
+def price_checker(cfg: RootConfig, db: Database) -> PriceChecker:
+    from detectors.price_config import load_price_config
+    from store.prices import SqlPriceHistory
+
+    return PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
+
+
+def build_analyzer(cfg: RootConfig, db: Database) -> BusAnalyzer:
+    """The analyzer of `livewatch worker analyze`: rule packs (per stream when the config is a monitor's),
+    price checks and rolls as the monitor builds them."""
+    from app.monitor_config import MonitorConfig
+
+    holders: dict[tuple[Any, ...], RuleHolder] = {}
+    streams = {e.id: e for e in cfg.streams_resolved()} if isinstance(cfg, MonitorConfig) else {}
+
+    def holder_for(stream_id: str) -> RuleHolder:
+        entry = streams.get(stream_id)
+        dirs = tuple(cfg.rule_dirs() + (list(entry.rule_dirs) if entry is not None else []))
+        if dirs not in holders:
+            holders[dirs] = _holder(list(dirs), cfg)
+        return holders[dirs]
+
+    def rolls(stream_id: str) -> Rolls:
+        hooks = tuple(cfg.webhooks) if isinstance(cfg, MonitorConfig) else ()
+        entry = streams.get(stream_id)
+        if entry is not None and isinstance(cfg, MonitorConfig):
+            pre, post = cfg.pre_post_roll(entry)
+            return Rolls(pre, post, hooks)
+        return Rolls(cfg.alerts.pre_roll_s, cfg.alerts.post_roll_s, hooks)
+
+    return BusAnalyzer(cfg, db, price_checker(cfg, db), holder_for, rolls)
+
+
+def _holder(dirs: list[Any], cfg: RootConfig) -> RuleHolder:
+    """A reloading rule holder with the semantic stage behind it when enabled (as the monitor's)."""
+    from detectors.engine import RuleHolder as EngineHolder
+    from detectors.semantic import holder_with_semantic
+
+    r = cfg.rules
+    holder = EngineHolder(
+        dirs,
+        min_interval_s=r.reload_interval_s,
+        reload_timeout_s=r.reload_timeout_s,
+        line_budget_s=r.line_budget_ms / 1000 or None,
+    )
+    return holder_with_semantic(holder, cfg.semantic)  # type: ignore[no-any-return]

@@ -1,0 +1,57 @@
+"""The `bus:` section of the root config: where the NATS JetStream bus is, and its delivery settings.
+
+Without `bus:` everything runs in one process (`livewatch monitor`, the embedded default). With it,
+stages can run as their own processes (`livewatch worker analyze`). `bus: nats://HOST:4222` is short for
+`bus: {url: nats://HOST:4222}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["BusSection"]
+
+
+class BusSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        ...,
+        pattern=r"^(nats|tls)://\S+$",
+        description="NATS server with JetStream on, e.g. nats://10.0.0.5:4222 (several: comma-separated).",
+    )
+    ack_wait_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A batch a worker took and did not acknowledge within this long (it died, or hangs) is "
+        "delivered again to any worker. Longer than the slowest batch's analysis.",
+    )
+    max_ack_pending: int = Field(
+        64,
+        ge=1,
+        description="Batches handed out and not yet acknowledged, all analyze workers together: the "
+        "bus stops handing out more (backpressure) until some are acknowledged.",
+    )
+    retry_delay_s: float = Field(
+        1.0,
+        gt=0,
+        description="A batch that arrives before the one it follows (or whose analysis failed) is given "
+        "back and delivered again after this long.",
+    )
+    max_stream_bytes: int = Field(
+        1 << 30,
+        ge=1 << 20,
+        description="Most bytes of transcripts the bus keeps waiting for analysis; past it, publishing is "
+        "refused (the publisher waits and retries) instead of dropping older batches.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]

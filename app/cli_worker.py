@@ -1,0 +1,204 @@
+"""`livewatch worker STAGE --config FILE`, `livewatch bus publish` and `livewatch dev-cluster`.
+
+A stage worker runs one stage of the pipeline as its own process on the NATS JetStream bus named by the
+config's `bus:` (app/bus_config.py). Today the analyze stage runs on the bus (app/bus_analyze.py);
+ingest, ASR and evidence still run inside `livewatch monitor`, and `worker ingest|asr|evidence` says so.
+`bus publish` puts a stored transcript on the bus in batches (app/bus_publish.py), standing in for the
+ASR worker's output. `dev-cluster` starts an embedded nats-server and N analyze workers on this machine
+until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from app.errors import UsageError
+
+__all__ = ["bus_app", "dev_cluster_command", "load_worker_config", "worker_command"]
+
+err = Console(stderr=True)
+STAGES = ("ingest", "asr", "analyze", "evidence")
+ON_BUS = ("analyze",)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Root or monitor config YAML with `bus:`.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (overrides the config).")]
+BusOpt = Annotated[str | None, typer.Option("--bus", help="NATS URL (overrides the config's bus: url).")]
+LogOpt = Annotated[str, typer.Option("--log-level", help="debug | info | warning")]
+
+
+def load_worker_config(path: Path, bus: str | None = None, *, require_bus: bool = True) -> Any:
+    """A monitor config (it has `streams:`: per-stream rule packs, rolls, webhooks) or a root config,
+    with `bus:` required (or given with --bus)."""
+    from app.config import load_config
+    from app.monitor_config import load_monitor_config
+
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    cfg = load_monitor_config(path) if re.search(r"^streams\s*:", text, re.M) else load_config(path)
+    if bus is not None:
+        from app.bus_config import BusSection
+
+        section = cfg.bus.model_copy(update={"url": bus}) if cfg.bus is not None else BusSection(url=bus)
+        cfg = cfg.model_copy(update={"bus": section})
+    if cfg.bus is None and require_bus:
+        raise UsageError(
+            f"{path}: a stage worker needs a bus: add `bus: nats://HOST:4222` (NATS with JetStream on) to the "
+            "config, or pass --bus; without a bus, `livewatch monitor` runs every stage in one process"
+        )
+    return cfg
+
+
+def _logging(level: str) -> None:
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
+    for h in logging.getLogger().handlers:
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+def worker_command(
+    stage: Annotated[str, typer.Argument(help="ingest | asr | analyze | evidence")],
+    config: ConfigOpt,
+    data_dir: DataDirOpt = None,
+    bus: BusOpt = None,
+    log_level: LogOpt = "info",
+) -> None:
+    """Run one stage of the pipeline as its own process on the bus (today: analyze)."""
+    if stage not in STAGES:
+        raise UsageError(f"unknown stage '{stage}': one of {', '.join(STAGES)}")
+    if stage not in ON_BUS:
+        raise UsageError(
+            f"the {stage} stage is not on the bus yet (only {', '.join(ON_BUS)} is); it runs inside "
+            "`livewatch monitor`"
+        )
+    cfg = load_worker_config(config, bus)
+    _logging(log_level)
+    from app.bus_analyze import build_analyzer, run_analyze_worker
+    from store.db import Database
+
+    db = Database.for_data_dir(cfg.resolved_data_dir(data_dir), cfg.db_url)
+    analyzer = build_analyzer(cfg, db)
+    try:
+        asyncio.run(run_analyze_worker(analyzer, cfg.bus))
+    finally:
+        db.dispose()
+
+
+bus_app = typer.Typer(
+    help="Put work on the bus by hand (stand-ins for stages not on the bus yet).", no_args_is_help=True
+)
+
+
+@bus_app.command("publish")
+def publish_command(
+    transcript: Annotated[
+        Path, typer.Argument(help="Transcript JSON ({'segments': [...]}, as scan/ASR write).")
+    ],
+    config: ConfigOpt,
+    stream: Annotated[str, typer.Option("--stream", help="Stream id the broadcast belongs to.")],
+    data_dir: DataDirOpt = None,
+    bus: BusOpt = None,
+    lines: Annotated[int, typer.Option("--lines", min=1, help="Lines per batch (an ASR pass's commit).")] = 3,
+    broadcast_id: Annotated[
+        str | None, typer.Option("--broadcast-id", help="Default: from the file.")
+    ] = None,
+    started_at: Annotated[
+        str | None, typer.Option("--started-at", help="Wall clock of 0 s (ISO or epoch).")
+    ] = None,
+) -> None:
+    """Store a transcript as a live broadcast's and publish it in batches for the analyze workers
+    (stands in for the ASR worker's output until ASR runs on the bus)."""
+    from app.bus_publish import PublishOptions, publish_transcript, transcript_broadcast_id
+    from app.cli import parse_time
+    from detectors.evaluate import load_transcript
+    from store.db import Database
+
+    cfg = load_worker_config(config, bus)
+    if not transcript.is_file():
+        raise UsageError(f"{transcript}: no such file")
+    try:
+        utts = load_transcript(transcript)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{transcript}: not a transcript JSON ({type(e).__name__}: {e})") from None
+    db = Database.for_data_dir(cfg.resolved_data_dir(data_dir), cfg.db_url)
+    opts = PublishOptions(
+        stream_id=stream,
+        broadcast_id=broadcast_id or transcript_broadcast_id(transcript, stream),
+        started_ts=parse_time(started_at) or time.time(),
+        lines_per_batch=lines,
+        url=str(transcript.resolve()),
+    )
+    n = asyncio.run(publish_transcript(cfg.bus, db, utts, opts))
+    err.print(f"broadcast {opts.broadcast_id}: {len(utts)} lines published in {n} batch(es)")
+
+
+def dev_cluster_command(
+    config: ConfigOpt,
+    workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Analyze workers to start.")] = 2,
+    data_dir: DataDirOpt = None,
+    port: Annotated[int, typer.Option("--port", help="NATS port on 127.0.0.1 (0: a free one).")] = 4222,
+    log_level: LogOpt = "info",
+) -> None:
+    """An embedded nats-server (JetStream) and N analyze workers on this machine, until Ctrl-C.
+
+    The database is the config's (db_url, else SQLite in the data directory); publish with
+    `livewatch bus publish FILE --stream ID --config FILE --bus URL`."""
+    from app.bus_server import EmbeddedNats, free_port
+
+    cfg = load_worker_config(config, require_bus=False)
+    ddir = cfg.resolved_data_dir(data_dir)
+    server = EmbeddedNats(ddir / "nats", port=port or free_port()).start()
+    err.print(f"nats-server (JetStream) on {server.url}; store {server.store_dir}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "worker",
+        "analyze",
+        "--config",
+        str(config),
+        "--bus",
+        server.url,
+        "--log-level",
+        log_level,
+    ]
+    if data_dir is not None:
+        cmd += ["--data-dir", str(data_dir)]
+    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    err.print(f"{workers} analyze worker(s): pids {', '.join(str(p.pid) for p in procs)}; Ctrl-C stops all")
+    stop = False
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        while not stop:
+            for i, p in enumerate(procs):
+                if p.poll() is not None:
+                    err.print(f"analyze worker {p.pid} exited ({p.returncode}); starting another")
+                    procs[i] = subprocess.Popen(cmd)
+            time.sleep(0.5)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        server.stop()
+        err.print("dev cluster stopped")
