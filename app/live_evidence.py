@@ -113,7 +113,7 @@ class LiveEvidence:
         """Alerts still without evidence although their transcript is complete past them; with an owner,
         only those of its broadcasts and of broadcasts no monitor owns (store/leases.py)."""
         gap = self.cfg.merge_gap_s
-        cond = [AlertRow.evidence_status == "pending"]
+        cond = [AlertRow.evidence_status == "pending", Broadcast.status != "failed"]
         if self._owner is not None:
             cond.append(or_(Broadcast.owner == self._owner, Broadcast.owner.is_(None)))
         with self.db.session() as s:

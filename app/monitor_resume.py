@@ -238,6 +238,8 @@ def _resume_evidence(mon: Monitor, broadcast_ids: Sequence[str] | None = None) -
     with mon.db.session() as s:
         pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending", scope)).all()
         bcs = s.scalars(select(Broadcast).where(Broadcast.id.in_({r.broadcast_id for r in pending}))).all()
+        failed = {b.id for b in bcs if b.status == "failed"}  # adopted, recordings unreachable: they wait
+        pending = [r for r in pending if r.broadcast_id not in failed]
         analyzed = {b.id: float((b.meta or {}).get("analyzed_s", 0.0)) for b in bcs}
         complete = {b.id for b in bcs if (b.meta or {}).get("analysis_complete")}
         for row in pending:
