@@ -92,11 +92,20 @@ class LeaseKeeper:
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.renew()
-            except Exception:
-                logger.exception("renewing the lease of monitor instance %s failed", self.owner)
+            except Exception as e:  # a locked or full database: said once per episode, retried each beat
+                if not failing:
+                    logger.exception("renewing the lease of monitor instance %s failed", self.owner)
+                else:
+                    logger.debug("renewing the lease failed again: %s", e)
+                failing = True
+                continue
+            if failing:
+                logger.warning("monitor instance %s: lease renewed again", self.owner)
+            failing = False
 
     def renew(self) -> None:
         now = self.clock()
