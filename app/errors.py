@@ -28,6 +28,7 @@ _KNOWN: tuple[tuple[str, str], ...] = (
     ("detectors.price_config", "PriceConfigError"),
     ("store.prices", "ReferencePriceError"),
     ("detectors.rules", "RulePackError"),
+    ("store.leases", "LeaseHeldError"),
 )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from alerts.config import AlertsConfig
@@ -38,6 +38,7 @@ class LiveEvidence:
         rolls: Callable[[str], tuple[float, float, str | None] | None],
         recording: Callable[[str], tuple[float, bool] | None],
         webhooks: Callable[[], WebhookDelivery | None],
+        owner: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.db = db
@@ -45,6 +46,7 @@ class LiveEvidence:
         self._rolls = rolls
         self._recording = recording
         self._webhooks = webhooks
+        self._owner = owner
 
     def job(self, alert_id: str) -> EvidenceJob | Literal["wait"] | None:
         with self.db.session() as s:
@@ -108,13 +110,17 @@ class LiveEvidence:
         self.writer.submit(partial(LiveStore.evidence_deferred, alert_id=alert_id, error=error))
 
     def closed_but_pending(self) -> list[str]:
-        """Alerts still without evidence although their transcript is complete past them."""
+        """Alerts still without evidence although their transcript is complete past them; with an owner,
+        only those of its broadcasts and of broadcasts no monitor owns (store/leases.py)."""
         gap = self.cfg.merge_gap_s
+        cond = [AlertRow.evidence_status == "pending", Broadcast.status != "failed"]
+        if self._owner is not None:
+            cond.append(or_(Broadcast.owner == self._owner, Broadcast.owner.is_(None)))
         with self.db.session() as s:
             rows = s.execute(
                 select(AlertRow.id, AlertRow.end_s, Broadcast.meta)
                 .join(Broadcast, Broadcast.id == AlertRow.broadcast_id)
-                .where(AlertRow.evidence_status == "pending")
+                .where(*cond)
             ).all()
         return [
             aid

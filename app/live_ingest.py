@@ -57,6 +57,7 @@ class IngestSink:
                 video=self.mon.video is not None and st.entry.keeps_video(self.mon.cfg.video.enabled),
                 media_gap_s=event.media_gap_s,
                 hls_join=event.hls_join.as_dict() if event.hls_join is not None else None,
+                owner=self.mon.instance_id,
             )
         )
         with self.lock:

@@ -68,8 +68,6 @@ class _Job:
 _STOP = object()
 
 
-
-
 class DbWriter:
     """Runs submitted functions one at a time, each in its own transaction. See the module docstring.
 
@@ -421,8 +419,10 @@ class LiveStore:
         video: bool = False,
         media_gap_s: float | None = None,
         hls_join: dict[str, int | None] | None = None,
+        owner: str | None = None,
     ) -> None:
-        """A new broadcast row; `video`: the video worker reads it too, so it is done only when both are.
+        """A new broadcast row; `video`: the video worker reads it too, so it is done only when both are;
+        `owner`: the monitor instance recording it (store/leases.py).
 
         It closes the stream's open gap. With `media_gap_s` (the hole on the source's clock, see
         `ingest.types.BroadcastStarted`) the gap is placed on the media timeline: it starts when the
@@ -441,6 +441,7 @@ class LiveStore:
                 status="live",
                 rules_version=rules_version,
                 created_ts=time.time(),
+                owner=owner,
                 meta={
                     "dir": to_stored(folder, session_data_dir(s)),  # relative to the data directory
                     "source_start_s": source_start_s,

@@ -30,6 +30,11 @@ the next start (app/monitor_resume.py); status file, lag and retention: app/moni
 This module is the wiring: it builds the stage workers, is the port each of them talks to, and owns
 the per-stream table (`streams`, under `lock`).
 
+Ownership (app/monitor_lease.py, store/leases.py): several monitors may share one database. This one is
+instance `instance_id`, holds a lease renewed by a heartbeat, stamps the broadcasts it starts, and its
+resume, evidence sweep, verification pass, webhook delivery and retention touch only its own (plus, with
+`lease.adopt_expired`, what dead instances left).
+
 Shutdown (`stop()`, from any thread): recorders end their connections (ffmpeg lists its last file),
 audio followers and the workers stop after their current step, queued writes are committed. What was
 recorded but not yet transcribed is resumed at the next start.
@@ -55,6 +60,7 @@ from app.live_store import DbWriter, LiveStore, stored_claims
 from app.live_video import VideoWorker
 from app.monitor_config import MonitorConfig
 from app.monitor_housekeeping import Housekeeping
+from app.monitor_lease import LeaseKeeper, default_instance_id
 from app.monitor_parts import MonitorStats, StreamState, default_holder, live_transcriber
 from app.monitor_resume import recorder_resume, resume
 from app.webhooks import WebhookDelivery
@@ -67,6 +73,7 @@ from ingest.recorder import Recorder
 from review.evidence_checks import VerifyScheduler
 from review.monitor_status import STATUS_FILE
 from store.db import Database
+from store.leases import owned_alerts
 from store.models import Broadcast
 from store.paths import to_stored
 from store.prices import SqlPriceHistory
@@ -96,6 +103,13 @@ class Monitor:
         self.clock = clock
         self.lock = threading.RLock()
         self._stop = threading.Event()
+        # this instance in a database shared by several monitors: the owner of its broadcasts and lease
+        self.instance_id = cfg.instance_id or default_instance_id(self.data_dir)
+        lc = cfg.lease
+        self.lease = LeaseKeeper(
+            db, self.instance_id, self.data_dir, ttl_s=lc.ttl_s, heartbeat_s=lc.heartbeat_s, clock=clock
+        )
+        mine = owned_alerts(self.instance_id, unowned=True)  # its own alerts, and scans' / bus-published
         self.writer = DbWriter(db)
         self.stats = MonitorStats()
         self.ingest = IngestSink(self)  # the recorders' port
@@ -124,7 +138,9 @@ class Monitor:
         for h in self.holders.values():
             if hasattr(h, "on_failure"):  # a refused reload: status, metrics, log (holder) and ops webhook
                 h.on_failure = self.housekeeping.rules_reload_failed
-        self.webhooks = WebhookDelivery(db, cfg.webhooks, write=self.writer.call) if cfg.webhooks else None
+        self.webhooks = (
+            WebhookDelivery(db, cfg.webhooks, write=self.writer.call, scope=mine) if cfg.webhooks else None
+        )
         self.writer.on_event = self.housekeeping.writer_event  # a full disk or writer queue: ops webhook
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))
         self.analysis = AnalysisWorker(cfg.alerts, self, self._price)
@@ -132,7 +148,12 @@ class Monitor:
         # and shown in the status even when no review app runs
         every = cfg.evidence.verify_interval_s
         self.verifier = VerifyScheduler(
-            db, self.data_dir, every, first_delay_s=min(5.0, every), on_pass=self.housekeeping.verified
+            db,
+            self.data_dir,
+            every,
+            first_delay_s=min(5.0, every),
+            on_pass=self.housekeeping.verified,
+            scope=mine,
         )
         port = LiveEvidence(
             cfg.alerts,
@@ -141,6 +162,7 @@ class Monitor:
             rolls=self._rolls,
             recording=self.recording,
             webhooks=lambda: self.webhooks,
+            owner=self.instance_id,
         )
         self.evidence = EvidenceWorker(
             cfg.alerts,
@@ -168,8 +190,11 @@ class Monitor:
         return self.asr.transcriber
 
     def start(self) -> None:
-        """Load the model, resume unfinished work from the database, then start every stream."""
+        """Take the lease, load the model, resume unfinished work from the database, then start every stream.
+        Raises store.leases.LeaseHeldError while another live process runs this instance."""
+        self.lease.take()
         _ = self.transcriber  # fail before recording anything if the model cannot load
+        self.lease.start()
         self.writer.start()
         resume(self)
         self.analysis.start(self._guard)
@@ -197,13 +222,18 @@ class Monitor:
                 resume=recorder_resume(self, st.entry.id),
             )
             st.recorder.start()
-        logger.info("monitoring %d stream(s); data in %s", len(self.streams), self.data_dir)
+        logger.info(
+            "monitoring %d stream(s) as instance %s; data in %s",
+            len(self.streams),
+            self.instance_id,
+            self.data_dir,
+        )
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stop.wait(timeout)
 
     def stop(self) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or self.lease.refused:  # refused: the running one's status file stays
             return
         logger.info("stopping: closing connections")
         recorders = [st.recorder for st in self.streams.values() if st.recorder is not None]
@@ -224,6 +254,7 @@ class Monitor:
         if self.webhooks is not None:
             self.webhooks.stop()
         self.writer.stop()
+        self.lease.release()  # after the last write: its broadcasts are closed, the rest resumable
         self.housekeeping.write_status(stopped=True)
         logger.info("stopped")
 

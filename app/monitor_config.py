@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alerts.webhook import WebhookConfig
 from app.config import ConfigError, RootConfig
@@ -21,7 +21,14 @@ from asr.config import AsrConfig
 from asr.streaming import StreamingOptions
 from ingest.config import IngestConfig
 
-__all__ = ["LiveAsrSection", "MonitorConfig", "StreamEntry", "StreamSettings", "load_monitor_config"]
+__all__ = [
+    "LeaseSection",
+    "LiveAsrSection",
+    "MonitorConfig",
+    "StreamEntry",
+    "StreamSettings",
+    "load_monitor_config",
+]
 
 
 class StreamSettings(IngestConfig):
@@ -148,6 +155,33 @@ class LiveAsrSection(BaseModel):
         )
 
 
+class LeaseSection(BaseModel):
+    """This monitor's lease on its own work when several monitors share one database (store/leases.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="A lease not renewed for this long has expired: its owner is taken for dead.",
+    )
+    heartbeat_s: float = Field(5.0, gt=0, description="How often the monitor renews its lease.")
+    adopt_expired: bool = Field(
+        False,
+        description=(
+            "Adopt the unfinished broadcasts of monitors whose lease expired (dead, or stopped and not back): "
+            "close them, and finish their transcription, analysis and evidence where their recordings are "
+            "reachable from here. False: leave them to their owner's next start."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _beat_within_ttl(self) -> LeaseSection:
+        if self.heartbeat_s >= self.ttl_s:
+            raise ValueError(f"heartbeat_s ({self.heartbeat_s}) must be shorter than ttl_s ({self.ttl_s})")
+        return self
+
+
 class MonitorConfig(RootConfig):
     """`livewatch monitor --config FILE`."""
 
@@ -163,6 +197,16 @@ class MonitorConfig(RootConfig):
         description="Keep all streams' unpinned recordings under this many GiB (oldest deleted first).",
     )
     retention_interval_s: float = Field(60.0, gt=0, description="How often retention runs.")
+    instance_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$",
+        description=(
+            "This monitor's id in a database shared by several monitors: the owner of its broadcasts and "
+            "of its lease. Default: <hostname>-<8 hex of the absolute data directory>, stable across "
+            "restarts of the same monitor."
+        ),
+    )
+    lease: LeaseSection = Field(default_factory=LeaseSection, description="Ownership lease and heartbeat.")
     defaults: StreamSettings = Field(
         default_factory=StreamSettings, description="Settings every stream inherits."
     )

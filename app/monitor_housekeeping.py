@@ -1,4 +1,5 @@
-"""The monitor's housekeeping thread: the status file, ASR lag warnings, retention, ops notices.
+"""The monitor's housekeeping thread: the status file, ASR lag warnings, retention, ops notices, and
+(with `lease.adopt_expired`) adopting what dead monitors sharing the database left (app/monitor_lease.py).
 
 `Housekeeping` reads the monitor's stage workers and stream table (under the monitor's lock) and
 writes `status.json` once a second; it runs retention every `retention_interval_s` through the
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from app import __version__
 from app.live_store import no_space
+from app.monitor_resume import adopt_and_resume
 from app.retention import apply_retention
 from review.evidence_checks import PassResult
 from review.monitor_status import STATUS_FILE
@@ -42,8 +44,15 @@ class Housekeeping:
     def run(self, stop: threading.Event) -> None:
         mon = self.mon
         next_retention = time.monotonic() + 5.0
-        while not stop.wait(1.0):
+        next_adopt = time.monotonic() + mon.cfg.lease.heartbeat_s
+        while not stop.wait(1.0 if not mon.cfg.lease.adopt_expired else min(1.0, mon.cfg.lease.heartbeat_s)):
             self.check_lag()
+            if mon.cfg.lease.adopt_expired and time.monotonic() >= next_adopt:
+                next_adopt = time.monotonic() + mon.cfg.lease.heartbeat_s
+                try:
+                    adopt_and_resume(mon)
+                except Exception:
+                    logger.exception("adopting the broadcasts of expired monitors failed")
             try:
                 self.write_status()
             except Exception:
@@ -71,6 +80,7 @@ class Housekeeping:
             post_roll_s=cfg.alerts.post_roll_s,
             total_max_bytes=quota,
             write=mon.writer.call,
+            owner=mon.instance_id,  # another monitor's files are neither counted nor deleted
         )
         return len(done)
 
@@ -158,6 +168,7 @@ class Housekeeping:
             "streams": streams,
             "catchup": catchup,
             "rules": self.rules_status(),
+            "lease": mon.lease.status(),
             "evidence_verify": mon.verifier.status(),
         }
 

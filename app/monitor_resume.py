@@ -5,6 +5,13 @@ re-registers files the database missed, re-transcribes from the ASR watermark, a
 yet analysed, re-reads video from its watermark (`video_resume_s`; a caption on screen at the crash is
 read again from that point), and cuts pending evidence; alert ids are deterministic, so nothing is
 raised twice. Runs once, on the thread that calls `Monitor.start`, before any stage worker starts.
+
+Only this instance's broadcasts are resumed (store/leases.py): another monitor sharing the database
+keeps its live broadcasts live. Before that, `claim` takes the legacy broadcasts (no owner: written
+before ownership) that are unfinished or whose recordings lie in this data directory, and, with
+`lease.adopt_expired`, the unfinished ones of instances whose lease expired (`adopt_expired`; the
+housekeeping loop calls `adopt_and_resume` for those that die while this monitor runs, whose stage
+workers are running by then: open alert groups are restored before any batch of theirs is queued).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,9 +32,10 @@ from app.live_store import (
     next_utterance_index,
     rescan_segments,
 )
+from app.monitor_lease import close_unreachable, locate_recordings, repoint
 from asr.types import TranscriptBatch
 from ingest.types import MediaSegment, RecorderResume
-from store import repo
+from store import leases, repo
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
 from store.paths import resolve_stored
 
@@ -60,13 +68,135 @@ def recorder_resume(mon: Monitor, stream_id: str) -> RecorderResume | None:
 
 
 def resume(mon: Monitor) -> None:
-    """Interrupted broadcasts, transcripts, analysis, video and evidence of the previous run."""
+    """Interrupted broadcasts, transcripts, analysis, video and evidence of the previous run of this
+    instance (and of legacy ones, and with `lease.adopt_expired` of dead instances: `claim`)."""
+    claim(mon)
     with mon.db.session() as s:
         todo = s.scalars(
             select(Broadcast)
-            .where(Broadcast.kind == "live", Broadcast.status.in_(["live", "ended"]))
+            .where(
+                Broadcast.kind == "live",
+                Broadcast.status.in_(leases.UNFINISHED),
+                leases.owned_broadcasts(mon.instance_id),
+            )
             .order_by(Broadcast.started_ts)
         ).all()
+    resume_broadcasts(mon, todo)
+    _resume_evidence(mon)
+
+
+def claim(mon: Monitor) -> list[Broadcast]:
+    """At start: take the legacy broadcasts (owner NULL, from before ownership) this monitor should own,
+    then, with `lease.adopt_expired`, the unfinished ones of dead instances. Returns the adopted ones whose
+    recordings are reachable (ready to resume)."""
+    me = mon.instance_id
+    with mon.db.session() as s:
+        legacy = s.execute(
+            select(Broadcast.id, Broadcast.status, Broadcast.meta).where(
+                Broadcast.kind == "live", Broadcast.owner.is_(None)
+            )
+        ).all()
+    # unfinished: whoever resumes first; finished: the monitor whose data directory holds the recordings
+    ids = [
+        bid
+        for bid, status, meta in legacy
+        if status in leases.UNFINISHED
+        or resolve_stored(str((meta or {}).get("dir", "")), mon.db.data_dir).is_dir()
+    ]
+    if ids:
+        got = mon.writer.call(partial(leases.claim_legacy, me=me, ids=ids))
+        if got:
+            logger.info("monitor instance %s claimed %d legacy broadcast(s) (no owner yet)", me, len(got))
+    return adopt_expired(mon) if mon.cfg.lease.adopt_expired else []
+
+
+def adopt_expired(mon: Monitor) -> list[Broadcast]:
+    """Adopt the unfinished broadcasts of instances whose lease expired (app/monitor_lease.py): re-stamp
+    them in one transaction, then point them at their reachable recordings, or close the unreachable
+    ones. Returns the adopted broadcasts to resume."""
+    me, now = mon.instance_id, mon.clock()
+    with mon.db.session() as s:
+        candidates = [(bid, str(owner)) for bid, owner in s.execute(leases.adoptable(me, now)).all()]
+    if not candidates:
+        return []
+    got = set(mon.writer.call(partial(leases.adopt, me=me, candidates=candidates, now=now)))
+    ready: list[Broadcast] = []
+    for bid, old in candidates:
+        if bid not in got:
+            continue
+        with mon.db.session() as s:
+            b = s.get(Broadcast, bid)
+            lease = leases.lease_of(s, old)
+            last = s.scalar(
+                select(MediaSegmentRow.created_ts)
+                .where(MediaSegmentRow.broadcast_id == bid)
+                .order_by(MediaSegmentRow.created_ts.desc())
+                .limit(1)
+            )
+        if b is None:
+            continue
+        where = f"pid {lease.pid} on host {lease.host}" if lease else "no lease on record"
+        folder = locate_recordings(b, mon.db.data_dir, lease.data_dir if lease else None)
+        stamp = {"adopted_from": old, "adopted_ts": now}
+        if folder is None:
+            reason = (
+                f"monitor {old} ({where}) stopped renewing its lease; its recordings "
+                f"({(b.meta or {}).get('dir')}) are not reachable from {me}: closed without the rest of its "
+                "transcription, analysis and evidence (nothing deleted)"
+            )
+            ended = last or (lease.heartbeat_ts if lease else None) or b.started_ts or now
+
+            def close(
+                s: Session,
+                bid: str = bid,
+                reason: str = reason,
+                ended: float = ended,
+                st: dict[str, Any] = stamp,
+            ) -> None:
+                close_unreachable(s, bid, reason, ended)
+                _stamp(s, bid, st)
+
+            mon.writer.call(close)
+            logger.error("ADOPTED broadcast %s of dead monitor %s but %s", bid, old, reason)
+            continue
+
+        def point(s: Session, bid: str = bid, folder: Path = folder, st: dict[str, Any] = stamp) -> None:
+            repoint(s, bid, folder, mon.db.data_dir)
+            _stamp(s, bid, st)
+
+        mon.writer.call(point)
+        logger.warning(
+            "ADOPTED broadcast %s of monitor %s (%s; lease expired): resuming it from %s",
+            bid,
+            old,
+            where,
+            folder,
+        )
+        with mon.db.session() as s:
+            fresh = s.get(Broadcast, bid)
+        if fresh is not None:
+            ready.append(fresh)
+    return ready
+
+
+def adopt_and_resume(mon: Monitor) -> int:
+    """From the housekeeping loop: adopt what dead instances left and resume it now. Returns how many."""
+    ready = adopt_expired(mon)
+    if ready:
+        # its open alert groups first: the analysis thread meets these broadcasts only once batches come
+        _resume_evidence(mon, [b.id for b in ready])
+        resume_broadcasts(mon, ready)
+    return len(ready)
+
+
+def _stamp(s: Session, broadcast_id: str, fields: dict[str, Any]) -> None:
+    b = s.get(Broadcast, broadcast_id)
+    if b is not None:
+        b.meta = {**(b.meta or {}), **fields}
+
+
+def resume_broadcasts(mon: Monitor, todo: Sequence[Broadcast]) -> None:
+    """Close the interrupted ones (a gap is stored), then resume ASR, video and analysis of each."""
     now = mon.clock()
     for b in todo:
         folder = resolve_stored(str((b.meta or {}).get("dir", "")), mon.db.data_dir)
@@ -95,14 +225,21 @@ def resume(mon: Monitor) -> None:
         if meta.get("video_expected") and not meta.get("video_complete"):
             _resume_video(mon, b, float(meta.get("video_resume_s", meta.get("video_done_s", 0.0))))
     _resume_analysis(mon, todo)
-    _resume_evidence(mon)
 
 
-def _resume_evidence(mon: Monitor) -> None:
-    """Pending evidence: alerts that may still grow go back to the analyzer, the rest to the cutter."""
+def _resume_evidence(mon: Monitor, broadcast_ids: Sequence[str] | None = None) -> None:
+    """Pending evidence of this instance's broadcasts (and of those no monitor owns: scans, bus-published
+    broadcasts): alerts that may still grow go back to the analyzer, the rest to the cutter."""
+    scope = (
+        AlertRow.broadcast_id.in_(broadcast_ids)
+        if broadcast_ids is not None
+        else leases.owned_alerts(mon.instance_id, unowned=True)
+    )
     with mon.db.session() as s:
-        pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending")).all()
+        pending = s.scalars(select(AlertRow).where(AlertRow.evidence_status == "pending", scope)).all()
         bcs = s.scalars(select(Broadcast).where(Broadcast.id.in_({r.broadcast_id for r in pending}))).all()
+        failed = {b.id for b in bcs if b.status == "failed"}  # adopted, recordings unreachable: they wait
+        pending = [r for r in pending if r.broadcast_id not in failed]
         analyzed = {b.id: float((b.meta or {}).get("analyzed_s", 0.0)) for b in bcs}
         complete = {b.id for b in bcs if (b.meta or {}).get("analysis_complete")}
         for row in pending:

@@ -9,6 +9,9 @@ kept, so a gap in the recordings stays explainable). Never deleted:
 - files inside the pre/post-roll of an alert whose evidence is still pending,
 - evidence folders, which retention never touches at all.
 
+Several monitors sharing one database each apply retention (and the disk quota) to their own
+broadcasts' files only (`owner`, store/leases.py).
+
 Concurrency contract: the monitor calls `apply_retention` from its housekeeping loop; file deletion
 happens there, row updates go through the `write` callable (the monitor's one database writer).
 """
@@ -148,12 +151,18 @@ def plan_retention(
 
 
 def gather_facts(
-    session: Session, pre_roll_s: float, post_roll_s: float
+    session: Session, pre_roll_s: float, post_roll_s: float, owner: str | None = None
 ) -> tuple[list[SegmentFacts], list[Protected]]:
+    """The facts of the recorded files not deleted yet: all live broadcasts', or with `owner` only those of
+    that monitor instance's broadcasts (store/leases.py: another monitor's files are not counted against
+    this one's quotas, and never deleted by it)."""
+    cond = [MediaSegmentRow.deleted.is_(False), Broadcast.kind == "live"]
+    if owner is not None:
+        cond.append(Broadcast.owner == owner)
     rows = session.execute(
         select(MediaSegmentRow, Broadcast.stream_id)
         .join(Broadcast, Broadcast.id == MediaSegmentRow.broadcast_id)
-        .where(MediaSegmentRow.deleted.is_(False), Broadcast.kind == "live")
+        .where(*cond)
     ).all()
     facts = [
         SegmentFacts(
@@ -187,10 +196,12 @@ def apply_retention(
     post_roll_s: float,
     total_max_bytes: int | None = None,
     write: Callable[[Callable[[Session], None]], None] | None = None,
+    owner: str | None = None,
 ) -> list[Deletion]:
-    """Plan, delete the files, mark the rows. Returns what was deleted."""
+    """Plan, delete the files, mark the rows. Returns what was deleted. With `owner`, only that monitor
+    instance's recordings are counted and deleted (`gather_facts`)."""
     with db.session() as s:
-        facts, protected = gather_facts(s, pre_roll_s, post_roll_s)
+        facts, protected = gather_facts(s, pre_roll_s, post_roll_s, owner)
         plan = plan_retention(facts, policies, now_ts, protected, total_max_bytes)
         data_dir = session_data_dir(s)
         paths = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from alerts.webhook import OPS_ATTEMPTS, OPS_QUEUE_MAX, WebhookConfig, retry_delay, sign, wants
@@ -62,9 +62,13 @@ class WebhookDelivery:
         transport: httpx.BaseTransport | None = None,
         poll_s: float = 0.5,
         clock: Callable[[], float] = time.time,
+        scope: ColumnElement[bool] | None = None,
     ) -> None:
         self.db = db
         self.hooks = {h.url: h for h in hooks}
+        # which alerts' rows this deliverer POSTs (a condition on AlertRow; a monitor sharing its database
+        # delivers its own broadcasts' alerts: store.leases.owned_alerts)
+        self._scope = scope
         self._write = write or self._write_direct
         self._client = httpx.Client(transport=transport, follow_redirects=False)
         self._poll_s = poll_s
@@ -144,6 +148,7 @@ class WebhookDelivery:
                 select(WebhookOutbox.id, WebhookOutbox.url, WebhookOutbox.attempts, AlertRow.payload)
                 .join(AlertRow, AlertRow.id == WebhookOutbox.alert_id)
                 .where(WebhookOutbox.delivered_ts.is_(None), WebhookOutbox.next_try_ts <= now)
+                .where(*([] if self._scope is None else [self._scope]))
                 .order_by(WebhookOutbox.next_try_ts, WebhookOutbox.id)
                 .limit(50)
             ).all()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from alerts.evidence import sha256_file
@@ -157,9 +157,12 @@ def verify_store(
     clock: Callable[[], float] = time.time,
     stop: threading.Event | None = None,
     batch: int = 200,
+    scope: ColumnElement[bool] | None = None,
 ) -> PassResult:
-    """Re-hash every listed evidence file of every alert against its recorded SHA-256, check each
-    capture manifest's signature, and store the results (one commit per alert)."""
+    """Re-hash every listed evidence file of every alert (or of those `scope`, a condition on AlertRow,
+    selects: a monitor sharing its database verifies its own, store.leases.owned_alerts) against its
+    recorded SHA-256, check each capture manifest's signature, and store the results (one commit per
+    alert)."""
     from review.detail import _listed_path, evidence_folder
 
     trusted = site_public_key(Path(data_dir))
@@ -171,6 +174,7 @@ def verify_store(
                 s.scalars(
                     select(AlertRow.id)
                     .where(AlertRow.id > after, AlertRow.evidence_dir.is_not(None))
+                    .where(*([] if scope is None else [scope]))
                     .order_by(AlertRow.id)
                     .limit(batch)
                 )
@@ -271,6 +275,7 @@ class VerifyScheduler:
         first_delay_s: float = 5.0,
         clock: Callable[[], float] = time.time,
         on_pass: Callable[[PassResult], None] | None = None,
+        scope: ColumnElement[bool] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = Path(data_dir)
@@ -278,6 +283,7 @@ class VerifyScheduler:
         self.first_delay_s = first_delay_s
         self.clock = clock
         self.on_pass = on_pass
+        self.scope = scope  # which alerts a pass verifies (verify_store)
         self.last: PassResult | None = None
         self.passes = 0
         self.last_error: str | None = None
@@ -303,7 +309,9 @@ class VerifyScheduler:
         with self._lock:
             self.in_pass = True
             try:
-                result = verify_store(self.db, self.data_dir, clock=self.clock, stop=self._stop)
+                result = verify_store(
+                    self.db, self.data_dir, clock=self.clock, stop=self._stop, scope=self.scope
+                )
             except Exception as e:
                 logger.exception("evidence verification pass failed")
                 self.last_error, self.last_error_ts = f"{type(e).__name__}: {e}"[:500], self.clock()

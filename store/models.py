@@ -56,6 +56,23 @@ class Broadcast(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # asr signature, options, stats
     created_ts: Mapped[float] = mapped_column(Float)
+    # the monitor instance that records and processes it (store.leases); NULL: a scan, a bus-published
+    # broadcast, or a live one from before revision 0009 (claimed by the first monitor that resumes it)
+    owner: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+
+
+class MonitorLease(Base):
+    """A monitor instance's lease on its own work (store.leases): taken at start, renewed by a heartbeat,
+    released (expired at once) at a clean stop. Broadcasts name their owner by `owner`."""
+
+    __tablename__ = "monitor_leases"
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    data_dir: Mapped[str] = mapped_column(Text)  # absolute, as the owner sees it
+    started_ts: Mapped[float] = mapped_column(Float)
+    heartbeat_ts: Mapped[float] = mapped_column(Float)
+    expires_ts: Mapped[float] = mapped_column(Float)
 
 
 class MediaSegmentRow(Base):
