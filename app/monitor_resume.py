@@ -242,10 +242,12 @@ def _resume_evidence(mon: Monitor, broadcast_ids: Sequence[str] | None = None) -
         pending = [r for r in pending if r.broadcast_id not in failed]
         analyzed = {b.id: float((b.meta or {}).get("analyzed_s", 0.0)) for b in bcs}
         complete = {b.id for b in bcs if (b.meta or {}).get("analysis_complete")}
+        # the analyzer keeps an alert open until the text after it passed both the merge gap and the
+        # context window (BroadcastAnalyzer._horizon): one that may still grow or gain context goes back
+        a = mon.cfg.alerts
+        horizon = max(a.merge_gap_s, a.context_after_s)
         for row in pending:
-            if row.broadcast_id not in complete and row.end_s + mon.cfg.alerts.merge_gap_s >= analyzed.get(
-                row.broadcast_id, 0.0
-            ):
+            if row.broadcast_id not in complete and row.end_s + horizon >= analyzed.get(row.broadcast_id, 0.0):
                 mon.analysis.restore(alert_from_row(s, row))
             else:
                 mon.evidence.put(row.id)
