@@ -6,7 +6,7 @@ Public entry points (imported lazily, so that `import detectors.types` stays lig
   `.explain(text)`, `.version`); `detectors.engine.RuleHolder` — hot reload;
 - `detectors.normalize.normalize` — text normalization with a map back to the original characters;
 - `detectors.rules.RulePackError` — a pack that does not validate (``path:line: field: reason``);
-- `detectors.base` — the `Detector` base class and registry (`register`, `get_detector`, `discover`).
+- `detectors.base` — the `Detector` base class (config model, `detect`, `phrase_table`).
 """
 
 from __future__ import annotations

@@ -1,23 +1,24 @@
-"""Detector base class and registry.
+"""Detector base class.
 
-Every detector is a class registered under a `type` key (``rules``, ``price``, ``ocr``, ``visual``)
-with a pydantic config class and a `detect(context)` method. The registry fails loudly on duplicate
-keys. Every detector also exposes `phrase_table()`: examples that must and must not produce a
-detection, which a meta-test runs; a detector whose input is not text (frames) returns a table with
-`exempt_reason` set instead.
+Every detector is a class with a `type` name (``rules``, ``price``, ``ocr``, ``visual``,
+``semantic``), a pydantic config class and a `detect(context)` method. Every detector also exposes
+`phrase_table()`: examples that must and must not produce a detection, which a meta-test runs over
+every detector class (tests/test_detectors_meta.py); a detector whose input is not text (frames) returns a
+table with `exempt_reason` set instead.
 
-Concurrency: registration happens at import time (module level, single thread). A detector
-instance is owned by the analysis worker that created it; `detect` may be called from that worker's
-thread only unless the detector's own docstring says otherwise.
+There is no registry: the pipeline builds its detectors from their configs where it wires them
+(app/analysis.py, app/monitor.py), and a name-to-class table that only tests used was one more place
+for the two to drift apart.
+
+Concurrency: a detector instance is owned by the analysis worker that created it; `detect` may be
+called from that worker's thread only unless the detector's own docstring says otherwise.
 """
 
 from __future__ import annotations
 
 import builtins
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -29,12 +30,7 @@ from detectors.types import Detection
 __all__ = [
     "DetectionContext",
     "Detector",
-    "DuplicateDetectorError",
     "PhraseTable",
-    "discover",
-    "get_detector",
-    "register",
-    "registered",
 ]
 
 C = TypeVar("C", bound=BaseModel)
@@ -64,10 +60,6 @@ class PhraseTable:
         return self.exempt_reason is not None
 
 
-class DuplicateDetectorError(KeyError):
-    pass
-
-
 class Detector(ABC, Generic[C]):
     """Base class: subclasses set `config_model` and implement `detect` and `phrase_table`."""
 
@@ -86,43 +78,3 @@ class Detector(ABC, Generic[C]):
     def phrase_table(cls) -> PhraseTable:
         """Examples for the meta-test (text detectors), or a table with `exempt_reason` set."""
 
-
-_REGISTRY: dict[str, type[Detector[Any]]] = {}
-
-
-def register(type_: str) -> Callable[[type[Detector[Any]]], type[Detector[Any]]]:
-    """Class decorator: register a detector under `type_`; a second class for one key raises."""
-
-    def deco(cls: type[Detector[Any]]) -> type[Detector[Any]]:
-        existing = _REGISTRY.get(type_)
-        if existing is not None and existing is not cls:
-            raise DuplicateDetectorError(
-                f"detector type {type_!r} is already registered by {existing.__module__}.{existing.__qualname__}"
-            )
-        cls.type = type_
-        _REGISTRY[type_] = cls
-        return cls
-
-    return deco
-
-
-def registered() -> Mapping[str, type[Detector[Any]]]:
-    """A read-only view of the registry."""
-    return dict(_REGISTRY)
-
-
-def get_detector(type_: str) -> type[Detector[Any]]:
-    try:
-        return _REGISTRY[type_]
-    except KeyError:
-        raise KeyError(f"no detector of type {type_!r}; known: {sorted(_REGISTRY)}") from None
-
-
-def discover() -> Mapping[str, type[Detector[Any]]]:
-    """Import every module of the `detectors` package so their detectors register; return the registry."""
-    import detectors
-
-    for info in pkgutil.iter_modules(detectors.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"detectors.{info.name}")
-    return registered()

@@ -40,7 +40,7 @@ import ahocorasick
 from rapidfuzz.distance import Indel
 
 from asr.types import Utterance
-from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.base import DetectionContext, Detector, PhraseTable
 from detectors.config import DEFAULT_RULES_DIR, RulesDetectorConfig
 from detectors.laws import DEFAULT_LAWS
 from detectors.lexicons import lexicon_dirs
@@ -1316,9 +1316,10 @@ class RuleHolder:
 # ---------------------------------------------------------------- detector
 
 
-@register("rules")
 class RulesDetector(Detector[RulesDetectorConfig]):
     """Rule packs over speech and on-screen text (type ``rules``)."""
+
+    type = "rules"
 
     config_model = RulesDetectorConfig
 

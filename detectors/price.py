@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from asr.types import Utterance
-from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.base import DetectionContext, Detector, PhraseTable
 from detectors.normalize import Normalized, is_cjk, normalize, pinyin_codes, pinyin_latin
 from detectors.price_config import PriceConfig, PriceRule, load_price_config
 from detectors.types import Detection, PriceClaim
@@ -1264,7 +1264,6 @@ def _dedupe_screen(claims: list[PriceClaim]) -> list[PriceClaim]:
     return out
 
 
-@register("price")
 class PriceDetector(Detector[PriceConfig]):
     """Detector type ``price``: claims of one utterance (speech or caption) through `PriceChecker`.
 
@@ -1273,6 +1272,8 @@ class PriceDetector(Detector[PriceConfig]):
     history is injected (`store.prices.SqlPriceHistory` in the app); detectors never open the store.
     Speech/screen cross-checks need both sides of a broadcast and run in `analyze_utterances`.
     """
+
+    type = "price"
 
     config_model = PriceConfig
 

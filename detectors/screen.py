@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from asr.types import Utterance
-from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.base import DetectionContext, Detector, PhraseTable
 from detectors.types import Detection
 from detectors.video_config import ScreenTextConfig
 from ingest.types import Frame
@@ -588,7 +588,6 @@ def frame_of(context: DetectionContext) -> Frame | None:
 TextDetect = Callable[[Utterance], Iterable[Detection]]
 
 
-@register("ocr")
 class ScreenTextDetector(Detector[ScreenTextConfig]):
     """Detector type ``ocr``: a `ScreenTextReader` whose captions go through the text rules.
 
@@ -596,6 +595,8 @@ class ScreenTextDetector(Detector[ScreenTextConfig]):
     detector) and passed to `text_detect` (by default the rule packs, `RulesDetector`, built on first
     use), whose detections `detect` returns. Call `flush()` at the end of the media.
     """
+
+    type = "ocr"
 
     config_model = ScreenTextConfig
 

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from asr.types import Utterance
-from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.base import DetectionContext, Detector, PhraseTable
 from detectors.config import DEFAULT_SEMANTIC_HEAD, SemanticConfig
 from detectors.types import Detection
 
@@ -607,7 +607,6 @@ class LawfulWording:
         return next(self._automaton.iter(norm), None) is not None
 
 
-@register("semantic")
 class SemanticDetector(Detector[SemanticConfig]):
     """The learned semantic stage over speech and on-screen text (type ``semantic``).
 
@@ -615,6 +614,8 @@ class SemanticDetector(Detector[SemanticConfig]):
     threshold; rule hits are neither read nor changed. Lines the recognizer marked as hallucinations,
     and lines shorter than ``min_chars``, are skipped.
     """
+
+    type = "semantic"
 
     config_model = SemanticConfig
 

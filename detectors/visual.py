@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from detectors.base import DetectionContext, Detector, PhraseTable, register
+from detectors.base import DetectionContext, Detector, PhraseTable
 from detectors.screen import frame_of
 from detectors.types import Detection
 from detectors.video_config import VisualConfig
@@ -291,9 +291,10 @@ class VisualDetector:
         )
 
 
-@register("visual")
 class VisualFrameDetector(Detector[VisualConfig]):
     """Detector type ``visual``: a `VisualDetector` behind the registry's `detect(context)` interface."""
+
+    type = "visual"
 
     config_model = VisualConfig
 

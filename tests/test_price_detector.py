@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from asr.fake import utterance_from_text
-from detectors.base import DetectionContext, discover, get_detector
+from detectors.base import DetectionContext
 from detectors.price import HistoricClaim, KnownPrice, PriceDetector, extract_from_utterance
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()
@@ -13,11 +13,6 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()
 
 def _ctx(text: str, **kw: object) -> DetectionContext:
     return DetectionContext(utterance=utterance_from_text(0.0, 4.0, text), **kw)  # type: ignore[arg-type]
-
-
-def test_registered_as_price() -> None:
-    assert "price" in discover()
-    assert get_detector("price") is PriceDetector
 
 
 def test_phrase_table() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from asr.types import Utterance
-from detectors.base import DetectionContext, get_detector
+from detectors.base import DetectionContext
 from detectors.screen import ScreenTextDetector, ScreenTextReader, TextBox, normalize_caption
 from detectors.types import Detection
 from detectors.video_config import ScreenTextConfig
@@ -209,8 +209,7 @@ def test_a_resolution_change_restarts_captions() -> None:
     assert [(u.start_s, u.end_s) for u in reader.flush()] == [(4, 4)]
 
 
-def test_the_ocr_detector_is_registered_and_runs_captions_through_text_rules() -> None:
-    assert get_detector("ocr") is ScreenTextDetector
+def test_the_ocr_detector_runs_captions_through_text_rules() -> None:
     seen: list[Utterance] = []
 
     def rules(u: Utterance) -> list[Detection]:
