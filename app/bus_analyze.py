@@ -9,7 +9,7 @@
                          the store (SQLite or PostgreSQL)
 
 Delivery is at-least-once, the store idempotent. Each batch carries its place in its broadcast
-(`seq`, app/bus_wire.py); the broadcast's row keeps the last `seq` committed (`meta["bus_seq"]`),
+(`seq`, app/bus_wire.py); the broadcast's row keeps the last `seq` committed (`broadcasts.bus_seq`),
 written in the same transaction as the batch's alerts and `analyzed` marks. A worker:
 
 - acknowledges a batch whose `seq` is already committed without analysing it again (a worker died
@@ -59,11 +59,11 @@ from app.bus_wire import (
 )
 from app.config import RootConfig
 from app.live_alerts import store_result
-from app.live_store import alert_from_row, stored_claims
 from detectors.price import PriceChecker
 from detectors.types import PriceClaim, RuleHolder, RuleSet
 from store import repo
 from store.db import Database
+from store.live import alert_from_row, stored_claims
 from store.models import AlertRow, Broadcast, UtteranceRow
 
 __all__ = [
@@ -78,7 +78,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DURABLE = "analyze"
-BUS_SEQ = "bus_seq"  # the broadcast meta key: the last batch committed by an analyze worker
+BUS_SEQ = "bus_seq"  # the broadcast column: the last batch committed by an analyze worker
 
 
 class Outcome(enum.Enum):
@@ -128,7 +128,7 @@ class _Port:
             return msg.started_ts, msg.source_start_s
         with self.owner.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            return (None, None) if b is None else (b.started_ts, (b.meta or {}).get("source_start_s"))
+            return (None, None) if b is None else (b.started_ts, b.source_start_s)
 
     def stored_claims(self, broadcast_id: str) -> list[PriceClaim]:
         with self.owner.db.session() as s:
@@ -200,10 +200,10 @@ class BusAnalyzer:
 
     def _committed(self, broadcast_id: str) -> int | None:
         with self.db.session() as s:
-            row = s.execute(select(Broadcast.id, Broadcast.meta).where(Broadcast.id == broadcast_id)).first()
+            row = s.execute(select(Broadcast.id, Broadcast.bus_seq).where(Broadcast.id == broadcast_id)).first()
         if row is None:
             return None
-        return int((row.meta or {}).get(BUS_SEQ, -1))
+        return -1 if row.bus_seq is None else int(row.bus_seq)
 
     def commit(self, msg: TranscriptMessage, result: AnalysisResult) -> list[str]:
         """The batch's transaction: app/live_alerts.store_result (the monitor's) plus the bus watermark,
@@ -215,19 +215,19 @@ class BusAnalyzer:
             row = s.get(Broadcast, b.broadcast_id, with_for_update=True)
             if row is None:
                 raise KeyError(b.broadcast_id)
-            committed = int((row.meta or {}).get(BUS_SEQ, -1))
+            committed = -1 if row.bus_seq is None else int(row.bus_seq)
             if committed != msg.seq - 1:
                 raise _Conflict(committed)
             new = store_result(
                 s,
                 result,
-                folder=str((row.meta or {}).get("dir", "")),
+                folder=row.folder or "",
                 pre_roll_s=rolls.pre_roll_s,
                 post_roll_s=rolls.post_roll_s,
                 hooks=list(rolls.hooks),
                 now=self.clock(),
             )
-            row.meta = {**(row.meta or {}), BUS_SEQ: msg.seq}
+            row.bus_seq = msg.seq
             return new
 
         with self.db.session() as s, s.begin():
@@ -246,8 +246,7 @@ class BusAnalyzer:
         horizon = max(a.merge_gap_s, a.context_after_s)
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            meta = (b.meta or {}) if b is not None else {}
-            done_s = float(meta.get("analyzed_s", 0.0))
+            done_s = (b.analyzed_s or 0.0) if b is not None else 0.0
             rows = s.scalars(
                 select(AlertRow)
                 .where(

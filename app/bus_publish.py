@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 from app.bus_analyze import connect, ensure_transcripts_stream
 from app.bus_config import BusSection
 from app.bus_wire import TranscriptMessage, encode_transcript, transcript_subject
-from app.live_store import LiveStore
 from asr.types import TranscriptBatch, Utterance
 from store.db import Database
+from store.live import LiveStore
 from store.models import Broadcast, UtteranceRow
 
 __all__ = ["PublishOptions", "chunk_transcript", "publish_transcript", "transcript_broadcast_id"]

@@ -17,9 +17,9 @@ from alerts.evidence import alert_payload
 from alerts.types import Alert
 from alerts.webhook import WebhookConfig
 from alerts.worker import AnalysisResult
-from app.live_store import LiveStore
 from app.webhooks import enqueue
 from detectors.types import VideoBatch
+from store.live import LiveStore
 from store.models import AlertRow
 from store.prices import link_claim_alerts, save_claims
 

@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from alerts.config import AlertsConfig
 from alerts.evidence_worker import WAIT, EvidenceJob, SegmentFile
 from alerts.types import Evidence
-from app.live_store import DbWriter, LiveStore, alert_from_row
 from app.webhooks import WebhookDelivery
 from store import repo
 from store.db import Database
+from store.live import LiveStore, alert_from_row
 from store.models import AlertRow, Broadcast, MediaSegmentRow
 from store.paths import resolve_stored
+from store.writer import DbWriter
 
 __all__ = ["LiveEvidence"]
 
@@ -81,7 +82,7 @@ class LiveEvidence:
                 "name": name,
                 "broadcast_id": alert.broadcast_id,
                 "started_ts": b.started_ts if b else None,
-                "source_start_s": (b.meta or {}).get("source_start_s") if b else None,
+                "source_start_s": b.source_start_s if b else None,
             }
             files = tuple(
                 SegmentFile(sg.path, resolve_stored(sg.path, self.db.data_dir), sg.start_s, sg.duration_s)
@@ -113,21 +114,19 @@ class LiveEvidence:
         """Alerts still without evidence although their transcript is complete past them; with an owner,
         only those of its broadcasts and of broadcasts no monitor owns (store/leases.py)."""
         gap = self.cfg.merge_gap_s
-        cond = [AlertRow.evidence_status == "pending", Broadcast.status != "failed"]
+        cond = [
+            AlertRow.evidence_status == "pending",
+            Broadcast.status != "failed",
+            # the analysis is past the alert: it will not grow any more (typed progress columns, in SQL)
+            or_(Broadcast.analysis_complete.is_(True), Broadcast.analyzed_s > AlertRow.end_s + gap + 1.0),
+        ]
         if self._owner is not None:
             cond.append(or_(Broadcast.owner == self._owner, Broadcast.owner.is_(None)))
         with self.db.session() as s:
-            rows = s.execute(
-                select(AlertRow.id, AlertRow.end_s, Broadcast.meta)
-                .join(Broadcast, Broadcast.id == AlertRow.broadcast_id)
-                .where(*cond)
+            rows = s.scalars(
+                select(AlertRow.id).join(Broadcast, Broadcast.id == AlertRow.broadcast_id).where(*cond)
             ).all()
-        return [
-            aid
-            for aid, end_s, meta in rows
-            if (meta or {}).get("analysis_complete")
-            or float((meta or {}).get("analyzed_s", 0.0)) > end_s + gap + 1.0
-        ]
+        return list(rows)
 
     def notify_ops(self, event: str, **fields: Any) -> None:
         hooks = self._webhooks()

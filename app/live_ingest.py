@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.live_store import LiveStore
 from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, SegmentRecorded
+from store.live import LiveStore
 
 if TYPE_CHECKING:
     from app.monitor import Monitor

@@ -5,7 +5,7 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
     Recorder (thread + ffmpeg/streamlink, one per stream) ─ files ─┬─ AudioFollower (thread per broadcast)
         │ events: broadcast started / file recorded / ended         │   16 kHz audio → LiveTranscript
         ▼                                                           ▼
-    DbWriter (the one writer) ◀── utterances + ASR watermark ── ASR worker (asr/worker.py: one thread
+    DbWriter (store/writer.py) ◀── utterances + ASR watermark ── ASR worker (asr/worker.py: one thread
         │ after commit                                              owns the model, furthest behind first)
         ▼
     video worker (video.enabled): each closed file → frames → captions (OCR) + visual detections ─┐
@@ -56,7 +56,6 @@ from app import __version__
 from app.live_alerts import store_result
 from app.live_evidence import LiveEvidence
 from app.live_ingest import IngestSink
-from app.live_store import DbWriter, LiveStore, stored_claims
 from app.live_video import VideoWorker
 from app.monitor_config import MonitorConfig
 from app.monitor_housekeeping import Housekeeping
@@ -74,9 +73,11 @@ from review.evidence_checks import VerifyScheduler
 from review.monitor_status import STATUS_FILE
 from store.db import Database
 from store.leases import owned_alerts
+from store.live import LiveStore, stored_claims
 from store.models import Broadcast
 from store.paths import to_stored
 from store.prices import SqlPriceHistory
+from store.writer import DbWriter
 
 __all__ = ["STATUS_FILE", "Monitor", "live_transcriber"]
 
@@ -353,7 +354,7 @@ class Monitor:
             return ctx.started_ts, ctx.source_start_s
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            return (None, None) if b is None else (b.started_ts, (b.meta or {}).get("source_start_s"))
+            return (None, None) if b is None else (b.started_ts, b.source_start_s)
 
     def _folder(self, broadcast_id: str) -> str:
         ctx = self.asr.get(broadcast_id)
@@ -361,7 +362,7 @@ class Monitor:
             return to_stored(ctx.folder, self.db.data_dir)
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            return str((b.meta or {}).get("dir", "")) if b is not None else ""
+            return (b.folder or "") if b is not None else ""
 
     # -- evidence worker -------------------------------------------------------------------------------
 

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alerts.webhook import WebhookConfig
 from app.config import ConfigError, RootConfig
-from app.retention import RetentionConfig
 from asr.config import AsrConfig
 from asr.streaming import StreamingOptions
 from ingest.config import IngestConfig
+from store.retention import RetentionConfig
 
 __all__ = [
     "LeaseSection",

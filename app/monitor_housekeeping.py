@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app import __version__
-from app.live_store import no_space
 from app.monitor_resume import adopt_and_resume
-from app.retention import apply_retention
+from ingest.disk import no_space
 from review.evidence_checks import PassResult
 from review.monitor_status import STATUS_FILE
+from store.retention import apply_retention
 
 if TYPE_CHECKING:
     from app.monitor import Monitor

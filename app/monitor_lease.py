@@ -147,7 +147,7 @@ class LeaseKeeper:
 def locate_recordings(b: Broadcast, data_dir: Path | None, owner_dir: str | None) -> Path | None:
     """Where a broadcast's recordings are reachable from here: its stored folder resolved against this
     data directory, else against its previous owner's (its lease's `data_dir`). None when neither exists."""
-    stored = str((b.meta or {}).get("dir", ""))
+    stored = b.folder or ""
     if not stored:
         return None
     here = resolve_stored(stored, data_dir)
@@ -166,10 +166,11 @@ def repoint(s: Session, broadcast_id: str, folder: Path, data_dir: Path | None) 
     b = s.get(Broadcast, broadcast_id)
     if b is None:
         return
-    old = str((b.meta or {}).get("dir", ""))
+    old = b.folder or ""
     if resolve_stored(old, data_dir) == folder:
         return
-    b.meta = {**(b.meta or {}), "dir": str(folder), "dir_before_adoption": old}
+    b.folder = str(folder)
+    b.meta = {**(b.meta or {}), "folder_before_adoption": old}
     for row in s.scalars(select(MediaSegmentRow).where(MediaSegmentRow.broadcast_id == broadcast_id)):
         row.path = str(folder / Path(row.path).name)
 
@@ -183,7 +184,7 @@ def close_unreachable(s: Session, broadcast_id: str, reason: str, ended_ts: floa
     if b.ended_ts is None:
         b.ended_ts = ended_ts
     b.status, b.error = "failed", reason
-    b.meta = {**(b.meta or {}), "end_reason": reason}
+    b.end_reason = reason
     if b.stream_id:
         open_gap = s.scalar(
             select(BroadcastGap.id).where(

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.live_store import (
+from app.monitor_lease import close_unreachable, locate_recordings, repoint
+from asr.types import TranscriptBatch
+from ingest.types import MediaSegment, RecorderResume
+from store import leases, repo
+from store.live import (
     LiveStore,
     alert_from_row,
     next_caption_index,
     next_utterance_index,
     rescan_segments,
 )
-from app.monitor_lease import close_unreachable, locate_recordings, repoint
-from asr.types import TranscriptBatch
-from ingest.types import MediaSegment, RecorderResume
-from store import leases, repo
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
 from store.paths import resolve_stored
 
@@ -57,9 +57,7 @@ def recorder_resume(mon: Monitor, stream_id: str) -> RecorderResume | None:
         )
         if b is None:
             return None
-        meta = b.meta or {}
-        src0 = meta.get("source_start_s")
-        seq = meta.get("hls_last_seq")
+        src0, seq = b.source_start_s, b.hls_last_seq
         return RecorderResume(
             int(seq) if seq is not None else None,
             float(src0) + float(b.duration_s or 0.0) if src0 is not None else None,
@@ -92,16 +90,15 @@ def claim(mon: Monitor) -> list[Broadcast]:
     me = mon.instance_id
     with mon.db.session() as s:
         legacy = s.execute(
-            select(Broadcast.id, Broadcast.status, Broadcast.meta).where(
+            select(Broadcast.id, Broadcast.status, Broadcast.folder).where(
                 Broadcast.kind == "live", Broadcast.owner.is_(None)
             )
         ).all()
     # unfinished: whoever resumes first; finished: the monitor whose data directory holds the recordings
     ids = [
         bid
-        for bid, status, meta in legacy
-        if status in leases.UNFINISHED
-        or resolve_stored(str((meta or {}).get("dir", "")), mon.db.data_dir).is_dir()
+        for bid, status, folder in legacy
+        if status in leases.UNFINISHED or resolve_stored(folder or "", mon.db.data_dir).is_dir()
     ]
     if ids:
         got = mon.writer.call(partial(leases.claim_legacy, me=me, ids=ids))
@@ -141,7 +138,7 @@ def adopt_expired(mon: Monitor) -> list[Broadcast]:
         if folder is None:
             reason = (
                 f"monitor {old} ({where}) stopped renewing its lease; its recordings "
-                f"({(b.meta or {}).get('dir')}) are not reachable from {me}: closed without the rest of its "
+                f"({b.folder}) are not reachable from {me}: closed without the rest of its "
                 "transcription, analysis and evidence (nothing deleted)"
             )
             ended = last or (lease.heartbeat_ts if lease else None) or b.started_ts or now
@@ -199,7 +196,7 @@ def resume_broadcasts(mon: Monitor, todo: Sequence[Broadcast]) -> None:
     """Close the interrupted ones (a gap is stored), then resume ASR, video and analysis of each."""
     now = mon.clock()
     for b in todo:
-        folder = resolve_stored(str((b.meta or {}).get("dir", "")), mon.db.data_dir)
+        folder = resolve_stored(b.folder or "", mon.db.data_dir)
         if b.status == "live":
 
             def close(s: Session, bid: str = b.id, f: Path = folder) -> float:
@@ -219,11 +216,10 @@ def resume_broadcasts(mon: Monitor, todo: Sequence[Broadcast]) -> None:
         else:
             end_s = b.duration_s or 0.0
         mon.ingest.recorded_until(b.id, end_s, done=True)
-        meta = dict(b.meta or {})
-        if not meta.get("asr_complete"):
-            _resume_asr(mon, b, folder, float(meta.get("asr_done_s", 0.0)))
-        if meta.get("video_expected") and not meta.get("video_complete"):
-            _resume_video(mon, b, float(meta.get("video_resume_s", meta.get("video_done_s", 0.0))))
+        if not b.asr_complete:
+            _resume_asr(mon, b, folder, b.asr_done_s or 0.0)
+        if b.video_expected and not b.video_complete:
+            _resume_video(mon, b, b.video_resume_s if b.video_resume_s is not None else b.video_done_s or 0.0)
     _resume_analysis(mon, todo)
 
 
@@ -240,8 +236,8 @@ def _resume_evidence(mon: Monitor, broadcast_ids: Sequence[str] | None = None) -
         bcs = s.scalars(select(Broadcast).where(Broadcast.id.in_({r.broadcast_id for r in pending}))).all()
         failed = {b.id for b in bcs if b.status == "failed"}  # adopted, recordings unreachable: they wait
         pending = [r for r in pending if r.broadcast_id not in failed]
-        analyzed = {b.id: float((b.meta or {}).get("analyzed_s", 0.0)) for b in bcs}
-        complete = {b.id for b in bcs if (b.meta or {}).get("analysis_complete")}
+        analyzed = {b.id: b.analyzed_s or 0.0 for b in bcs}
+        complete = {b.id for b in bcs if b.analysis_complete}
         # the analyzer keeps an alert open until the text after it passed both the merge gap and the
         # context window (BroadcastAnalyzer._horizon): one that may still grow or gain context goes back
         a = mon.cfg.alerts
@@ -326,7 +322,6 @@ def _resume_video(mon: Monitor, b: Broadcast, done_s: float) -> None:
 def _resume_analysis(mon: Monitor, broadcasts: Sequence[Broadcast]) -> None:
     with mon.db.session() as s:
         for b in broadcasts:
-            meta = b.meta or {}
             rows = s.scalars(
                 select(UtteranceRow)
                 .where(
@@ -336,7 +331,7 @@ def _resume_analysis(mon: Monitor, broadcasts: Sequence[Broadcast]) -> None:
                 )
                 .order_by(UtteranceRow.idx)
             ).all()
-            if not rows and not (meta.get("asr_complete") and not meta.get("analysis_complete")):
+            if not rows and not (b.asr_complete and not b.analysis_complete):
                 continue
             utts = tuple(repo.utterance_from_row(r) for r in rows)
             mon.analysis.put(
@@ -344,7 +339,7 @@ def _resume_analysis(mon: Monitor, broadcasts: Sequence[Broadcast]) -> None:
                     b.id,
                     b.stream_id or "",
                     utts,
-                    float(meta.get("asr_done_s", 0.0)),
-                    bool(meta.get("asr_complete")),
+                    b.asr_done_s or 0.0,
+                    bool(b.asr_complete),
                 )
             )

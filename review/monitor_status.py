@@ -208,7 +208,7 @@ def deferred_problems(deferred: dict[str, Any] | None) -> list[str]:
 
 
 def db_write_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
-    """The running monitor's database writer (live_store.DbWriter.status: backlog, waiting for disk
+    """The running monitor's database writer (store.writer.DbWriter.status: backlog, waiting for disk
     space, queue full, failed writes), or None when no monitor runs."""
     status = read_status(data_dir)
     if not monitor_running(status, now_ts):

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false as sa_false
 
 
 class Base(DeclarativeBase):
@@ -59,6 +60,21 @@ class Broadcast(Base):
     # the monitor instance that records and processes it (store.leases); NULL: a scan, a bus-published
     # broadcast, or a live one from before revision 0009 (claimed by the first monitor that resumes it)
     owner: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    # -- a live broadcast's progress through the pipeline (revision 0010; was keys of `meta`) ------------
+    folder: Mapped[str | None] = mapped_column(Text, nullable=True)  # recordings, relative to the data dir
+    source_start_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # source clock at start_s 0
+    media_gap_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # media lost before this one
+    hls_last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # last HLS segment recorded
+    end_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    asr_done_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # transcribed up to
+    asr_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    analyzed_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # analysed up to
+    analysis_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    video_expected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    video_done_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # video read up to
+    video_resume_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # oldest caption on screen
+    video_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    bus_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # last bus batch committed
 
 
 class MonitorLease(Base):

@@ -106,9 +106,12 @@ def _stored(db: Database) -> list[dict[str, Any]]:
 
 
 def _meta(db: Database) -> dict[str, Any]:
+    """The broadcast's progress columns that the bus moves (analysis complete, last batch committed)."""
     with db.session() as s:
         b = s.get(Broadcast, BID)
-        return dict(b.meta or {}) if b is not None else {}
+        if b is None:
+            return {}
+        return {"analysis_complete": b.analysis_complete, **({BUS_SEQ: b.bus_seq} if b.bus_seq is not None else {})}
 
 
 def wait_for(

@@ -1,4 +1,4 @@
-"""The monitor's database writer on a full disk (app.live_store.DbWriter): a write that fails for want of
+"""The monitor's database writer on a full disk (store.writer.DbWriter): a write that fails for want of
 space is kept and retried in order, later writes wait behind it in the bounded queue, nothing is dropped
 or stored twice, and the condition is visible (status, log, ops event). The disk is simulated by jobs
 that raise SQLite's own "database or disk is full" while a flag is set (the real thing, a tmpfs filled
@@ -19,9 +19,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.live_store import DbWriter, no_space
+from ingest.disk import no_space
 from review.monitor_status import db_write_problems, metrics_text
 from store.db import Database
+from store.writer import DbWriter
 
 
 class Disk:

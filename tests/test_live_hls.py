@@ -51,7 +51,7 @@ def recorded_ranges(db: Database) -> list[tuple[str, float, float, float]]:
     with db.session() as s:
         out = []
         for b in s.scalars(select(Broadcast).order_by(Broadcast.started_ts)):
-            src0 = float((b.meta or {}).get("source_start_s") or 0.0)
+            src0 = float(b.source_start_s or 0.0)
             out.append((b.id, src0, src0 + (b.duration_s or 0.0), src0))
         return out
 
@@ -112,7 +112,7 @@ def recorded_until(db: Database) -> float:
     with db.session() as s:
         end = 0.0
         for b in s.scalars(select(Broadcast)):
-            src0 = (b.meta or {}).get("source_start_s")
+            src0 = b.source_start_s
             seg_end = s.scalar(
                 select(func.max(MediaSegmentRow.start_s + MediaSegmentRow.duration_s)).where(
                     MediaSegmentRow.broadcast_id == b.id
@@ -301,7 +301,7 @@ def test_kill_9_mid_broadcast_then_restart_loses_nothing_and_repeats_nothing(tmp
     db = Database.for_data_dir(data)
     with db.session() as s:
         bs = s.scalars(select(Broadcast).order_by(Broadcast.started_ts)).all()
-        assert bs[0].meta["end_reason"] == "monitor stopped unexpectedly" and bs[0].status == "done"
+        assert bs[0].end_reason == "monitor stopped unexpectedly" and bs[0].status == "done"
         assert len(bs) >= 2
         assert s.scalars(select(AlertRow).where(AlertRow.evidence_status != "done")).all() == []
         gaps = s.scalars(select(BroadcastGap).order_by(BroadcastGap.start_ts)).all()
@@ -310,7 +310,7 @@ def test_kill_9_mid_broadcast_then_restart_loses_nothing_and_repeats_nothing(tmp
         assert bs[1].meta["hls_join"]["resume_after"] is not None
         assert gaps[0].start_ts == pytest.approx(bs[0].started_ts + bs[0].duration_s)
         assert gaps[0].end_ts is not None
-        assert gaps[0].end_ts - gaps[0].start_ts == pytest.approx(bs[1].meta["media_gap_s"])
+        assert gaps[0].end_ts - gaps[0].start_ts == pytest.approx(bs[1].media_gap_s)
     expected, n_alerts = check_alerts_once_and_complete(db)
     # at least 6 labelled lines recorded whole (a loaded machine joins the playlist a few seconds late)
     assert expected >= 6 and n_alerts >= expected

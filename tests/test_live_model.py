@@ -101,8 +101,8 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
         alerts = s.scalars(select(AlertRow)).all()
         utts = s.scalars(select(UtteranceRow).order_by(UtteranceRow.broadcast_id, UtteranceRow.start_s)).all()
         gaps = s.scalars(select(BroadcastGap).order_by(BroadcastGap.start_ts)).all()
-    assert len(bs) >= 2 and bs[0].meta["end_reason"] == "monitor stopped unexpectedly"
-    assert bs[0].meta.get("asr_complete") and bs[0].status == "done"
+    assert len(bs) >= 2 and bs[0].end_reason == "monitor stopped unexpectedly"
+    assert bs[0].asr_complete and bs[0].status == "done"
     # the gap is stored on the media clock: it starts where the killed run's recorded media ends
     assert gaps and gaps[0].end_ts is not None
     if bs[0].duration_s:
@@ -117,7 +117,7 @@ def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> N
             assert b.start_s >= a.end_s - 0.05, (a.text, b.text)
 
     # alerts on the corpus clock (the producer's clock is the file's, each broadcast knows its offset)
-    offset = {b.id: float((b.meta or {}).get("source_start_s") or 0.0) for b in bs}
+    offset = {b.id: float(b.source_start_s or 0.0) for b in bs}
     ranges = [(offset[b.id], offset[b.id] + (b.duration_s or 0.0)) for b in bs]
     placed = [(a, a.start_s + offset[a.broadcast_id], a.end_s + offset[a.broadcast_id]) for a in alerts]
     expected = hits = 0

@@ -27,14 +27,14 @@ from sqlalchemy import Connection, create_engine, delete, select, text
 from store_backends import BACKENDS, backend_url
 
 from alerts.evidence import sha256_file
-from app.live_store import rescan_segments
 from app.monitor import Monitor
 from app.monitor_config import MonitorConfig
-from app.retention import RetentionPolicy, apply_retention
 from store.db import Database
+from store.live import rescan_segments
 from store.migrations import alembic_config
 from store.models import AlertRow, Broadcast, EvidenceCheck, EvidenceFileRow, MediaSegmentRow
 from store.paths import resolve_stored
+from store.retention import RetentionPolicy, apply_retention
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ToneScript(
@@ -131,7 +131,7 @@ def test_a_recorded_broadcast_keeps_working_after_the_data_dir_moved(
         alerts = s.scalars(select(AlertRow).order_by(AlertRow.start_s)).all()
     db.dispose()
     assert [a.category for a in alerts] == ["false_claim", "price_fraud"]
-    folder = b.meta["dir"]
+    folder = b.folder
     assert folder == f"recordings/room/{b.id}", folder  # relative to the data directory
     assert len(segs) >= 8 and all(sg.path == f"{folder}/seg_{sg.seq:06d}.ts" for sg in segs)
 
@@ -284,7 +284,7 @@ def test_migration_rewrites_old_recording_paths_relative_to_the_data_dir(
         db = Database.for_data_dir(data) if sqlite else Database(store_url, data)
     with db.session() as s:
         paths = {(r.broadcast_id, r.seq): r.path for r in s.scalars(select(MediaSegmentRow))}
-        dirs = {b.id: b.meta["dir"] for b in s.scalars(select(Broadcast))}
+        dirs = {b.id: b.folder for b in s.scalars(select(Broadcast))}
     db.dispose()
     assert paths == {
         **{("b-abs", i): f"recordings/room/b-abs/seg_{i:06d}.ts" for i in range(3)},
@@ -312,3 +312,67 @@ def test_migration_rewrites_old_recording_paths_relative_to_the_data_dir(
             assert row is not None and resolve_stored(row.path, db.data_dir).is_file()
     finally:
         db.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Revision 0010: a broadcast's progress moves from `meta` into typed columns, and back on downgrade
+
+PROGRESS = {
+    "dir": "recordings/room/b1",
+    "source_start_s": 12.5,
+    "media_gap_s": 0.0,
+    "hls_last_seq": 41,
+    "end_reason": "stream ended",
+    "asr_done_s": 80.0,
+    "asr_complete": True,
+    "analyzed_s": 78.0,
+    "analysis_complete": False,
+    "video_expected": True,
+    "video_done_s": 60.0,
+    "video_resume_s": 55.0,
+    "video_complete": False,
+    "bus_seq": 7,
+}
+
+
+def test_revision_0010_moves_progress_into_columns_and_back(tmp_path: Path, store_url: str) -> None:
+    data = tmp_path / "where-the-monitor-ran" / "livewatch-data"
+    _store_at(store_url, "0009")
+    other = {"hls_join": {"resume_after": 40}, "adopted_from": "mon-a"}
+    engine = create_engine(store_url)
+    with engine.begin() as con:
+        con.execute(
+            text(
+                "INSERT INTO broadcasts (id, stream_id, kind, source, status, rules_version, meta, created_ts) "
+                "VALUES ('b1', NULL, 'live', 'hls://x', 'ended', 'r1', :meta, 1.0), "
+                "('scan', NULL, 'file', 'a.mp4', 'done', 'r1', :scan, 1.0)"
+            ),
+            {"meta": json.dumps({**PROGRESS, **other}), "scan": json.dumps({"asr_signature": "s"})},
+        )
+    engine.dispose()
+    db = Database.for_data_dir(data) if store_url.startswith("sqlite") else Database(store_url, data)
+    with db.session() as s:
+        b, scan = s.get(Broadcast, "b1"), s.get(Broadcast, "scan")
+        assert b is not None and scan is not None
+        assert (b.folder, b.source_start_s, b.media_gap_s, b.hls_last_seq, b.end_reason) == (
+            "recordings/room/b1", 12.5, 0.0, 41, "stream ended")
+        assert (b.asr_done_s, b.asr_complete, b.analyzed_s, b.analysis_complete) == (80.0, True, 78.0, False)
+        assert (b.video_expected, b.video_done_s, b.video_resume_s, b.video_complete, b.bus_seq) == (
+            True, 60.0, 55.0, False, 7)
+        assert b.meta == other  # only what is not progress stays in meta
+        assert scan.meta == {"asr_signature": "s"} and scan.folder is None and not scan.asr_complete
+        assert scan.asr_done_s == 0.0 and scan.bus_seq is None
+    db.dispose()
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            from alembic import command
+
+            command.downgrade(alembic_config(conn), "0009")
+            conn.commit()
+            raw = conn.execute(text("SELECT meta FROM broadcasts WHERE id = 'b1'")).scalar_one()
+    finally:
+        engine.dispose()
+    meta = json.loads(raw) if isinstance(raw, str) else raw
+    # a flag that was false comes back absent, as the monitor wrote it before
+    assert meta == {**{k: v for k, v in PROGRESS.items() if v is not False}, **other}

@@ -1,11 +1,13 @@
-"""Retention decisions (app/retention.py): pure function over facts, and the database side."""
+"""Retention decisions (store/retention.py): pure function over facts, and the database side."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from app.retention import (
+from store.db import Database
+from store.models import AlertRow, Broadcast, MediaSegmentRow
+from store.retention import (
     Protected,
     RetentionConfig,
     RetentionPolicy,
@@ -13,8 +15,6 @@ from app.retention import (
     apply_retention,
     plan_retention,
 )
-from store.db import Database
-from store.models import AlertRow, Broadcast, MediaSegmentRow
 
 NOW = 1_000_000.0
 H = 3600.0

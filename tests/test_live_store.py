@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from alerts.types import Alert
-from app.live_store import DbWriter, LiveStore
 from asr.types import Utterance, Word
 from detectors.types import Detection
 from store.db import Database
+from store.live import LiveStore
 from store.models import AlertRow, Broadcast, MediaSegmentRow, UtteranceRow
+from store.writer import DbWriter
 
 
 def alert(aid: str, broadcast: str, start: float, end: float, start_ts: float, cat: str = "vulgar") -> Alert:
@@ -134,7 +135,7 @@ def test_transcript_watermark_moves_file_statuses(db: Database) -> None:
             "recorded",
         ]
         assert s.query(UtteranceRow).one().analyzed
-        assert s.get(Broadcast, "new").meta["asr_done_s"] == 4.0
+        assert s.get(Broadcast, "new").asr_done_s == 4.0
 
 
 def test_an_alert_grows_until_its_evidence_is_cut(db: Database) -> None:

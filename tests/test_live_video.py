@@ -55,7 +55,7 @@ def test_captions_on_screen_raise_alerts_live_with_evidence(tmp_path: Path) -> N
         def video_done() -> bool:
             with db.session() as s:
                 b = s.scalars(select(Broadcast)).first()
-                return b is not None and bool((b.meta or {}).get("video_complete")) and settled(db)
+                return b is not None and bool(b.video_complete) and settled(db)
 
         wait_for(video_done, 240, "the video to be read and its alerts' evidence cut")
     finally:
@@ -65,8 +65,8 @@ def test_captions_on_screen_raise_alerts_live_with_evidence(tmp_path: Path) -> N
         (b,) = s.scalars(select(Broadcast)).all()
         alerts = s.scalars(select(AlertRow).order_by(AlertRow.start_s)).all()
         captions = s.scalars(select(UtteranceRow).where(UtteranceRow.source == "screen")).all()
-    src0 = float((b.meta or {}).get("source_start_s") or 0.0)
-    assert b.meta["video_done_s"] == pytest.approx(b.duration_s, abs=2.5)
+    src0 = float(b.source_start_s or 0.0)
+    assert b.video_done_s == pytest.approx(b.duration_s, abs=2.5)
 
     # every caption read once, at its labelled time, all analysed
     texts = {c.text for c in captions}
@@ -148,7 +148,7 @@ def test_kill_9_mid_video_then_restart_reads_the_rest_once(tmp_path: Path) -> No
     def video_done_s() -> float:
         with db.session() as s:
             b = s.scalars(select(Broadcast)).first()
-            return float((b.meta or {}).get("video_done_s", 0.0)) if b is not None else 0.0
+            return float(b.video_done_s or 0.0) if b is not None else 0.0
 
     with (tmp_path / "run1.log").open("w") as log:
         first = subprocess.Popen(
@@ -167,7 +167,7 @@ def test_kill_9_mid_video_then_restart_reads_the_rest_once(tmp_path: Path) -> No
         (b,) = s.scalars(select(Broadcast)).all()
         before = {a.id for a in s.scalars(select(AlertRow))}
     assert 56.0 <= done_at_kill < (b.duration_s or 124.0) - 20, "the kill did not land mid-video"
-    assert b.status != "done" and not b.meta.get("video_complete")
+    assert b.status != "done" and not b.video_complete
     assert before, "no alert before the kill: the first half holds two labelled captions"
 
     with (tmp_path / "run2.log").open("w") as log:
@@ -187,9 +187,9 @@ def test_kill_9_mid_video_then_restart_reads_the_rest_once(tmp_path: Path) -> No
         (b,) = s.scalars(select(Broadcast)).all()
         alerts = s.scalars(select(AlertRow).order_by(AlertRow.start_s)).all()
         captions = s.scalars(select(UtteranceRow).where(UtteranceRow.source == "screen")).all()
-    assert b.status == "done" and b.meta["video_complete"]
+    assert b.status == "done" and b.video_complete
     assert len({c.idx for c in captions}) == len(captions)  # caption numbers carried on, none reused
-    src0 = float((b.meta or {}).get("source_start_s") or 0.0)
+    src0 = float(b.source_start_s or 0.0)
     for ov in OVERLAYS:  # each caption stored once, from its first appearance, though the kill cut it
         norm = ov["text"].replace(" ", "")
         rows = [c for c in captions if norm[:4] in c.text.replace(" ", "")]

@@ -255,7 +255,7 @@ def test_adopting_broadcasts_whose_recordings_are_unreachable_closes_them_and_de
     assert (got["alive-b1"].owner, got["alive-b1"].status) == ("alive", "live")  # a live owner's: untouched
     assert (got["dead-b0"].owner, got["dead-b0"].status) == ("dead", "done")
     legacy = got["legacy-b"]  # claimed by the first monitor to resume it, and resumed as before
-    assert legacy.owner == "survivor" and legacy.meta["end_reason"] == "monitor stopped unexpectedly"
+    assert legacy.owner == "survivor" and legacy.end_reason == "monitor stopped unexpectedly"
 
 
 def test_two_adopters_racing_for_one_dead_monitors_broadcast_get_it_once(tmp_path: Path) -> None:
@@ -416,9 +416,9 @@ def test_two_monitors_on_one_postgres_run_side_by_side_and_a_restart_disturbs_ne
                 a_resumed, 60, "the restarted monitor to close its interrupted broadcast and record again"
             )
             bs = _broadcasts(db, "mon-a")
-            assert bs[0].id == a_first.id and bs[0].meta["end_reason"] == "monitor stopped unexpectedly"
+            assert bs[0].id == a_first.id and bs[0].end_reason == "monitor stopped unexpectedly"
             (b_now,) = _broadcasts(db, "mon-b")
-            assert b_now.id == b_live.id and b_now.status == "live" and "end_reason" not in b_now.meta
+            assert b_now.id == b_live.id and b_now.status == "live" and b_now.end_reason is None
             alerts_b, segs_b = _alerts(db, "mon-b"), len(_segments(db, "mon-b"))
 
             def b_goes_on() -> bool:
@@ -518,9 +518,9 @@ def test_a_killed_monitors_broadcast_is_adopted_after_its_lease_expires_only_whe
         meta = row.meta
         # not before the lease could have expired: its last heartbeat was at most heartbeat_s before the kill
         assert meta["adopted_from"] == "mon-dead" and meta["adopted_ts"] >= killed + 3 - 0.5 - 0.3
-        assert meta["end_reason"] == "monitor stopped unexpectedly" and meta["asr_complete"]
+        assert row.end_reason == "monitor stopped unexpectedly" and row.asr_complete
         # its recordings were reached in the dead monitor's data directory and stay there
-        assert meta["dir"] == str(dead_dir.absolute() / meta["dir_before_adoption"])
+        assert row.folder == str(dead_dir.absolute() / meta["folder_before_adoption"])
         assert all(Path(sg.path).is_file() and Path(sg.path).is_relative_to(dead_dir) for sg in segs)
         assert len(alerts) >= 2 and all(a.evidence_status == "done" for a in alerts)
         # evidence still pending at the kill was cut by the adopter, into its own data directory

@@ -169,7 +169,7 @@ def test_verification_off_starts_no_thread(tmp_path: Path) -> None:
 def test_a_full_disk_is_told_apart_from_other_evidence_errors() -> None:
     import errno
 
-    from app.live_store import no_space as _no_space
+    from ingest.disk import no_space as _no_space
     from review.monitor_status import deferred_problems
 
     assert _no_space(OSError(errno.ENOSPC, "No space left on device"))

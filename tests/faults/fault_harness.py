@@ -112,7 +112,7 @@ def recorded_until(db: Database, stream_id: str | None = None) -> float:
         if stream_id is not None:
             q = q.where(Broadcast.stream_id == stream_id)
         for b in s.scalars(q):
-            src0 = (b.meta or {}).get("source_start_s")
+            src0 = b.source_start_s
             seg_end = s.scalar(
                 select(func.max(MediaSegmentRow.start_s + MediaSegmentRow.duration_s)).where(
                     MediaSegmentRow.broadcast_id == b.id
@@ -147,8 +147,8 @@ def ranges(db: Database, stream_id: str) -> list[tuple[str, float, float]]:
         return [
             (
                 b.id,
-                float((b.meta or {}).get("source_start_s") or 0.0),
-                float((b.meta or {}).get("source_start_s") or 0.0) + float(b.duration_s or 0.0),
+                float(b.source_start_s or 0.0),
+                float(b.source_start_s or 0.0) + float(b.duration_s or 0.0),
             )
             for b in s.scalars(select(Broadcast).where(Broadcast.stream_id == stream_id))
         ]
@@ -218,7 +218,7 @@ def evidence_settled(db: Database) -> bool:
     """Every broadcast is over and analysed to its end, and no alert waits for its evidence."""
     with db.session() as s:
         bs = s.scalars(select(Broadcast)).all()
-        if not bs or not all((b.meta or {}).get("analysis_complete") for b in bs):
+        if not bs or not all(b.analysis_complete for b in bs):
             return False
         return not s.scalar(select(func.count(AlertRow.id)).where(AlertRow.evidence_status == "pending"))
 

@@ -46,6 +46,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_broadcasts_owner", table_name="broadcasts")
-    with op.batch_alter_table("broadcasts") as batch:  # SQLite: DROP COLUMN by rebuilding the table
-        batch.drop_column("owner")
+    # in place (SQLite 3.35+, PostgreSQL): a batch rebuild of `broadcasts` trips the triggers that name it
+    op.drop_column("broadcasts", "owner")
     op.drop_table("monitor_leases")
