@@ -194,7 +194,7 @@ def main() -> None:
         hit_spans: set[tuple[str, str]] = set()
         for a in mine:
             b = broadcasts[a.broadcast_id]
-            src0 = float((b.meta or {}).get("source_start_s") or 0.0)
+            src0 = float(b.source_start_s or 0.0)
             lo, hi = a.start_s + src0, a.end_s + src0
             match = [
                 sp
@@ -234,7 +234,7 @@ def main() -> None:
         screen_lat, screen_hit = [], set()
         for a in screen:
             b = broadcasts[a.broadcast_id]
-            src0 = float((b.meta or {}).get("source_start_s") or 0.0)
+            src0 = float(b.source_start_s or 0.0)
             lo, hi = a.start_s + src0, a.end_s + src0
             for i, ov in enumerate(overlays):
                 if a.category in ov["labels"] and lo <= ov["end_s"] + 2 and hi >= ov["start_s"] - 2:
@@ -262,7 +262,7 @@ def main() -> None:
             "transcript_final_p50_s": round(pct(commit_lat, 0.5), 2),
             "alert_stored_after_transcript_p50_s": round(pct(store_lat, 0.5), 2),
             "ingest_delay_s": [
-                round(b.started_ts - (srv.started_ts + float((b.meta or {}).get("source_start_s") or 0)), 2)
+                round(b.started_ts - (srv.started_ts + float(b.source_start_s or 0)), 2)
                 for b in broadcasts.values()
                 if b.stream_id == sid and b.started_ts
             ],

@@ -161,7 +161,10 @@ def _ghost_broadcast(db: Database, bid: str, owner: str | None, status: str, fol
                 rules_version="r",
                 created_ts=1000.0,
                 owner=owner,
-                meta={"dir": folder, "asr_done_s": 2.0, "analyzed_s": 2.0, "source_start_s": 0.0},
+                folder=folder,
+                asr_done_s=2.0,
+                analyzed_s=2.0,
+                source_start_s=0.0,
             )
         )
         s.flush()  # no ORM relationship orders the inserts
@@ -247,7 +250,7 @@ def test_adopting_broadcasts_whose_recordings_are_unreachable_closes_them_and_de
     dead = got["dead-b1"]
     assert dead.owner == "survivor" and dead.status == "failed"
     assert dead.error and "not reachable from survivor" in dead.error and "dead-box" in dead.error
-    assert dead.meta["adopted_from"] == "dead" and dead.meta["end_reason"] == dead.error
+    assert dead.meta["adopted_from"] == "dead" and dead.end_reason == dead.error
     assert [g.reason for g in gaps] == [dead.error]
     assert alerts["dead-b1-a1"].evidence_status == "pending"  # it says why, and pins its files
     assert "not reachable" in alerts["dead-b1-a1"].payload["evidence_error"]
