@@ -59,6 +59,7 @@ from app.bus_wire import (
 )
 from app.config import RootConfig
 from app.live_alerts import store_result
+from app.monitor_parts import default_holder
 from detectors.price import PriceChecker
 from detectors.types import PriceClaim, RuleHolder, RuleSet
 from store import repo
@@ -445,7 +446,7 @@ def build_analyzer(cfg: RootConfig, db: Database) -> BusAnalyzer:
         entry = streams.get(stream_id)
         dirs = tuple(cfg.rule_dirs() + (list(entry.rule_dirs) if entry is not None else []))
         if dirs not in holders:
-            holders[dirs] = _holder(list(dirs), cfg)
+            holders[dirs] = default_holder(list(dirs), cfg)
         return holders[dirs]
 
     def rolls(stream_id: str) -> Rolls:
@@ -458,17 +459,3 @@ def build_analyzer(cfg: RootConfig, db: Database) -> BusAnalyzer:
 
     return BusAnalyzer(cfg, db, price_checker(cfg, db), holder_for, rolls)
 
-
-def _holder(dirs: list[Any], cfg: RootConfig) -> RuleHolder:
-    """A reloading rule holder with the semantic stage behind it when enabled (as the monitor's)."""
-    from detectors.engine import RuleHolder as EngineHolder
-    from detectors.semantic import holder_with_semantic
-
-    r = cfg.rules
-    holder = EngineHolder(
-        dirs,
-        min_interval_s=r.reload_interval_s,
-        reload_timeout_s=r.reload_timeout_s,
-        line_budget_s=r.line_budget_ms / 1000 or None,
-    )
-    return holder_with_semantic(holder, cfg.semantic)  # type: ignore[no-any-return]

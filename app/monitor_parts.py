@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.config import RootConfig
 from app.monitor_config import MonitorConfig, StreamEntry
 from asr.build import LiveDecoding, build_transcriber
 from asr.types import Transcriber
@@ -39,7 +40,9 @@ class MonitorStats:
     started: float = field(default_factory=time.monotonic)
 
 
-def default_holder(dirs: list[Path], cfg: MonitorConfig) -> RuleHolder:
+def default_holder(dirs: list[Path], cfg: RootConfig) -> RuleHolder:
+    """A reloading rule holder over `dirs`, with the semantic stage behind it when enabled (the monitor's
+    and the bus analyze worker's)."""
     from detectors.engine import RuleHolder
     from detectors.semantic import holder_with_semantic
 
