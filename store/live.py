@@ -36,6 +36,8 @@ __all__ = ["LiveStore", "alert_from_row", "next_caption_index", "next_utterance_
 
 logger = logging.getLogger(__name__)
 
+CAPTION_SAME_S = 1.0  # seconds: see LiveStore.store_captions
+
 
 class LiveStore:
     """Transaction bodies for live broadcasts: each function takes the writer's session."""
@@ -214,19 +216,22 @@ class LiveStore:
 
         A caption already stored (same text and first moment: read again after a restart) is skipped.
         """
-        stored = {
-            (r.text, round(r.start_s, 2))
-            for r in s.scalars(
-                select(UtteranceRow).where(
-                    UtteranceRow.broadcast_id == broadcast_id,
-                    UtteranceRow.source == "screen",
-                    UtteranceRow.start_s >= min((u.start_s for u in captions), default=0.0) - 0.01,
-                )
+        # read again after a restart, a caption's first frame may be one sample earlier or later: the same
+        # text first seen within CAPTION_SAME_S of a stored one is that caption
+        tol = CAPTION_SAME_S
+        stored: dict[str, list[float]] = {}
+        for r in s.scalars(
+            select(UtteranceRow).where(
+                UtteranceRow.broadcast_id == broadcast_id,
+                UtteranceRow.source == "screen",
+                UtteranceRow.start_s >= min((u.start_s for u in captions), default=0.0) - tol,
             )
-        }
+        ):
+            stored.setdefault(r.text, []).append(r.start_s)
         for u in captions:
-            if (u.text, round(u.start_s, 2)) in stored:
+            if any(abs(u.start_s - t) <= tol for t in stored.get(u.text, ())):
                 continue
+            stored.setdefault(u.text, []).append(u.start_s)
             row = repo.utterance_to_row(broadcast_id, u)
             row.analyzed = True
             s.add(row)

@@ -138,6 +138,26 @@ def test_transcript_watermark_moves_file_statuses(db: Database) -> None:
         assert s.get(Broadcast, "new").asr_done_s == 4.0
 
 
+def test_a_caption_read_again_after_a_restart_is_stored_once(db: Database) -> None:
+    def caption(i: int, t: float, text: str = "全网最低价限时秒杀") -> Utterance:
+        return Utterance(i, t, t + 4.0, text, source="screen")
+
+    with db.session() as s, s.begin():
+        LiveStore.store_captions(s, "new", [caption(0, 8.544)], done_s=10.0, final=False)
+    # the restarted reader met its first frame one sample earlier; the same text 6 s on is a new showing
+    with db.session() as s, s.begin():
+        LiveStore.store_captions(
+            s, "new", [caption(1, 8.144), caption(2, 14.5), caption(3, 8.2, "另一条")], done_s=20.0, final=False
+        )
+    with db.session() as s:
+        rows = s.query(UtteranceRow).filter(UtteranceRow.source == "screen").order_by(UtteranceRow.start_s).all()
+        assert [(r.text, r.start_s) for r in rows] == [
+            ("另一条", 8.2),
+            ("全网最低价限时秒杀", 8.544),
+            ("全网最低价限时秒杀", 14.5),
+        ]
+
+
 def test_an_alert_grows_until_its_evidence_is_cut(db: Database) -> None:
     grown = alert("a-old", "old", 28.0, 34.0, 1028.0)
     with db.session() as s, s.begin():
