@@ -42,6 +42,7 @@ DEFAULT_CORPUS_DIR = ROOT / "corpus" / "real"
 DEFAULT_CLIPS = ROOT / "examples" / "corpus" / "clips.jsonl"
 # lines in new wording written blind from DOMAIN.md (examples/corpus/README.md); tune half only, like all
 DEFAULT_PROBE = ROOT / "examples" / "corpus" / "probe.jsonl"
+DEFAULT_PROBES = (DEFAULT_PROBE, ROOT / "examples" / "corpus" / "probe2.jsonl")
 
 
 def half_of(line: LabelledLine) -> Half:
@@ -53,8 +54,8 @@ def corpus_files(corpus_dir: Path = DEFAULT_CORPUS_DIR, clips: Path | None = DEF
     files = sorted(Path(corpus_dir).glob("*.jsonl")) if Path(corpus_dir).is_dir() else []
     if clips is not None and Path(clips).is_file():
         files.append(Path(clips))
-        if clips == DEFAULT_CLIPS and DEFAULT_PROBE.is_file():
-            files.append(DEFAULT_PROBE)
+        if clips == DEFAULT_CLIPS:
+            files.extend(p for p in DEFAULT_PROBES if p.is_file())
     return files
 
 
