@@ -18,11 +18,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from asr.types import Utterance
+    from detectors.types import Detection
 
 __all__ = ["eval_command", "rules_app"]
 
@@ -235,6 +239,15 @@ def eval_command(
     semantic_head: Annotated[
         Path | None, typer.Option("--semantic-head", help="Head for --semantic (default configs/semantic/head.npz).")
     ] = None,
+    price: Annotated[
+        bool,
+        typer.Option(
+            "--price/--no-price",
+            help="Run the single-line price checks (configs/price.yaml: implausible discount, unsupported "
+            "reference) as scan and monitor do; the checks that need a stream's history cannot run on "
+            "lone lines.",
+        ),
+    ] = True,
 ) -> None:
     """Precision and recall per category and per rule, on the tune and test halves separately.
 
@@ -256,7 +269,8 @@ def eval_command(
     halves: list[str] = ["tune", "test"] if half == "both" else [half]
     dirs = list(rules_dir) if rules_dir else _dirs(None, None)
     rs = _load(dirs)
-    extra = _semantic_extra(semantic, semantic_head, rs.version)
+    sem_extra = _semantic_extra(semantic, semantic_head, rs.version)
+    extra = (*sem_extra, *_price_extra(price))
     paths = list(labels or [])
     if not paths and not phrase_tables:
         Console(stderr=True).print("eval: give LABELS files and/or --phrase-tables")
@@ -283,9 +297,11 @@ def eval_command(
             Console(stderr=True).print(f"{path}: cannot read labelled data: {e!r}")
             raise typer.Exit(2) from None
     if phrase_tables:
+        # the packs' own unit tests: scored on what the rules (and the semantic stage) say, not the
+        # price checks, which judge structured claims by their own configuration
         items = phrase_items(rs)
         for h in halves:
-            totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h], extra=extra))
+            totals[h].merge(evaluate_items(rs, [it for it in items if it.half == h], extra=sem_extra))
     summary: dict[str, object] = {"rules_version": rs.version}
     failed = False
     for h in halves:
@@ -315,6 +331,24 @@ def eval_command(
                     f.write(json.dumps(a, ensure_ascii=False) + "\n")
     if failed:
         raise typer.Exit(1)
+
+
+def _price_extra(enabled: bool):  # type: ignore[no-untyped-def]
+    """The price checks that judge one claim alone (no history), as an extra detector, or nothing."""
+    if not enabled:
+        return ()
+    from detectors.price import PriceChecker, extract_from_utterance
+    from detectors.price_config import load_price_config
+
+    checker = PriceChecker(load_price_config(), None)
+
+    def detect(utt: Utterance) -> list[Detection]:
+        out: list[Detection] = []
+        for claim in extract_from_utterance(utt):
+            out += checker.check(claim, stream_id=None, claim_ts=None, utterance=utt)
+        return out
+
+    return (detect,)
 
 
 def _semantic_extra(enabled: bool, head: Path | None, rules_version: str):  # type: ignore[no-untyped-def]
