@@ -66,6 +66,7 @@ LEASES = "LW_ASR_LEASES"
 LAG_LOG_S = 10.0
 LAG_WARN_S = 10.0
 LAG_LOUD_EVERY_S = 2.0  # how often a stream more than LAG_WARN_S behind is warned about
+IDLE_RELEASE_S = 30.0  # a stream with nothing to do this long is given back (its lease deleted)
 MAX_ACK_PENDING = 4096  # chunks handed to a stream's worker and not acknowledged (memory: max_buffered_s)
 
 
@@ -79,6 +80,7 @@ class _Stream:
     task: asyncio.Task[None] | None = None
     waiting: list[Any] = field(default_factory=list)  # chunks whose broadcast is not stored yet
     lag_s: float = 0.0
+    idle_since: float | None = None
 
 
 class AsrRunner:
@@ -160,17 +162,45 @@ class AsrRunner:
                     except Exception:
                         logger.error("lease of stream %s lost; its audio goes to another worker", st.token)
                         await self._release(st, lost=True)
-            if len(self.streams) < self.bus.asr_max_streams:
-                info = await self.js.stream_info(AUDIO_STREAM, subjects_filter=AUDIO_SUBJECTS)
-                waiting = sorted((info.state.subjects or {}).keys())
-                for subject in waiting:
-                    token = subject.split(".", 2)[2]
-                    if token not in self.streams and len(self.streams) < self.bus.asr_max_streams:
-                        await self._claim(token)
+            info = await self.js.stream_info(AUDIO_STREAM, subjects_filter=AUDIO_SUBJECTS)
+            pending = {subject.split(".", 2)[2] for subject in (info.state.subjects or {})}
+            await self._release_idle(pending)
+            for token in sorted(pending - set(self.streams)):
+                if len(self.streams) >= self.bus.asr_max_streams:
+                    logger.warning(
+                        "stream %s has audio waiting and this worker serves %d streams already (the most); "
+                        "it waits for another ASR worker",
+                        token,
+                        len(self.streams),
+                    )
+                    break
+                await self._claim(token)
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=min(1.0, every))
             except TimeoutError:
                 pass
+
+    async def _release_idle(self, pending: set[str]) -> None:
+        """Give back the streams with nothing to do for IDLE_RELEASE_S: no audio waiting on the bus, none
+        held, every broadcast of theirs transcribed (a live one that stalled keeps its stream)."""
+        now = time.monotonic()
+        for st in list(self.streams.values()):
+            busy = (
+                st.token in pending
+                or bool(st.waiting)
+                or any(
+                    not a.complete or a.held
+                    for a in self.asr.broadcasts.values()
+                    if subject_token(a.stream_id) == st.token
+                )
+            )
+            if busy:
+                st.idle_since = None
+            elif st.idle_since is None:
+                st.idle_since = now
+            elif now - st.idle_since >= IDLE_RELEASE_S:
+                logger.info("stream %s idle for %.0f s; its lease released", st.token, now - st.idle_since)
+                await self._release(st, lost=False)
 
     # -- audio in ------------------------------------------------------------------------------------
 
@@ -188,7 +218,7 @@ class AsrRunner:
 
         while not self.stop.is_set():
             if not self._room(st.token) or st.waiting:
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5 if st.waiting else 0.1)
                 if st.waiting:
                     await self._retry_waiting(st)
                 continue
@@ -237,6 +267,8 @@ class AsrRunner:
                 ctx.republish = None
         if ctx.complete or (chunk.end_s <= ctx.transcript.done_s + 1e-3 and not chunk.final):
             await m.ack()  # transcribed and stored before (a redelivery after a restart)
+            if ctx.complete and not ctx.held:
+                self.asr.drop(ctx.broadcast_id)
             return True
         if ctx.next_chunk is not None and chunk.seq < ctx.next_chunk:
             await m.ack()  # delivered twice
@@ -309,12 +341,19 @@ class AsrRunner:
             if not ctxs:
                 continue
             results = await asyncio.to_thread(self.asr.decode, ctxs)
+            failed = False
             for ctx, res in zip(ctxs, results, strict=True):
                 if isinstance(res, BaseException):
                     logger.error("ASR pass over %s failed (%r); it is retried", ctx.broadcast_id, res)
+                    failed = True
                     continue
                 await self._commit(ctx, res)
             self._log_lag()
+            if failed:  # not at once: what failed may fail again
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
 
     async def _commit(self, ctx: BroadcastAsr, res: Any) -> None:
         try:
@@ -345,6 +384,7 @@ class AsrRunner:
                 ctx.seq,
                 ctx.max_lag_s,
             )
+            self.asr.drop(ctx.broadcast_id)  # a chunk of it delivered again is recognised from the store
 
     async def _publish(self, msg: TranscriptMessage) -> None:
         from nats.js.errors import APIError

@@ -379,12 +379,15 @@ class BatchRound:
 
     def __init__(self, model: BatchingWhisper, max_threads: int = 64) -> None:
         self.model = model
+        self.max_threads = max_threads
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="asr-batch")
 
     def run(self, fns: Sequence[Callable[[], T]]) -> list[T | BaseException]:
         """Each function's result, or the exception it raised; all have finished when this returns."""
         if not fns:
             return []
+        if len(fns) > self.max_threads:  # every member must run at once, or the rendezvous never fills
+            raise ValueError(f"a round of {len(fns)} windows is more than {self.max_threads} threads")
         self.model.stats.rounds += 1
         if len(fns) == 1:
             try:
