@@ -154,31 +154,44 @@ class AsrRunner:
         every = max(0.2, self.bus.asr_lease_s / 3)
         last_renew = time.monotonic()
         while not self.stop.is_set():
-            if time.monotonic() - last_renew >= every:
-                last_renew = time.monotonic()
-                for st in list(self.streams.values()):
-                    try:
-                        st.revision = await self.kv.update(st.token, self._lease_value(st), last=st.revision)
-                    except Exception:
-                        logger.error("lease of stream %s lost; its audio goes to another worker", st.token)
-                        await self._release(st, lost=True)
-            info = await self.js.stream_info(AUDIO_STREAM, subjects_filter=AUDIO_SUBJECTS)
-            pending = {subject.split(".", 2)[2] for subject in (info.state.subjects or {})}
-            await self._release_idle(pending)
-            for token in sorted(pending - set(self.streams)):
-                if len(self.streams) >= self.bus.asr_max_streams:
-                    logger.warning(
-                        "stream %s has audio waiting and this worker serves %d streams already (the most); "
-                        "it waits for another ASR worker",
-                        token,
-                        len(self.streams),
-                    )
-                    break
-                await self._claim(token)
+            try:
+                if time.monotonic() - last_renew >= every:
+                    last_renew = time.monotonic()
+                    await self._renew()
+                await self._discover()
+            except Exception:  # the bus is away for a moment: leases lapse only after asr_lease_s
+                logger.exception("lease round failed; retrying")
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=min(1.0, every))
             except TimeoutError:
                 pass
+
+    async def _renew(self) -> None:
+        for st in list(self.streams.values()):
+            try:
+                st.revision = await self.kv.update(st.token, self._lease_value(st), last=st.revision)
+            except Exception:
+                logger.error("lease of stream %s lost; its audio goes to another worker", st.token)
+                await self._release(st, lost=True)
+
+    async def _discover(self) -> None:
+        """Claim the streams with audio waiting that nobody serves, up to asr_max_streams."""
+        info = await self.js.stream_info(AUDIO_STREAM, subjects_filter=AUDIO_SUBJECTS)
+        pending = {subject.split(".", 2)[2] for subject in (info.state.subjects or {})}
+        await self._release_idle(pending)
+        for token in sorted(pending - set(self.streams)):
+            if len(self.streams) >= self.bus.asr_max_streams:
+                logger.warning(
+                    "stream %s has audio waiting and this worker serves %d streams already (the most); "
+                    "it waits for another ASR worker",
+                    token,
+                    len(self.streams),
+                )
+                break
+            try:
+                await self._claim(token)
+            except Exception:
+                logger.exception("stream %s could not be claimed", token)
 
     async def _release_idle(self, pending: set[str]) -> None:
         """Give back the streams with nothing to do for IDLE_RELEASE_S: no audio waiting on the bus, none
@@ -234,13 +247,21 @@ class AsrRunner:
                 continue
             for m in msgs:
                 if st.waiting:
-                    st.waiting.append(m)  # keep the order behind a chunk whose broadcast is unknown
-                else:
+                    st.waiting.append(m)  # keep the order behind a chunk that could not be taken yet
+                    continue
+                try:
                     await self._add(st, m)
+                except Exception:  # the store is away: it and what follows it wait, in order
+                    logger.exception("audio chunk on stream %s could not be taken; retried", st.token)
+                    st.waiting.append(m)
 
     async def _retry_waiting(self, st: _Stream) -> None:
         while st.waiting:
-            if not await self._add(st, st.waiting[0], queued=True):
+            try:
+                if not await self._add(st, st.waiting[0], queued=True):
+                    return
+            except Exception:
+                logger.debug("audio chunk on stream %s still not taken", st.token, exc_info=True)
                 return
             st.waiting.pop(0)
 

@@ -15,14 +15,18 @@ by timestamps, word times, the hallucination filter, agreement and commits) is p
 
 What changes with batching: a window shorter than the longest of its batch is encoded with more zero
 padding after it (as faster-whisper pads every window to 30 s without `trim_encoder`), and a prompt
-shorter than the longest is padded; greedy output is the same in the bench's cases and near it
-otherwise. A call whose decoding reached the batch's longest token limit but not its own is decoded
+whose previous text is shorter than the longest in its batch gets spaces before that text (CTranslate2
+needs the start-of-transcript token at one place in all prompts of a batch); greedy output is the same
+for equal windows and prompts, and near it otherwise. A call whose decoding reached the batch's longest token limit but not its own is decoded
 again alone, so `max_new_tokens` means what it says.
 
 Concurrency contract: `BatchRound.run` is called by one thread at a time (the ASR worker's decode
 thread); it starts one short-lived thread per window and returns when all have finished. Calls to the
 model from threads that are not in a round (a batch of one, or a monitor sharing the model) go
-straight through. The model is otherwise used as faster-whisper uses it.
+straight through. The model is otherwise used as faster-whisper uses it. The windows of a round call
+`WhisperTranscriber.transcribe` at once from their threads: neither it nor faster-whisper's
+`WhisperModel.transcribe` keeps per-call state on the instance (Silero VAD's ONNX session is safe to run
+from several threads); only the transcriber's counters (`stats`) may miss an increment.
 """
 
 from __future__ import annotations
@@ -80,10 +84,11 @@ class BatchingWhisper:
     """A CTranslate2 Whisper model whose encode/generate/align calls from the threads of a round are
     run as batches (see the module docstring). Other attributes are the model's."""
 
-    def __init__(self, model: Any, *, sot: int, sot_prev: int) -> None:
+    def __init__(self, model: Any, *, sot: int, sot_prev: int, pad: int) -> None:
         self._model = model
         self.sot = sot  # <|startoftranscript|>: CTranslate2 wants it at one place in a batch's prompts
         self.sot_prev = sot_prev
+        self.pad = pad  # what fills a shorter previous text (a space)
         self._cond = threading.Condition()
         self._members: set[int] = set()
         self._waiting: list[_Call] = []
@@ -245,15 +250,15 @@ class BatchingWhisper:
     def _generate(self, calls: list[_Call]) -> None:
         for enc, rows, group in self._partitions(calls):
             for sub in _by_prompt(group, self.sot, self.sot_prev):
-                self._generate_part(enc, rows, group, sub)
+                self._generate_part(enc, rows, group, sub)  # one part unless options differ
 
     def _generate_part(self, enc: Any, rows: list[int], group: list[_Call], sub: list[_Call]) -> None:
         """One CTranslate2 generate for the calls `sub` (a part of `group`, whose rows of `enc` are
-        `rows`): their prompts' previous text cut to the shortest of them, so that the start-of-
-        transcript token is at the same place in all (CTranslate2 requires it)."""
+        `rows`): a shorter previous text is filled with spaces before it, so that the start-of-transcript
+        token is at the same place in all prompts (CTranslate2 requires it)."""
         prompts = [list(c.args[1][0]) for c in sub]
-        keep = min(_prev_len(p, self.sot, self.sot_prev) for p in prompts)
-        prompts = [_cut_prev(p, keep, self.sot, self.sot_prev) for p in prompts]
+        width = max(_prev_len(p, self.sot, self.sot_prev) for p in prompts)
+        prompts = [_pad_prev(p, width, self.sot, self.sot_prev, self.pad) for p in prompts]
         size = enc.shape[0]
         batch_prompts = [prompts[0]] * size
         row_of = dict(zip(map(id, group), rows, strict=True))
@@ -298,38 +303,24 @@ def _prev_len(prompt: list[int], sot: int, sot_prev: int) -> int:
     return prompt.index(sot) - 1
 
 
-def _cut_prev(prompt: list[int], keep: int, sot: int, sot_prev: int) -> list[int]:
-    """The prompt with only the last `keep` tokens of its previous text (none: no sot_prev either)."""
+def _pad_prev(prompt: list[int], width: int, sot: int, sot_prev: int, pad: int) -> list[int]:
+    """The prompt with its previous text filled up to `width` tokens with `pad` before it (none: one is
+    made), so that prompts of one batch line up at the start-of-transcript token."""
     n = _prev_len(prompt, sot, sot_prev)
-    if n <= keep:
+    if n >= width:
         return prompt
-    rest = prompt[n + 1 :]
-    return ([sot_prev, *prompt[1 + n - keep : 1 + n]] if keep else []) + rest
-
-
-# a prompt's previous text may be cut to this share of the longest in its batch (the oldest tokens go)
-PROMPT_KEEP = 0.75
+    rest = prompt[n + 1 :] if n or (prompt and prompt[0] == sot_prev) else prompt
+    return [sot_prev, *([pad] * (width - n)), *prompt[1 : n + 1], *rest]
 
 
 def _by_prompt(calls: list[_Call], sot: int, sot_prev: int) -> list[list[_Call]]:
-    """Calls in groups whose previous texts are within PROMPT_KEEP of each other's length, and whose
-    prompts after the previous text have the same length."""
-
-    def key(c: _Call) -> tuple[int, int]:
+    """Calls whose prompts after the previous text have the same length (they always do when the
+    decoding options are the same)."""
+    out: dict[int, list[_Call]] = {}
+    for c in calls:
         p = list(c.args[1][0])
-        n = _prev_len(p, sot, sot_prev)
-        return len(p) - n, n
-
-    out: list[list[_Call]] = []
-    for c in sorted(calls, key=lambda c: (key(c)[0], -key(c)[1])):
-        tail, n = key(c)
-        if out:
-            t0, n0 = key(out[-1][0])
-            if t0 == tail and n >= PROMPT_KEEP * n0 and (n > 0) == (n0 > 0):
-                out[-1].append(c)
-                continue
-        out.append([c])
-    return out
+        out.setdefault(len(p) - _prev_len(p, sot, sot_prev), []).append(c)
+    return list(out.values())
 
 
 def _take(batch: Any, rows: list[int]) -> Any:
@@ -368,7 +359,10 @@ def install_batching(whisper_model: Any) -> BatchingWhisper:
         return inner
     tok = whisper_model.hf_tokenizer
     batching = BatchingWhisper(
-        inner, sot=tok.token_to_id("<|startoftranscript|>"), sot_prev=tok.token_to_id("<|startofprev|>")
+        inner,
+        sot=tok.token_to_id("<|startoftranscript|>"),
+        sot_prev=tok.token_to_id("<|startofprev|>"),
+        pad=tok.encode(" ", add_special_tokens=False).ids[0],
     )
     whisper_model.model = batching
     return batching

@@ -94,7 +94,7 @@ def _prompt(prev: int) -> list[int]:
 
 def test_the_calls_of_a_rounds_threads_run_as_one_batched_call_each() -> None:
     ct2 = FakeCT2()
-    bw = BatchingWhisper(ct2, sot=SOT, sot_prev=SOT_PREV)
+    bw = BatchingWhisper(ct2, sot=SOT, sot_prev=SOT_PREV, pad=220)
     rnd = BatchRound(bw)
     prev = [8, 8, 7, 6]
     budget = [5, 5, 5, 2]  # window 3 makes 3 tokens but may make only 2: decoded again alone
@@ -115,16 +115,18 @@ def test_the_calls_of_a_rounds_threads_run_as_one_batched_call_each() -> None:
         rnd.close()
     assert out == [([], (0, 1, 100)), ([1], (1, 2, 110)), ([2, 2], (2, 3, 120)), ([3, 3], (3, 4, 130))]
     assert ct2.calls == [("encode", 4), ("generate", 4), ("generate", 1), ("align", 4)]
-    # the previous text of every prompt in the batch was cut to the shortest (6 tokens, the newest kept)
-    assert {len(p) for p in ct2.prompts[0]} == {1 + 6 + 3}
-    cut = sorted(p[1:7] for p in ct2.prompts[0])
-    assert cut == sorted([list(range(102, 108))] * 2 + [list(range(101, 107)), list(range(100, 106))])
+    # a shorter previous text was filled with spaces before it, up to the longest (8 tokens)
+    assert {len(p) for p in ct2.prompts[0]} == {1 + 8 + 3}
+    prev = sorted(p[1:9] for p in ct2.prompts[0])
+    assert prev == sorted(
+        [list(range(100, 108))] * 2 + [[220, *range(100, 107)], [220, 220, *range(100, 106)]]
+    )
     assert bw.stats.redone == 1 and bw.stats.mean_batch("encode") == 4
 
 
 def test_a_failing_window_fails_alone_and_a_round_of_one_goes_straight_through() -> None:
     ct2 = FakeCT2()
-    bw = BatchingWhisper(ct2, sot=SOT, sot_prev=SOT_PREV)
+    bw = BatchingWhisper(ct2, sot=SOT, sot_prev=SOT_PREV, pad=220)
     rnd = BatchRound(bw)
 
     def window(i: int) -> int:
