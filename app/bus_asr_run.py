@@ -237,7 +237,7 @@ class AsrRunner:
                 continue
             try:
                 msgs = await st.sub.fetch(16, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # a batch fetch times out as asyncio's
                 continue
             except asyncio.CancelledError:
                 raise

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
 import signal
 import subprocess
@@ -230,6 +231,39 @@ def test_kill_9_of_the_asr_worker_mid_broadcast_loses_and_doubles_nothing(
         assert f"broadcast {bid}: ASR resumed from the store at {stored_before:.1f} s" in text
         row = _row(db, bid)
         assert row is not None and row.bus_seq == row.asr_bus_seq  # every batch stored was analysed
+    finally:
+        _stop(procs)
+        db.dispose()
+
+
+def test_kill_9_from_outside_while_decoding_and_a_restart(tmp_path: Path, nats: EmbeddedNats) -> None:
+    """SIGKILL from outside once a few batches are stored (most likely in the middle of a decode, with
+    audio chunks held and not acknowledged); a restarted worker finishes the broadcast: the scan's
+    alerts within the tolerance, each once, every chunk acknowledged."""
+    expected = _expected(tmp_path)
+    config = _config(tmp_path, nats.url)
+    db = Database.for_data_dir(tmp_path / "data")
+    log = tmp_path / "asr.log"
+    first = _worker(config, log, "asr")
+    procs = [first, _worker(config, tmp_path / "analyze.log", "analyze")]
+    bid = "busasr00000000k1"
+
+    def stored() -> int:
+        row = _row(db, bid)
+        return -1 if row is None or row.asr_bus_seq is None else int(row.asr_bus_seq)
+
+    try:
+        asyncio.run(_publish(nats.url, db, {"room-0": bid}))
+        wait_for(lambda: stored() >= 3, 180, "a few transcript batches stored", procs)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+        row = _row(db, bid)
+        assert row is not None and not row.asr_complete
+        procs.append(_worker(config, log, "asr"))
+        wait_for(lambda: _analysed(db, bid), 240, "the broadcast analysed", procs)
+        _check(db, bid, expected)
+        assert asyncio.run(_bus_state(nats.url)) == (0, 0)
+        assert f"broadcast {bid}: ASR resumed from the store at" in log.read_text(encoding="utf-8")
     finally:
         _stop(procs)
         db.dispose()
