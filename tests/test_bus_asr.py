@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from store_backends import BACKENDS, backend_url
 from test_bus_analyze import _expected, wait_for
 
 from app.bus_analyze import connect
@@ -55,11 +56,18 @@ def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
         yield server
 
 
-def _config(tmp_path: Path, bus_url: str) -> Path:
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with backend_url(request.param, tmp_path) as url:
+        yield url
+
+
+def _config(tmp_path: Path, bus_url: str, db_url: str | None = None) -> Path:
     path = tmp_path / "worker.yaml"
     path.write_text(
         f"data_dir: {tmp_path / 'data'}\n"
-        "semantic: {enabled: false}\n"
+        + (f"db_url: '{db_url}'\n" if db_url else "")
+        + "semantic: {enabled: false}\n"
         f"bus: {{url: '{bus_url}', ack_wait_s: 5, retry_delay_s: 0.2, asr_lease_s: 3, asr_batch: 4, "
         "asr_batch_wait_ms: 300}\n",
         encoding="utf-8",
@@ -175,13 +183,14 @@ def _batching(log: Path) -> tuple[int, int]:
 
 
 def test_asr_and_analyze_workers_raise_the_scans_alerts_on_two_streams(
-    tmp_path: Path, nats: EmbeddedNats
+    tmp_path: Path, nats: EmbeddedNats, db_url: str
 ) -> None:
     """Two streams carry broadcast_0 at once: one ASR worker decodes their windows in batches, one
-    analyze worker raises the alerts; each broadcast's alerts are the scan's within the tolerance."""
+    analyze worker raises the alerts; each broadcast's alerts are the scan's within the tolerance
+    (SQLite and PostgreSQL)."""
     expected = _expected(tmp_path)
-    config = _config(tmp_path, nats.url)
-    db = Database.for_data_dir(tmp_path / "data")
+    config = _config(tmp_path, nats.url, db_url)
+    db = Database(db_url, tmp_path / "data")
     log = tmp_path / "asr.log"
     procs = [_worker(config, log, "asr"), _worker(config, tmp_path / "analyze.log", "analyze")]
     streams = {"room-0": "busasr00000000a0", "room-1": "busasr00000000a1"}
