@@ -48,6 +48,38 @@ class BusSection(BaseModel):
         "refused (the publisher waits and retries) instead of dropping older batches.",
     )
 
+    asr_batch: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="ASR worker: most windows (one per stream) decoded as one batch. On 2 CPU cores 8 "
+        "decodes 1.3-2x the windows per second of one at a time (bench/asr_batch.md); a GPU takes more.",
+    )
+    asr_batch_wait_ms: float = Field(
+        200.0,
+        ge=0,
+        description="ASR worker: once one stream's window is ready, wait up to this long for others to "
+        "fill the batch (latency traded for throughput).",
+    )
+    asr_max_streams: int = Field(
+        16,
+        ge=1,
+        description="ASR worker: most streams one worker serves (claims); streams beyond wait on the bus "
+        "for another worker, their lag growing in the log, never dropped.",
+    )
+    asr_lease_s: float = Field(
+        15.0,
+        gt=0,
+        description="ASR worker: a stream's claim not renewed for this long (its worker died) may be "
+        "taken by another worker, which resumes from the store.",
+    )
+    asr_max_buffered_s: float = Field(
+        60.0,
+        ge=20,
+        description="ASR worker: most seconds of a stream's audio held in memory and not yet "
+        "transcribed; past it the worker stops pulling that stream (the bus is the buffer).",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _from_url(cls, value: Any) -> Any:

@@ -6,6 +6,12 @@ source's own clock at start_s = 0) and `seq`, the batch's place in its broadcast
 which the analyze workers use to keep a broadcast's batches in order and to recognise a batch
 delivered twice. Subjects are `lw.transcripts.<stream_id>`.
 
+`AudioChunk` is one piece (about 1-2 s) of a broadcast's audio (ingest → ASR): 16 kHz mono PCM, signed
+16-bit little-endian, with its broadcast, its place `seq` in the broadcast's chunks (0, 1, 2, ...),
+where it starts on the broadcast's clock (`start_s`), its sample rate, and `final` on the last one
+(which may be empty). On the wire: one line of JSON (the header, with the schema version), a newline,
+then the PCM bytes as they are (32 KB/s; base64 would add a third). Subjects are `lw.audio.<stream_id>`.
+
 JSON, not pickle: workers of different versions meet on the bus, and a message must say what it is.
 A reader refuses a schema version it does not know (`WireError`) rather than guess. Floats survive
 the round trip exactly (Python writes the shortest repr); an unbounded watermark is written as
@@ -22,13 +28,20 @@ from typing import Any
 from asr.types import TranscriptBatch, Utterance, Word
 
 __all__ = [
+    "AUDIO_STREAM",
+    "AUDIO_SUBJECTS",
     "SCHEMA",
     "TRANSCRIPTS_STREAM",
     "TRANSCRIPTS_SUBJECTS",
+    "AudioChunk",
     "TranscriptMessage",
     "WireError",
+    "audio_subject",
+    "decode_audio",
     "decode_transcript",
+    "encode_audio",
     "encode_transcript",
+    "subject_token",
     "transcript_subject",
 ]
 
@@ -36,6 +49,9 @@ SCHEMA = 1
 KIND_TRANSCRIPT = "transcript"
 TRANSCRIPTS_STREAM = "LW_TRANSCRIPTS"
 TRANSCRIPTS_SUBJECTS = "lw.transcripts.>"
+KIND_AUDIO = "audio"
+AUDIO_STREAM = "LW_AUDIO"
+AUDIO_SUBJECTS = "lw.audio.>"
 
 
 class WireError(ValueError):
@@ -55,10 +71,91 @@ class TranscriptMessage:
         return f"{self.batch.broadcast_id}:{self.seq}"
 
 
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """A piece of a broadcast's audio: 16-bit mono PCM (little-endian) starting at `start_s`."""
+
+    broadcast_id: str
+    stream_id: str
+    seq: int  # the chunk's place in its broadcast, from 0
+    start_s: float  # on the broadcast's clock
+    pcm: bytes
+    sample_rate: int = 16_000
+    final: bool = False  # the broadcast's last chunk: no audio after it
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    @property
+    def msg_id(self) -> str:
+        """JetStream's de-duplication id: a publisher's retry of the same chunk is stored once."""
+        return f"{self.broadcast_id}:a{self.seq}"
+
+
+def subject_token(stream_id: str) -> str:
+    """A stream id as one NATS subject token (tokens may not hold '.', '*', '>' or whitespace)."""
+    return "".join("_" if c in ".*>" or c.isspace() else c for c in stream_id) or "_"
+
+
 def transcript_subject(stream_id: str) -> str:
-    # NATS subject tokens may not hold '.', '*', '>' or spaces; stream ids allow '.' (monitor_config)
-    token = stream_id.replace(".", "_") or "_"
-    return f"lw.transcripts.{token}"
+    return f"lw.transcripts.{subject_token(stream_id)}"
+
+
+def audio_subject(stream_id: str) -> str:
+    return f"lw.audio.{subject_token(stream_id)}"
+
+
+def encode_audio(chunk: AudioChunk) -> bytes:
+    if len(chunk.pcm) % 2:
+        raise WireError("PCM of 16-bit samples has an even number of bytes")
+    head = {
+        "schema": SCHEMA,
+        "kind": KIND_AUDIO,
+        "broadcast_id": chunk.broadcast_id,
+        "stream_id": chunk.stream_id,
+        "seq": chunk.seq,
+        "start_s": chunk.start_s,
+        "sample_rate": chunk.sample_rate,
+        "format": "s16le",
+        "final": chunk.final,
+    }
+    return json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n" + chunk.pcm
+
+
+def decode_audio(data: bytes) -> AudioChunk:
+    head, sep, pcm = data.partition(b"\n")
+    if not sep:
+        raise WireError("not an audio message: no header line")
+    try:
+        d = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WireError(f"not an audio message: {e}") from None
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA or d.get("kind") != KIND_AUDIO:
+        got = (d.get("schema"), d.get("kind")) if isinstance(d, dict) else (None, None)
+        raise WireError(f"unknown message schema {got[0]!r} kind {got[1]!r} (this reads {SCHEMA})")
+    if d.get("format", "s16le") != "s16le" or len(pcm) % 2:
+        raise WireError(f"audio format {d.get('format')!r} with {len(pcm)} bytes is not 16-bit PCM")
+    try:
+        start_s = float(d["start_s"])
+        rate = int(d["sample_rate"])
+        if not math.isfinite(start_s) or rate <= 0:
+            raise ValueError(f"start_s {start_s}, sample_rate {rate}")
+        return AudioChunk(
+            broadcast_id=str(d["broadcast_id"]),
+            stream_id=str(d["stream_id"]),
+            seq=int(d["seq"]),
+            start_s=start_s,
+            pcm=pcm,
+            sample_rate=rate,
+            final=bool(d.get("final", False)),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise WireError(f"malformed audio message: {type(e).__name__}: {e}") from None
 
 
 def _utterance(u: Utterance) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """`livewatch worker STAGE --config FILE`, `livewatch bus publish` and `livewatch dev-cluster`.
 
 A stage worker runs one stage of the pipeline as its own process on the NATS JetStream bus named by the
-config's `bus:` (app/bus_config.py). Today the analyze stage runs on the bus (app/bus_analyze.py);
-ingest, ASR and evidence still run inside `livewatch monitor`, and `worker ingest|asr|evidence` says so.
-`bus publish` puts a stored transcript on the bus in batches (app/bus_publish.py), standing in for the
-ASR worker's output. `dev-cluster` starts an embedded nats-server and N analyze workers on this machine
-until Ctrl-C.
+config's `bus:` (app/bus_config.py). Today the ASR stage (app/bus_asr.py, app/bus_asr_run.py) and the
+analyze stage (app/bus_analyze.py) run on the bus; ingest and evidence still run inside `livewatch
+monitor`, and `worker ingest|evidence` says so. `bus publish-audio` puts a media file's audio on the bus
+in chunks (app/bus_audio.py), standing in for an ingest worker; `bus publish` puts a stored transcript
+on the bus in batches (app/bus_publish.py), standing in for the ASR worker's output. `dev-cluster`
+starts an embedded nats-server and N analyze workers (and M ASR workers) on this machine until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = ["bus_app", "dev_cluster_command", "load_worker_config", "worker_comma
 
 err = Console(stderr=True)
 STAGES = ("ingest", "asr", "analyze", "evidence")
-ON_BUS = ("analyze",)
+ON_BUS = ("asr", "analyze")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Root or monitor config YAML with `bus:`.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (overrides the config).")]
@@ -74,23 +75,36 @@ def worker_command(
     bus: BusOpt = None,
     log_level: LogOpt = "info",
 ) -> None:
-    """Run one stage of the pipeline as its own process on the bus (today: analyze)."""
+    """Run one stage of the pipeline as its own process on the bus (today: asr and analyze).
+
+    asr: claims streams whose audio waits on LW_AUDIO (a lease per stream, at most bus.asr_max_streams),
+    transcribes each broadcast with the monitor's sliding window, decodes the ready windows of all its
+    streams as one batch (bus.asr_batch, bus.asr_batch_wait_ms), stores the lines and publishes the
+    batches on LW_TRANSCRIPTS; one per GPU or CPU box. analyze: pulls those batches, raises and stores
+    the alerts; as many as you like."""
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}': one of {', '.join(STAGES)}")
     if stage not in ON_BUS:
         raise UsageError(
-            f"the {stage} stage is not on the bus yet (only {', '.join(ON_BUS)} is); it runs inside "
+            f"the {stage} stage is not on the bus yet (only {', '.join(ON_BUS)} are); it runs inside "
             "`livewatch monitor`"
         )
     cfg = load_worker_config(config, bus)
     _logging(log_level)
-    from app.bus_analyze import build_analyzer, run_analyze_worker
     from store.db import Database
 
     db = Database.for_data_dir(cfg.resolved_data_dir(data_dir), cfg.db_url)
-    analyzer = build_analyzer(cfg, db)
     try:
-        asyncio.run(run_analyze_worker(analyzer, cfg.bus))
+        if stage == "asr":
+            from app.bus_asr_run import build_asr, run_asr_worker
+
+            # faster-whisper logs every window at info
+            logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
+            asyncio.run(run_asr_worker(build_asr(cfg, db), cfg.bus))
+        else:
+            from app.bus_analyze import build_analyzer, run_analyze_worker
+
+            asyncio.run(run_analyze_worker(build_analyzer(cfg, db), cfg.bus))
     finally:
         db.dispose()
 
@@ -143,40 +157,84 @@ def publish_command(
     err.print(f"broadcast {opts.broadcast_id}: {len(utts)} lines published in {n} batch(es)")
 
 
+@bus_app.command("publish-audio")
+def publish_audio_command(
+    media: Annotated[Path, typer.Argument(help="Any media file ffmpeg reads (its audio is published).")],
+    config: ConfigOpt,
+    stream: Annotated[str, typer.Option("--stream", help="Stream id the broadcast belongs to.")],
+    data_dir: DataDirOpt = None,
+    bus: BusOpt = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Publish at the media's own speed, as a live room sends it.")
+    ] = False,
+    chunk_s: Annotated[
+        float, typer.Option("--chunk-s", min=0.1, max=10, help="Seconds of audio a chunk.")
+    ] = 1.0,
+    broadcast_id: Annotated[
+        str | None, typer.Option("--broadcast-id", help="Default: from the file and stream.")
+    ] = None,
+    started_at: Annotated[
+        str | None, typer.Option("--started-at", help="Wall clock of 0 s (ISO or epoch; default: now).")
+    ] = None,
+) -> None:
+    """Store a media file as a live broadcast and publish its audio in 16 kHz PCM chunks for the ASR
+    workers (stands in for an ingest worker until recorders run on the bus)."""
+    from app.bus_audio import AudioPublishOptions, media_broadcast_id, publish_audio
+    from app.cli import parse_time
+    from store.db import Database
+
+    cfg = load_worker_config(config, bus)
+    if not media.is_file():
+        raise UsageError(f"{media}: no such file")
+    db = Database.for_data_dir(cfg.resolved_data_dir(data_dir), cfg.db_url)
+    opts = AudioPublishOptions(
+        stream_id=stream,
+        broadcast_id=broadcast_id or media_broadcast_id(media, stream),
+        started_ts=parse_time(started_at) or time.time(),
+        chunk_s=chunk_s,
+        realtime=realtime,
+        url=str(media.resolve()),
+    )
+    try:
+        n = asyncio.run(publish_audio(cfg.bus, db, media, opts))
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        db.dispose()
+    err.print(f"broadcast {opts.broadcast_id}: {n} audio chunk(s) published on stream {stream}")
+
+
 def dev_cluster_command(
     config: ConfigOpt,
     workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Analyze workers to start.")] = 2,
+    asr_workers: Annotated[int, typer.Option("--asr", min=0, help="ASR workers to start.")] = 0,
     data_dir: DataDirOpt = None,
     port: Annotated[int, typer.Option("--port", help="NATS port on 127.0.0.1 (0: a free one).")] = 4222,
     log_level: LogOpt = "info",
 ) -> None:
-    """An embedded nats-server (JetStream) and N analyze workers on this machine, until Ctrl-C.
+    """An embedded nats-server (JetStream), N analyze workers and M ASR workers on this machine, until Ctrl-C.
 
     The database is the config's (db_url, else SQLite in the data directory); publish with
-    `livewatch bus publish FILE --stream ID --config FILE --bus URL`."""
+    `livewatch bus publish-audio MEDIA --stream ID --config FILE --bus URL` (audio, for the ASR workers)
+    or `livewatch bus publish FILE --stream ID --config FILE --bus URL` (a transcript)."""
     from app.bus_server import EmbeddedNats, free_port
 
     cfg = load_worker_config(config, require_bus=False)
     ddir = cfg.resolved_data_dir(data_dir)
     server = EmbeddedNats(ddir / "nats", port=port or free_port()).start()
     err.print(f"nats-server (JetStream) on {server.url}; store {server.store_dir}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "worker",
-        "analyze",
-        "--config",
-        str(config),
-        "--bus",
-        server.url,
-        "--log-level",
-        log_level,
-    ]
-    if data_dir is not None:
-        cmd += ["--data-dir", str(data_dir)]
-    procs = [subprocess.Popen(cmd) for _ in range(workers)]
-    err.print(f"{workers} analyze worker(s): pids {', '.join(str(p.pid) for p in procs)}; Ctrl-C stops all")
+
+    def cmd(stage: str) -> list[str]:
+        c = [sys.executable, "-m", "app.cli", "worker", stage, "--config", str(config), "--bus", server.url]
+        c += ["--log-level", log_level]
+        return c + (["--data-dir", str(data_dir)] if data_dir is not None else [])
+
+    stages = ["analyze"] * workers + ["asr"] * asr_workers
+    procs = [subprocess.Popen(cmd(st)) for st in stages]
+    err.print(
+        f"{workers} analyze and {asr_workers} ASR worker(s): pids {', '.join(str(p.pid) for p in procs)}; "
+        "Ctrl-C stops all"
+    )
     stop = False
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -189,8 +247,8 @@ def dev_cluster_command(
         while not stop:
             for i, p in enumerate(procs):
                 if p.poll() is not None:
-                    err.print(f"analyze worker {p.pid} exited ({p.returncode}); starting another")
-                    procs[i] = subprocess.Popen(cmd)
+                    err.print(f"{stages[i]} worker {p.pid} exited ({p.returncode}); starting another")
+                    procs[i] = subprocess.Popen(cmd(stages[i]))
             time.sleep(0.5)
     finally:
         for p in procs:

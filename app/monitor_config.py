@@ -235,19 +235,24 @@ class MonitorConfig(RootConfig):
 
     def live_asr_config(self) -> AsrConfig:
         """The `asr` section with the live-pass overrides applied (what the monitor's model decodes with)."""
-        update: dict[str, Any] = {
-            "temperatures": tuple(self.live_asr.temperatures),
-            "vad": self.asr.vad.model_copy(update={"min_speech_duration_ms": self.live_asr.min_speech_ms}),
-        }
-        if self.live_asr.beam_size is not None:
-            update["beam_size"] = self.live_asr.beam_size
-        return self.asr.model_copy(update=update)
+        return live_asr_config(self.asr, self.live_asr)
 
     def pre_post_roll(self, stream: StreamSettings) -> tuple[float, float]:
         return (
             self.alerts.pre_roll_s if stream.pre_roll_s is None else stream.pre_roll_s,
             self.alerts.post_roll_s if stream.post_roll_s is None else stream.post_roll_s,
         )
+
+
+def live_asr_config(asr: AsrConfig, live: LiveAsrSection) -> AsrConfig:
+    """`asr` with the live-pass overrides of `live` applied (the monitor's and the bus ASR worker's)."""
+    update: dict[str, Any] = {
+        "temperatures": tuple(live.temperatures),
+        "vad": asr.vad.model_copy(update={"min_speech_duration_ms": live.min_speech_ms}),
+    }
+    if live.beam_size is not None:
+        update["beam_size"] = live.beam_size
+    return asr.model_copy(update=update)
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import RootConfig
-from app.monitor_config import MonitorConfig, StreamEntry
+from app.monitor_config import LiveAsrSection, MonitorConfig, StreamEntry, live_asr_config
 from asr.build import LiveDecoding, build_transcriber
+from asr.config import AsrConfig
 from asr.types import Transcriber
 from detectors.types import RuleHolder
 from ingest.recorder import Recorder
@@ -59,7 +60,11 @@ def default_holder(dirs: list[Path], cfg: RootConfig) -> RuleHolder:
 
 def live_transcriber(cfg: MonitorConfig) -> Transcriber:
     """The monitor's one Whisper model: `asr` with the live overrides, decoding bounded per pass."""
-    la = cfg.live_asr
+    return live_transcriber_for(cfg.asr, cfg.live_asr)
+
+
+def live_transcriber_for(asr: AsrConfig, la: LiveAsrSection) -> Transcriber:
+    """A live transcriber from the `asr` and `live_asr` sections (the monitor's, the bus ASR worker's)."""
     live = LiveDecoding(
         trim_encoder=la.trim_encoder,
         encoder_margin_s=la.encoder_margin_s,
@@ -67,4 +72,4 @@ def live_transcriber(cfg: MonitorConfig) -> Transcriber:
         max_new_tokens=la.max_new_tokens,
         no_repeat_ngram_size=la.no_repeat_ngram_size,
     )
-    return build_transcriber(cfg.live_asr_config(), live=live)
+    return build_transcriber(live_asr_config(asr, la), live=live)

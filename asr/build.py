@@ -16,7 +16,7 @@ from typing import Any
 from asr.config import AsrConfig
 from asr.types import Transcriber
 
-__all__ = ["LiveDecoding", "build_transcriber"]
+__all__ = ["LiveDecoding", "build_transcriber", "enable_batching"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,23 @@ def build_transcriber(cfg: AsrConfig, *, live: LiveDecoding | None = None) -> Tr
     if live.no_repeat_ngram_size:
         options["no_repeat_ngram_size"] = live.no_repeat_ngram_size
     return WhisperTranscriber(cfg, model=_WithOptions(model, **options))
+
+
+def enable_batching(transcriber: Transcriber) -> Any:
+    """Batch the CTranslate2 calls of `transcriber`'s threads across windows (asr/batching.py): the
+    `BatchingWhisper` now under its model, or None when it is not a faster-whisper transcriber (a site
+    backend decodes one window at a time)."""
+    from asr.batching import install_batching
+    from asr.transcriber import WhisperTranscriber
+
+    if not isinstance(transcriber, WhisperTranscriber):
+        return None
+    model: Any = transcriber._model
+    if isinstance(model, _WithOptions):
+        model = model._model
+    if not (hasattr(model, "model") and hasattr(model, "hf_tokenizer")):
+        return None
+    return install_batching(model)
 
 
 def _site_backend(cfg: AsrConfig, live: LiveDecoding | None) -> Transcriber:

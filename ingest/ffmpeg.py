@@ -33,6 +33,7 @@ __all__ = [
     "cut_clip",
     "ffmpeg_exe",
     "hls_serve_args",
+    "pcm_args",
     "probe",
     "record_segments_args",
     "segment_name",
@@ -328,6 +329,15 @@ def snapshot(src: str | Path, at_s: float, dest: str | Path) -> str:
 
 SEGMENT_PATTERN = "seg_%06d.ts"  # recorded files of one broadcast, numbered from 0
 SEGMENT_LIST = "segments.csv"  # ffmpeg's segment list: one "name,start,end" line per finished file
+
+
+def pcm_args(source: str | Path, *, sample_rate: int = 16_000, realtime: bool = False) -> list[str]:
+    """ffmpeg arguments: the audio of `source` (any media ffmpeg reads) as mono signed 16-bit
+    little-endian PCM at `sample_rate` on stdout; `realtime` (-re) reads it at its own speed, as live."""
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    if realtime:
+        args.append("-re")
+    return [*args, "-i", str(source), "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
 
 
 def segment_name(seq: int) -> str:

@@ -75,6 +75,9 @@ class Broadcast(Base):
     video_resume_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # oldest caption on screen
     video_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     bus_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # last bus batch committed
+    # the bus ASR worker's last stored batch: its seq and its first line's index (revision 0011)
+    asr_bus_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    asr_bus_idx: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class MonitorLease(Base):

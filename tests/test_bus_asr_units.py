@@ -1,0 +1,226 @@
+"""The ASR stage's parts without a model or a bus: the audio wire message, cross-window batching of
+CTranslate2 calls (asr/batching.py, over a fake model), and the store side of the ASR worker
+(app/bus_asr.py, with the scripted transcriber and SQLite): resume and re-publish after a crash."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.bus_asr import BusAsr, StaleBatch
+from app.bus_wire import AudioChunk, WireError, audio_subject, decode_audio, encode_audio
+from asr.batching import BatchingWhisper, BatchRound
+from asr.fake import FakeTranscriber
+from asr.streaming import StreamingOptions
+from store.db import Database
+from store.live import LiveStore
+from store.models import Broadcast, UtteranceRow
+
+SOT, SOT_PREV = 50258, 50361
+
+# -- the wire --------------------------------------------------------------------------------------------
+
+
+def test_audio_chunk_round_trip_and_refusals() -> None:
+    pcm = (np.arange(-8, 8, dtype="<i2") * 1000).tobytes()
+    chunk = AudioChunk("b0", "room.1", 7, 12.5, pcm, 16_000, final=True)
+    back = decode_audio(encode_audio(chunk))
+    assert back == chunk and back.end_s == pytest.approx(12.5 + 16 / 16_000)
+    assert chunk.msg_id == "b0:a7" and audio_subject("room.1 *") == "lw.audio.room_1__"
+    data = encode_audio(chunk)
+    with pytest.raises(WireError):
+        decode_audio(data.replace(b'"schema":1', b'"schema":9'))
+    with pytest.raises(WireError):
+        decode_audio(data + b"\x00")  # an odd number of PCM bytes
+    with pytest.raises(WireError):
+        decode_audio(b"no header")
+
+
+# -- batching --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Result:
+    sequences_ids: list[list[int]]
+
+
+class FakeCT2:
+    """A CTranslate2 Whisper stand-in: an item's encoder output carries its features' value; generate
+    writes that value as tokens, as many as the value (within the token limit)."""
+
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.prompts: list[list[list[int]]] = []
+        self.lock = threading.Lock()
+
+    def encode(self, features: Any, to_cpu: bool = False) -> Any:
+        import ctranslate2
+
+        a = np.asarray(features)
+        with self.lock:
+            self.calls.append(("encode", a.shape[0]))
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(a[:, :2, :6]))
+
+    def generate(self, enc: Any, prompts: list[list[int]], max_length: int = 448, **kw: Any) -> list[_Result]:
+        a = np.asarray(enc)
+        assert len({p.index(SOT) for p in prompts}) == 1, prompts  # as CTranslate2 requires
+        with self.lock:
+            self.calls.append(("generate", a.shape[0]))
+            self.prompts.append(prompts)
+        out = []
+        for i, p in enumerate(prompts):
+            v = int(a[i, 0, 0])
+            out.append(_Result([[v] * min(v, max_length - len(p))]))
+        return out
+
+    def align(self, enc: Any, sot: list[int], tokens: list[list[int]], frames: Any, **kw: Any) -> list[Any]:
+        a = np.asarray(enc)
+        with self.lock:
+            self.calls.append(("align", a.shape[0]))
+        frames = frames if isinstance(frames, list) else [frames] * len(tokens)
+        return [(int(a[i, 0, 0]), len(tokens[i]), frames[i]) for i in range(len(tokens))]
+
+
+def _prompt(prev: int) -> list[int]:
+    return ([SOT_PREV, *range(100, 100 + prev)] if prev else []) + [SOT, 50260, 50359]
+
+
+def test_the_calls_of_a_rounds_threads_run_as_one_batched_call_each() -> None:
+    ct2 = FakeCT2()
+    bw = BatchingWhisper(ct2, sot=SOT, sot_prev=SOT_PREV, pad=220)
+    rnd = BatchRound(bw)
+    prev = [8, 8, 7, 6]
+    budget = [5, 5, 5, 2]  # window 3 makes 3 tokens but may make only 2: decoded again alone
+
+    def window(i: int) -> tuple[list[int], Any]:
+        import ctranslate2
+
+        feats = np.full((1, 80, 100 + 10 * i), float(i), dtype=np.float32)
+        enc = bw.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+        p = _prompt(prev[i])
+        res = bw.generate(enc, [p], max_length=len(p) + budget[i], beam_size=1)
+        al = bw.align(enc, [SOT, 50260, 50359], [[5] * (i + 1)], 100 + 10 * i, median_filter_width=7)
+        return res[0].sequences_ids[0], al[0]
+
+    try:
+        out = rnd.run([lambda i=i: window(i) for i in range(4)])
+    finally:
+        rnd.close()
+    assert out == [([], (0, 1, 100)), ([1], (1, 2, 110)), ([2, 2], (2, 3, 120)), ([3, 3], (3, 4, 130))]
+    assert ct2.calls == [("encode", 4), ("generate", 4), ("generate", 1), ("align", 4)]
+    # a shorter previous text was filled with spaces before it, up to the longest (8 tokens)
+    assert {len(p) for p in ct2.prompts[0]} == {1 + 8 + 3}
+    prev = sorted(p[1:9] for p in ct2.prompts[0])
+    assert prev == sorted(
+        [list(range(100, 108))] * 2 + [[220, *range(100, 107)], [220, 220, *range(100, 106)]]
+    )
+    assert bw.stats.redone == 1 and bw.stats.mean_batch("encode") == 4
+
+
+def test_a_failing_window_fails_alone_and_a_round_of_one_goes_straight_through() -> None:
+    ct2 = FakeCT2()
+    bw = BatchingWhisper(ct2, sot=SOT, sot_prev=SOT_PREV, pad=220)
+    rnd = BatchRound(bw)
+
+    def window(i: int) -> int:
+        import ctranslate2
+
+        if i == 1:
+            raise RuntimeError("VAD failed")
+        enc = bw.encode(ctranslate2.StorageView.from_array(np.full((1, 80, 50), float(i), np.float32)))
+        return bw.generate(enc, [_prompt(0)], max_length=20)[0].sequences_ids[0]
+
+    try:
+        out = rnd.run([lambda i=i: window(i) for i in range(3)])
+        assert out[0] == [] and isinstance(out[1], RuntimeError) and out[2] == [2, 2]
+        assert rnd.run([lambda: window(3)]) == [[3, 3, 3]]
+    finally:
+        rnd.close()
+    assert ct2.calls == [("encode", 2), ("generate", 2), ("encode", 1), ("generate", 1)]
+
+
+# -- the store side of the ASR worker ------------------------------------------------------------------
+
+LINES = [
+    (1.0, 3.0, "家人们晚上好"),
+    (5.0, 8.0, "今天只要九十九元"),
+    (12.0, 15.0, "最后三单"),
+    (21.0, 24.0, "马上下架"),
+]
+
+
+def _db(tmp_path: Path) -> Database:
+    db = Database.for_data_dir(tmp_path / "data")
+    with db.session() as s, s.begin():
+        LiveStore.start_broadcast(
+            s, broadcast_id="b0", stream_id="room", url="bus-audio:b0", name="room",
+            folder=str(tmp_path / "rec"), started_ts=1.7e9, source_start_s=None, rules_version="",
+        )  # fmt: skip
+    return db
+
+
+def _feed(asr: BusAsr, until_s: float, final: bool) -> None:
+    ctx = asr.broadcasts["b0"]
+    start = ctx.transcript.audio_end_s
+    ctx.transcript.add_audio(start, np.zeros(int((until_s - start) * 16_000), dtype=np.float32))
+    if final:
+        ctx.transcript.finish()
+
+
+def _run(asr: BusAsr) -> list[Any]:
+    msgs = []
+    while ready := asr.ready():
+        for ctx, res in zip(ready, asr.decode(ready), strict=True):
+            assert not isinstance(res, BaseException)
+            msg = asr.commit(ctx, res)
+            if msg is not None:
+                msgs.append(msg)
+    return msgs
+
+
+def test_the_asr_worker_stores_batches_in_order_and_a_successor_resumes_and_republishes(
+    tmp_path: Path,
+) -> None:
+    db = _db(tmp_path)
+    try:
+        opts = StreamingOptions()
+        first = BusAsr(db, opts, FakeTranscriber.from_lines(LINES), None)
+        assert first.open("nope", "room") is None  # not stored yet: its audio waits
+        assert first.open("b0", "room") is not None
+        _feed(first, 18.0, final=False)
+        msgs = _run(first)
+        assert [m.seq for m in msgs] == list(range(len(msgs))) and msgs
+        last = msgs[-1]
+        stored = [u.text for m in msgs for u in m.batch.utterances]
+        assert stored[:2] == ["家人们晚上好", "今天只要九十九元"]
+        # the worker dies here (its last batch stored, maybe not published): a successor takes over
+        second = BusAsr(db, opts, FakeTranscriber.from_lines(LINES), None)
+        ctx = second.open("b0", "room")
+        assert ctx is not None and ctx.seq == last.seq + 1
+        assert ctx.transcript.done_s == last.batch.done_s and ctx.transcript.next_index == len(stored)
+        assert ctx.republish is not None and ctx.republish.msg_id == last.msg_id
+        assert [u.text for u in ctx.republish.batch.utterances] == [u.text for u in last.batch.utterances]
+        assert ctx.republish.batch.done_s == last.batch.done_s
+        # the first worker, still holding the broadcast, cannot store a batch after the successor's
+        _feed(second, 26.0, final=True)
+        rest = _run(second)
+        assert rest[-1].batch.final and [m.seq for m in rest] == list(
+            range(last.seq + 1, last.seq + 1 + len(rest))
+        )
+        _feed(first, 26.0, final=True)
+        with pytest.raises(StaleBatch):
+            _run(first)
+        with db.session() as s:
+            texts = [r.text for r in s.query(UtteranceRow).order_by(UtteranceRow.idx)]
+            b = s.get(Broadcast, "b0")
+            assert b is not None and b.asr_complete and b.asr_bus_seq == rest[-1].seq
+        assert texts == [t for _s, _e, t in LINES]  # each line once, in order
+    finally:
+        db.dispose()
