@@ -100,6 +100,7 @@ class SemanticConfig(BaseModel):
             "@approved_claims.nutrient_functions",
             "@approved_claims.warnings",
             "@medical_efficacy.lawful_health_food_functions",
+            "@near_miss.cues",
         ],
         description="Lexicon groups of wording the law allows (approved health-food and nutrient function "
         "claims, statutory warnings). A line holding one is left to the rules: the head reads approved "

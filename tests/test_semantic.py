@@ -212,3 +212,19 @@ def test_lawful_wording_leaves_approved_claims_to_the_rules(head: SemanticHead) 
     assert flagged_ungated, "the test head should read at least one approved line as a claim"
     assert [d.category for d in gated.detect_utterance(Utterance(0, 0.0, 1.0, PARAPHRASE))] == ["false_claim"]
     assert gated.version_tag == "sem:" + head.hash[:12] != ungated.version_tag
+
+
+def test_near_miss_cues_leave_disclaimers_and_usage_tips_to_the_rules(head: SemanticHead) -> None:
+    """Disclaimers, usage tips, aspiration and scam warnings (configs/lexicons/near_miss.yaml) open the
+    same gate: the head does not read negation or mood, the rules' own exemptions do."""
+    gated = SemanticDetector(SemanticConfig(), head=head)
+    for text in (
+        "我们不说它能治病，效果因人而异",
+        "空腹的时候最好别喝，饭后半小时再喝",
+        "我们一直追求最好的品质",
+        "谨防假冒，认准官方旗舰店",
+    ):
+        assert gated.lawful.holds(text), text
+        assert gated.detect_utterance(Utterance(0, 0.0, 1.0, text)) == []
+    assert not gated.lawful.holds(PARAPHRASE)
+    assert [d.category for d in gated.detect_utterance(Utterance(0, 0.0, 1.0, PARAPHRASE))] == ["false_claim"]
