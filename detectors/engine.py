@@ -288,7 +288,7 @@ class _RuleTables:
         self._regex_lits: set[str] = set()  # every literal of every regex's literal sets (enabled rules)
         # regexes with literal sets (enabled rules): (rule, regex, sets), and literal -> those whose
         # first set holds it; the rule's other regexes run whenever the rule is triggered
-        self._regex_table: list[tuple[int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
+        self._regex_table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
         self._regex_check: dict[str, list[int]] = defaultdict(list)
         self._loose_regexes: dict[int, tuple[re.Pattern[str], ...]] = {}
         self._fuzzy_atoms: list[int] = []
@@ -315,7 +315,8 @@ class _RuleTables:
         if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
             _segmenter()  # load the word segmenter now, not inside the first line's time budget
         self._phrases.discard("")
-        anywhere = set(self._regex_trigger) | self._regex_lits | self._phrases
+        self._index_regexes()
+        anywhere = set(self._tracked_trigger) | self._regex_lits | self._phrases
         char_keys = anywhere | set(self._atoms_by_text)
         self._char_ac = self._automaton(
             blank=("", 2, False, (), frozenset(), (), False),
@@ -325,7 +326,7 @@ class _RuleTables:
                     len(k),
                     _needs_bound(k),
                     tuple(self._atoms_by_text.get(k, ())),
-                    frozenset(self._regex_trigger.get(k, ())),
+                    frozenset(self._tracked_trigger.get(k, ())),
                     tuple(self._regex_check.get(k, ())),
                     k in anywhere,
                 )
@@ -359,6 +360,40 @@ class _RuleTables:
         self._fz_ac = self._automaton(
             {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}, blank=((), (), ())
         )
+
+    def _index_regexes(self) -> None:
+        """File each regex with literal sets under the set a text is least likely to hold (by the
+        frequency of its words and characters in the segmenter's dictionary), and keep the sets worth
+        checking before the regex runs. A rule whose regexes may run without their own sets present
+        (one ignores case or has no set) or whose trigger literals must end at a Latin word boundary
+        is `tracked`: for it, `_Scratch.regex_rules` records whether a trigger of its was seen, as
+        `_evaluate` requires; for every other rule a regex whose sets are all present is triggered."""
+        estimate = _literal_frequency()
+        table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
+        for ri, j, rx, groups in self._regex_table:
+            weighed = sorted(
+                ((sum(estimate(lit) for lit in g), k, g) for k, g in enumerate(groups)),
+                key=lambda x: (x[0], x[1]),
+            )
+            keep = tuple(g for w, k, g in weighed if k == weighed[0][1] or w <= REGEX_SET_MAX_FREQ)
+            gid = len(table)
+            table.append((ri, j, rx, keep))
+            self._compiled[ri].regex_groups[j] = keep  # what _evaluate checks: the literals looked for
+            for lit in keep[0]:
+                self._regex_check[lit].append(gid)
+            for g in keep:
+                self._regex_lits.update(g)
+        self._regex_table = table
+        tracked = set(self._loose_regexes)
+        for lit, rules in self._regex_trigger.items():
+            if _needs_bound(lit):
+                tracked |= rules
+        self._tracked = frozenset(tracked)
+        self._tracked_trigger: dict[str, frozenset[int]] = {}
+        for lit, rules in self._regex_trigger.items():
+            mine = frozenset(rules & tracked)
+            if mine:
+                self._tracked_trigger[lit] = mine
 
     @staticmethod
     def _automaton(keys: dict[str, Any], blank: Any) -> ahocorasick.Automaton | None:
@@ -495,14 +530,9 @@ class _RuleTables:
                     self._near_build[ai].append((ri, k, side))
         always = False
         loose: list[re.Pattern[str]] = []
-        for (_src, rx), lits, groups in zip(regexes, regex_lits, regex_groups, strict=True):
+        for j, ((_src, rx), lits, groups) in enumerate(zip(regexes, regex_lits, regex_groups, strict=True)):
             if groups:
-                gid = len(self._regex_table)
-                self._regex_table.append((ri, rx, groups))
-                for g in groups:
-                    self._regex_lits.update(g)
-                for lit in groups[0]:
-                    self._regex_check[lit].append(gid)
+                self._regex_table.append((ri, j, rx, groups))
             else:
                 loose.append(rx)
             if not lits:
@@ -624,13 +654,16 @@ class RuleSet(_RuleTables):
         # whenever the rule is triggered). Else the evaluation would find nothing.
         if regex_checks or self._always:
             always = self._always_set
+            tracked = self._tracked
             table = self._regex_table
             present = sc.present
             tried: set[int] = set()
             for checks in regex_checks:
                 for gid in checks:
-                    ri, rx, groups = table[gid]
-                    if ri in candidates or gid in tried or not (ri in regex_rules or ri in always):
+                    ri, _j, rx, groups = table[gid]
+                    if ri in candidates or gid in tried:
+                        continue
+                    if ri in tracked and ri not in regex_rules and ri not in always:
                         continue
                     tried.add(gid)
                     for g in groups:
@@ -754,7 +787,7 @@ class RuleSet(_RuleTables):
                 for o in occ(sc, ai):
                     if o[2] >= thr:
                         raw.append((o[0], o[1], o[2], o[3], atoms[ai].text, (o[0],)))
-        if comp.regexes and (ri in sc.regex_rules or ri in self._always_set):
+        if comp.regexes and (ri not in self._tracked or ri in sc.regex_rules or ri in self._always_set):
             present = sc.present
             for (src, rx), groups in zip(comp.regexes, comp.regex_groups, strict=True):
                 if any(g.isdisjoint(present) for g in groups):
@@ -992,6 +1025,29 @@ def _term_forms(raw: str) -> tuple[str, str, str]:
     text = normalize(raw).text
     codes = pinyin_codes(text)
     return text, codes, pinyin_latin(codes)
+
+
+# A regex's literal sets beyond the one it is filed under are checked before it runs when a text is
+# unlikely to hold them: estimated frequency (dictionary counts; see `_literal_frequency`) at most this.
+REGEX_SET_MAX_FREQ = 20_000
+
+
+def _literal_frequency() -> Any:
+    """A rough count of how often a literal occurs (the segmenter's dictionary: the word's own count,
+    else its rarest character's, divided by 100 per further character); without the segmenter
+    loaded, shorter literals count as more frequent."""
+    rank = _char_rank()
+    if rank is None:
+        return lambda lit: 10.0 ** (6 - len(lit))
+    freq = _segmenter().FREQ
+
+    def estimate(lit: str) -> float:
+        f = freq.get(lit) if len(lit) > 1 else None
+        if f:
+            return float(f)
+        return min(rank.get(c, 0) for c in lit) / 100.0 ** (len(lit) - 1)
+
+    return estimate
 
 
 _NEVER = "\uffff"  # a noncharacter: normalization drops it, so no text holds it
