@@ -1142,67 +1142,122 @@ def word_bounds(text: str) -> frozenset[int]:
     building the words, with each dictionary fragment's log probability looked up once per process.
     """
     wb = _WordBounds(text)
+    known = wb._settle()
     while wb.pending:
         wb.resolve(0)
-    return frozenset(wb.known)
+    return frozenset(known)
 
 
 class _WordBounds:
-    """`word_bounds` of one text, computed on demand: the dictionary route at once, the HMM of a run of
-    unknown single characters only when a position inside the run is asked about (the run's own ends
-    are word boundaries whatever the HMM makes of it)."""
+    """`word_bounds` of one text, computed on demand.
 
-    __slots__ = ("known", "pending")
+    `straddles` first looks at the dictionary route of the term's block from its end back to the
+    term's second character only: when that character is a word alone and the next one starts a
+    longer dictionary word, no word runs on past the term (the route walks on into that word), which
+    settles most terms without the rest of the route. Otherwise the whole segmentation is computed:
+    the dictionary route at once, the HMM of a run of unknown single characters only when a position
+    inside the run is asked about (the run's own ends are word boundaries whatever the HMM makes of it).
+    """
+
+    __slots__ = ("blocks", "known", "pending", "routes", "text")
 
     def __init__(self, text: str) -> None:
-        import jieba
+        self.text = text
+        self.blocks: list[tuple[int, str, bool]] | None = None  # (offset, block, Chinese block)
+        self.routes: dict[int, tuple[list[float], list[int], list[int]]] = {}  # offset -> p, x, [lo]
+        self.known: set[int] | None = None
+        self.pending: list[tuple[int, str]] = []  # (offset, run) whose inside the HMM decides
 
-        tok = _segmenter()
-        known = {0}
-        pending: list[tuple[int, str]] = []  # (offset, run) whose inside the HMM decides
-        pos = 0
-        re_han = jieba.re_han_default
-        re_skip = jieba.re_skip_default
-        for blk in re_han.split(text):
-            if not blk:
-                continue
-            if re_han.match(blk):
-                for w in _dag_words(tok, blk):
-                    if isinstance(w, str):
-                        pending.append((pos, w))
-                        pos += len(w)
-                    else:
-                        pos += w
-                    known.add(pos)
-            else:
-                for x in re_skip.split(blk):
-                    if re_skip.match(x):
-                        pos += len(x)
+    def _blocks(self) -> list[tuple[int, str, bool]]:
+        if self.blocks is None:
+            import jieba
+
+            re_han = jieba.re_han_default
+            out = []
+            pos = 0
+            for blk in re_han.split(self.text):
+                if blk:
+                    out.append((pos, blk, re_han.match(blk) is not None))
+                    pos += len(blk)
+            self.blocks = out
+        return self.blocks
+
+    def _route(self, at: int, blk: str, lo: int) -> tuple[list[float], list[int]]:
+        """The dictionary route of the block at offset `at`, computed from its end down to `lo`."""
+        r = self.routes.get(at)
+        if r is None:
+            n = len(blk)
+            r = self.routes[at] = ([0.0] * (n + 1), [0] * (n + 1), [n])
+        route_p, route_x, done = r
+        if lo < done[0]:
+            _route_down(_segmenter(), blk, route_p, route_x, done[0], lo)
+            done[0] = lo
+        return route_p, route_x
+
+    def _settle(self) -> set[int]:
+        """Every boundary the dictionary route gives (and the runs left to the HMM)."""
+        if self.known is None:
+            import jieba
+
+            tok = _segmenter()
+            known = {0}
+            pending = self.pending
+            re_skip = jieba.re_skip_default
+            for pos, blk, han in self._blocks():
+                if han:
+                    _, route_x = self._route(pos, blk, 0)
+                    for w in _route_words(tok, blk, route_x):
+                        if isinstance(w, str):
+                            pending.append((pos, w))
+                            pos += len(w)
+                        else:
+                            pos += w
                         known.add(pos)
-                    else:
-                        for _ in x:
-                            pos += 1
+                else:
+                    for x in re_skip.split(blk):
+                        if re_skip.match(x):
+                            pos += len(x)
                             known.add(pos)
-        self.known = known
-        self.pending = pending
+                        else:
+                            for _ in x:
+                                pos += 1
+                                known.add(pos)
+            self.known = known
+        return self.known
 
     def resolve(self, k: int) -> None:
         """Segment the k-th pending run with the HMM."""
         from jieba import finalseg
 
+        known = self._settle()
         at, run = self.pending.pop(k)
         for t in finalseg.cut(run):
             at += len(t)
-            self.known.add(at)
+            known.add(at)
 
     def __contains__(self, p: int) -> bool:
-        if p in self.known:
+        if p in self._settle():
             return True
         for k, (at, run) in enumerate(self.pending):
             if at < p < at + len(run):
                 self.resolve(k)
-                return p in self.known
+                return p in self._settle()
         return False
+
+    def straddles(self, start: int, end: int) -> bool:
+        """Whether a word ends at `start` + 1 and none at `end` (see `_straddles`)."""
+        if self.known is None and end == start + 2:
+            for at, blk, han in self._blocks():
+                k = start + 1 - at  # the term's second character, in this block
+                if 0 <= k < len(blk):
+                    if han and k >= 1:
+                        if k + 1 == len(blk):
+                            return False  # the block ends after the term: so does a word
+                        _, route_x = self._route(at, blk, k)
+                        if route_x[k] == k and route_x[k + 1] > k + 1:
+                            return False
+                    break
+        return (start + 1) in self and end not in self
 
 
 # dictionary fragment -> log(frequency) - log(total) in the segmenter's dictionary, None for a prefix
@@ -1214,15 +1269,25 @@ _MISSING: Any = object()
 def _dag_words(tok: Any, sentence: str) -> list[int | str]:
     """Word lengths of jieba's ``__cut_DAG`` (get_DAG, calc) before its HMM pass: the runs of unknown
     single characters that the HMM segments are returned as strings."""
+    n = len(sentence)
+    route_p = [0.0] * (n + 1)
+    route_x = [0] * (n + 1)
+    _route_down(tok, sentence, route_p, route_x, n, 0)
+    return _route_words(tok, sentence, route_x)
+
+
+def _route_down(
+    tok: Any, sentence: str, route_p: list[float], route_x: list[int], hi: int, lo: int
+) -> None:
+    """jieba's ``calc`` over the DAG (``get_DAG``) for positions hi-1 down to lo (those from hi on are
+    done): route_x[k] is the last character of the best word starting at k."""
     freq = tok.FREQ
     n = len(sentence)
     logp = _LOGP
     get = logp.get
     logtotal = math.log(tok.total)
     alone = math.log(1) - logtotal  # a character that starts no dictionary word
-    route_p = [0.0] * (n + 1)
-    route_x = [0] * (n + 1)
-    for k in range(n - 1, -1, -1):
+    for k in range(hi - 1, lo - 1, -1):
         # DAG[k]: ends i of dictionary words starting at k (or k alone)
         best_p = 0.0
         best_x = -1
@@ -1247,6 +1312,13 @@ def _dag_words(tok: Any, sentence: str) -> list[int | str]:
             best_p, best_x = alone + route_p[k + 1], k
         route_p[k] = best_p
         route_x[k] = best_x
+
+
+def _route_words(tok: Any, sentence: str, route_x: list[int]) -> list[int | str]:
+    """The words along the route (``__cut_DAG``): lengths, and runs of single characters the HMM
+    segments as strings."""
+    freq = tok.FREQ
+    n = len(sentence)
     words: list[int | str] = []
     x = 0
     buf_start = -1
@@ -1285,7 +1357,7 @@ def _straddles(sc: _Scratch, start: int, end: int) -> bool:
     b = sc.bounds
     if b is None:
         b = sc.bounds = _WordBounds(sc.norm.text)
-    return (start + 1) in b and end not in b
+    return b.straddles(start, end)
 
 
 def _is_latin(ch: str) -> bool:
