@@ -790,12 +790,14 @@ class RuleSet(_RuleTables):
         if comp.regexes and (ri not in self._tracked or ri in sc.regex_rules or ri in self._always_set):
             present = sc.present
             for (src, rx), groups in zip(comp.regexes, comp.regex_groups, strict=True):
-                if any(g.isdisjoint(present) for g in groups):
-                    continue  # a match would contain one literal of each set
-                for m in rx.finditer(text):
-                    ms, me = m.span()
-                    if me > ms:
-                        raw.append((ms, me, 100.0, "regex", src, (ms,)))
+                for g in groups:
+                    if g.isdisjoint(present):
+                        break  # a match would contain one literal of each set
+                else:
+                    for m in rx.finditer(text):
+                        ms, me = m.span()
+                        if me > ms:
+                            raw.append((ms, me, 100.0, "regex", src, (ms,)))
         for nr in comp.near:
             a_found = nr.a & found
             if not a_found:
@@ -931,7 +933,9 @@ class RuleSet(_RuleTables):
                 "tags": list(rule.tags),
                 "exempted": [
                     {"matched": x.matched, "reason": x.reason} for x in silenced if x.rule_id == h.rule_id
-                ],
+                ]
+                if silenced
+                else [],
             }
             out.append(
                 Detection(
