@@ -626,8 +626,10 @@ class RuleSet(_RuleTables):
             pinyin = sc.pinyin
             for end, (key, klen, atoms) in self._py_ac.iter(codes):
                 start = end - klen + 1
-                if not _bounded(text, start, end + 1, text[start : end + 1]):
-                    continue
+                if (text[start].isascii() or text[end].isascii()) and not _bounded(
+                    text, start, end + 1, text[start : end + 1]
+                ):
+                    continue  # only a Latin letter or digit at either end can continue a Latin word
                 pinyin[key].append((start, end + 1))
                 found.update(atoms)
         if self._fz_ac is not None and len(text) >= 2:
@@ -686,7 +688,7 @@ class RuleSet(_RuleTables):
     def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
         assert self._fz_ac is not None
         n = len(codes)
-        lat: list[str] | None = None
+        syl = code_syllables()
         tried: set[int] = set()
         similarity = Indel.normalized_similarity
         for end, probes_of in self._fz_ac.iter(codes):
@@ -694,13 +696,13 @@ class RuleSet(_RuleTables):
             entries, probes, always = probes_of
             # Entries that can pass the mismatch count below: each same-length entry is filed under
             # max_diff + 1 of its syllables outside the anchor, one of which must then agree.
-            pick: list[int] = list(always)
+            pick: list[int] | tuple[int, ...] = always
             for rel, by_code in probes:
                 p = a + rel
                 if 0 <= p < n:
                     got = by_code.get(codes[p])
                     if got:
-                        pick.extend(got)
+                        pick = [*pick, *got]
             if not pick:
                 continue
             if len(pick) > 1:
@@ -724,9 +726,6 @@ class RuleSet(_RuleTables):
                 if tag in tried:
                     continue
                 tried.add(tag)
-                if lat is None:
-                    syl = code_syllables()
-                    lat = [syl.get(c, c) for c in codes]
                 best = 0.0
                 span = (0, 0)
                 for ds, dl in shapes:
@@ -738,7 +737,7 @@ class RuleSet(_RuleTables):
                         window = codes[st:e]
                         if window == term_codes or sum(map(str.__ne__, window, term_codes)) > max_diff:
                             continue
-                    score = similarity(latin, "".join(lat[st:e])) * 100.0
+                    score = similarity(latin, "".join([syl.get(c, c) for c in codes[st:e]])) * 100.0
                     if score > best:
                         best, span = score, (st, e)
                 if best >= 60.0:
