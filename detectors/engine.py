@@ -4,8 +4,10 @@
 term into shared Aho-Corasick automata, so that the cost of matching one utterance depends on its
 length and on the terms it actually contains, not on the number of rules:
 
-- a character automaton over normalized text (all terms, exemptions, and the literal triggers of
-  regexes: a regex runs only when one of the literals every match must contain is present);
+- a character automaton over normalized text (all terms, exemptions, and the literals of regexes:
+  `detectors.rules.required_literal_groups` gives the sets of which every match holds one literal
+  each; a regex is looked up through its rarest set, runs only when its sets are present, and a rule
+  that only its regexes propose becomes a candidate only when one of them matches);
 - a pinyin automaton over the pinyin code string (terms in pinyin or fuzzy mode: homophones);
 - a syllable-bigram automaton that proposes candidate windows for fuzzy terms; rapidfuzz compares
   only those windows, on Latin toneless pinyin.
