@@ -251,9 +251,9 @@ class _Scratch:
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
-        self.exact: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        self.pinyin: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        self.fuzzy: dict[int, list[_Occ]] = defaultdict(list)
+        self.exact: dict[str, list[tuple[int, int]]] = {}
+        self.pinyin: dict[str, list[tuple[int, int]]] = {}
+        self.fuzzy: dict[int, list[_Occ]] = {}
         self.found: set[int] = set()  # atoms with at least one occurrence in this text
         self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
@@ -619,7 +619,11 @@ class RuleSet(_RuleTables):
                     if bound and not _bounded(text, start, end + 1, key):
                         continue
                     if atoms:
-                        exact[key].append((start, end + 1))
+                        spans = exact.get(key)
+                        if spans is None:
+                            exact[key] = [(start, end + 1)]
+                        else:
+                            spans.append((start, end + 1))
                         found.update(atoms)
                     if trig:
                         regex_rules |= trig
@@ -632,7 +636,7 @@ class RuleSet(_RuleTables):
                     text, start, end + 1, text[start : end + 1]
                 ):
                     continue  # only a Latin letter or digit at either end can continue a Latin word
-                pinyin[key].append((start, end + 1))
+                pinyin.setdefault(key, []).append((start, end + 1))
                 found.update(atoms)
         if self._fz_ac is not None and len(text) >= 2:
             self._fuzzy_scan(sc, codes)
@@ -690,8 +694,8 @@ class RuleSet(_RuleTables):
     def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
         assert self._fz_ac is not None
         n = len(codes)
-        syl = code_syllables()
-        tried: set[int] = set()
+        syl: dict[str, str] = {}  # code -> syllable, fetched with the first window compared
+        tried: set[int] | None = None
         similarity = Indel.normalized_similarity
         for end, probes_of in self._fz_ac.iter(codes):
             a = end - 1  # first character of the anchor (end is its last)
@@ -725,9 +729,13 @@ class RuleSet(_RuleTables):
                     if miss == 0 or miss > max_diff:
                         continue  # identical codes are a homophone: the pinyin automaton has it
                 tag = ai * 65536 + s0
-                if tag in tried:
+                if tried is None:
+                    tried = {tag}
+                    syl = code_syllables()
+                elif tag in tried:
                     continue
-                tried.add(tag)
+                else:
+                    tried.add(tag)
                 best = 0.0
                 span = (0, 0)
                 for ds, dl in shapes:
@@ -743,7 +751,7 @@ class RuleSet(_RuleTables):
                     if score > best:
                         best, span = score, (st, e)
                 if best >= 60.0:
-                    sc.fuzzy[ai].append((span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
+                    sc.fuzzy.setdefault(ai, []).append((span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
                     sc.found.add(ai)
 
     def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
