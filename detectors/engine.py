@@ -291,7 +291,9 @@ class _RuleTables:
         # regexes with literal sets (enabled rules): (rule, regex, sets), and literal -> those whose
         # first set holds it; the rule's other regexes run whenever the rule is triggered
         self._regex_table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
-        self._regex_check: dict[str, list[int]] = defaultdict(list)
+        self._regex_check: dict[str, list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]]] = (
+            defaultdict(list)
+        )
         self._loose_regexes: dict[int, tuple[re.Pattern[str], ...]] = {}
         self._fuzzy_atoms: list[int] = []
         # atom -> enabled rules for which it is a hit term / a side of a proximity pair (ri, pair, side)
@@ -306,6 +308,11 @@ class _RuleTables:
         self._hit_roles: dict[int, tuple[int, ...]] = {k: tuple(v) for k, v in self._hit_build.items()}
         self._near_roles: dict[int, tuple[tuple[int, int, int], ...]] = {
             k: tuple(v) for k, v in self._near_build.items()
+        }
+        # both, in one lookup per atom found: (hit roles, proximity roles)
+        self._roles: dict[int, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {
+            ai: (self._hit_roles.get(ai, ()), self._near_roles.get(ai, ()))
+            for ai in {*self._hit_roles, *self._near_roles}
         }
         del self._hit_build, self._near_build
         self._atoms_by_text: dict[str, list[int]] = defaultdict(list)
@@ -382,7 +389,7 @@ class _RuleTables:
             table.append((ri, j, rx, keep))
             self._compiled[ri].regex_groups[j] = keep  # what _evaluate checks: the literals looked for
             for lit in keep[0]:
-                self._regex_check[lit].append(gid)
+                self._regex_check[lit].append((gid, ri, rx, keep))
             for g in keep:
                 self._regex_lits.update(g)
         self._regex_table = table
@@ -605,7 +612,7 @@ class RuleSet(_RuleTables):
         text = norm.text
         found = sc.found
         regex_rules = sc.regex_rules
-        regex_checks: list[tuple[int, ...]] = []
+        regex_checks: list[tuple[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]], ...]] = []
         if self._char_ac is not None and text:
             exact = sc.exact
             present = sc.present
@@ -641,14 +648,15 @@ class RuleSet(_RuleTables):
         if self._fz_ac is not None and len(text) >= 2:
             self._fuzzy_scan(sc, codes)
         candidates: set[int] = set()
-        hit_roles = self._hit_roles
-        near_roles = self._near_roles
+        roles = self._roles
         sides: dict[tuple[int, int], int] = {}
         for ai in found:
-            hr = hit_roles.get(ai)
+            both = roles.get(ai)
+            if both is None:
+                continue
+            hr, nr = both
             if hr:
                 candidates.update(hr)
-            nr = near_roles.get(ai)
             if nr:
                 for ri, k, side in nr:
                     pair = (ri, k)
@@ -663,12 +671,10 @@ class RuleSet(_RuleTables):
         if regex_checks or self._always:
             always = self._always_set
             tracked = self._tracked
-            table = self._regex_table
             present = sc.present
             tried: set[int] = set()
             for checks in regex_checks:
-                for gid in checks:
-                    ri, _j, rx, groups = table[gid]
+                for gid, ri, rx, groups in checks:
                     if ri in candidates or gid in tried:
                         continue
                     if ri in tracked and ri not in regex_rules and ri not in always:
