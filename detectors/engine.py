@@ -4,8 +4,10 @@
 term into shared Aho-Corasick automata, so that the cost of matching one utterance depends on its
 length and on the terms it actually contains, not on the number of rules:
 
-- a character automaton over normalized text (all terms, exemptions, and the literal triggers of
-  regexes: a regex runs only when one of the literals every match must contain is present);
+- a character automaton over normalized text (all terms, exemptions, and the literals of regexes:
+  `detectors.rules.required_literal_groups` gives the sets of which every match holds one literal
+  each; a regex is looked up through its rarest set, runs only when its sets are present, and a rule
+  that only its regexes propose becomes a candidate only when one of them matches);
 - a pinyin automaton over the pinyin code string (terms in pinyin or fuzzy mode: homophones);
 - a syllable-bigram automaton that proposes candidate windows for fuzzy terms; rapidfuzz compares
   only those windows, on Latin toneless pinyin.
@@ -62,6 +64,7 @@ from detectors.rules import (
     expand_term,
     load_rules,
     pack_files,
+    required_literal_groups,
     required_literals,
 )
 from detectors.types import Detection
@@ -194,12 +197,7 @@ class Explanation:
 # ---------------------------------------------------------------- compiled form
 
 
-@dataclass(frozen=True, slots=True)
-class _Occ:
-    start: int
-    end: int
-    score: float
-    mode: str
+_Occ = tuple[int, int, float, str]  # an occurrence of an atom: start, end, score, mode
 
 
 @dataclass(slots=True)
@@ -210,6 +208,7 @@ class _Atom:
     codes: str  # pinyin codes
     latin: str
     mode: str  # exact | pinyin | fuzzy (already degraded for short terms)
+    two_cjk: bool = False  # two Chinese characters: an occurrence read across a word boundary is none
 
 
 @dataclass(slots=True)
@@ -231,8 +230,9 @@ class _Compiled:
     exempt: tuple[str, ...]
     exempt_regex: list[re.Pattern[str]]
     regexes: list[tuple[str, re.Pattern[str]]]
-    # per regex: literals one of which every match contains (None: unknown, the regex always runs)
-    regex_literals: list[frozenset[str] | None]
+    # per regex: literal sets each of which every match contains one of (a conjunction; empty when
+    # none is known or the regex ignores case: the regex then runs whenever its rule is a candidate)
+    regex_groups: list[tuple[frozenset[str], ...]]
     negation_cues: tuple[str, ...]
     negation_window: int
     negation_ignore: tuple[str, ...]
@@ -251,16 +251,16 @@ class _Scratch:
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
-        self.exact: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        self.pinyin: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        self.fuzzy: dict[int, list[_Occ]] = defaultdict(list)
+        self.exact: dict[str, list[tuple[int, int]]] = {}
+        self.pinyin: dict[str, list[tuple[int, int]]] = {}
+        self.fuzzy: dict[int, list[_Occ]] = {}
         self.found: set[int] = set()  # atoms with at least one occurrence in this text
         self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
         # regex literals, unless/exempt phrases and negation cues that occur anywhere in the text
         self.present: set[str] = {""}  # "" is in every text
         self.cues: dict[tuple[str, ...], tuple[str, ...]] = {}  # a rule's cues -> those present
-        self.bounds: frozenset[int] | None = None  # word boundaries, segmented on first need
+        self.bounds: _WordBounds | None = None  # word boundaries, segmented on first need
 
 
 class _RuleTables:
@@ -287,6 +287,14 @@ class _RuleTables:
         self._compiled: list[_Compiled] = []
         self._always: list[int] = []  # rules whose regexes have no literal trigger
         self._regex_trigger: dict[str, set[int]] = defaultdict(set)
+        self._regex_lits: set[str] = set()  # every literal of every regex's literal sets (enabled rules)
+        # regexes with literal sets (enabled rules): (rule, regex, sets), and literal -> those whose
+        # first set holds it; the rule's other regexes run whenever the rule is triggered
+        self._regex_table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
+        self._regex_check: dict[str, list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]]] = (
+            defaultdict(list)
+        )
+        self._loose_regexes: dict[int, tuple[re.Pattern[str], ...]] = {}
         self._fuzzy_atoms: list[int] = []
         # atom -> enabled rules for which it is a hit term / a side of a proximity pair (ri, pair, side)
         self._hit_build: dict[int, list[int]] = defaultdict(list)
@@ -301,6 +309,11 @@ class _RuleTables:
         self._near_roles: dict[int, tuple[tuple[int, int, int], ...]] = {
             k: tuple(v) for k, v in self._near_build.items()
         }
+        # both, in one lookup per atom found: (hit roles, proximity roles)
+        self._roles: dict[int, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {
+            ai: (self._hit_roles.get(ai, ()), self._near_roles.get(ai, ()))
+            for ai in {*self._hit_roles, *self._near_roles}
+        }
         del self._hit_build, self._near_build
         self._atoms_by_text: dict[str, list[int]] = defaultdict(list)
         self._atoms_by_codes: dict[str, list[int]] = defaultdict(list)
@@ -311,17 +324,20 @@ class _RuleTables:
         if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
             _segmenter()  # load the word segmenter now, not inside the first line's time budget
         self._phrases.discard("")
-        char_keys = set(self._regex_trigger) | set(self._atoms_by_text) | self._phrases
+        self._index_regexes()
+        anywhere = set(self._tracked_trigger) | self._regex_lits | self._phrases
+        char_keys = anywhere | set(self._atoms_by_text)
         self._char_ac = self._automaton(
-            blank=("", 2, False, (), frozenset(), False),
+            blank=("", 2, False, (), frozenset(), (), False),
             keys={
                 k: (
                     k,
                     len(k),
                     _needs_bound(k),
                     tuple(self._atoms_by_text.get(k, ())),
-                    frozenset(self._regex_trigger.get(k, ())),
-                    k in self._regex_trigger or k in self._phrases,
+                    frozenset(self._tracked_trigger.get(k, ())),
+                    tuple(self._regex_check.get(k, ())),
+                    k in anywhere,
                 )
                 for k in char_keys
             }
@@ -353,6 +369,40 @@ class _RuleTables:
         self._fz_ac = self._automaton(
             {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}, blank=((), (), ())
         )
+
+    def _index_regexes(self) -> None:
+        """File each regex with literal sets under the set a text is least likely to hold (by the
+        frequency of its words and characters in the segmenter's dictionary), and keep the sets worth
+        checking before the regex runs. A rule whose regexes may run without their own sets present
+        (one ignores case or has no set) or whose trigger literals must end at a Latin word boundary
+        is `tracked`: for it, `_Scratch.regex_rules` records whether a trigger of its was seen, as
+        `_evaluate` requires; for every other rule a regex whose sets are all present is triggered."""
+        estimate = _literal_frequency()
+        table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
+        for ri, j, rx, groups in self._regex_table:
+            weighed = sorted(
+                ((sum(estimate(lit) for lit in g), k, g) for k, g in enumerate(groups)),
+                key=lambda x: (x[0], x[1]),
+            )
+            keep = tuple(g for w, k, g in weighed if k == weighed[0][1] or w <= REGEX_SET_MAX_FREQ)
+            gid = len(table)
+            table.append((ri, j, rx, keep))
+            self._compiled[ri].regex_groups[j] = keep  # what _evaluate checks: the literals looked for
+            for lit in keep[0]:
+                self._regex_check[lit].append((gid, ri, rx, keep))
+            for g in keep:
+                self._regex_lits.update(g)
+        self._regex_table = table
+        tracked = set(self._loose_regexes)
+        for lit, rules in self._regex_trigger.items():
+            if _needs_bound(lit):
+                tracked |= rules
+        self._tracked = frozenset(tracked)
+        self._tracked_trigger: dict[str, frozenset[int]] = {}
+        for lit, rules in self._regex_trigger.items():
+            mine = frozenset(rules & tracked)
+            if mine:
+                self._tracked_trigger[lit] = mine
 
     @staticmethod
     def _automaton(keys: dict[str, Any], blank: Any) -> ahocorasick.Automaton | None:
@@ -408,7 +458,7 @@ class _RuleTables:
         idx = self._atom_index.get(key)
         if idx is None:
             idx = len(self._atoms)
-            self._atoms.append(_Atom(text, codes, latin, mode))
+            self._atoms.append(_Atom(text, codes, latin, mode, len(text) == 2 and _is_cjk(text)))
             self._atom_index[key] = idx
             if mode == "fuzzy":
                 self._fuzzy_atoms.append(idx)
@@ -449,6 +499,10 @@ class _RuleTables:
         exempt = tuple(dict.fromkeys(normalize(t).text for x in eff.exempt for t in expand_term(x)))
         regexes = [(src, re.compile(expand_macros(src))) for src in spec.regex]
         regex_lits = [required_literals(src) for src, _ in regexes]
+        regex_groups = [
+            tuple(frozenset(g) for g in required_literal_groups(src)) if _case_sensitive(rx) else ()
+            for src, rx in regexes
+        ]
         exempt_regex = [re.compile(expand_macros(src)) for src in spec.exempt_regex]
         neg = eff.negation
         comp = _Compiled(
@@ -460,10 +514,7 @@ class _RuleTables:
             exempt=exempt,
             exempt_regex=exempt_regex,
             regexes=regexes,
-            regex_literals=[
-                frozenset(lits) if lits and _case_sensitive(rx) else None
-                for lits, (_, rx) in zip(regex_lits, regexes, strict=True)
-            ],
+            regex_groups=regex_groups,
             negation_cues=tuple(sorted(set(neg.cues), key=len, reverse=True)) if neg else (),
             negation_window=neg.window if neg else 0,
             negation_ignore=tuple(neg.ignore) if neg else (),
@@ -487,7 +538,12 @@ class _RuleTables:
                 for ai in atoms:
                     self._near_build[ai].append((ri, k, side))
         always = False
-        for lits in regex_lits:
+        loose: list[re.Pattern[str]] = []
+        for j, ((_src, rx), lits, groups) in enumerate(zip(regexes, regex_lits, regex_groups, strict=True)):
+            if groups:
+                self._regex_table.append((ri, j, rx, groups))
+            else:
+                loose.append(rx)
             if not lits:
                 always = True
                 continue
@@ -495,6 +551,8 @@ class _RuleTables:
                 self._regex_trigger[lit].add(ri)
         if always:
             self._always.append(ri)
+        if loose:
+            self._loose_regexes[ri] = tuple(loose)
 
     # ------------------------------------------------------------ matching
 
@@ -554,41 +612,51 @@ class RuleSet(_RuleTables):
         text = norm.text
         found = sc.found
         regex_rules = sc.regex_rules
+        regex_checks: list[tuple[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]], ...]] = []
         if self._char_ac is not None and text:
             exact = sc.exact
             present = sc.present
-            for end, (key, klen, bound, atoms, trig, anywhere) in self._char_ac.iter(text):
+            for end, (key, klen, bound, atoms, trig, checks, anywhere) in self._char_ac.iter(text):
                 if anywhere:
                     present.add(key)  # regexes and phrases are looked for without word bounds
-                start = end - klen + 1
-                if bound and not _bounded(text, start, end + 1, key):
-                    continue
-                exact[key].append((start, end + 1))
-                if atoms:
-                    found.update(atoms)
-                if trig:
-                    regex_rules |= trig
+                    if checks:
+                        regex_checks.append(checks)
+                if atoms or trig:
+                    start = end - klen + 1
+                    if bound and not _bounded(text, start, end + 1, key):
+                        continue
+                    if atoms:
+                        spans = exact.get(key)
+                        if spans is None:
+                            exact[key] = [(start, end + 1)]
+                        else:
+                            spans.append((start, end + 1))
+                        found.update(atoms)
+                    if trig:
+                        regex_rules |= trig
         codes = pinyin_codes(text)
         if self._py_ac is not None and text:
             pinyin = sc.pinyin
             for end, (key, klen, atoms) in self._py_ac.iter(codes):
                 start = end - klen + 1
-                if not _bounded(text, start, end + 1, text[start : end + 1]):
-                    continue
-                pinyin[key].append((start, end + 1))
+                if (text[start].isascii() or text[end].isascii()) and not _bounded(
+                    text, start, end + 1, text[start : end + 1]
+                ):
+                    continue  # only a Latin letter or digit at either end can continue a Latin word
+                pinyin.setdefault(key, []).append((start, end + 1))
                 found.update(atoms)
         if self._fz_ac is not None and len(text) >= 2:
             self._fuzzy_scan(sc, codes)
-        candidates: set[int] = set(self._always)
-        candidates |= regex_rules
-        hit_roles = self._hit_roles
-        near_roles = self._near_roles
+        candidates: set[int] = set()
+        roles = self._roles
         sides: dict[tuple[int, int], int] = {}
         for ai in found:
-            hr = hit_roles.get(ai)
+            both = roles.get(ai)
+            if both is None:
+                continue
+            hr, nr = both
             if hr:
                 candidates.update(hr)
-            nr = near_roles.get(ai)
             if nr:
                 for ri, k, side in nr:
                     pair = (ri, k)
@@ -596,26 +664,57 @@ class RuleSet(_RuleTables):
                     sides[pair] = m
                     if m == 3:
                         candidates.add(ri)
+        # A rule that only its regexes propose (one of their literals was found, or they have none) is a
+        # candidate when one of the regexes its evaluation would run actually matches: one with literal
+        # sets each present in the text (found through its first set), or one without (they run
+        # whenever the rule is triggered). Else the evaluation would find nothing.
+        if regex_checks or self._always:
+            always = self._always_set
+            tracked = self._tracked
+            present = sc.present
+            tried: set[int] = set()
+            for checks in regex_checks:
+                for gid, ri, rx, groups in checks:
+                    if ri in candidates or gid in tried:
+                        continue
+                    if ri in tracked and ri not in regex_rules and ri not in always:
+                        continue
+                    tried.add(gid)
+                    for g in groups:
+                        if g.isdisjoint(present):
+                            break
+                    else:
+                        if rx.search(text) is not None:
+                            candidates.add(ri)
+            loose = self._loose_regexes
+            for pending in (regex_rules, self._always):
+                for ri in pending:
+                    if ri in candidates:
+                        continue
+                    for rx in loose.get(ri, ()):
+                        if rx.search(text) is not None:
+                            candidates.add(ri)
+                            break
         return sc, candidates
 
     def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
         assert self._fz_ac is not None
         n = len(codes)
-        lat: list[str] | None = None
-        tried: set[int] = set()
+        syl: dict[str, str] = {}  # code -> syllable, fetched with the first window compared
+        tried: set[int] | None = None
         similarity = Indel.normalized_similarity
         for end, probes_of in self._fz_ac.iter(codes):
             a = end - 1  # first character of the anchor (end is its last)
             entries, probes, always = probes_of
             # Entries that can pass the mismatch count below: each same-length entry is filed under
             # max_diff + 1 of its syllables outside the anchor, one of which must then agree.
-            pick: list[int] = list(always)
+            pick: list[int] | tuple[int, ...] = always
             for rel, by_code in probes:
                 p = a + rel
                 if 0 <= p < n:
                     got = by_code.get(codes[p])
                     if got:
-                        pick.extend(got)
+                        pick = [*pick, *got]
             if not pick:
                 continue
             if len(pick) > 1:
@@ -636,12 +735,13 @@ class RuleSet(_RuleTables):
                     if miss == 0 or miss > max_diff:
                         continue  # identical codes are a homophone: the pinyin automaton has it
                 tag = ai * 65536 + s0
-                if tag in tried:
-                    continue
-                tried.add(tag)
-                if lat is None:
+                if tried is None:
+                    tried = {tag}
                     syl = code_syllables()
-                    lat = [syl.get(c, c) for c in codes]
+                elif tag in tried:
+                    continue
+                else:
+                    tried.add(tag)
                 best = 0.0
                 span = (0, 0)
                 for ds, dl in shapes:
@@ -653,35 +753,34 @@ class RuleSet(_RuleTables):
                         window = codes[st:e]
                         if window == term_codes or sum(map(str.__ne__, window, term_codes)) > max_diff:
                             continue
-                    score = similarity(latin, "".join(lat[st:e])) * 100.0
+                    score = similarity(latin, "".join([syl.get(c, c) for c in codes[st:e]])) * 100.0
                     if score > best:
                         best, span = score, (st, e)
                 if best >= 60.0:
-                    sc.fuzzy[ai].append(_Occ(span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
+                    sc.fuzzy.setdefault(ai, []).append((span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
                     sc.found.add(ai)
 
     def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
+        """The atom's occurrences in the text: (start, end, score, mode)."""
         cached = sc.occ.get(ai)
         if cached is not None:
             return cached
-        cached = sc.occ[ai] = self._occ_uncached(sc, ai)
-        return cached
-
-    def _occ_uncached(self, sc: _Scratch, ai: int) -> list[_Occ]:
         atom = self._atoms[ai]
-        out = [_Occ(s, e, 100.0, "exact") for s, e in sc.exact.get(atom.text, ())]
-        if len(atom.text) == 2 and _is_cjk(atom.text):
-            out = [o for o in out if not _straddles(sc, o.start, o.end)]
+        spans = sc.exact.get(atom.text)
+        out = [(s, e, 100.0, "exact") for s, e in spans] if spans else []
+        if out and atom.two_cjk:
+            out = [o for o in out if not _straddles(sc, o[0], o[1])]
         if atom.mode != "exact":
-            seen = {(o.start, o.end) for o in out}
+            seen = {(o[0], o[1]) for o in out}
             for s, e in sc.pinyin.get(atom.codes, ()):
                 if (s, e) not in seen:
-                    out.append(_Occ(s, e, PINYIN_SCORE, "pinyin"))
+                    out.append((s, e, PINYIN_SCORE, "pinyin"))
                     seen.add((s, e))
             if atom.mode == "fuzzy":
                 for o in sc.fuzzy.get(ai, ()):
-                    if not any(o.start < e and s < o.end for s, e in seen):
+                    if not any(o[0] < e and s < o[1] for s, e in seen):
                         out.append(o)
+        sc.occ[ai] = out
         return out
 
     def _evaluate(self, ri: int, sc: _Scratch, source: str | None) -> tuple[list[Hit], list[Hit]]:
@@ -692,20 +791,28 @@ class RuleSet(_RuleTables):
         norm = sc.norm
         text = norm.text
         thr = comp.threshold
+        atoms = self._atoms
+        occ = self._occ
         # (start, end, score, mode, pattern, starts of the parts a negation may precede)
         raw: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
         found = sc.found
-        for ai in sorted(comp.hit_atoms & found):
-            for o in self._occ(sc, ai):
-                if o.score >= thr:
-                    raw.append((o.start, o.end, o.score, o.mode, self._atoms[ai].text, (o.start,)))
-        if comp.regexes and (ri in sc.regex_rules or ri in self._always_set):
-            for (src, rx), lits in zip(comp.regexes, comp.regex_literals, strict=True):
-                if lits is not None and lits.isdisjoint(sc.present):
-                    continue  # a match would contain one of them
-                for m in rx.finditer(text):
-                    if m.end() > m.start():
-                        raw.append((m.start(), m.end(), 100.0, "regex", src, (m.start(),)))
+        if comp.hit_atoms:
+            hit = comp.hit_atoms & found
+            for ai in sorted(hit) if len(hit) > 1 else hit:
+                for o in occ(sc, ai):
+                    if o[2] >= thr:
+                        raw.append((o[0], o[1], o[2], o[3], atoms[ai].text, (o[0],)))
+        if comp.regexes and (ri not in self._tracked or ri in sc.regex_rules or ri in self._always_set):
+            present = sc.present
+            for (src, rx), groups in zip(comp.regexes, comp.regex_groups, strict=True):
+                for g in groups:
+                    if g.isdisjoint(present):
+                        break  # a match would contain one literal of each set
+                else:
+                    for m in rx.finditer(text):
+                        ms, me = m.span()
+                        if me > ms:
+                            raw.append((ms, me, 100.0, "regex", src, (ms,)))
         for nr in comp.near:
             a_found = nr.a & found
             if not a_found:
@@ -713,70 +820,72 @@ class RuleSet(_RuleTables):
             b_found = nr.b & found
             if not b_found:
                 continue
-            a_occ = [
-                (o, self._atoms[ai].text)
-                for ai in sorted(a_found)
-                for o in self._occ(sc, ai)
-                if o.score >= thr
-            ]
-            b_occ = [
-                (o, self._atoms[ai].text)
-                for ai in sorted(b_found)
-                for o in self._occ(sc, ai)
-                if o.score >= thr
-            ]
+            a_occ = [(o, atoms[ai].text) for ai in sorted(a_found) for o in occ(sc, ai) if o[2] >= thr]
+            if not a_occ:
+                continue
+            b_occ = [(o, atoms[ai].text) for ai in sorted(b_found) for o in occ(sc, ai) if o[2] >= thr]
+            within = nr.within
             for oa, ta in a_occ:
+                a_start, a_end, a_score, a_mode = oa
                 for ob, tb in b_occ:
-                    if oa.start < ob.end and ob.start < oa.end:
+                    b_start, b_end, b_score, b_mode = ob
+                    if a_start < b_end and b_start < a_end:
                         continue
-                    if ob.start >= oa.end:
-                        gap = ob.start - oa.end
+                    if b_start >= a_end:
+                        gap = b_start - a_end
                     elif nr.ordered:
                         continue
                     else:
-                        gap = oa.start - ob.end
-                    if gap <= nr.within:
-                        worst = oa if oa.score <= ob.score else ob
+                        gap = a_start - b_end
+                    if gap <= within:
                         raw.append(
                             (
-                                min(oa.start, ob.start),
-                                max(oa.end, ob.end),
-                                worst.score,
-                                worst.mode,
-                                f"{ta} ~{nr.within}~ {tb}",
-                                (oa.start, ob.start),
+                                min(a_start, b_start),
+                                max(a_end, b_end),
+                                a_score if a_score <= b_score else b_score,
+                                a_mode if a_score <= b_score else b_mode,
+                                f"{ta} ~{within}~ {tb}",
+                                (a_start, b_start),
                             )
                         )
         if not raw:
             return [], []
-        hits = [_hit(rule.id, norm, *r[:5]) for r in raw]
-        silenced: list[Hit] = []
-        for phrase in comp.unless if not comp.unless_set.isdisjoint(sc.present) else ():
-            if phrase in text:
-                why = f"unless: {phrase}"
-                return [], [_with_reason(h, why) for h in hits]
+        rid = rule.id
+        if comp.unless and not comp.unless_set.isdisjoint(sc.present):
+            for phrase in comp.unless:
+                if phrase in text:
+                    why = f"unless: {phrase}"
+                    return [], [_hit(rid, norm, r, why) for r in raw]
         for gi, group in enumerate(comp.require):
-            if not any(o.score >= thr for ai in group & found for o in self._occ(sc, ai)):
-                why = f"require[{gi}]: none of {'|'.join(self._atoms[ai].text for ai in group)}"
-                return [], [_with_reason(h, why) for h in hits]
-        kept: list[Hit] = []
-        for h, r in zip(hits, raw, strict=True):
-            why = self._exemption(comp, sc, h, r[5])
+            if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
+                why = f"require[{gi}]: none of {'|'.join(atoms[ai].text for ai in group)}"
+                return [], [_hit(rid, norm, r, why) for r in raw]
+        kept: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
+        silenced: list[tuple[tuple[int, int, float, str, str, tuple[int, ...]], str]] = []
+        check = comp.exempt or comp.exempt_regex or comp.negation_cues
+        for r in raw:
+            why = self._exemption(comp, sc, r[0], r[1], r[5]) if check else ""
             if why:
-                silenced.append(_with_reason(h, why))
+                silenced.append((r, why))
             else:
-                kept.append(h)
-        return _dedupe(kept), _dedupe(silenced)
+                kept.append(r)
+        return (
+            [_hit(rid, norm, r, "") for r in _dedupe(kept)] if kept else [],
+            [_hit(rid, norm, r, why) for r, why in _dedupe_reasons(silenced)] if silenced else [],
+        )
 
-    def _exemption(self, comp: _Compiled, sc: _Scratch, h: Hit, anchors: tuple[int, ...]) -> str:
+    def _exemption(
+        self, comp: _Compiled, sc: _Scratch, start: int, end: int, anchors: tuple[int, ...]
+    ) -> str:
         text = sc.norm.text
-        for phrase in comp.exempt if not comp.exempt_set.isdisjoint(sc.present) else ():
-            # an occurrence overlapping the hit lies within this window
-            if text.find(phrase, max(0, h.start - len(phrase) + 1), h.end + len(phrase) - 1) >= 0:
-                return f"exempt: {phrase}"
+        if comp.exempt and not comp.exempt_set.isdisjoint(sc.present):
+            for phrase in comp.exempt:
+                # an occurrence overlapping the hit lies within this window
+                if text.find(phrase, max(0, start - len(phrase) + 1), end + len(phrase) - 1) >= 0:
+                    return f"exempt: {phrase}"
         for rx in comp.exempt_regex:
             for m in rx.finditer(text):
-                if m.start() < h.end and h.start < m.end():
+                if m.start() < end and start < m.end():
                     return f"exempt: /{rx.pattern}/"
         if comp.negation_cues:
             cues = sc.cues.get(comp.negation_cues)
@@ -839,7 +948,9 @@ class RuleSet(_RuleTables):
                 "tags": list(rule.tags),
                 "exempted": [
                     {"matched": x.matched, "reason": x.reason} for x in silenced if x.rule_id == h.rule_id
-                ],
+                ]
+                if silenced
+                else [],
             }
             out.append(
                 Detection(
@@ -916,9 +1027,16 @@ def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...
     return ""
 
 
-def _hit(rule_id: str, norm: Normalized, s: int, e: int, score: float, mode: str, pattern: str) -> Hit:
-    os_, oe = norm.orig_span(s, e)
-    return Hit(rule_id, s, e, os_, oe, norm.original[os_:oe], score, mode, pattern)
+def _hit(rule_id: str, norm: Normalized, r: tuple[Any, ...], reason: str) -> Hit:
+    """The hit of a raw match (start, end, score, mode, pattern, ...), located in the original text."""
+    s, e = r[0], r[1]
+    idx = norm.orig_index
+    if not idx or e <= s:
+        os_ = oe = 0
+    else:
+        os_ = idx[s]
+        oe = idx[min(e, len(idx)) - 1] + 1
+    return Hit(rule_id, s, e, os_, oe, norm.original[os_:oe], r[2], r[3], r[4], reason)
 
 @functools.lru_cache(maxsize=65536)
 def _term_forms(raw: str) -> tuple[str, str, str]:
@@ -926,6 +1044,29 @@ def _term_forms(raw: str) -> tuple[str, str, str]:
     text = normalize(raw).text
     codes = pinyin_codes(text)
     return text, codes, pinyin_latin(codes)
+
+
+# A regex's literal sets beyond the one it is filed under are checked before it runs when a text is
+# unlikely to hold them: estimated frequency (dictionary counts; see `_literal_frequency`) at most this.
+REGEX_SET_MAX_FREQ = 20_000
+
+
+def _literal_frequency() -> Any:
+    """A rough count of how often a literal occurs (the segmenter's dictionary: the word's own count,
+    else its rarest character's, divided by 100 per further character); without the segmenter
+    loaded, shorter literals count as more frequent."""
+    rank = _char_rank()
+    if rank is None:
+        return lambda lit: 10.0 ** (6 - len(lit))
+    freq = _segmenter().FREQ
+
+    def estimate(lit: str) -> float:
+        f = freq.get(lit) if len(lit) > 1 else None
+        if f:
+            return float(f)
+        return min(rank.get(c, 0) for c in lit) / 100.0 ** (len(lit) - 1)
+
+    return estimate
 
 
 _NEVER = "\uffff"  # a noncharacter: normalization drops it, so no text holds it
@@ -1019,69 +1160,185 @@ def word_bounds(text: str) -> frozenset[int]:
     dictionary DAG, the best route, the HMM for runs of unknown single characters), computed without
     building the words, with each dictionary fragment's log probability looked up once per process.
     """
-    import jieba
-    from jieba import finalseg
+    wb = _WordBounds(text)
+    known = wb._settle()
+    while wb.pending:
+        wb.resolve(0)
+    return frozenset(known)
 
-    tok = _segmenter()
-    out = {0}
-    pos = 0
-    re_han = jieba.re_han_default
-    re_skip = jieba.re_skip_default
-    for blk in re_han.split(text):
-        if not blk:
-            continue
-        if re_han.match(blk):
-            for n in _dag_word_lengths(tok, blk, finalseg.cut):
-                pos += n
-                out.add(pos)
-        else:
-            for x in re_skip.split(blk):
-                if re_skip.match(x):
-                    pos += len(x)
-                    out.add(pos)
+
+class _WordBounds:
+    """`word_bounds` of one text, computed on demand.
+
+    `straddles` first looks at the dictionary route of the term's block from its end back to the
+    term's second character only: when that character is a word alone and the next one starts a
+    longer dictionary word, no word runs on past the term (the route walks on into that word), which
+    settles most terms without the rest of the route. Otherwise the whole segmentation is computed:
+    the dictionary route at once, the HMM of a run of unknown single characters only when a position
+    inside the run is asked about (the run's own ends are word boundaries whatever the HMM makes of it).
+    """
+
+    __slots__ = ("blocks", "known", "pending", "routes", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.blocks: list[tuple[int, str, bool]] | None = None  # (offset, block, Chinese block)
+        self.routes: dict[int, tuple[list[float], list[int], list[int]]] = {}  # offset -> p, x, [lo]
+        self.known: set[int] | None = None
+        self.pending: list[tuple[int, str]] = []  # (offset, run) whose inside the HMM decides
+
+    def _blocks(self) -> list[tuple[int, str, bool]]:
+        if self.blocks is None:
+            import jieba
+
+            re_han = jieba.re_han_default
+            out = []
+            pos = 0
+            for blk in re_han.split(self.text):
+                if blk:
+                    out.append((pos, blk, re_han.match(blk) is not None))
+                    pos += len(blk)
+            self.blocks = out
+        return self.blocks
+
+    def _route(self, at: int, blk: str, lo: int) -> tuple[list[float], list[int]]:
+        """The dictionary route of the block at offset `at`, computed from its end down to `lo`."""
+        r = self.routes.get(at)
+        if r is None:
+            n = len(blk)
+            r = self.routes[at] = ([0.0] * (n + 1), [0] * (n + 1), [n])
+        route_p, route_x, done = r
+        if lo < done[0]:
+            _route_down(_segmenter(), blk, route_p, route_x, done[0], lo)
+            done[0] = lo
+        return route_p, route_x
+
+    def _settle(self) -> set[int]:
+        """Every boundary the dictionary route gives (and the runs left to the HMM)."""
+        if self.known is None:
+            import jieba
+
+            tok = _segmenter()
+            known = {0}
+            pending = self.pending
+            re_skip = jieba.re_skip_default
+            for pos, blk, han in self._blocks():
+                if han:
+                    _, route_x = self._route(pos, blk, 0)
+                    for w in _route_words(tok, blk, route_x):
+                        if isinstance(w, str):
+                            pending.append((pos, w))
+                            pos += len(w)
+                        else:
+                            pos += w
+                        known.add(pos)
                 else:
-                    for _ in x:
-                        pos += 1
-                        out.add(pos)
-    return frozenset(out)
+                    for x in re_skip.split(blk):
+                        if re_skip.match(x):
+                            pos += len(x)
+                            known.add(pos)
+                        else:
+                            for _ in x:
+                                pos += 1
+                                known.add(pos)
+            self.known = known
+        return self.known
+
+    def resolve(self, k: int) -> None:
+        """Segment the k-th pending run with the HMM."""
+        from jieba import finalseg
+
+        known = self._settle()
+        at, run = self.pending.pop(k)
+        for t in finalseg.cut(run):
+            at += len(t)
+            known.add(at)
+
+    def __contains__(self, p: int) -> bool:
+        if p in self._settle():
+            return True
+        for k, (at, run) in enumerate(self.pending):
+            if at < p < at + len(run):
+                self.resolve(k)
+                return p in self._settle()
+        return False
+
+    def straddles(self, start: int, end: int) -> bool:
+        """Whether a word ends at `start` + 1 and none at `end` (see `_straddles`)."""
+        if self.known is None and end == start + 2:
+            for at, blk, han in self._blocks():
+                k = start + 1 - at  # the term's second character, in this block
+                if 0 <= k < len(blk):
+                    if han and k >= 1:
+                        if k + 1 == len(blk):
+                            return False  # the block ends after the term: so does a word
+                        _, route_x = self._route(at, blk, k)
+                        if route_x[k] == k and route_x[k + 1] > k + 1:
+                            return False
+                    break
+        return (start + 1) in self and end not in self
 
 
-_LOGP: dict[str, float] = {}  # fragment -> log(frequency or 1) - log(total) in the segmenter's dictionary
+# dictionary fragment -> log(frequency) - log(total) in the segmenter's dictionary, None for a prefix
+# of longer words only (frequency 0); fragments the dictionary lacks are not kept
+_LOGP: dict[str, float | None] = {}
+_MISSING: Any = object()
 
 
-def _dag_word_lengths(tok: Any, sentence: str, hmm_cut: Any) -> list[int]:
-    """Word lengths of jieba's ``__cut_DAG`` (get_DAG, calc and the HMM pass over unknown runs)."""
+def _dag_words(tok: Any, sentence: str) -> list[int | str]:
+    """Word lengths of jieba's ``__cut_DAG`` (get_DAG, calc) before its HMM pass: the runs of unknown
+    single characters that the HMM segments are returned as strings."""
+    n = len(sentence)
+    route_p = [0.0] * (n + 1)
+    route_x = [0] * (n + 1)
+    _route_down(tok, sentence, route_p, route_x, n, 0)
+    return _route_words(tok, sentence, route_x)
+
+
+def _route_down(
+    tok: Any, sentence: str, route_p: list[float], route_x: list[int], hi: int, lo: int
+) -> None:
+    """jieba's ``calc`` over the DAG (``get_DAG``) for positions hi-1 down to lo (those from hi on are
+    done): route_x[k] is the last character of the best word starting at k."""
     freq = tok.FREQ
     n = len(sentence)
     logp = _LOGP
+    get = logp.get
     logtotal = math.log(tok.total)
-    route_p = [0.0] * (n + 1)
-    route_x = [0] * (n + 1)
-    for k in range(n - 1, -1, -1):
+    alone = math.log(1) - logtotal  # a character that starts no dictionary word
+    for k in range(hi - 1, lo - 1, -1):
         # DAG[k]: ends i of dictionary words starting at k (or k alone)
         best_p = 0.0
         best_x = -1
         i = k
         frag = sentence[k]
-        while i < n and frag in freq:
-            if freq[frag]:
-                lp = logp.get(frag)
-                if lp is None:
-                    lp = logp[frag] = math.log(freq.get(frag) or 1) - logtotal
+        while True:
+            lp = get(frag, _MISSING)
+            if lp is _MISSING:
+                f = freq.get(frag)
+                if f is None:
+                    break
+                lp = logp[frag] = math.log(f) - logtotal if f else None
+            if lp is not None:
                 p = lp + route_p[i + 1]
                 if best_x < 0 or p >= best_p:  # max over (p, i) with i increasing: ties go to the longer
                     best_p, best_x = p, i
             i += 1
+            if i >= n:
+                break
             frag = sentence[k : i + 1]
         if best_x < 0:
-            frag = sentence[k]
-            lp = logp.get(frag)
-            if lp is None:
-                lp = logp[frag] = math.log(freq.get(frag) or 1) - logtotal
-            best_p, best_x = lp + route_p[k + 1], k
+            best_p, best_x = alone + route_p[k + 1], k
         route_p[k] = best_p
         route_x[k] = best_x
-    lengths: list[int] = []
+
+
+def _route_words(tok: Any, sentence: str, route_x: list[int]) -> list[int | str]:
+    """The words along the route (``__cut_DAG``): lengths, and runs of single characters the HMM
+    segments as strings."""
+    freq = tok.FREQ
+    n = len(sentence)
+    words: list[int | str] = []
     x = 0
     buf_start = -1
     while x < n:
@@ -1091,22 +1348,22 @@ def _dag_word_lengths(tok: Any, sentence: str, hmm_cut: Any) -> list[int]:
                 buf_start = x
         else:
             if buf_start >= 0:
-                _flush_buf(sentence[buf_start:x], freq, hmm_cut, lengths)
+                _flush_buf(sentence[buf_start:x], freq, words)
                 buf_start = -1
-            lengths.append(y - x)
+            words.append(y - x)
         x = y
     if buf_start >= 0:
-        _flush_buf(sentence[buf_start:], freq, hmm_cut, lengths)
-    return lengths
+        _flush_buf(sentence[buf_start:], freq, words)
+    return words
 
 
-def _flush_buf(buf: str, freq: dict[str, int], hmm_cut: Any, lengths: list[int]) -> None:
+def _flush_buf(buf: str, freq: dict[str, int], words: list[int | str]) -> None:
     if len(buf) == 1:
-        lengths.append(1)
+        words.append(1)
     elif not freq.get(buf):
-        lengths.extend(len(t) for t in hmm_cut(buf))
+        words.append(buf)
     else:
-        lengths.extend([1] * len(buf))
+        words.extend([1] * len(buf))
 
 
 def _straddles(sc: _Scratch, start: int, end: int) -> bool:
@@ -1116,10 +1373,10 @@ def _straddles(sc: _Scratch, start: int, end: int) -> bool:
     word (环保|本身, 站|内|定购). A term that starts a longer word (特供酒) or whose second character
     stands alone (酒护|肝, a segmentation slip) still counts: only clear straddles are silenced.
     """
-    if sc.bounds is None:
-        sc.bounds = word_bounds(sc.norm.text)
     b = sc.bounds
-    return (start + 1) in b and end not in b
+    if b is None:
+        b = sc.bounds = _WordBounds(sc.norm.text)
+    return b.straddles(start, end)
 
 
 def _is_latin(ch: str) -> bool:
@@ -1147,22 +1404,30 @@ def _bounded(text: str, start: int, end: int, key: str) -> bool:
     )
 
 
-def _with_reason(h: Hit, reason: str) -> Hit:
-    return Hit(
-        h.rule_id, h.start, h.end, h.orig_start, h.orig_end, h.matched, h.score, h.mode, h.pattern, reason
-    )
+def _dedupe(raw: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Overlapping hits of one rule collapse to the best (score, then length): raw matches
+    (start, end, score, ...), in order of start."""
+    if len(raw) < 2:
+        return raw
+    ordered = sorted(raw, key=lambda r: (-r[2], -(r[1] - r[0]), r[0]))
+    kept: list[tuple[Any, ...]] = []
+    for r in ordered:
+        if not any(r[0] < k[1] and k[0] < r[1] for k in kept):
+            kept.append(r)
+    return sorted(kept, key=lambda r: r[0])
 
 
-def _dedupe(hits: list[Hit]) -> list[Hit]:
-    """Overlapping hits of one rule collapse to the best (score, then length)."""
-    if len(hits) < 2:
-        return hits
-    ordered = sorted(hits, key=lambda h: (-h.score, -(h.end - h.start), h.start))
-    kept: list[Hit] = []
-    for h in ordered:
-        if not any(h.start < k.end and k.start < h.end for k in kept):
-            kept.append(h)
-    return sorted(kept, key=lambda h: h.start)
+def _dedupe_reasons(raw: list[tuple[tuple[Any, ...], str]]) -> list[tuple[tuple[Any, ...], str]]:
+    """`_dedupe` of (raw match, reason) pairs."""
+    if len(raw) < 2:
+        return raw
+    ordered = sorted(raw, key=lambda p: (-p[0][2], -(p[0][1] - p[0][0]), p[0][0]))
+    kept: list[tuple[tuple[Any, ...], str]] = []
+    for p in ordered:
+        r = p[0]
+        if not any(r[0] < k[0][1] and k[0][0] < r[1] for k in kept):
+            kept.append(p)
+    return sorted(kept, key=lambda p: p[0][0])
 
 
 # ---------------------------------------------------------------- hot reload

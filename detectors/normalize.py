@@ -101,6 +101,11 @@ _NUM_FORM_RE = re.compile(
 )
 
 
+def _has_num_form(text: str) -> bool:
+    """`_NUM_FORM_RE.search(text)`, skipped when the text lacks both 第 and 日 (each match holds one)."""
+    return ("日" in text or "第" in text) and _NUM_FORM_RE.search(text) is not None
+
+
 def _num_form(m: re.Match[str]) -> str:
     if m.group("ord") is not None:
         return _CN_DIGIT[int(m.group("ord"))]
@@ -219,15 +224,20 @@ _KEEP_PUNCT = frozenset("%")
 
 
 def _variant_regex(variants: dict[str, str]) -> re.Pattern[str]:
+    """One alternation of the keys, longest first. Every branch starts with its first character (a
+    condition on the character before it comes right after, as a lookbehind over both), so that the
+    regex engine skips, in C, every position whose character starts no key."""
     parts = []
     for key in sorted(variants, key=len, reverse=True):
-        esc = re.escape(key)
+        head, rest = re.escape(key[:1]), re.escape(key[1:])
         if key.isascii() and key[:1].isalpha():
-            esc = rf"(?<![a-z]){esc}(?![a-z])"
+            esc = rf"{head}(?<![a-z]{head}){rest}(?![a-z])"
+        elif key[:1].isdigit():  # 1流 is not 21流
+            esc = rf"{head}(?<![0-9.]{head}){rest}"
+        else:
+            esc = head + rest
         if key[-1:].isdigit():  # top1 is not top10, 唯1 is not 唯10
             esc = rf"{esc}(?![0-9])"
-        if key[:1].isdigit():  # 1流 is not 21流
-            esc = rf"(?<![0-9.]){esc}"
         parts.append(esc)
     return re.compile("|".join(parts))
 
@@ -307,7 +317,7 @@ def normalize(text: str, *, record_steps: bool = False) -> Normalized:
     if (
         record_steps
         or _DEFAULT_VARIANT_RE.search(folded)
-        or _NUM_FORM_RE.search(folded)
+        or _has_num_form(folded)
         or _has_latin_syllable(folded)
     ):
         return _normalize_slow(text, simp, record_steps)
@@ -339,7 +349,7 @@ def normalize(text: str, *, record_steps: bool = False) -> Normalized:
         index.extend(range(pos, n))
         olen += n - pos
     result = "".join(parts)
-    if _DEFAULT_VARIANT_RE.search(result) or _NUM_FORM_RE.search(result):  # written with spaces inside
+    if _DEFAULT_VARIANT_RE.search(result) or _has_num_form(result):  # written with spaces inside
         return _normalize_slow(text, simp, False)
     breaks.discard(0)
     breaks.discard(olen)

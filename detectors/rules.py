@@ -59,6 +59,7 @@ __all__ = [
     "load_rules",
     "pack_files",
     "regex_problem",
+    "required_literal_groups",
     "required_literals",
 ]
 
@@ -757,6 +758,50 @@ def required_literals(pattern: str) -> list[str] | None:
     """Literals one of which every match contains (used to trigger the regex cheaply), or None."""
     parsed = sre_parse.parse(expand_macros(pattern))
     return _seq_required(list(parsed))
+
+
+def _seq_groups(items: list[tuple[Any, Any]], out: list[list[str]]) -> None:
+    """Append to `out` every literal set `_seq_required` weighs for this sequence: each one holds a
+    literal that every match of the sequence contains (runs of adjacent literal parts, and the sets of
+    mandatory groups, repeats and alternations, recursively)."""
+    run: list[str] = [""]
+
+    def add(cands: list[str] | None) -> None:
+        if cands and all(cands):
+            out.append(list(dict.fromkeys(cands)))
+
+    for op, av in items:
+        exact = _exact_strings([(op, av)])
+        if exact is not None and all(exact):
+            product = [x + y for x in run for y in exact]
+            if len(product) > _MAX_PRODUCT:
+                add(run)
+                product = exact
+            run = product
+            continue
+        add(run)
+        run = [""]
+        if op is sre_constants.SUBPATTERN:
+            _seq_groups(list(av[-1]), out)
+        elif op is sre_constants.BRANCH:
+            alts = [_seq_required(list(alt)) for alt in av[1]]
+            if all(alts):
+                add([c for a in alts for c in a])  # type: ignore[union-attr]
+        elif op in _REPEATS and av[0] >= 1:
+            _seq_groups(list(av[2]), out)
+    add(run)
+
+
+def required_literal_groups(pattern: str) -> list[list[str]]:
+    """Every set of literals of which every match contains one (a conjunction: a text lacking all the
+    literals of any one set cannot match). `required_literals` is one of these sets; empty when none
+    is known. Like `required_literals`, the literals bound matches only of case-sensitive patterns."""
+    groups: list[list[str]] = []
+    _seq_groups(list(sre_parse.parse(expand_macros(pattern))), groups)
+    unique: dict[frozenset[str], list[str]] = {}
+    for g in groups:
+        unique.setdefault(frozenset(g), g)
+    return list(unique.values())
 
 
 # ---------------------------------------------------------------- pack checks

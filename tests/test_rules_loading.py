@@ -9,7 +9,13 @@ import pytest
 
 from detectors.config import DEFAULT_RULES_DIR
 from detectors.engine import RuleSet
-from detectors.rules import RulePackError, collect_errors, regex_problem, required_literals
+from detectors.rules import (
+    RulePackError,
+    collect_errors,
+    regex_problem,
+    required_literal_groups,
+    required_literals,
+)
 
 PACK = """\
 pack: test
@@ -131,6 +137,30 @@ def test_required_literals_trigger_regexes() -> None:
     assert sorted(required_literals("(月销|年销)了?{num}万") or []) == ["年销", "月销"]
     assert sorted(required_literals("[一二三]+[0-9]") or []) == ["一", "三", "二"]
     assert required_literals("[0-9]+[a-z]") is None
+
+
+def test_required_literal_groups_are_a_conjunction() -> None:
+    groups = required_literal_groups("每({num})?(秒|分钟)就?(卖出|售出)")
+    assert [sorted(g) for g in groups] == [["每"], ["分钟", "秒"], ["卖出", "售出"]]
+    # the set required_literals picks is always one of them
+    for pattern in ["最后{num}单", "(仅|只)剩{num}件", "(穷|丑)(鬼|狗)们?", "a(b)?c", "(月销|年销)了?{num}万"]:
+        best = required_literals(pattern)
+        assert best is not None and sorted(best) in [sorted(g) for g in required_literal_groups(pattern)]
+    assert required_literal_groups("[0-9]+[a-z]") == []
+    # every match holds a literal of every set
+    import re
+
+    from detectors.rules import expand_macros
+
+    for pattern, texts in [
+        ("(仅|只)剩(下)?(最后)?{num}(单|件)", ["仅剩三单", "只剩下最后10件了"]),
+        ("(全网|全国)(最低|最便宜)(价)?", ["全网最低", "全国最便宜价"]),
+    ]:
+        for text in texts:
+            m = re.search(expand_macros(pattern), text)
+            assert m is not None
+            for g in required_literal_groups(pattern):
+                assert any(lit in m.group(0) for lit in g), (pattern, text, g)
 
 
 def test_collect_errors_reports_every_bad_file(tmp_path: Path) -> None:

@@ -45,3 +45,16 @@ def test_term_as_a_word_or_the_start_of_one_fires(rs: RuleSet, text: str) -> Non
 def test_word_bounds_cover_the_text() -> None:
     b = word_bounds("环保本身很重要")
     assert 0 in b and 7 in b and 2 in b
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["环保本身很重要", "站内定购的名额", "今天特供酒给大家", "这个抽奖是内定的吗abc12内定", "只要一百九十九元只要求好评"],
+)
+def test_straddle_check_agrees_with_the_full_segmentation(text: str) -> None:
+    from detectors.engine import _WordBounds
+
+    b = word_bounds(text)
+    for s in range(len(text) - 1):
+        expected = (s + 1) in b and (s + 2) not in b
+        assert _WordBounds(text).straddles(s, s + 2) == expected, (text, s)
