@@ -4,7 +4,8 @@ broadcasts to follow, and to the video worker as files to read; where the last r
 stream comes from the database (app/monitor_resume.py).
 
 Concurrency: called from every recorder's thread (each stream's events in order); the per-stream table
-is guarded by the monitor's lock; database writes are queued to the one writer.
+is guarded by the monitor's lock; database writes are queued to the one writer, files to the video
+worker's bounded queue without waiting (app/live_video.py: a full queue is caught up from the database).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class IngestSink:
             )
         stream = self._video_stream(seg.broadcast_id)
         if stream is not None and self.mon.video is not None:
+            # after the row was queued: a file the full video queue leaves out is read back from the rows
             self.mon.video.submit(seg.broadcast_id, stream, seg)
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:

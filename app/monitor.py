@@ -8,7 +8,8 @@ Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database
     DbWriter (store/writer.py) ◀── utterances + ASR watermark ── ASR worker (asr/worker.py: one thread
         │ after commit                                              owns the model, furthest behind first)
         ▼
-    video worker (video.enabled): each closed file → frames → captions (OCR) + visual detections ─┐
+    video worker (video.enabled; app/live_video.py, bounded queue: a file that finds it full is read
+        back from the database later): each closed file → frames → captions (OCR) + visual detections ─┐
                                                                                                    ▼
     analysis worker (alerts/worker.py): rules + price checks → BroadcastAnalyzer → alert stored at once
         │ (+ webhook outbox rows, price claims, captions with the video watermark)
@@ -61,7 +62,7 @@ from app.monitor_config import MonitorConfig
 from app.monitor_housekeeping import Housekeeping
 from app.monitor_lease import LeaseKeeper, default_instance_id
 from app.monitor_parts import MonitorStats, StreamState, default_holder, live_transcriber
-from app.monitor_resume import resume
+from app.monitor_resume import resume, video_files
 from app.webhooks import WebhookDelivery
 from asr.types import Transcriber, TranscriptBatch
 from asr.worker import AsrWorker
@@ -174,7 +175,7 @@ class Monitor:
         )
         v = cfg.video
         self.video = (
-            VideoWorker(v, self.analysis.put)
+            VideoWorker(v, self.analysis.put, partial(video_files, self))
             if v.enabled and (v.screen.enabled or v.visual.enabled)
             else None
         )

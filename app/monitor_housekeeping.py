@@ -162,8 +162,9 @@ class Housekeeping:
                 "captions": video.stats.captions,
                 "visual": video.stats.visual,
                 "busy_fraction": round(video.stats.busy_s / max(up, 1e-9), 3),
-                "backlog_files": video.backlog(),
+                **video.queue_status(),  # backlog_files, max_queue, the broadcasts behind
             },
+            "analysis_backlog": mon.analysis.backlog,
             "alerts": mon.stats.alerts,
             "evidence": mon.evidence.stats.evidence,
             "evidence_deferred": mon.evidence.deferred,
