@@ -165,6 +165,7 @@ class Housekeeping:
                 **video.queue_status(),  # backlog_files, max_queue, the broadcasts behind
             },
             "analysis_backlog": mon.analysis.backlog,
+            "webhooks": None if mon.webhooks is None else mon.webhooks.status(),
             "alerts": mon.stats.alerts,
             "evidence": mon.evidence.stats.evidence,
             "evidence_deferred": mon.evidence.deferred,
