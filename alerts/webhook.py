@@ -13,7 +13,10 @@ receiver's 2xx and our commit sends that alert again, with the same delivery id.
 Operational events (a refused rules reload, ...) go to every configured webhook as
 ``{"type": "ops", "event": ..., ...}``, signed the same way (`X-Livewatch-Delivery: ops-<n>`), from
 an in-memory queue (`notify_ops`): best effort, `OPS_ATTEMPTS` tries, not kept across a restart (the
-state they report is in `livewatch status` and /metrics too).
+state they report is in `livewatch status` and /metrics too). That queue holds `OPS_QUEUE_MAX` events;
+one more pushes out the oldest, which is counted (`ops_dropped`, in the status) and logged, never
+silently lost. Alerts' deliveries have no such bound to meet: the outbox rows are the queue, read 50
+due rows a round, so a receiver that is down only makes the rows wait.
 
 Concurrency contract: one `WebhookDelivery` thread per monitor. It reads with its own sessions and
 writes through the `write` callable it is given (the monitor's single database writer; it must return

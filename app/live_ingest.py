@@ -1,21 +1,22 @@
-"""The recorders' port: what a recorder reports (a broadcast started, a file recorded, the broadcast
-ended, the connection's state) goes to the database writer as rows, to the ASR worker as broadcasts to
-follow, and to the video worker as files to read; the recorded length per broadcast is kept here for
-the ASR worker (`recording`).
+"""The ingest worker's port (ingest/worker.py `IngestPort`): what a recorder reports (a broadcast
+started, a file recorded, the broadcast ended) goes to the database writer as rows, to the ASR worker as
+broadcasts to follow, and to the video worker as files to read; where the last run stopped recording a
+stream comes from the database (app/monitor_resume.py).
 
-Concurrency: called from every recorder's thread; the per-stream table and the recorded lengths are
-guarded by the monitor's lock; database writes are queued to the one writer.
+Concurrency: called from every recorder's thread (each stream's events in order); the per-stream table
+is guarded by the monitor's lock; database writes are queued to the one writer, files to the video
+worker's bounded queue without waiting (app/live_video.py: a full queue is caught up from the database).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, SegmentRecorded
+from app.monitor_resume import recorder_resume
+from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, RecorderResume, SegmentRecorded
 from store.live import LiveStore
 
 if TYPE_CHECKING:
@@ -24,21 +25,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class _Rec:
-    """What is on disk for a broadcast: the recorded length, and whether recording is over."""
-
-    end_s: float = 0.0
-    done: bool = False
-
-
 class IngestSink:
-    """The recorders' port of one monitor (see the module docstring)."""
+    """The ingest port of one monitor (see the module docstring)."""
 
     def __init__(self, mon: Monitor) -> None:
         self.mon = mon
         self.lock = mon.lock
-        self._rec: dict[str, _Rec] = {}
+
+    def resume_point(self, stream_id: str) -> RecorderResume | None:
+        return recorder_resume(self.mon, stream_id)
 
     def broadcast_started(self, event: BroadcastStarted) -> None:
         st = self.mon.streams[event.stream_id]
@@ -61,9 +56,7 @@ class IngestSink:
             )
         )
         with self.lock:
-            st.broadcast_id = event.broadcast_id
             st.broadcast_started_ts = event.started_ts
-            self._rec[event.broadcast_id] = _Rec()
         # source_start_s: the source's clock at start_s = 0, which places this connection's alerts beside
         # the previous connection's (LiveStore.repeats)
         self.mon.asr.open(
@@ -90,7 +83,6 @@ class IngestSink:
                 hls_seq=event.hls_seq,
             )
         )
-        self.recorded_until(seg.broadcast_id, seg.end_s)
         ctx = self.mon.asr.refine_start(seg.broadcast_id, event.recorded_ts, seg.end_s)  # the live clock
         if ctx is not None:
             with self.lock:
@@ -100,6 +92,7 @@ class IngestSink:
             )
         stream = self._video_stream(seg.broadcast_id)
         if stream is not None and self.mon.video is not None:
+            # after the row was queued: a file the full video queue leaves out is read back from the rows
             self.mon.video.submit(seg.broadcast_id, stream, seg)
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:
@@ -115,11 +108,6 @@ class IngestSink:
         stream = self._video_stream(event.broadcast_id)
         if stream is not None and self.mon.video is not None:
             self.mon.video.end(event.broadcast_id, stream)
-        self.recorded_until(event.broadcast_id, event.end_s, done=True)
-        with self.lock:
-            st = self.mon.streams[event.stream_id]
-            if st.broadcast_id == event.broadcast_id:
-                st.broadcast_id = None
         logger.info(
             "stream %s: broadcast %s ended after %.1f s (%s)",
             event.stream_id,
@@ -128,12 +116,8 @@ class IngestSink:
             event.reason,
         )
 
-    def recorded_until(self, broadcast_id: str, end_s: float, *, done: bool = False) -> None:
-        """What is on disk for a broadcast grew to `end_s` (and recording is over when `done`)."""
-        with self.lock:
-            rec = self._rec.setdefault(broadcast_id, _Rec())
-            rec.end_s = max(rec.end_s, end_s)
-            rec.done = rec.done or done
+    def state_changed(self, event: IngestState) -> None:
+        """Nothing to do: the status reads the ingest worker's table (a bus port would publish it)."""
 
     def _video_stream(self, broadcast_id: str) -> str | None:
         """The stream of a live broadcast whose recording keeps video for the video worker, else None."""
@@ -144,13 +128,3 @@ class IngestSink:
         if st is None or not st.entry.keeps_video(self.mon.cfg.video.enabled):
             return None
         return st.entry.id
-
-    def state_changed(self, event: IngestState) -> None:
-        with self.lock:
-            self.mon.streams[event.stream_id].state = event
-
-    def recording(self, broadcast_id: str) -> tuple[float, bool] | None:
-        """(recorded end, recording over) of a broadcast (the ASR worker's port asks)."""
-        with self.lock:
-            rec = self._rec.get(broadcast_id)
-            return None if rec is None else (rec.end_s, rec.done)

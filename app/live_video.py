@@ -11,9 +11,22 @@ A caption becomes an utterance when it leaves the screen (or when the broadcast 
 scan, so a caption's alert carries its first and last moment on screen.
 
 Concurrency contract: `submit`/`end` may be called from any thread (the recorder's callbacks, the
-monitor's resume); the one worker thread owns every reader, detector and sampler and calls `deliver`.
-OCR and NudeNet models are loaded on the first frame that needs them. On `stop` the worker finishes
-the file in hand and exits; files not yet read are read again after a restart, from the watermark.
+monitor's resume) and never block; the one worker thread owns every reader, detector and sampler and
+calls `deliver` and `reread`. OCR and NudeNet models are loaded on the first frame that needs them. On
+`stop` the worker finishes the file in hand and exits; files not yet read are read again after a
+restart, from the watermark.
+
+Bounded queue, nothing lost: the queue holds at most `max_queue` jobs (files and ends). A job that finds
+it full is not queued and not dropped: its broadcast is marked behind from that file on (`_Behind`: the
+first file left out, and whether its end came too), and every later job of that broadcast is folded
+into the mark instead of queued, so a broadcast's files are still read in order. Once the queue is at
+most half full and no earlier job of a behind broadcast is still queued, the worker thread reads its
+files back from the ledger, `reread(broadcast_id, from_seq)` (the recorded file rows, read through the
+database's writer: a file's row is queued before the file is submitted, so every file left out is
+there), reads them, and hands out the broadcast's end if it came. Jobs folded in meanwhile move the mark
+on; the broadcast leaves the behind set only when the mark was not moved during the catch-up. So the
+recorders never wait for the video worker, memory stays bounded (one mark per broadcast), and the
+status shows the backlog (`backlog`: queued jobs, broadcasts behind and their first file left out).
 """
 
 from __future__ import annotations
@@ -22,8 +35,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asr.types import Utterance
 from detectors.screen import ScreenTextReader
@@ -39,6 +53,9 @@ __all__ = ["VideoBatch", "VideoWorker"]
 logger = logging.getLogger(__name__)
 
 MAX_REREAD_S = 60.0  # how far before the video watermark a restarted reader may start
+MAX_QUEUE = 256  # queued jobs (files and ends): minutes of video for every stream, a few KB of memory
+
+Reread = Callable[[str, int], Sequence[MediaSegment]]  # (broadcast id, from seq) -> its recorded files
 
 
 @dataclass(slots=True)
@@ -61,6 +78,18 @@ class _Job:
 
 
 @dataclass(slots=True)
+class _Behind:
+    """A broadcast whose jobs found the queue full: read back from `from_seq` on (then its end, if
+    `ended`); `moved` counts the jobs folded in, so a catch-up knows whether more came meanwhile."""
+
+    stream_id: str
+    from_seq: int | None  # None: only the end was left out
+    first_caption_index: int = 0
+    ended: bool = False
+    moved: int = 0
+
+
+@dataclass(slots=True)
 class VideoStats:
     files: int = 0
     frames: int = 0
@@ -68,15 +97,30 @@ class VideoStats:
     visual: int = 0
     busy_s: float = 0.0
     failed_files: int = 0
+    queue_full: int = 0  # jobs that found the queue full (folded into their broadcast's behind mark)
+    reread_files: int = 0  # files read back from the ledger after their broadcast fell behind
 
 
 class VideoWorker:
     """One thread reading every broadcast's recorded video; see the module docstring."""
 
-    def __init__(self, cfg: VideoConfig, deliver: Callable[[VideoBatch], None]) -> None:
+    def __init__(
+        self,
+        cfg: VideoConfig,
+        deliver: Callable[[VideoBatch], None],
+        reread: Reread,
+        *,
+        max_queue: int = MAX_QUEUE,
+    ) -> None:
         self.cfg = cfg
         self._deliver = deliver
-        self._q: queue.Queue[_Job] = queue.Queue()
+        self._reread = reread
+        self.max_queue = max_queue
+        self._q: queue.Queue[_Job] = queue.Queue(max_queue)
+        self._lock = threading.Lock()  # guards the three tables below; a leaf
+        self._queued: dict[str, int] = {}  # broadcast -> its jobs in the queue
+        self._behind: dict[str, _Behind] = {}
+        self._read_back: dict[str, int] = {}  # broadcast -> the last file seq read back from the ledger
         self._state: dict[str, _State] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,15 +131,63 @@ class VideoWorker:
     def submit(
         self, broadcast_id: str, stream_id: str, segment: MediaSegment, *, first_caption_index: int = 0
     ) -> None:
-        """Read this closed file of the broadcast (files of one broadcast must come in order)."""
-        self._q.put(_Job(broadcast_id, stream_id, segment, first_caption_index))
+        """Read this closed file of the broadcast (files of one broadcast must come in order). Never
+        blocks: with the queue full, the file is read back from the ledger later (module docstring)."""
+        self._put(_Job(broadcast_id, stream_id, segment, first_caption_index))
 
     def end(self, broadcast_id: str, stream_id: str) -> None:
         """The broadcast is over: hand out the captions still on screen, then forget it."""
-        self._q.put(_Job(broadcast_id, stream_id, None))
+        self._put(_Job(broadcast_id, stream_id, None))
 
     def backlog(self) -> int:
+        """Jobs waiting in the queue (files left out while their broadcast is behind not counted)."""
         return self._q.qsize()
+
+    def queue_status(self) -> dict[str, Any]:
+        """The backlog for the monitor's status: queued jobs, the bound, and the broadcasts behind."""
+        with self._lock:
+            behind = {
+                bid: {"from_seq": b.from_seq, "ended": b.ended, "files_left_out": b.moved}
+                for bid, b in self._behind.items()
+            }
+        return {
+            "backlog_files": self._q.qsize(),
+            "max_queue": self.max_queue,
+            "behind": behind,
+            "queue_full": self.stats.queue_full,
+            "reread_files": self.stats.reread_files,
+        }
+
+    def _put(self, job: _Job) -> None:
+        bid = job.broadcast_id
+        with self._lock:
+            if job.segment is None:
+                self._read_back.pop(bid, None)
+            elif job.segment.seq <= self._read_back.get(bid, -1):
+                return  # read back from the ledger already
+            b = self._behind.get(bid)
+            if b is None:
+                try:
+                    self._q.put_nowait(job)
+                except queue.Full:
+                    seq = job.segment.seq if job.segment is not None else None
+                    b = self._behind[bid] = _Behind(job.stream_id, seq, job.first_caption_index)
+                    logger.warning(
+                        "video queue full (%d jobs): broadcast %s is read back from the recorded files "
+                        "from %s on once there is room",
+                        self.max_queue,
+                        bid,
+                        f"file {seq}" if seq is not None else "its end",
+                    )
+                else:
+                    self._queued[bid] = self._queued.get(bid, 0) + 1
+                    return
+            self.stats.queue_full += 1
+            b.moved += 1
+            if job.segment is None:
+                b.ended = True
+            elif b.from_seq is None:  # its end was left out, and then a file came: read from that file
+                b.from_seq = job.segment.seq
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="video", daemon=True)
@@ -110,19 +202,66 @@ class VideoWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._catch_up()
             try:
                 job = self._q.get(timeout=0.2)
             except queue.Empty:
                 continue
+            with self._lock:
+                left = self._queued.get(job.broadcast_id, 0) - 1
+                if left > 0:
+                    self._queued[job.broadcast_id] = left
+                else:
+                    self._queued.pop(job.broadcast_id, None)
+            self._run_job(job)
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            batch = self._handle(job)
+        except Exception:
+            logger.exception("video analysis of %s failed; it goes on with the next file", job.broadcast_id)
+            return
+        if batch is not None:
+            self._deliver(batch)
+
+    def _catch_up(self) -> None:
+        """Read back one behind broadcast, once the queue has room and holds none of its earlier jobs."""
+        with self._lock:
+            if not self._behind or self._q.qsize() > self.max_queue // 2:
+                return
+            ready = [bid for bid in self._behind if bid not in self._queued]
+            if not ready:
+                return
+            bid = ready[0]
+            b = self._behind[bid]
+            from_seq, moved, ended = b.from_seq, b.moved, b.ended
+        segs: Sequence[MediaSegment] = ()
+        if from_seq is not None:
             try:
-                batch = self._handle(job)
+                segs = self._reread(bid, from_seq)
             except Exception:
-                logger.exception(
-                    "video analysis of %s failed; it goes on with the next file", job.broadcast_id
-                )
-                continue
-            if batch is not None:
-                self._deliver(batch)
+                logger.exception("video of %s: reading back its files failed; tried again in 5 s", bid)
+                self._stop.wait(5.0)
+                return
+        for seg in segs:
+            if self._stop.is_set():
+                return  # the rest is read again after a restart, from the stored watermark
+            self.stats.reread_files += 1
+            self._run_job(_Job(bid, b.stream_id, seg, b.first_caption_index))
+        with self._lock:
+            # a file read back before its own submit came (its row is queued first) is not read twice
+            if segs:
+                self._read_back[bid] = max(self._read_back.get(bid, -1), segs[-1].seq)
+            if b.moved != moved:  # more came meanwhile: read on after what was read, next round
+                if segs:
+                    b.from_seq = segs[-1].seq + 1
+                return
+            del self._behind[bid]  # caught up: its next jobs are queued again
+            if ended:
+                self._read_back.pop(bid, None)
+        logger.info("video of %s caught up (%d file(s) read back)", bid, len(segs))
+        if ended:
+            self._run_job(_Job(bid, b.stream_id, None))
 
     def _handle(self, job: _Job) -> VideoBatch | None:
         st = self._state.get(job.broadcast_id)

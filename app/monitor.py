@@ -2,13 +2,14 @@
 
 Flow (DESIGN.md, "Flow on one GPU box"); the disk is the buffer and the database the ledger:
 
-    Recorder (thread + ffmpeg/streamlink, one per stream) ─ files ─┬─ AudioFollower (thread per broadcast)
-        │ events: broadcast started / file recorded / ended         │   16 kHz audio → LiveTranscript
-        ▼                                                           ▼
+    ingest worker (ingest/worker.py: a recorder per stream,  ─ files ─┬─ AudioFollower (thread per broadcast)
+        thread + ffmpeg/streamlink; its port: app/live_ingest.py)     │   16 kHz audio → LiveTranscript
+        │ events: broadcast started / file recorded / ended           ▼
     DbWriter (store/writer.py) ◀── utterances + ASR watermark ── ASR worker (asr/worker.py: one thread
         │ after commit                                              owns the model, furthest behind first)
         ▼
-    video worker (video.enabled): each closed file → frames → captions (OCR) + visual detections ─┐
+    video worker (video.enabled; app/live_video.py, bounded queue: a file that finds it full is read
+        back from the database later): each closed file → frames → captions (OCR) + visual detections ─┐
                                                                                                    ▼
     analysis worker (alerts/worker.py): rules + price checks → BroadcastAnalyzer → alert stored at once
         │ (+ webhook outbox rows, price claims, captions with the video watermark)
@@ -61,14 +62,14 @@ from app.monitor_config import MonitorConfig
 from app.monitor_housekeeping import Housekeeping
 from app.monitor_lease import LeaseKeeper, default_instance_id
 from app.monitor_parts import MonitorStats, StreamState, default_holder, live_transcriber
-from app.monitor_resume import recorder_resume, resume
+from app.monitor_resume import resume, video_files
 from app.webhooks import WebhookDelivery
 from asr.types import Transcriber, TranscriptBatch
 from asr.worker import AsrWorker
 from detectors.price import PriceChecker
 from detectors.price_config import load_price_config
 from detectors.types import PriceClaim, RuleHolder, RuleSet
-from ingest.recorder import Recorder
+from ingest.worker import IngestWorker, RecorderSpec
 from review.evidence_checks import VerifyScheduler
 from review.monitor_status import STATUS_FILE
 from store.db import Database
@@ -113,7 +114,6 @@ class Monitor:
         mine = owned_alerts(self.instance_id, unowned=True)  # its own alerts, and scans' / bus-published
         self.writer = DbWriter(db)
         self.stats = MonitorStats()
-        self.ingest = IngestSink(self)  # the recorders' port
         self.housekeeping = Housekeeping(self)
         self.asr = AsrWorker(
             cfg.live_asr.options(),
@@ -175,10 +175,15 @@ class Monitor:
         )
         v = cfg.video
         self.video = (
-            VideoWorker(v, self.analysis.put)
+            VideoWorker(v, self.analysis.put, partial(video_files, self))
             if v.enabled and (v.screen.enabled or v.visual.enabled)
             else None
         )
+        specs = [
+            RecorderSpec(st.entry.id, st.entry.url, st.entry, st.entry.keeps_video(v.enabled))
+            for st in self.streams.values()
+        ]
+        self.ingest = IngestWorker(specs, IngestSink(self), self.rec_root, clock=clock)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -210,19 +215,7 @@ class Monitor:
         self.verifier.start()
         if self.video is not None:
             self.video.start()
-        keep_video = self.cfg.video.enabled
-        for st in self.streams.values():
-            st.recorder = Recorder(
-                st.entry.id,
-                st.entry.url,
-                st.entry,
-                self.rec_root,
-                self.ingest,
-                keep_video=st.entry.keeps_video(keep_video),
-                clock=self.clock,
-                resume=recorder_resume(self, st.entry.id),
-            )
-            st.recorder.start()
+        self.ingest.start()
         logger.info(
             "monitoring %d stream(s) as instance %s; data in %s",
             len(self.streams),
@@ -237,12 +230,7 @@ class Monitor:
         if self._stop.is_set() or self.lease.refused:  # refused: the running one's status file stays
             return
         logger.info("stopping: closing connections")
-        recorders = [st.recorder for st in self.streams.values() if st.recorder is not None]
-        stoppers = [threading.Thread(target=r.stop, daemon=True) for r in recorders]
-        for t in stoppers:
-            t.start()
-        for t in stoppers:
-            t.join(20)
+        self.ingest.stop()
         self._stop.set()
         self.asr.stop()
         if self.video is not None:

@@ -114,21 +114,25 @@ class Housekeeping:
         mon = self.mon
         now = mon.clock()
         ctxs = {a.broadcast_id: a for a in mon.asr.active()}
+        recorders = mon.ingest.snapshot()
         with mon.lock:
             streams: dict[str, Any] = {}
             for sid, st in mon.streams.items():
-                ctx = ctxs.get(st.broadcast_id or "")
+                rec = recorders.get(sid)
+                state = rec.state if rec is not None else None
+                bid = rec.broadcast_id if rec is not None else None
+                ctx = ctxs.get(bid or "")
                 lag = mon.asr.lag_s(ctx, now) if ctx is not None else None
                 streams[sid] = {
                     "name": st.entry.name or sid,
                     "url": st.entry.url,
-                    "state": st.state.state if st.state else "starting",
-                    "detail": st.state.detail if st.state else "",
-                    "state_since_ts": st.state.since_ts if st.state else None,
-                    "next_try_ts": st.state.next_try_ts if st.state else None,
-                    "broadcast_id": st.broadcast_id,
-                    "broadcast_started_ts": st.broadcast_started_ts if st.broadcast_id else None,
-                    "reconnects": st.recorder.reconnects if st.recorder else 0,
+                    "state": state.state if state else "starting",
+                    "detail": state.detail if state else "",
+                    "state_since_ts": state.since_ts if state else None,
+                    "next_try_ts": state.next_try_ts if state else None,
+                    "broadcast_id": bid,
+                    "broadcast_started_ts": st.broadcast_started_ts if bid else None,
+                    "reconnects": rec.reconnects if rec is not None else 0,
                     "asr_lag_s": None if lag is None else round(lag, 2),
                     "max_asr_lag_s": round(st.max_lag_s, 2),
                     "lagging": st.lagging,
@@ -158,8 +162,10 @@ class Housekeeping:
                 "captions": video.stats.captions,
                 "visual": video.stats.visual,
                 "busy_fraction": round(video.stats.busy_s / max(up, 1e-9), 3),
-                "backlog_files": video.backlog(),
+                **video.queue_status(),  # backlog_files, max_queue, the broadcasts behind
             },
+            "analysis_backlog": mon.analysis.backlog,
+            "webhooks": None if mon.webhooks is None else mon.webhooks.status(),
             "alerts": mon.stats.alerts,
             "evidence": mon.evidence.stats.evidence,
             "evidence_deferred": mon.evidence.deferred,

@@ -13,22 +13,18 @@ from asr.build import LiveDecoding, build_transcriber
 from asr.config import AsrConfig
 from asr.types import Transcriber
 from detectors.types import RuleHolder
-from ingest.recorder import Recorder
-from ingest.types import IngestState
 
 
 @dataclass(slots=True)
 class StreamState:
-    """One configured stream as the monitor sees it (read by the status under the monitor's lock)."""
+    """One configured stream as the monitor sees it (read by the status under the monitor's lock); its
+    recorder, state and current broadcast are the ingest worker's (`IngestWorker.snapshot`)."""
 
     entry: StreamEntry
     holder: RuleHolder
     pre_roll_s: float
     post_roll_s: float
-    recorder: Recorder | None = None
-    state: IngestState | None = None
-    broadcast_id: str | None = None
-    broadcast_started_ts: float | None = None
+    broadcast_started_ts: float | None = None  # of its current broadcast, refined by the live clock
     alerts: int = 0
     lagging: bool = False
     last_lag_warn: float = 0.0

@@ -319,6 +319,31 @@ def _resume_video(mon: Monitor, b: Broadcast, done_s: float) -> None:
     logger.info("broadcast %s: reading the rest of its video from %.1f s (%d files)", b.id, done_s, len(rows))
 
 
+def video_files(mon: Monitor, broadcast_id: str, from_seq: int) -> list[MediaSegment]:
+    """The recorded files of a broadcast from file `from_seq` on, in order (the video worker reads back
+    what its full queue left out: app/live_video.py). Read through the database's writer: a recorded
+    file's row is queued before the file goes to the video worker, so every file it left out is here."""
+
+    def read(s: Session) -> list[MediaSegment]:
+        rows = s.scalars(
+            select(MediaSegmentRow)
+            .where(
+                MediaSegmentRow.broadcast_id == broadcast_id,
+                MediaSegmentRow.seq >= from_seq,
+                MediaSegmentRow.deleted.is_(False),
+            )
+            .order_by(MediaSegmentRow.seq)
+        ).all()
+        return [
+            MediaSegment(
+                broadcast_id, r.seq, str(resolve_stored(r.path, mon.db.data_dir)), r.start_s, r.duration_s
+            )
+            for r in rows
+        ]
+
+    return mon.writer.call(read)
+
+
 def _resume_analysis(mon: Monitor, broadcasts: Sequence[Broadcast]) -> None:
     with mon.db.session() as s:
         for b in broadcasts:

@@ -84,6 +84,7 @@ class WebhookDelivery:
         self._ops_seq = 0
         self._ops_lock = threading.Lock()
         self.ops_delivered = 0
+        self.ops_dropped = 0  # oldest ops events pushed out of the full queue (alerts/webhook.py)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
@@ -104,10 +105,31 @@ class WebhookDelivery:
         """Queue an operational event for every webhook (any thread; never blocks)."""
         with self._ops_lock:
             self._ops_seq += 1
-            self._ops.append(
-                (self._ops_seq, {"type": "ops", "event": event, "ts": self._clock(), **fields}, 0)
-            )
+            self._push_op((self._ops_seq, {"type": "ops", "event": event, "ts": self._clock(), **fields}, 0))
         self._wake.set()
+
+    def _push_op(self, item: tuple[int, dict[str, Any], int]) -> None:
+        """Queue an ops event (under `_ops_lock`); a full queue pushes out its oldest, counted and logged."""
+        if len(self._ops) == self._ops.maxlen:
+            self.ops_dropped += 1
+            logger.warning(
+                "webhook ops queue full (%d events): the oldest, %s, is dropped",
+                OPS_QUEUE_MAX,
+                self._ops[0][1].get("event"),
+            )
+        self._ops.append(item)
+
+    def status(self) -> dict[str, int]:
+        """Counters for the monitor's status."""
+        with self._ops_lock:
+            queued = len(self._ops)
+        return {
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "ops_delivered": self.ops_delivered,
+            "ops_queued": queued,
+            "ops_dropped": self.ops_dropped,
+        }
 
     def deliver_ops(self) -> int:
         """POST queued ops events to every webhook; failed ones are tried again next round."""
@@ -127,7 +149,7 @@ class WebhookDelivery:
                 self.ops_delivered += 1
             elif tries + 1 < OPS_ATTEMPTS:
                 with self._ops_lock:
-                    self._ops.append((seq, body, tries + 1))
+                    self._push_op((seq, body, tries + 1))
         return done
 
     def _run(self) -> None:

@@ -133,3 +133,13 @@ class IngestState:
     since_ts: float
     attempt: int = 0
     next_try_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamIngest:
+    """A stream's recorder as the ingest worker last saw it (for the monitor's status)."""
+
+    stream_id: str
+    state: IngestState | None  # None until the recorder reported its first state
+    broadcast_id: str | None  # the broadcast being recorded, if any
+    reconnects: int  # connections after the first one that delivered data
