@@ -60,6 +60,7 @@ from detectors.rules import (
     EffectiveRule,
     RulePackError,
     TermSpec,
+    compile_expanded,
     expand_macros,
     expand_term,
     load_rules,
@@ -497,13 +498,13 @@ class _RuleTables:
         require = [frozenset(self._atoms_of(group, mode)) for group in spec.require]
         unless = tuple(dict.fromkeys(normalize(t).text for u in spec.unless for t in expand_term(u)))
         exempt = tuple(dict.fromkeys(normalize(t).text for x in eff.exempt for t in expand_term(x)))
-        regexes = [(src, re.compile(expand_macros(src))) for src in spec.regex]
+        regexes = [(src, compile_expanded(expand_macros(src))) for src in spec.regex]
         regex_lits = [required_literals(src) for src, _ in regexes]
         regex_groups = [
             tuple(frozenset(g) for g in required_literal_groups(src)) if _case_sensitive(rx) else ()
             for src, rx in regexes
         ]
-        exempt_regex = [re.compile(expand_macros(src)) for src in spec.exempt_regex]
+        exempt_regex = [compile_expanded(expand_macros(src)) for src in spec.exempt_regex]
         neg = eff.negation
         comp = _Compiled(
             rule=rule,

@@ -23,6 +23,7 @@ Everything here is pure: loading reads files and returns values; nothing is cach
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import re._constants as sre_constants
@@ -629,12 +630,25 @@ def _walk_problems(items: Any, under_repeat: bool) -> str | None:
     return None
 
 
+@functools.cache
+def compile_expanded(expanded: str) -> re.Pattern[str]:
+    """`re.compile` for a rule regex (macros already expanded), once per pattern: the packs hold more
+    regexes than `re`'s own cache keeps, and loading checks, compiles and analyses each of them."""
+    return re.compile(expanded)
+
+
+@functools.cache
+def _parse_expanded(expanded: str) -> Any:
+    """`sre_parse.parse`, once per pattern (the result is only read)."""
+    return sre_parse.parse(expanded)
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why `pattern` (macros allowed) must be rejected, or None when it is safe to run."""
     expanded = expand_macros(pattern)
     try:
-        compiled = re.compile(expanded)
-        parsed = sre_parse.parse(expanded)
+        compiled = compile_expanded(expanded)
+        parsed = _parse_expanded(expanded)
     except re.error as e:
         return f"invalid regular expression: {e}"
     problem = _walk_problems(parsed, False) or polynomial_problem(parsed)
@@ -756,7 +770,7 @@ def _seq_required(items: list[tuple[Any, Any]]) -> list[str] | None:
 
 def required_literals(pattern: str) -> list[str] | None:
     """Literals one of which every match contains (used to trigger the regex cheaply), or None."""
-    parsed = sre_parse.parse(expand_macros(pattern))
+    parsed = _parse_expanded(expand_macros(pattern))
     return _seq_required(list(parsed))
 
 
@@ -797,7 +811,7 @@ def required_literal_groups(pattern: str) -> list[list[str]]:
     literals of any one set cannot match). `required_literals` is one of these sets; empty when none
     is known. Like `required_literals`, the literals bound matches only of case-sensitive patterns."""
     groups: list[list[str]] = []
-    _seq_groups(list(sre_parse.parse(expand_macros(pattern))), groups)
+    _seq_groups(list(_parse_expanded(expand_macros(pattern))), groups)
     unique: dict[frozenset[str], list[str]] = {}
     for g in groups:
         unique.setdefault(frozenset(g), g)
