@@ -67,6 +67,15 @@ class BusSection(BaseModel):
         description="ASR worker: most streams one worker serves (claims); streams beyond wait on the bus "
         "for another worker, their lag growing in the log, never dropped.",
     )
+    asr_admit_backlog_s: float = Field(
+        20.0,
+        ge=0,
+        description="ASR worker: admission control. While any stream it serves has more than this many "
+        "seconds of received audio not yet decoded (it is not keeping up), the worker claims no new "
+        "stream: taking more would make every stream later. Waiting streams stay on the bus, are listed "
+        "by `livewatch bus status` as waiting for ASR, and are claimed by a worker with room, or by this "
+        "one once it has caught up. 0: claim up to asr_max_streams regardless.",
+    )
     asr_lease_s: float = Field(
         15.0,
         gt=0,

@@ -204,6 +204,53 @@ def publish_audio_command(
     err.print(f"broadcast {opts.broadcast_id}: {n} audio chunk(s) published on stream {stream}")
 
 
+@bus_app.command("status")
+def bus_status_command(
+    config: ConfigOpt,
+    bus: BusOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0.5, max=60, help="Seconds to reach the bus.")] = 5.0,
+) -> None:
+    """Every stream on the bus: the workers (and boxes) serving it, ASR lag and backlog, work waiting.
+    A stream with audio waiting and no ASR worker is shown as waiting for ASR (admission control:
+    every ASR worker is full or behind); exit status 3 when one is."""
+    import json
+
+    from rich.table import Table
+
+    from app.bus_status import BusUnreachable, bus_status
+
+    cfg = load_worker_config(config, bus)
+    try:
+        st = asyncio.run(bus_status(cfg.bus, timeout_s=timeout_s))
+    except BusUnreachable as e:
+        raise UsageError(str(e)) from None
+    waiting = [r.token for r in st.streams if r.state == "waiting for ASR"]
+    if as_json:
+        typer.echo(json.dumps(st.as_json(), ensure_ascii=False, indent=1))
+    else:
+        out = Console()
+        t = Table(title=f"bus {st.url}: {len(st.streams)} stream(s)")
+        for col in ("stream", "state", "served by", "ASR lag s", "ASR backlog s", "audio chunks waiting",
+                    "batches waiting"):
+            t.add_column(col)
+        for r in st.streams:
+            served = "; ".join(
+                f"{stage}: {v.get('worker', '?')}@{v.get('host', '?')} pid {v.get('pid', '?')}"
+                for stage, v in r.leases.items()
+            )
+            asr = r.leases.get("asr", {})
+            t.add_row(r.token, r.state, served or "-", str(asr.get("lag_s", "-")), str(asr.get("backlog_s", "-")),
+                      str(r.audio_waiting), str(r.transcripts_waiting))
+        out.print(t)
+        if st.analyze_pending is not None:
+            out.print(f"analyze: {st.analyze_pending} batch(es) pending, {st.analyze_in_flight} in flight")
+        if waiting:
+            out.print(f"[yellow]{len(waiting)} stream(s) wait for ASR capacity: {', '.join(waiting)}[/yellow]")
+    if waiting:
+        raise typer.Exit(3)
+
+
 def dev_cluster_command(
     config: ConfigOpt,
     workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Analyze workers to start.")] = 2,
