@@ -30,7 +30,7 @@ __all__ = ["bus_app", "dev_cluster_command", "load_worker_config", "worker_comma
 
 err = Console(stderr=True)
 STAGES = ("ingest", "asr", "analyze", "evidence")
-ON_BUS = ("asr", "analyze")
+ON_BUS = ("ingest", "asr", "analyze")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Root or monitor config YAML with `bus:`.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (overrides the config).")]
@@ -95,7 +95,14 @@ def worker_command(
 
     db = Database.for_data_dir(cfg.resolved_data_dir(data_dir), cfg.db_url)
     try:
-        if stage == "asr":
+        if stage == "ingest":
+            from app.bus_ingest import IngestRunner, run_ingest_worker
+            from app.monitor_config import MonitorConfig
+
+            if not isinstance(cfg, MonitorConfig):
+                raise UsageError(f"{config}: the ingest worker records the config's `streams:`; it has none")
+            asyncio.run(run_ingest_worker(IngestRunner(cfg, db, cfg.resolved_data_dir(data_dir))))
+        elif stage == "asr":
             from app.bus_asr_run import build_asr, run_asr_worker
 
             # faster-whisper logs every window at info

@@ -1,0 +1,250 @@
+"""The ingest stage on a real NATS JetStream bus: `livewatch worker ingest` records live HLS on 127.0.0.1
+(the monitor's recorder, streamlink + ffmpeg) and publishes the audio as chunks; kill -9 of the worker,
+and a second worker that claims the stream after the lease, closes the dead one's broadcast with a gap
+and publishes the rest of its audio from its files. No ASR here (the chunks are read off the bus); the
+acceptance test with ASR and analysis is tests/test_bus_acceptance.py. SQLite; waits on state with
+deadlines, never fixed sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from live_helpers import CORPUS, HlsServer
+from sqlalchemy import func, select
+
+from app.bus_analyze import connect
+from app.bus_config import BusSection
+from app.bus_ingest import AudioChunker
+from app.bus_server import EmbeddedNats
+from app.bus_wire import AUDIO_STREAM, AudioChunk, decode_audio
+from ingest import ffmpeg
+from store.db import Database
+from store.models import Broadcast, BroadcastGap, MediaSegmentRow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- the chunker (no I/O) --------------------------------------------------------------------------------
+
+
+def test_chunker_cuts_even_chunks_numbered_from_zero_and_a_final_one() -> None:
+    out: list[AudioChunk] = []
+    c = AudioChunker("b", "room", out.append, chunk_s=0.5)
+    for i in range(7):  # 7 x 0.3 s of audio in 0.3 s pieces = 4 chunks of 0.5 s + 0.1 s
+        c.add(i * 0.3, np.full(4800, 0.25, dtype=np.float32))
+    c.finish()
+    assert [ch.seq for ch in out] == [0, 1, 2, 3, 4]
+    assert [ch.final for ch in out] == [False] * 4 + [True]
+    assert [round(ch.start_s, 3) for ch in out] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [len(ch.pcm) // 2 for ch in out] == [8000] * 4 + [1600]
+    assert np.frombuffer(out[0].pcm, "<i2")[0] == 8192
+
+
+def test_chunker_same_audio_gives_same_ids_and_a_jump_sends_the_chunk_short() -> None:
+    def run() -> list[AudioChunk]:
+        out: list[AudioChunk] = []
+        c = AudioChunker("b", "room", out.append, chunk_s=1.0)
+        c.add(0.0, np.zeros(12_000, dtype=np.float32))
+        c.add(3.0, np.zeros(16_000, dtype=np.float32))  # 2.25 s of audio missing
+        c.finish()
+        return out
+
+    a, b = run(), run()
+    assert [(x.msg_id, x.start_s, x.pcm) for x in a] == [(x.msg_id, x.start_s, x.pcm) for x in b]
+    assert [(x.start_s, x.duration_s) for x in a] == [(0.0, 0.75), (3.0, 1.0), (4.0, 0.0)]
+
+
+# -- the worker on a real bus -------------------------------------------------------------------------
+
+
+def cut_media(src: Path, dst: Path, seconds: float) -> Path:
+    """The first `seconds` of a corpus file, stream-copied (no re-encoding)."""
+    subprocess.run(
+        [
+            ffmpeg.ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-t",
+            str(seconds),
+            "-c",
+            "copy",
+            str(dst),
+        ],
+        check=True,
+    )
+    return dst
+
+
+def ingest_config(path: Path, data: Path, bus_url: str, streams: dict[str, str], **extra: object) -> Path:
+    cfg = {
+        "data_dir": str(data),
+        "semantic": {"enabled": False},
+        "bus": {"url": bus_url, "ingest_lease_s": 3, "ack_wait_s": 5, "retry_delay_s": 0.2},
+        "streams": [
+            {
+                "id": sid,
+                "url": url,
+                "stall_timeout_s": 6,
+                "hls_live_edge": 1,
+                "reconnect": {"initial_s": 1, "max_s": 2},
+            }
+            for sid, url in streams.items()
+        ],
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def start_worker(config: Path, log: Path, stage: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "app.cli", "worker", stage, "--config", str(config)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(40)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_for(
+    cond: Callable[[], bool], timeout: float, what: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        for p in procs:
+            if p.poll() is not None and p.returncode != -signal.SIGKILL:
+                raise AssertionError(f"worker {p.pid} exited with {p.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def broadcasts(db: Database, stream_id: str) -> list[Broadcast]:
+    with db.session() as s:
+        rows = s.scalars(
+            select(Broadcast).where(Broadcast.stream_id == stream_id).order_by(Broadcast.started_ts)
+        ).all()
+        s.expunge_all()
+        return list(rows)
+
+
+def recorded_s(db: Database, bid: str) -> float:
+    with db.session() as s:
+        end = s.scalar(
+            select(func.max(MediaSegmentRow.start_s + MediaSegmentRow.duration_s)).where(
+                MediaSegmentRow.broadcast_id == bid
+            )
+        )
+        return float(end or 0.0)
+
+
+def gaps(db: Database, stream_id: str) -> list[BroadcastGap]:
+    with db.session() as s:
+        rows = s.scalars(select(BroadcastGap).where(BroadcastGap.stream_id == stream_id)).all()
+        s.expunge_all()
+        return list(rows)
+
+
+async def drain_audio(bus_url: str) -> dict[str, list[AudioChunk]]:
+    """Every audio chunk on the bus, by broadcast (read with a throwaway consumer, in order)."""
+    nc = await connect(BusSection(url=bus_url), "test-drain")
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(AUDIO_STREAM)
+        sub = await js.pull_subscribe("lw.audio.>", durable="test_drain", stream=AUDIO_STREAM)
+        out: dict[str, list[AudioChunk]] = defaultdict(list)
+        left = info.state.messages
+        while left > 0:
+            msgs = await sub.fetch(min(256, left), timeout=5)
+            for m in msgs:
+                c = decode_audio(m.data)
+                out[c.broadcast_id].append(c)
+                await m.ack()
+            left -= len(msgs)
+        return out
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_ingest_worker_publishes_audio_and_a_second_worker_takes_over_after_kill_9(
+    tmp_path: Path, nats: EmbeddedNats
+) -> None:
+    media = cut_media(CORPUS / "broadcast_0.mp4", tmp_path / "b0.mp4", 30)
+    data = tmp_path / "data"
+    db = Database.for_data_dir(data)
+    procs: list[subprocess.Popen[bytes]] = []
+    with HlsServer(media, tmp_path / "hls") as server:
+        config = ingest_config(tmp_path / "ingest.yaml", data, nats.url, {"room-0": server.url})
+        log = tmp_path / "ingest.log"
+        try:
+            first = start_worker(config, log, "ingest")
+            procs.append(first)
+            wait_for(
+                lambda: any(recorded_s(db, b.id) >= 8 for b in broadcasts(db, "room-0")),
+                60,
+                "8 s recorded by the first worker",
+                procs,
+            )
+            os.kill(first.pid, signal.SIGKILL)
+            killed = time.time()
+            first.wait(10)
+            procs.append(start_worker(config, log, "ingest"))
+            wait_for(lambda: len(broadcasts(db, "room-0")) >= 2, 60, "the stream taken over", procs)
+            reclaim_s = broadcasts(db, "room-0")[1].created_ts - killed
+            wait_for(lambda: server.finished, 60, "the HLS producer to finish", procs)
+            wait_for(
+                lambda: all(b.status != "live" for b in broadcasts(db, "room-0")),
+                60,
+                "the broadcasts ended",
+                procs,
+            )
+        finally:
+            stop_workers(procs)
+    rows = broadcasts(db, "room-0")
+    old, new = rows[0], rows[-1]
+    assert old.end_reason is not None and "taken over" in old.end_reason
+    assert old.owner == new.owner  # adopted (the same data directory): its evidence is cut by the new worker
+    stored = [g for g in gaps(db, "room-0") if g.end_ts is not None]
+    assert stored, "the takeover's gap is in the ledger"
+    gap_s = sum(g.end_ts - g.start_ts for g in stored if g.end_ts is not None)
+    chunks = asyncio.run(drain_audio(nats.url))
+    for b in rows:  # every broadcast's audio: numbered from 0, one final chunk at the end, all recorded
+        cs = chunks[b.id]
+        seqs = [c.seq for c in cs]
+        assert seqs == list(range(len(cs))), (b.id, seqs[:5], len(cs))
+        assert [c.final for c in cs].count(True) == 1 and cs[-1].final
+        audio_s = sum(c.duration_s for c in cs)
+        assert abs(audio_s - recorded_s(db, b.id)) < 2.5, (b.id, audio_s, recorded_s(db, b.id))
+    print(
+        f"re-claim {reclaim_s:.1f} s after kill -9 (lease 3 s); gap stored {gap_s:.2f} s "
+        f"({'; '.join(g.reason for g in stored)}); broadcasts {[round(recorded_s(db, b.id), 1) for b in rows]} s"
+    )
+    db.dispose()
