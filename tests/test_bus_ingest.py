@@ -89,11 +89,18 @@ def cut_media(src: Path, dst: Path, seconds: float) -> Path:
     return dst
 
 
-def ingest_config(path: Path, data: Path, bus_url: str, streams: dict[str, str], **extra: object) -> Path:
+def ingest_config(
+    path: Path,
+    data: Path,
+    bus_url: str,
+    streams: dict[str, str],
+    bus: dict[str, object] | None = None,
+    **extra: object,
+) -> Path:
     cfg = {
         "data_dir": str(data),
         "semantic": {"enabled": False},
-        "bus": {"url": bus_url, "ingest_lease_s": 3, "ack_wait_s": 5, "retry_delay_s": 0.2},
+        "bus": {"url": bus_url, "ingest_lease_s": 3, "ack_wait_s": 5, "retry_delay_s": 0.2, **(bus or {})},
         "streams": [
             {
                 "id": sid,
