@@ -67,13 +67,13 @@ from app.bus_config import BusSection
 from app.bus_wire import AudioChunk, subject_token
 from app.live_evidence import LiveEvidence
 from app.monitor_config import MonitorConfig, StreamEntry
-from app.monitor_lease import close_unreachable
+from app.monitor_lease import LeaseKeeper, close_unreachable
 from app.monitor_resume import stored_resume_point
 from ingest.tail import AudioFollower
 from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, RecorderResume, SegmentRecorded
 from ingest.worker import IngestWorker, RecorderSpec
 from store.db import Database
-from store.live import LiveStore
+from store.live import LiveStore, rescan_segments
 from store.models import Broadcast, MediaSegmentRow
 from store.paths import resolve_stored
 from store.writer import DbWriter
@@ -187,6 +187,10 @@ class IngestRunner:
         self.name = name or f"ingest-{socket.gethostname()}-{os.getpid()}"
         self.entries = {e.id: e for e in cfg.streams_resolved()}
         self.writer = DbWriter(db)
+        # this worker's liveness mirrored in the store (monitor_leases, as a monitor instance's): `livewatch
+        # status` and /metrics show each stream's live broadcast with the worker and host serving it
+        ttl = self.bus.ingest_lease_s
+        self.lease = LeaseKeeper(db, self.name, self.data_dir, ttl_s=ttl, heartbeat_s=max(0.2, ttl / 3))
         self.held: dict[str, _Held] = {}
         self._follows: dict[str, _Follow] = {}
         self._lock = threading.Lock()  # _follows, held[*].state
@@ -388,17 +392,26 @@ class IngestRunner:
             )
 
             def tx(s: Any, bid: str = bid, end_s: float = end_s, ended_ts: float = ended_ts,
-                   reachable: bool = reachable, reason: str = reason) -> None:  # fmt: skip
+                   folder: Path | None = folder, reason: str = reason) -> float:  # fmt: skip
                 b = s.get(Broadcast, bid, with_for_update=True)
                 if b is None or b.status != "live":
-                    return
-                if reachable:
-                    LiveStore.end_broadcast(s, bid, ended_ts, end_s, reason)
+                    return end_s
+                if folder is not None and Path(folder).is_dir():
+                    # as the monitor closes an interrupted broadcast at restart (app/monitor_resume.py):
+                    # the files the dead worker wrote and never registered are registered first
+                    end_s = max(end_s, rescan_segments(s, bid, Path(folder)))
+                    s.flush()
+                    last = s.scalar(select(func.max(MediaSegmentRow.created_ts)).where(
+                        MediaSegmentRow.broadcast_id == bid))  # fmt: skip
+                    LiveStore.end_broadcast(
+                        s, bid, float(last) if last is not None else ended_ts, end_s, reason
+                    )
                     b.owner = self.name  # its alerts' evidence is cut here
                 else:
                     close_unreachable(s, bid, reason + " (its recordings are not reachable here)", ended_ts)
+                return end_s
 
-            self.writer.call(tx)
+            end_s = self.writer.call(tx)
             self.taken_over.append(bid)
             logger.warning(
                 "stream %s: broadcast %s of %s closed at %.1f s (%s)", stream_id, bid, owner, end_s, reason
@@ -459,6 +472,8 @@ class IngestRunner:
 
         self.loop = asyncio.get_running_loop()
         nc = await connect(self.bus, f"livewatch-{self.name}")
+        await asyncio.to_thread(self.lease.take)
+        self.lease.start()
         self.writer.start()
         self.evidence.start()
         try:
@@ -512,6 +527,7 @@ class IngestRunner:
         self.held.clear()
         self.evidence.stop()
         self.writer.stop()
+        await asyncio.to_thread(self.lease.release)
         try:
             await nc.flush(timeout=2)
         except Exception:

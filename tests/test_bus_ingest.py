@@ -29,6 +29,7 @@ from app.bus_ingest import AudioChunker
 from app.bus_server import EmbeddedNats
 from app.bus_wire import AUDIO_STREAM, AudioChunk, decode_audio
 from ingest import ffmpeg
+from review.monitor_status import stream_statuses
 from store.db import Database
 from store.models import Broadcast, BroadcastGap, MediaSegmentRow
 
@@ -226,6 +227,15 @@ def test_ingest_worker_publishes_audio_and_a_second_worker_takes_over_after_kill
             procs.append(start_worker(config, log, "ingest"))
             wait_for(lambda: len(broadcasts(db, "room-0")) >= 2, 60, "the stream taken over", procs)
             reclaim_s = broadcasts(db, "room-0")[1].created_ts - killed
+            # `livewatch status` (no monitor running): the stream is recorded by the second worker
+            _, rows = stream_statuses(db, data, time.time())
+            st = next(r for r in rows if r.stream_id == "room-0")
+            assert st.state == "recording" and st.server_alive, st
+            assert (
+                st.served_by is not None
+                and st.served_by.startswith("ingest-")
+                and f"-{procs[1].pid}@" in st.served_by
+            )
             wait_for(lambda: server.finished, 60, "the HLS producer to finish", procs)
             wait_for(
                 lambda: all(b.status != "live" for b in broadcasts(db, "room-0")),
