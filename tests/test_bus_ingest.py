@@ -25,12 +25,14 @@ from sqlalchemy import func, select
 
 from app.bus_analyze import connect
 from app.bus_config import BusSection
-from app.bus_ingest import AudioChunker
+from app.bus_ingest import AudioChunker, IngestRunner
 from app.bus_server import EmbeddedNats
 from app.bus_wire import AUDIO_STREAM, AudioChunk, decode_audio
+from app.monitor_config import MonitorConfig
 from ingest import ffmpeg
 from review.monitor_status import stream_statuses
 from store.db import Database
+from store.live import LiveStore
 from store.models import Broadcast, BroadcastGap, MediaSegmentRow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,4 +266,84 @@ def test_ingest_worker_publishes_audio_and_a_second_worker_takes_over_after_kill
         f"re-claim {reclaim_s:.1f} s after kill -9 (lease 3 s); gap stored {gap_s:.2f} s "
         f"({'; '.join(g.reason for g in stored)}); broadcasts {[round(recorded_s(db, b.id), 1) for b in rows]} s"
     )
+    db.dispose()
+
+
+# -- takeover, without a bus ----------------------------------------------------------------------------
+
+
+def _runner(tmp_path: Path, name: str) -> tuple[IngestRunner, list[AudioChunk], Database]:
+    cfg = MonitorConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "bus": {"url": "nats://127.0.0.1:1", "ingest_lease_s": 3},
+            "streams": [{"id": "room", "url": "hls://http://127.0.0.1:1/index.m3u8"}],
+        }
+    )
+    db = Database.for_data_dir(tmp_path / "data")
+    runner = IngestRunner(cfg, db, tmp_path / "data", name=name)
+    sent: list[AudioChunk] = []
+    runner._emit = sent.append  # type: ignore[method-assign]
+    runner.writer.start()
+    return runner, sent, db
+
+
+def _dead_broadcast(db: Database, folder: Path, *, registered: int) -> None:
+    with db.session() as s, s.begin():
+        LiveStore.start_broadcast(
+            s, broadcast_id="dead-b", stream_id="room", url="hls://x", name="room", folder=str(folder),
+            started_ts=1_760_000_000.0, source_start_s=0.0, rules_version="", owner="ingest-dead-1",
+        )  # fmt: skip
+        for seq in range(registered):
+            LiveStore.add_segment(
+                s, broadcast_id="dead-b", seq=seq, path=str(folder / ffmpeg.segment_name(seq)), start_s=2.0 * seq,
+                duration_s=2.0, size=1, created_ts=1_760_000_002.0 + 2 * seq, hls_seq=seq,
+            )  # fmt: skip
+
+
+def test_takeover_of_unreachable_recordings_closes_the_broadcast_as_failed_and_sends_a_final_chunk(
+    tmp_path: Path,
+) -> None:
+    runner, sent, db = _runner(tmp_path, "ingest-new-2")
+    try:
+        _dead_broadcast(db, tmp_path / "elsewhere" / "dead-b", registered=3)
+        runner.take_over("room")
+    finally:
+        runner.writer.stop()
+    with db.session() as s:
+        b = s.get(Broadcast, "dead-b")
+        assert b is not None and b.status == "failed" and "ingest-dead-1" in (b.end_reason or "")
+        assert b.owner == "ingest-dead-1"  # not adopted: its files are not here
+    assert [g.end_ts for g in gaps(db, "room")] == [None]  # open until the stream records again
+    assert [(c.final, c.pcm, c.start_s) for c in sent] == [(True, b"", 6.0)]
+    db.dispose()
+
+
+def test_takeover_registers_the_dead_workers_files_adopts_and_publishes_its_audio_again(
+    tmp_path: Path,
+) -> None:
+    runner, sent, db = _runner(tmp_path, "ingest-new-2")
+    folder = tmp_path / "data" / "recordings" / "room" / "dead-b"
+    folder.mkdir(parents=True)
+    for seq in range(2):  # two 2 s MPEG-TS files; the dead worker registered only the first
+        subprocess.run(
+            [ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-ss", str(2 * seq), "-t", "2", "-i", str(CORPUS / "broadcast_0.mp4"),
+             "-c:a", "aac", "-vn", "-output_ts_offset", str(2 * seq), "-f", "mpegts", str(folder / ffmpeg.segment_name(seq))],
+            check=True,
+        )  # fmt: skip
+    try:
+        _dead_broadcast(db, folder, registered=1)
+        runner.take_over("room")
+    finally:
+        runner.writer.stop()
+    with db.session() as s:
+        b = s.get(Broadcast, "dead-b")
+        assert b is not None and b.status == "ended" and b.owner == "ingest-new-2"
+        assert b.duration_s is not None and b.duration_s > 3.5  # the second file registered too
+        n = s.scalar(
+            select(func.count()).select_from(MediaSegmentRow).where(MediaSegmentRow.broadcast_id == "dead-b")
+        )
+        assert n == 2
+    assert [c.seq for c in sent] == list(range(len(sent))) and sent[-1].final
+    assert 3.5 < sum(c.duration_s for c in sent) < 4.5
     db.dispose()
