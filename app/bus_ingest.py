@@ -193,7 +193,7 @@ class IngestRunner:
         self.lease = LeaseKeeper(db, self.name, self.data_dir, ttl_s=ttl, heartbeat_s=max(0.2, ttl / 3))
         self.held: dict[str, _Held] = {}
         self._follows: dict[str, _Follow] = {}
-        self._lock = threading.Lock()  # _follows, held[*].state
+        self._lock = threading.Lock()  # _follows, held (written by the loop, read by recorder/evidence threads)
         self.stop = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.js: Any = None
@@ -208,6 +208,7 @@ class IngestRunner:
             recording=self.recording,
             webhooks=lambda: None,
             owner=self.name,
+            unowned=False,  # only what this worker recorded: its files are here
         )
         self.evidence = EvidenceWorker(
             cfg.alerts,
@@ -344,7 +345,9 @@ class IngestRunner:
     # -- evidence --------------------------------------------------------------------------------------
 
     def recording(self, broadcast_id: str) -> tuple[float, bool] | None:
-        for held in list(self.held.values()):
+        with self._lock:
+            helds = list(self.held.values())
+        for held in helds:
             if held.worker is not None:
                 rec = held.worker.recording(broadcast_id)
                 if rec is not None:
@@ -436,7 +439,8 @@ class IngestRunner:
                 held.revision = await self.kv.update(held.token, self._lease_value(held), last=held.revision)
             except Exception:
                 logger.error("lease of stream %s lost; its recorder stops", held.entry.id)
-                self.held.pop(held.entry.id, None)
+                with self._lock:
+                    self.held.pop(held.entry.id, None)
                 if held.worker is not None:
                     await asyncio.to_thread(held.worker.stop)
         for sid, entry in self.entries.items():
@@ -453,7 +457,8 @@ class IngestRunner:
             held.revision = await self.kv.create(token, self._lease_value(held))
         except KeyWrongLastSequenceError:
             return  # another worker records it
-        self.held[entry.id] = held
+        with self._lock:
+            self.held[entry.id] = held
         t0 = time.monotonic()
         await asyncio.to_thread(self.take_over, entry.id)
         spec = RecorderSpec(entry.id, entry.url, entry, entry.keeps_video(self.cfg.video.enabled))
@@ -524,7 +529,8 @@ class IngestRunner:
                 await self.kv.delete(held.token, last=held.revision)
             except Exception:
                 logger.info("lease of %s not released (it expires)", held.entry.id, exc_info=True)
-        self.held.clear()
+        with self._lock:
+            self.held.clear()
         self.evidence.stop()
         self.writer.stop()
         await asyncio.to_thread(self.lease.release)
