@@ -193,7 +193,8 @@ class IngestRunner:
         self.lease = LeaseKeeper(db, self.name, self.data_dir, ttl_s=ttl, heartbeat_s=max(0.2, ttl / 3))
         self.held: dict[str, _Held] = {}
         self._follows: dict[str, _Follow] = {}
-        self._lock = threading.Lock()  # _follows, held (written by the loop, read by recorder/evidence threads)
+        # _follows; held (written by the loop, read by the recorder and evidence threads)
+        self._lock = threading.Lock()
         self.stop = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.js: Any = None

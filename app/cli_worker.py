@@ -124,7 +124,8 @@ def worker_command(
 
 
 bus_app = typer.Typer(
-    help="Put work on the bus by hand (stand-ins for stages not on the bus yet).", no_args_is_help=True
+    help="Put work on the bus by hand (a media file or a transcript instead of a live room).",
+    no_args_is_help=True,
 )
 
 

@@ -43,6 +43,7 @@ import pytest
 from live_helpers import CORPUS, HlsServer
 from sqlalchemy import func, select
 from store_backends import pg_schema_url
+from test_bus_asr import _bus_state
 from test_bus_ingest import broadcasts, cut_media, gaps, ingest_config, start_worker, stop_workers, wait_for
 
 from app.analysis import analyze_broadcast
@@ -284,6 +285,8 @@ def test_ingest_asr_analyze_on_the_bus_with_kill_9_of_an_asr_and_the_ingest_work
             wait_for(lambda: all(s.finished for s in servers.values()), 120, "the broadcasts served", procs)
             wait_for(lambda: _settled(db), 300, "everything analysed, with evidence", procs)
             wall = time.monotonic() - t_start
+            # every audio chunk and transcript batch acknowledged: nothing left pending on the bus
+            wait_for(lambda: asyncio.run(_bus_state(nats.url)) == (0, 0), 15, "the bus drained", procs)
         finally:
             stop_workers(procs)
             for srv in servers.values():
