@@ -89,6 +89,18 @@ class BusSection(BaseModel):
         "transcribed; past it the worker stops pulling that stream (the bus is the buffer).",
     )
 
+    ingest_lease_s: float = Field(
+        15.0,
+        gt=0,
+        description="Ingest worker: a stream's claim not renewed for this long (its worker died) may be "
+        "taken by another ingest worker, which closes the dead one's broadcast with a gap and records on.",
+    )
+    ingest_max_streams: int = Field(
+        64,
+        ge=1,
+        description="Ingest worker: most streams one worker records (claims); the rest wait for another.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _from_url(cls, value: Any) -> Any:
