@@ -1,7 +1,9 @@
 """The scan pipeline: one media file → transcript → detections → alerts with evidence → store.
 
-Single-threaded and synchronous: one `Scanner` owns one transcriber (and so one Whisper model) and one
-database handle. The whole result of a scan is committed in one transaction at the end, so a scan that
+Synchronous: one `Scanner` owns one transcriber (and so one Whisper model) and one database handle. While
+ASR runs, one helper thread (`_AnalysisPrep`) loads the rule packs (and the semantic stage) and embeds the
+lines already transcribed, so the work that needs no audio is done by the time the transcript is; it
+touches no store and nothing the caller sees until `Scanner.rules` hands the loaded set over. The whole result of a scan is committed in one transaction at the end, so a scan that
 fails (bad input, crash, Ctrl-C) leaves nothing half-written in the store; evidence folders are written
 atomically and reused by id when a scan is repeated.
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -69,6 +73,61 @@ def check_scannable(path: str | Path) -> MediaInfo:
     return info
 
 
+class _AnalysisPrep:
+    """Loads the rule set on its own thread and embeds transcribed lines ahead of the analysis.
+
+    Loading the packs (regex checks, ~30k lexicon terms normalized, jieba's dictionary) and the semantic
+    stage's embeddings are CPU work that needs no audio; a scan does it while CTranslate2 decodes, and
+    the analysis then finds the rules loaded and the embeddings cached. ``feed`` takes lines from the
+    transcribing thread; ``rules()`` waits for the load and re-raises its error (a refused rules file
+    fails the scan with the loader's own message, as before). Priming is best effort: a line it did not
+    reach is embedded by the analysis as usual, so results never depend on this thread's timing.
+    """
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._loaded = threading.Event()
+        self._rules: Any = None
+        self._error: BaseException | None = None
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="scan-rules-prep", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._rules = self._load()
+        except BaseException as e:  # handed to the caller of rules()
+            self._error = e
+        finally:
+            self._loaded.set()
+        prime = getattr(self._rules, "prime", None)
+        while (text := self._lines.get()) is not None:
+            if prime is not None:
+                try:
+                    prime([text])
+                except Exception:  # the analysis embeds it again, and reports a real failure
+                    logger.debug("priming an embedding failed", exc_info=True)
+                    prime = None
+
+    @property
+    def error(self) -> BaseException | None:
+        """The load's error once it has failed (None while loading or after a good load)."""
+        return self._error
+
+    def feed(self, text: str) -> None:
+        self._lines.put(text)
+
+    def rules(self) -> Any:
+        self._loaded.wait()
+        if self._error is not None:
+            raise self._error
+        return self._rules
+
+    def close(self) -> None:
+        """Stop priming (lines not yet embedded are embedded by the analysis) and let the thread end."""
+        self._lines.put(None)
+
+
 class Scanner:
     def __init__(self, cfg: RootConfig, db: Database, *, transcriber: Any = None, rules: Any = None,
                  data_dir: Path | None = None) -> None:
@@ -77,19 +136,37 @@ class Scanner:
         self.data_dir = data_dir or cfg.resolved_data_dir()
         self._transcriber = transcriber
         self._rules = rules
+        self._prep: _AnalysisPrep | None = None
         self.price = PriceScan(db, load_price_config(cfg.price_config))
+
+    def _load_rules(self) -> Any:
+        from detectors.engine import RuleSet
+
+        rules: Any = RuleSet.load(self.cfg.rule_dirs())
+        rules.line_budget_s = self.cfg.rules.line_budget_ms / 1000 or None
+        if self.cfg.semantic.enabled:  # the learned stage behind the rules; its hash joins the version
+            from detectors.semantic import with_semantic
+
+            rules = with_semantic(rules, self.cfg.semantic)
+        return rules
+
+    def _start_prep(self) -> None:
+        """Start loading the rules in the background, unless they are loaded or loading."""
+        if self._rules is None and self._prep is None:
+            self._prep = _AnalysisPrep(self._load_rules)
 
     @property
     def rules(self) -> Any:
         if self._rules is None:
-            from detectors.engine import RuleSet
-
-            self._rules = RuleSet.load(self.cfg.rule_dirs())
-            self._rules.line_budget_s = self.cfg.rules.line_budget_ms / 1000 or None
-            if self.cfg.semantic.enabled:  # the learned stage behind the rules; its hash joins the version
-                from detectors.semantic import with_semantic
-
-                self._rules = with_semantic(self._rules, self.cfg.semantic)
+            if self._prep is None:
+                self._rules = self._load_rules()
+            else:
+                prep = self._prep
+                try:
+                    self._rules = prep.rules()
+                finally:  # a failed load is not kept: the next call loads again (a fixed file may follow)
+                    self._prep = None
+                    prep.close()
         return self._rules
 
     @property
@@ -105,6 +182,7 @@ class Scanner:
         opts = opts or ScanOptions()
         progress = progress or (lambda stage, done, total: None)
         t0 = time.perf_counter()
+        self._start_prep()
         info = check_scannable(path)
         if opts.started_ts is None and info.creation_ts is not None:
             # the container's own start (a recorder stamps it): the broadcast's time for the review queue,
@@ -113,7 +191,6 @@ class Scanner:
         media_sha = sha256_file(path)
         size = Path(path).stat().st_size
         broadcast_id = hashlib.sha256(f"file:{media_sha}:{opts.stream_id or ''}".encode()).hexdigest()[:16]
-        rules = self.rules
         video_on = bool(info.has_video and (opts.video if opts.video is not None else self.cfg.video.enabled))
         asr_sig = self.cfg.asr_signature()
         stats: dict[str, Any] = {"media_duration_s": info.duration_s, "video": video_on}
@@ -123,8 +200,9 @@ class Scanner:
             stored_speech = repo.load_utterances(s, broadcast_id, "speech") if b else []
             stored_screen = repo.load_utterances(s, broadcast_id, "screen") if b else []
             meta = dict(b.meta or {}) if b else {}
-            if (b is not None and b.status == "done" and not opts.force and b.rules_version == rules.version
-                    and meta.get("asr_signature") == asr_sig and meta.get("video") == video_on):
+            if (b is not None and b.status == "done" and not opts.force
+                    and meta.get("asr_signature") == asr_sig and meta.get("video") == video_on
+                    and b.rules_version == self.rules.version):
                 stored_alerts = repo.alert_payloads(s, alert_ids=meta.get("alert_ids", []))
                 return ScanResult(broadcast_id, info, media_sha, stored_alerts, "all", {**stats, **meta.get("stats", {})})
 
@@ -135,6 +213,7 @@ class Scanner:
         else:
             speech = self._transcribe(path, info, progress)
         t_asr = time.perf_counter()
+        rules = self.rules
         screen: list[Utterance] = []
         visual: list[Detection] = []
         video_sig = self.cfg.video_signature()
@@ -205,8 +284,14 @@ class Scanner:
         audio = load_audio(str(path))
         out: list[Utterance] = []
         progress("speech", 0.0, info.duration_s)
+        prep = self._prep
         for u in self.transcriber.transcribe(audio):
             out.append(u)
+            if prep is not None:
+                if prep.error is not None:  # a refused rules file fails the scan now, not after the ASR
+                    self._prep = None
+                    raise prep.error
+                prep.feed(u.text)
             progress("speech", min(u.end_s, info.duration_s), info.duration_s)
         progress("speech", info.duration_s, info.duration_s)
         return out

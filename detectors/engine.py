@@ -575,7 +575,102 @@ class _RuleTables:
         )
 
 
-class RuleSet(_RuleTables):
+class _AtomMatching(_RuleTables):
+    """Where an atom occurs in a line: exact spans, same-pinyin spans and near-homophone (fuzzy) spans.
+
+    The fuzzy stage compares syllable codes around each anchor the fuzzy automaton finds; `_occ`
+    gathers an atom's occurrences of every mode once per line (cached in the line's `_Scratch`).
+    Stateless apart from the tables; `RuleSet` builds rule hits from these occurrences."""
+
+    def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
+        assert self._fz_ac is not None
+        n = len(codes)
+        syl: dict[str, str] = {}  # code -> syllable, fetched with the first window compared
+        tried: set[int] | None = None
+        similarity = Indel.normalized_similarity
+        for end, probes_of in self._fz_ac.iter(codes):
+            a = end - 1  # first character of the anchor (end is its last)
+            entries, probes, always = probes_of
+            # Entries that can pass the mismatch count below: each same-length entry is filed under
+            # max_diff + 1 of its syllables outside the anchor, one of which must then agree.
+            pick: list[int] | tuple[int, ...] = always
+            for rel, by_code in probes:
+                p = a + rel
+                if 0 <= p < n:
+                    got = by_code.get(codes[p])
+                    if got:
+                        pick = [*pick, *got]
+            if not pick:
+                continue
+            if len(pick) > 1:
+                pick = sorted(set(pick))
+            for ei in pick:
+                ai, off, L, latin, term_codes, max_diff, shapes, rest = entries[ei]
+                s0 = a - off
+                if len(shapes) == 1:
+                    # Same length only: count the syllables that differ outside the anchor.
+                    if s0 < 0 or s0 + L > n:
+                        continue
+                    miss = 0
+                    for rel, c in rest:
+                        if codes[a + rel] != c:
+                            miss += 1
+                            if miss > max_diff:
+                                break
+                    if miss == 0 or miss > max_diff:
+                        continue  # identical codes are a homophone: the pinyin automaton has it
+                tag = ai * 65536 + s0
+                if tried is None:
+                    tried = {tag}
+                    syl = code_syllables()
+                elif tag in tried:
+                    continue
+                else:
+                    tried.add(tag)
+                best = 0.0
+                span = (0, 0)
+                for ds, dl in shapes:
+                    st = s0 + ds
+                    e = st + L + dl
+                    if st < 0 or e > n or e - st < 2:
+                        continue
+                    if dl == 0 and len(shapes) > 1:
+                        window = codes[st:e]
+                        if window == term_codes or sum(map(str.__ne__, window, term_codes)) > max_diff:
+                            continue
+                    score = similarity(latin, "".join([syl.get(c, c) for c in codes[st:e]])) * 100.0
+                    if score > best:
+                        best, span = score, (st, e)
+                if best >= 60.0:
+                    sc.fuzzy.setdefault(ai, []).append((span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
+                    sc.found.add(ai)
+
+    def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
+        """The atom's occurrences in the text: (start, end, score, mode)."""
+        cached = sc.occ.get(ai)
+        if cached is not None:
+            return cached
+        atom = self._atoms[ai]
+        spans = sc.exact.get(atom.text)
+        out = [(s, e, 100.0, "exact") for s, e in spans] if spans else []
+        if out and atom.two_cjk:
+            out = [o for o in out if not _straddles(sc, o[0], o[1])]
+        if atom.mode != "exact":
+            seen = {(o[0], o[1]) for o in out}
+            for s, e in sc.pinyin.get(atom.codes, ()):
+                if (s, e) not in seen:
+                    out.append((s, e, PINYIN_SCORE, "pinyin"))
+                    seen.add((s, e))
+            if atom.mode == "fuzzy":
+                for o in sc.fuzzy.get(ai, ()):
+                    if not any(o[0] < e and s < o[1] for s, e in seen):
+                        out.append(o)
+        sc.occ[ai] = out
+        return out
+
+
+
+class RuleSet(_AtomMatching):
     """An immutable, compiled set of rules. Build with `RuleSet.load`.
 
     `line_budget_s` (None: no budget) bounds the matching of one line; `budget_clock` is its clock.
@@ -697,92 +792,6 @@ class RuleSet(_RuleTables):
                             candidates.add(ri)
                             break
         return sc, candidates
-
-    def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
-        assert self._fz_ac is not None
-        n = len(codes)
-        syl: dict[str, str] = {}  # code -> syllable, fetched with the first window compared
-        tried: set[int] | None = None
-        similarity = Indel.normalized_similarity
-        for end, probes_of in self._fz_ac.iter(codes):
-            a = end - 1  # first character of the anchor (end is its last)
-            entries, probes, always = probes_of
-            # Entries that can pass the mismatch count below: each same-length entry is filed under
-            # max_diff + 1 of its syllables outside the anchor, one of which must then agree.
-            pick: list[int] | tuple[int, ...] = always
-            for rel, by_code in probes:
-                p = a + rel
-                if 0 <= p < n:
-                    got = by_code.get(codes[p])
-                    if got:
-                        pick = [*pick, *got]
-            if not pick:
-                continue
-            if len(pick) > 1:
-                pick = sorted(set(pick))
-            for ei in pick:
-                ai, off, L, latin, term_codes, max_diff, shapes, rest = entries[ei]
-                s0 = a - off
-                if len(shapes) == 1:
-                    # Same length only: count the syllables that differ outside the anchor.
-                    if s0 < 0 or s0 + L > n:
-                        continue
-                    miss = 0
-                    for rel, c in rest:
-                        if codes[a + rel] != c:
-                            miss += 1
-                            if miss > max_diff:
-                                break
-                    if miss == 0 or miss > max_diff:
-                        continue  # identical codes are a homophone: the pinyin automaton has it
-                tag = ai * 65536 + s0
-                if tried is None:
-                    tried = {tag}
-                    syl = code_syllables()
-                elif tag in tried:
-                    continue
-                else:
-                    tried.add(tag)
-                best = 0.0
-                span = (0, 0)
-                for ds, dl in shapes:
-                    st = s0 + ds
-                    e = st + L + dl
-                    if st < 0 or e > n or e - st < 2:
-                        continue
-                    if dl == 0 and len(shapes) > 1:
-                        window = codes[st:e]
-                        if window == term_codes or sum(map(str.__ne__, window, term_codes)) > max_diff:
-                            continue
-                    score = similarity(latin, "".join([syl.get(c, c) for c in codes[st:e]])) * 100.0
-                    if score > best:
-                        best, span = score, (st, e)
-                if best >= 60.0:
-                    sc.fuzzy.setdefault(ai, []).append((span[0], span[1], min(best, FUZZY_MAX), "fuzzy"))
-                    sc.found.add(ai)
-
-    def _occ(self, sc: _Scratch, ai: int) -> list[_Occ]:
-        """The atom's occurrences in the text: (start, end, score, mode)."""
-        cached = sc.occ.get(ai)
-        if cached is not None:
-            return cached
-        atom = self._atoms[ai]
-        spans = sc.exact.get(atom.text)
-        out = [(s, e, 100.0, "exact") for s, e in spans] if spans else []
-        if out and atom.two_cjk:
-            out = [o for o in out if not _straddles(sc, o[0], o[1])]
-        if atom.mode != "exact":
-            seen = {(o[0], o[1]) for o in out}
-            for s, e in sc.pinyin.get(atom.codes, ()):
-                if (s, e) not in seen:
-                    out.append((s, e, PINYIN_SCORE, "pinyin"))
-                    seen.add((s, e))
-            if atom.mode == "fuzzy":
-                for o in sc.fuzzy.get(ai, ()):
-                    if not any(o[0] < e and s < o[1] for s, e in seen):
-                        out.append(o)
-        sc.occ[ai] = out
-        return out
 
     def _evaluate(self, ri: int, sc: _Scratch, source: str | None) -> tuple[list[Hit], list[Hit]]:
         comp = self._compiled[ri]

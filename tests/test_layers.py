@@ -1,10 +1,11 @@
-"""The import direction of DESIGN.md holds (tools/layers.py), and the check catches a violation."""
+"""The import direction of DESIGN.md holds (tools/layers.py), no class in the packages is over the size
+limit, and both checks catch a violation."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tools.layers import LAYERS, check
+from tools.layers import LAYERS, check, check_class_sizes
 
 
 def test_no_import_points_against_the_layering() -> None:
@@ -25,3 +26,17 @@ def test_an_upward_import_is_reported(tmp_path: Path) -> None:
         ("review/lazy.py", 2, "app"),
         ("store/rel.py", 1, "review"),
     ]
+
+
+def test_no_class_is_over_the_size_limit() -> None:
+    assert [str(c) for c in check_class_sizes()] == []
+
+
+def test_a_large_class_is_reported(tmp_path: Path) -> None:
+    for pkg in LAYERS:
+        (tmp_path / pkg).mkdir()
+    body = "".join(f"    def m{i}(self) -> int:\n        return {i}\n" for i in range(10))
+    (tmp_path / "store" / "big.py").write_text("import os\n\n\nclass Big:\n" + body)
+    (tmp_path / "app" / "small.py").write_text("class Small:\n    pass\n")
+    got = [(c.path, c.line, c.name, c.lines) for c in check_class_sizes(tmp_path, limit=15)]
+    assert got == [("store/big.py", 4, "Big", 21)]
