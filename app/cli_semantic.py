@@ -82,7 +82,7 @@ def semantic_command(
         sys.stdout.write(json.dumps(result_json(r), ensure_ascii=False, sort_keys=True) + "\n")
         return
     console = Console(highlight=False, soft_wrap=True)
-    t = Table(title=f"semantic head {r.hash[:12]} (l2={r.l2:g}) — head alone")
+    t = Table(title=f"semantic head {r.hash[:12]} (l2={r.l2:g}, n-gram l2={r.l2_ngram:g}) — head alone")
     for col in ("category", "threshold", "tune P", "tune R", "test P", "test R", "test tp/fp/fn"):
         t.add_column(col, justify="left" if col == "category" else "right")
     for c in CATEGORIES:
