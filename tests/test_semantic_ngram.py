@@ -147,3 +147,64 @@ def test_near_duplicates_share_a_fold() -> None:
     E[5] = E[3]  # an embedding twin
     fold = near_duplicate_folds(E, ngram_features(texts), ids, 5)
     assert fold[3] == fold[5] == 2
+
+
+class _NoRules:
+    """A rule set with no rules and no phrase tables (`tune` reads `rules`, `clean`, `version`, `detect`)."""
+
+    version = "norules"
+    rules: tuple[object, ...] = ()
+    clean: tuple[object, ...] = ()
+
+    def detect(self, utt: object) -> list[object]:
+        return []
+
+
+def test_tune_end_to_end_learns_from_the_corpus_and_from_reviewers(tmp_path: Path) -> None:
+    """`livewatch tune semantic`'s work on a small corpus (real embedding model): a format-2 head, both
+    L2 strengths from their grids, the tune half only, and reviewers' decisions joining the index."""
+    from app.semantic_tune import NGRAM_L2_GRID, TuneOptions, tune
+    from detectors.split import split_of
+    from review.decisions import add_decision
+    from store.db import Database
+    from store.models import AlertRow, Broadcast
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows: list[dict[str, object]] = [
+        {"id": f"c{i}", "text": t + ("" if i < 6 else "，家人们"), "labels": ["false_claim"]}
+        for i, t in enumerate(POSITIVE * 2)
+    ]
+    rows += [
+        {"id": f"n{i}", "text": t + ("" if i < 6 else "哦"), "labels": ["clean"]}
+        for i, t in enumerate(NEGATIVE * 2)
+    ]
+    (corpus / "lines.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    db = Database.for_data_dir(tmp_path / "data")
+    reviewed = "这个灵芝胶囊能治好肝硬化"
+    with db.session() as s:
+        s.add(Broadcast(id="b", stream_id=None, kind="file", source="x", created_ts=0.0, started_ts=None))
+        s.flush()
+        s.add(AlertRow(id="a3", broadcast_id="b", stream_id=None, category="false_claim", code="A3",
+                       rule_id="semantic.false_claim", severity="low", source="speech", start_s=0.0, end_s=1.0,
+                       start_ts=None, text=reviewed, context="", law="", rules_version="v", payload={},
+                       created_ts=0.0))
+        s.commit()
+    with db.session() as s:
+        add_decision(s, "a3", "confirmed", reviewer="ann")
+    out = tmp_path / "head.npz"
+    r = tune(TuneOptions(out=out, corpus_dir=corpus, clips=None, db=db, l2=10.0), _NoRules())
+    assert r.l2 == 10.0 and r.l2_ngram in NGRAM_L2_GRID
+    assert set(r.cv_map) == {"embedding", "ngram", "neighbours", "combined"}
+    head = SemanticHead.load(out)
+    assert head.has_ngrams and head.hash == r.hash
+    meta = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert meta["format"] == FORMAT and meta["l2_ngram"] == r.l2_ngram
+    assert meta["sources"]["reviewer decisions"] == {"tune": 1, "test": 0}
+    # only tune-half lines are learnt; the confirmed alert (its id falls in the tune half) is an example
+    assert all(split_of(i) == "tune" for i in head.data.ids)
+    assert split_of("decision:a3") == "tune"
+    row = head.data.texts.index(reviewed)
+    assert head.data.ids[row] == "decision:a3" and head.data.labels[row] == "false_claim"
