@@ -1,8 +1,9 @@
 """`livewatch tune semantic`: retrain the semantic head and show what it does, per category.
 
-Trains on the tune half only (corpus/real/*.jsonl, examples/corpus/clips.jsonl, the rule packs'
-phrase tables, and with ``--data-dir``/``--config`` the reviewers' confirmed / false-positive
-decisions), chooses each category's threshold by cross-validation on the tune half, writes the head
+Trains on the tune half only (corpus/real/*.jsonl, examples/corpus/clips.jsonl and probe*.jsonl, the
+rule packs' phrase tables, and with ``--data-dir``/``--config`` the reviewers' confirmed /
+false-positive decisions), chooses both models' L2 strengths and each category's threshold by
+cross-validation on the tune half (near-duplicate lines in one fold), writes the head
 (``.npz`` + ``.json``), then prints per category: tune (out-of-fold) and test precision/recall of the
 head alone, and on the test half of corpus/real the rules alone vs rules + semantic.
 """
@@ -82,7 +83,7 @@ def semantic_command(
         sys.stdout.write(json.dumps(result_json(r), ensure_ascii=False, sort_keys=True) + "\n")
         return
     console = Console(highlight=False, soft_wrap=True)
-    t = Table(title=f"semantic head {r.hash[:12]} (l2={r.l2:g}) — head alone")
+    t = Table(title=f"semantic head {r.hash[:12]} (l2={r.l2:g}, n-gram l2={r.l2_ngram:g}) — head alone")
     for col in ("category", "threshold", "tune P", "tune R", "test P", "test R", "test tp/fp/fn"):
         t.add_column(col, justify="left" if col == "category" else "right")
     for c in CATEGORIES:

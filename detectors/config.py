@@ -56,10 +56,11 @@ class SemanticConfig(BaseModel):
 
     enabled: bool = Field(
         True,
-        description="Run the semantic stage behind the rules in scan, monitor and replay. On the test half "
-        "of corpus/real (head trained on the tune half, thresholds at out-of-fold precision 0.95) it raised "
-        "recall 0.58 -> 0.65 at precision 0.90 -> 0.91 with no extra false alarm; about 30 ms a line on one "
-        "core. `livewatch eval --semantic` measures it; false turns it off.",
+        description="Run the semantic stage behind the rules in scan, monitor and replay. On the test halves "
+        "(head trained on the tune half, thresholds at out-of-fold precision 0.9) it raised recall 0.51 -> 0.64 "
+        "on corpus/real, 0.71 -> 0.83 on probe and 0.59 -> 0.71 on probe2 at about the rules' precision "
+        "(bench/semantic.md); about 25-40 ms a line on one core. `livewatch eval --semantic` measures it; "
+        "false turns it off.",
     )
     head: Path = Field(
         DEFAULT_SEMANTIC_HEAD,

