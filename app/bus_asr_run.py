@@ -8,7 +8,14 @@ key's revision). Every second the worker lists the audio subjects with chunks wa
 (`asr_<stream>`, filtered on `lw.audio.<stream>`), so delivery restarts in order at the oldest chunk
 not acknowledged: a broadcast's chunks reach one worker, in order. A worker that dies stops renewing;
 after the lease time another worker claims the stream and carries on from the store (app/bus_asr.py).
-The lease's value says who serves the stream and how far behind it is (JSON: worker, host, pid, lag).
+The lease's value says who serves the stream and how far behind it is (JSON: worker, host, pid, lag
+behind live, backlog of audio not decoded); `livewatch bus status` reads it.
+
+Admission control: a worker claims no new stream while any stream it serves has more than
+`bus.asr_admit_backlog_s` of received audio not decoded (it is not keeping up; another stream would
+make every stream later). The waiting stream's audio stays on the bus (bounded by `max_stream_bytes`:
+the producer waits), it is shown as waiting for ASR by `livewatch bus status` and warned about in
+this worker's log, and it is claimed by a worker with room; nothing is dropped.
 
 Flow control and memory: a stream is pulled only while its broadcast holds less than
 `bus.asr_max_buffered_s` of audio not yet transcribed, so a slow worker leaves the audio on the bus
@@ -80,6 +87,7 @@ class _Stream:
     task: asyncio.Task[None] | None = None
     waiting: list[Any] = field(default_factory=list)  # chunks whose broadcast is not stored yet
     lag_s: float = 0.0
+    behind_s: float = 0.0  # received audio not decoded yet (the worker's backlog for this stream)
     idle_since: float | None = None
 
 
@@ -94,6 +102,7 @@ class AsrRunner:
         self.js: Any = None
         self.kv: Any = None
         self._last_lag_log = 0.0
+        self._last_refusal_log = 0.0
 
     # -- leases --------------------------------------------------------------------------------------
 
@@ -104,6 +113,7 @@ class AsrRunner:
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "lag_s": round(st.lag_s, 1),
+                "backlog_s": round(st.behind_s, 1),
             }
         ).encode()
 
@@ -179,7 +189,12 @@ class AsrRunner:
         info = await self.js.stream_info(AUDIO_STREAM, subjects_filter=AUDIO_SUBJECTS)
         pending = {subject.split(".", 2)[2] for subject in (info.state.subjects or {})}
         await self._release_idle(pending)
-        for token in sorted(pending - set(self.streams)):
+        waiting = sorted(pending - set(self.streams))
+        worst = self._full_by_backlog()
+        if waiting and worst is not None:
+            await self._refuse(waiting, worst)
+            return
+        for token in waiting:
             if len(self.streams) >= self.bus.asr_max_streams:
                 logger.warning(
                     "stream %s has audio waiting and this worker serves %d streams already (the most); "
@@ -192,6 +207,32 @@ class AsrRunner:
                 await self._claim(token)
             except Exception:
                 logger.exception("stream %s could not be claimed", token)
+
+    def _full_by_backlog(self) -> float | None:
+        """Admission control: the worst backlog of the streams served here when it is over
+        `bus.asr_admit_backlog_s` (claim nothing new), else None."""
+        limit = self.bus.asr_admit_backlog_s
+        worst = max((st.behind_s for st in self.streams.values()), default=0.0)
+        return worst if limit and worst > limit else None
+
+    async def _refuse(self, waiting: list[str], worst: float) -> None:
+        now = time.monotonic()
+        if now - self._last_refusal_log < LAG_LOUD_EVERY_S * 5:
+            return
+        self._last_refusal_log = now
+        try:
+            held = set(await self.kv.keys())
+        except Exception:  # no keys at all (NoKeysError), or the bus is away for a moment
+            held = set()
+        unserved = [t for t in waiting if t not in held]
+        if unserved:
+            logger.warning(
+                "stream(s) %s wait for ASR: this worker's streams are up to %.1f s of audio behind "
+                "(bus.asr_admit_backlog_s %.0f); it takes no new stream until it catches up",
+                ", ".join(unserved),
+                worst,
+                self.bus.asr_admit_backlog_s,
+            )
 
     async def _release_idle(self, pending: set[str]) -> None:
         """Give back the streams with nothing to do for IDLE_RELEASE_S: no audio waiting on the bus, none
@@ -433,6 +474,7 @@ class AsrRunner:
             ctxs = [a for a in self.asr.broadcasts.values() if subject_token(a.stream_id) == st.token]
             st.lag_s = max((self.asr.lag_s(a, now) for a in ctxs if not a.complete), default=0.0)
             behind = max((a.behind_s() for a in ctxs if not a.complete), default=0.0)
+            st.behind_s = behind
             loud = loud or behind > LAG_WARN_S
             rows.append(f"{st.token} {st.lag_s:.1f} s behind live, {behind:.1f} s of audio not decoded")
         if rows and time.monotonic() - self._last_lag_log >= (LAG_LOUD_EVERY_S if loud else LAG_LOG_S):

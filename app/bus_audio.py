@@ -34,7 +34,13 @@ from store.db import Database
 from store.live import LiveStore
 from store.models import Broadcast
 
-__all__ = ["AudioPublishOptions", "ensure_audio_stream", "media_broadcast_id", "publish_audio"]
+__all__ = [
+    "AudioPublishOptions",
+    "ensure_audio_stream",
+    "media_broadcast_id",
+    "publish_audio",
+    "publish_chunk",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +88,8 @@ async def ensure_audio_stream(js: Any, bus: BusSection) -> None:
         await js.update_stream(config)
 
 
-async def _publish(js: Any, chunk: AudioChunk, timeout_s: float) -> None:
+async def publish_chunk(js: Any, chunk: AudioChunk, timeout_s: float) -> None:
+    """One chunk on its stream's subject, with its id (a re-publish is stored once); waits for room."""
     from nats.js.errors import APIError
 
     data = encode_audio(chunk)
@@ -137,7 +144,7 @@ async def publish_audio(bus: BusSection, db: Database, source: Path, opts: Audio
             except asyncio.IncompleteReadError as e:
                 data = e.partial
             if held is not None:
-                await _publish(js, _chunk(opts, seq, samples, held, final=False), opts.timeout_s)
+                await publish_chunk(js, _chunk(opts, seq, samples, held, final=False), opts.timeout_s)
                 seq += 1
                 samples += len(held) // 2
             held = data[: len(data) - len(data) % 2]
@@ -153,7 +160,7 @@ async def publish_audio(bus: BusSection, db: Database, source: Path, opts: Audio
                 LiveStore.end_broadcast(
                     s, opts.broadcast_id, opts.started_ts + end_s, end_s, "audio published"
                 )
-        await _publish(js, _chunk(opts, seq, samples, held or b"", final=True), opts.timeout_s)
+        await publish_chunk(js, _chunk(opts, seq, samples, held or b"", final=True), opts.timeout_s)
         seq += 1
         logger.info(
             "published %d audio chunk(s) (%.1f s) of broadcast %s on %s",

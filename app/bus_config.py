@@ -67,6 +67,15 @@ class BusSection(BaseModel):
         description="ASR worker: most streams one worker serves (claims); streams beyond wait on the bus "
         "for another worker, their lag growing in the log, never dropped.",
     )
+    asr_admit_backlog_s: float = Field(
+        20.0,
+        ge=0,
+        description="ASR worker: admission control. While any stream it serves has more than this many "
+        "seconds of received audio not yet decoded (it is not keeping up), the worker claims no new "
+        "stream: taking more would make every stream later. Waiting streams stay on the bus, are listed "
+        "by `livewatch bus status` as waiting for ASR, and are claimed by a worker with room, or by this "
+        "one once it has caught up. 0: claim up to asr_max_streams regardless.",
+    )
     asr_lease_s: float = Field(
         15.0,
         gt=0,
@@ -78,6 +87,18 @@ class BusSection(BaseModel):
         ge=20,
         description="ASR worker: most seconds of a stream's audio held in memory and not yet "
         "transcribed; past it the worker stops pulling that stream (the bus is the buffer).",
+    )
+
+    ingest_lease_s: float = Field(
+        15.0,
+        gt=0,
+        description="Ingest worker: a stream's claim not renewed for this long (its worker died) may be "
+        "taken by another ingest worker, which closes the dead one's broadcast with a gap and records on.",
+    )
+    ingest_max_streams: int = Field(
+        64,
+        ge=1,
+        description="Ingest worker: most streams one worker records (claims); the rest wait for another.",
     )
 
     @model_validator(mode="before")

@@ -98,8 +98,19 @@ class AudioChunk:
 
 
 def subject_token(stream_id: str) -> str:
-    """A stream id as one NATS subject token (tokens may not hold '.', '*', '>' or whitespace)."""
-    return "".join("_" if c in ".*>" or c.isspace() else c for c in stream_id) or "_"
+    """A stream id as one NATS subject token, also valid as a JetStream KV key and in a consumer name.
+
+    Letters, digits, ``_`` and ``-`` stay; every other character (``.``, ``=``, spaces, non-ASCII) becomes
+    ``=`` and the hex of its UTF-8 bytes, so the mapping is one to one: ``room.1`` and ``room_1`` are
+    different streams on the bus, as they are in the store (``room=2E1`` and ``room_1``).
+    """
+    out = []
+    for c in stream_id:
+        if c.isascii() and (c.isalnum() or c in "_-"):
+            out.append(c)
+        else:
+            out.append("".join(f"={b:02X}" for b in c.encode("utf-8")))
+    return "".join(out) or "=00"
 
 
 def transcript_subject(stream_id: str) -> str:

@@ -129,6 +129,7 @@ def status_command(
         "ASR lag",
         "max lag",
         "alerts today",
+        "served by",
     ):
         t.add_column(col)
     for r in rows:
@@ -145,6 +146,7 @@ def status_command(
             lag,
             "-" if r.max_asr_lag_s is None else f"{r.max_asr_lag_s:.1f}s",
             str(r.alerts_today),
+            "-" if r.served_by is None else f"{r.served_by}{'' if r.server_alive else ' (lease expired)'}",
         )
     console = Console()
     console.print(t)

@@ -1,12 +1,14 @@
 """`livewatch worker STAGE --config FILE`, `livewatch bus publish` and `livewatch dev-cluster`.
 
 A stage worker runs one stage of the pipeline as its own process on the NATS JetStream bus named by the
-config's `bus:` (app/bus_config.py). Today the ASR stage (app/bus_asr.py, app/bus_asr_run.py) and the
-analyze stage (app/bus_analyze.py) run on the bus; ingest and evidence still run inside `livewatch
-monitor`, and `worker ingest|evidence` says so. `bus publish-audio` puts a media file's audio on the bus
-in chunks (app/bus_audio.py), standing in for an ingest worker; `bus publish` puts a stored transcript
-on the bus in batches (app/bus_publish.py), standing in for the ASR worker's output. `dev-cluster`
-starts an embedded nats-server and N analyze workers (and M ASR workers) on this machine until Ctrl-C.
+config's `bus:` (app/bus_config.py). The ingest stage (app/bus_ingest.py: recorders for the config's
+`streams:` claimed by lease, audio published on LW_AUDIO, evidence cut where the recordings are), the
+ASR stage (app/bus_asr.py, app/bus_asr_run.py) and the analyze stage (app/bus_analyze.py) run on the
+bus; evidence is the ingest worker's job (`worker evidence` says so). `bus publish-audio` puts a media
+file's audio on the bus in chunks (app/bus_audio.py), as an ingest worker does for a live room; `bus
+publish` puts a stored transcript on the bus in batches (app/bus_publish.py), standing in for the ASR
+worker's output. `dev-cluster` starts an embedded nats-server and N analyze workers (and M ASR, K
+ingest workers) on this machine until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ __all__ = ["bus_app", "dev_cluster_command", "load_worker_config", "worker_comma
 
 err = Console(stderr=True)
 STAGES = ("ingest", "asr", "analyze", "evidence")
-ON_BUS = ("asr", "analyze")
+ON_BUS = ("ingest", "asr", "analyze")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Root or monitor config YAML with `bus:`.")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (overrides the config).")]
@@ -75,8 +77,12 @@ def worker_command(
     bus: BusOpt = None,
     log_level: LogOpt = "info",
 ) -> None:
-    """Run one stage of the pipeline as its own process on the bus (today: asr and analyze).
+    """Run one stage of the pipeline as its own process on the bus (ingest, asr, analyze).
 
+    ingest: records the config's `streams:` it claims (a lease per stream, LW_INGEST_LEASES, at most
+    bus.ingest_max_streams; a dead worker's streams are claimed by another after bus.ingest_lease_s),
+    publishes their audio as 16 kHz chunks on LW_AUDIO and cuts the evidence of their alerts; the
+    recordings stay on its disk.
     asr: claims streams whose audio waits on LW_AUDIO (a lease per stream, at most bus.asr_max_streams),
     transcribes each broadcast with the monitor's sliding window, decodes the ready windows of all its
     streams as one batch (bus.asr_batch, bus.asr_batch_wait_ms), stores the lines and publishes the
@@ -86,8 +92,9 @@ def worker_command(
         raise UsageError(f"unknown stage '{stage}': one of {', '.join(STAGES)}")
     if stage not in ON_BUS:
         raise UsageError(
-            f"the {stage} stage is not on the bus yet (only {', '.join(ON_BUS)} are); it runs inside "
-            "`livewatch monitor`"
+            f"the {stage} stage has no worker of its own on the bus: evidence is cut by the ingest workers, "
+            "where the recordings are (`livewatch worker ingest`); without a bus it runs inside `livewatch "
+            "monitor`"
         )
     cfg = load_worker_config(config, bus)
     _logging(log_level)
@@ -95,7 +102,14 @@ def worker_command(
 
     db = Database.for_data_dir(cfg.resolved_data_dir(data_dir), cfg.db_url)
     try:
-        if stage == "asr":
+        if stage == "ingest":
+            from app.bus_ingest import IngestRunner, run_ingest_worker
+            from app.monitor_config import MonitorConfig
+
+            if not isinstance(cfg, MonitorConfig):
+                raise UsageError(f"{config}: the ingest worker records the config's `streams:`; it has none")
+            asyncio.run(run_ingest_worker(IngestRunner(cfg, db, cfg.resolved_data_dir(data_dir))))
+        elif stage == "asr":
             from app.bus_asr_run import build_asr, run_asr_worker
 
             # faster-whisper logs every window at info
@@ -110,7 +124,8 @@ def worker_command(
 
 
 bus_app = typer.Typer(
-    help="Put work on the bus by hand (stand-ins for stages not on the bus yet).", no_args_is_help=True
+    help="Put work on the bus by hand (a media file or a transcript instead of a live room).",
+    no_args_is_help=True,
 )
 
 
@@ -204,15 +219,66 @@ def publish_audio_command(
     err.print(f"broadcast {opts.broadcast_id}: {n} audio chunk(s) published on stream {stream}")
 
 
+@bus_app.command("status")
+def bus_status_command(
+    config: ConfigOpt,
+    bus: BusOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0.5, max=60, help="Seconds to reach the bus.")] = 5.0,
+) -> None:
+    """Every stream on the bus: the workers (and boxes) serving it, ASR lag and backlog, work waiting.
+    A stream with audio waiting and no ASR worker is shown as waiting for ASR (admission control:
+    every ASR worker is full or behind); exit status 3 when one is."""
+    import json
+
+    from rich.table import Table
+
+    from app.bus_status import BusUnreachable, bus_status
+
+    cfg = load_worker_config(config, bus)
+    try:
+        st = asyncio.run(bus_status(cfg.bus, timeout_s=timeout_s))
+    except BusUnreachable as e:
+        raise UsageError(str(e)) from None
+    waiting = [r.token for r in st.streams if r.state == "waiting for ASR"]
+    if as_json:
+        typer.echo(json.dumps(st.as_json(), ensure_ascii=False, indent=1))
+    else:
+        out = Console()
+        t = Table(title=f"bus {st.url}: {len(st.streams)} stream(s)")
+        for col in ("stream", "state", "served by", "ASR lag s", "ASR backlog s", "audio chunks waiting",
+                    "batches waiting"):
+            t.add_column(col)
+        for r in st.streams:
+            served = "; ".join(
+                f"{stage}: {v.get('worker', '?')}@{v.get('host', '?')} pid {v.get('pid', '?')}"
+                for stage, v in r.leases.items()
+            )
+            asr = r.leases.get("asr", {})
+            t.add_row(r.token, r.state, served or "-", str(asr.get("lag_s", "-")), str(asr.get("backlog_s", "-")),
+                      str(r.audio_waiting), str(r.transcripts_waiting))
+        out.print(t)
+        if st.analyze_pending is not None:
+            out.print(f"analyze: {st.analyze_pending} batch(es) pending, {st.analyze_in_flight} in flight")
+        if waiting:
+            out.print(f"[yellow]{len(waiting)} stream(s) wait for ASR capacity: {', '.join(waiting)}[/yellow]")
+    if waiting:
+        raise typer.Exit(3)
+
+
 def dev_cluster_command(
     config: ConfigOpt,
     workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Analyze workers to start.")] = 2,
     asr_workers: Annotated[int, typer.Option("--asr", min=0, help="ASR workers to start.")] = 0,
+    ingest_workers: Annotated[
+        int,
+        typer.Option("--ingest", min=0, help="Ingest workers to start (they record the config's streams)."),
+    ] = 0,
     data_dir: DataDirOpt = None,
     port: Annotated[int, typer.Option("--port", help="NATS port on 127.0.0.1 (0: a free one).")] = 4222,
     log_level: LogOpt = "info",
 ) -> None:
-    """An embedded nats-server (JetStream), N analyze workers and M ASR workers on this machine, until Ctrl-C.
+    """An embedded nats-server (JetStream), N analyze, M ASR and K ingest workers on this machine, until Ctrl-C.
 
     The database is the config's (db_url, else SQLite in the data directory); publish with
     `livewatch bus publish-audio MEDIA --stream ID --config FILE --bus URL` (audio, for the ASR workers)
@@ -229,10 +295,10 @@ def dev_cluster_command(
         c += ["--log-level", log_level]
         return c + (["--data-dir", str(data_dir)] if data_dir is not None else [])
 
-    stages = ["analyze"] * workers + ["asr"] * asr_workers
+    stages = ["analyze"] * workers + ["asr"] * asr_workers + ["ingest"] * ingest_workers
     procs = [subprocess.Popen(cmd(st)) for st in stages]
     err.print(
-        f"{workers} analyze and {asr_workers} ASR worker(s): pids {', '.join(str(p.pid) for p in procs)}; "
+        f"{workers} analyze, {asr_workers} ASR and {ingest_workers} ingest worker(s): pids {', '.join(str(p.pid) for p in procs)}; "
         "Ctrl-C stops all"
     )
     stop = False

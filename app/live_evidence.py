@@ -40,6 +40,7 @@ class LiveEvidence:
         recording: Callable[[str], tuple[float, bool] | None],
         webhooks: Callable[[], WebhookDelivery | None],
         owner: str | None = None,
+        unowned: bool = True,
     ) -> None:
         self.cfg = cfg
         self.db = db
@@ -48,6 +49,7 @@ class LiveEvidence:
         self._recording = recording
         self._webhooks = webhooks
         self._owner = owner
+        self._unowned = unowned  # with an owner: also the broadcasts no monitor owns (scans, bus-published)
 
     def job(self, alert_id: str) -> EvidenceJob | Literal["wait"] | None:
         with self.db.session() as s:
@@ -112,7 +114,8 @@ class LiveEvidence:
 
     def closed_but_pending(self) -> list[str]:
         """Alerts still without evidence although their transcript is complete past them; with an owner,
-        only those of its broadcasts and of broadcasts no monitor owns (store/leases.py)."""
+        only those of its broadcasts and (unless `unowned` is off) of broadcasts no monitor owns
+        (store/leases.py)."""
         gap = self.cfg.merge_gap_s
         cond = [
             AlertRow.evidence_status == "pending",
@@ -121,7 +124,8 @@ class LiveEvidence:
             or_(Broadcast.analysis_complete.is_(True), Broadcast.analyzed_s > AlertRow.end_s + gap + 1.0),
         ]
         if self._owner is not None:
-            cond.append(or_(Broadcast.owner == self._owner, Broadcast.owner.is_(None)))
+            mine = Broadcast.owner == self._owner
+            cond.append(or_(mine, Broadcast.owner.is_(None)) if self._unowned else mine)
         with self.db.session() as s:
             rows = s.scalars(
                 select(AlertRow.id).join(Broadcast, Broadcast.id == AlertRow.broadcast_id).where(*cond)

@@ -29,6 +29,7 @@ from app.monitor_lease import close_unreachable, locate_recordings, repoint
 from asr.types import TranscriptBatch
 from ingest.types import MediaSegment, RecorderResume
 from store import leases, repo
+from store.db import Database
 from store.live import (
     LiveStore,
     alert_from_row,
@@ -48,7 +49,13 @@ logger = logging.getLogger(__name__)
 def recorder_resume(mon: Monitor, stream_id: str) -> RecorderResume | None:
     """Where the last run stopped recording this stream (its broadcasts are closed by `resume`), so the
     restart rejoins HLS after the last segment recorded, while the playlist still offers the rest."""
-    with mon.db.session() as s:
+    return stored_resume_point(mon.db, stream_id)
+
+
+def stored_resume_point(db: Database, stream_id: str) -> RecorderResume | None:
+    """`recorder_resume` from the store alone (also the bus ingest worker's, app/bus_ingest.py, after it
+    closed the broadcast a dead worker left live)."""
+    with db.session() as s:
         b = s.scalar(
             select(Broadcast)
             .where(Broadcast.stream_id == stream_id, Broadcast.kind == "live")

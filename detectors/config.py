@@ -99,6 +99,7 @@ class SemanticConfig(BaseModel):
         default_factory=lambda: [
             "@approved_claims.nutrient_functions",
             "@approved_claims.warnings",
+            "@approved_claims.health_function_explanations",
             "@medical_efficacy.lawful_health_food_functions",
             "@near_miss.cues",
             "@near_miss.law_quotation",

@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -601,6 +601,17 @@ def create_app(
     def _evidence_metrics() -> str:
         with state.db.session() as s:
             return evidence_metrics(s)
+
+    @app.get(
+        "/api/streams",
+        tags=["monitoring"],
+        summary="Every stream: its state and the process (monitor instance or bus ingest worker, with its "
+        "host) recording it, gaps, ASR lag and alerts today",
+    )
+    def get_streams(who: Who) -> dict[str, Any]:
+        now = clock()
+        running, rows = stream_statuses(state.db, state.data_dir, now)
+        return {"running": running, "streams": [asdict(r) for r in rows]}
 
     @app.get(
         "/metrics",

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from store.db import Database
-from store.models import AlertRow, Broadcast, BroadcastGap, Stream
+from store.models import AlertRow, Broadcast, BroadcastGap, MonitorLease, Stream
 
 __all__ = [
     "StreamStatus",
@@ -53,6 +53,10 @@ class StreamStatus:
     lagging: bool
     alerts_today: int
     last_alert_ts: float | None
+    # the process recording the stream's current broadcast (a monitor instance, or a bus ingest worker),
+    # from the broadcast's owner and that owner's lease row (its host); None when nothing is live
+    served_by: str | None = None
+    server_alive: bool | None = None  # its lease unexpired
 
 
 def read_status(data_dir: Path) -> dict[str, Any] | None:
@@ -115,14 +119,25 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
             b.stream_id: b
             for b in s.scalars(select(Broadcast).where(Broadcast.kind == "live", Broadcast.status == "live"))
         }
+        owners = {b.owner for b in current.values() if b.owner}
+        lease_rows = {
+            r.owner: r for r in s.scalars(select(MonitorLease).where(MonitorLease.owner.in_(sorted(owners))))
+        }
     rows = []
     for sid in sorted(set(names) | set(live)):
         info = live.get(sid, {})
         b = current.get(sid)
-        if running:
+        lease = lease_rows.get(b.owner) if b is not None and b.owner else None
+        alive = None if lease is None else lease.expires_ts > now_ts
+        served = None if b is None or not b.owner else (f"{b.owner}@{lease.host}" if lease else b.owner)
+        if running and (sid in live or not (b is not None and alive)):
             state, detail = info.get("state", "unknown"), info.get("detail", "")
             bid = info.get("broadcast_id")
             since = info.get("broadcast_started_ts")
+        elif b is not None and alive:  # recorded by another process (a bus ingest worker, another monitor)
+            state, detail, bid, since = "recording", f"by {served}", b.id, b.started_ts
+        elif b is not None and lease is not None:
+            state, detail, bid, since = "not running", f"{served} stopped renewing its lease", None, None
         else:
             state, detail, bid, since = "not running", "", None, None
         n_alerts, last = alerts.get(sid, (0, None))
@@ -141,6 +156,8 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
                 lagging=bool(info.get("lagging")),
                 alerts_today=int(n_alerts),
                 last_alert_ts=last,
+                served_by=served,
+                server_alive=alive,
             )
         )
     return running, rows
@@ -412,6 +429,18 @@ def metrics_text(
             v = get(r)
             if v is not None:
                 out.append(f'{name}{{stream="{_esc(r.stream_id)}"}} {float(v):g}')
+    served = [r for r in rows if r.served_by]
+    if served:
+        out += [
+            "# HELP livewatch_stream_served_by The process recording the stream's live broadcast (1 while "
+            "its lease is held).",
+            "# TYPE livewatch_stream_served_by gauge",
+        ]
+        out += [
+            f'livewatch_stream_served_by{{stream="{_esc(r.stream_id)}",by="{_esc(r.served_by or "")}"}} '
+            f"{int(bool(r.server_alive))}"
+            for r in served
+        ]
     if rules is not None:
         out += _rules_metrics(rules)
     if verify is not None:

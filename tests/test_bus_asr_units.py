@@ -31,7 +31,7 @@ def test_audio_chunk_round_trip_and_refusals() -> None:
     chunk = AudioChunk("b0", "room.1", 7, 12.5, pcm, 16_000, final=True)
     back = decode_audio(encode_audio(chunk))
     assert back == chunk and back.end_s == pytest.approx(12.5 + 16 / 16_000)
-    assert chunk.msg_id == "b0:a7" and audio_subject("room.1 *") == "lw.audio.room_1__"
+    assert chunk.msg_id == "b0:a7" and audio_subject("room.1 *") == "lw.audio.room=2E1=20=2A"
     data = encode_audio(chunk)
     with pytest.raises(WireError):
         decode_audio(data.replace(b'"schema":1', b'"schema":9'))

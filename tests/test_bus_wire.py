@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from app.bus_wire import (
     TranscriptMessage,
     WireError,
+    audio_subject,
     decode_transcript,
     encode_transcript,
+    subject_token,
     transcript_subject,
 )
 from asr.types import TranscriptBatch
@@ -55,5 +58,14 @@ def test_unknown_schema_and_garbage_are_refused() -> None:
 
 
 def test_subject_tokens() -> None:
-    assert transcript_subject("room.1") == "lw.transcripts.room_1"
+    assert transcript_subject("room.1") == "lw.transcripts.room=2E1"
     assert transcript_subject("abc") == "lw.transcripts.abc"
+    assert audio_subject("room_1") == "lw.audio.room_1"  # not the same stream as room.1
+    assert subject_token("直播间 1") == "=E7=9B=B4=E6=92=AD=E9=97=B4=201"
+    assert subject_token("a=b") == "a=3Db"
+    assert subject_token("") == "=00"
+    ids = ["room.1", "room_1", "room=2E1", "room-1", "直播间", "a b", "a.b", "a*b", "a>b"]
+    tokens = [subject_token(i) for i in ids]
+    assert len(set(tokens)) == len(ids)  # one to one
+    kv_key = re.compile(r"^[-/_=.a-zA-Z0-9]+$")  # JetStream's KV key alphabet (no '.' in a token anyway)
+    assert all(kv_key.match(t) and "." not in t for t in tokens)

@@ -27,7 +27,9 @@ from review.app import COOKIE_NAME, CSRF_HEADER, create_app
 from review.auth import hash_password, hash_token
 from review.config import ApiToken, ReviewConfig, ReviewUser
 from review.decisions import AuditTrailError, latest_decisions, rule_precision
-from store.models import AlertRow, Decision, EvidenceFileRow
+from store.leases import take_lease, this_host
+from store.live import LiveStore
+from store.models import AlertRow, Broadcast, Decision, EvidenceFileRow, MonitorLease, Stream
 from store.paths import resolve_stored
 
 pytestmark = pytest.mark.model  # the shared store is scanned with the embedded Whisper model
@@ -100,6 +102,7 @@ PROTECTED = [
     ("GET", "/api/session"),
     ("POST", "/api/logout"),
     ("GET", "/metrics"),
+    ("GET", "/api/streams"),
 ]
 
 
@@ -614,3 +617,33 @@ def test_metrics_show_the_running_monitor_in_prometheus_text(
     r = c.get("/metrics")
     assert "livewatch_monitor_up 0" in r.text.splitlines()  # no status file: no monitor running
     assert "room-x" not in r.text
+
+
+def test_streams_show_the_process_and_host_recording_each_stream(
+    store: CorpusStore, client: tuple[TestClient, str]
+) -> None:
+    """A stream recorded by a bus ingest worker (no monitor status file): /api/streams and /metrics name the
+    worker and its host, from the live broadcast's owner and the worker's lease in the store."""
+    c, _ = client
+    now = time.time()
+    with store.db.session() as s, s.begin():
+        LiveStore.start_broadcast(
+            s, broadcast_id="served-by-test", stream_id="room-bus", url="hls://example", name="room-bus",
+            folder=str(store.data_dir / "recordings" / "room-bus"), started_ts=now - 30, source_start_s=None,
+            rules_version="", owner="ingest-boxa-42",
+        )  # fmt: skip
+        take_lease(s, "ingest-boxa-42", "/data", now, 60.0)
+    try:
+        rows = {r["stream_id"]: r for r in c.get("/api/streams").json()["streams"]}
+        r = rows["room-bus"]
+        by = f"ingest-boxa-42@{this_host()}"
+        assert (r["state"], r["served_by"], r["server_alive"]) == ("recording", by, True)
+        assert (
+            f'livewatch_stream_served_by{{stream="room-bus",by="{by}"}} 1'
+            in c.get("/metrics").text.splitlines()
+        )
+    finally:
+        with store.db.session() as s, s.begin():
+            s.query(Broadcast).filter(Broadcast.id == "served-by-test").delete()
+            s.query(Stream).filter(Stream.id == "room-bus").delete()
+            s.query(MonitorLease).filter(MonitorLease.owner == "ingest-boxa-42").delete()

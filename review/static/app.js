@@ -526,6 +526,12 @@ async function showStats() {
     ...rows.map((r) => h("tr", {}, h("td", {}, h("a", { href: "#/queue" + qs({ rule: r.rule_id }) }, r.rule_id)), h("td", {}, r.alerts),
       h("td", {}, r.confirmed), h("td", {}, r.escalated), h("td", {}, r.false_positive), h("td", {}, r.unreviewed),
       h("td", {}, r.precision === null ? "—" : `${(r.precision * 100).toFixed(0)}% of ${r.decided}`))));
+  const st = await api("/api/streams");
+  $("#streams").replaceChildren(
+    h("tr", {}, ...["直播间 Stream", "state", "served by", "gaps today", "ASR lag", "alerts today"].map((t) => h("th", {}, t))),
+    ...st.streams.map((r) => h("tr", {}, h("td", {}, r.stream_id), h("td", {}, r.state),
+      h("td", {}, r.served_by ? r.served_by + (r.server_alive ? "" : " (lease expired)") : "—"), h("td", {}, r.gaps_today),
+      h("td", {}, r.asr_lag_s === null ? "—" : `${r.asr_lag_s.toFixed(1)} s`), h("td", {}, r.alerts_today))));
 }
 
 // ---- routing and keys ----------------------------------------------------------------------------

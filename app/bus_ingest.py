@@ -1,0 +1,565 @@
+"""`livewatch worker ingest`: the recorders on the bus. Streams claimed by lease, audio out, evidence cut here.
+
+    streams: of the config ──▶ LW_INGEST_LEASES (KV, TTL bus.ingest_lease_s): one key per stream
+        │ a worker records only the streams whose key it created (at most bus.ingest_max_streams),
+        │ renewing each every third of the TTL with a compare-and-set on the key's revision
+        ▼
+    IngestWorker (ingest/worker.py, the monitor's own: one recorder per claimed stream, HLS segments on
+        │ this box's disk) ──▶ its port here: the broadcast / file rows in the store (DbWriter), and
+        │ per broadcast an AudioFollower (ingest/tail.py, the monitor's) decoding the files as they grow
+        ▼
+    LW_AUDIO (work queue, lw.audio.<stream>): 16 kHz s16le AudioChunks of `CHUNK_S`, ids
+        `<broadcast>:a<seq>` with seq counted over the broadcast's decoded audio from its first file, so
+        decoding the same files again gives the same chunks (JetStream stores a re-publish once within
+        its duplicate window; the ASR worker skips what it has, app/bus_asr_run.py) ──▶ ASR workers
+
+Video never crosses the bus: the files stay where they were recorded. Evidence is cut here too: the
+worker runs the monitor's evidence worker (alerts/evidence_worker.py over app/live_evidence.py) for the
+alerts of the broadcasts it owns (`broadcasts.owner` = this worker's name), which the analyze workers
+raise with `evidence_status = 'pending'`; the clips land in this box's `data_dir/evidence`, and their
+paths in the one store. Why here and not in a separate evidence worker: the recordings are on this box,
+so cutting here moves no video over the network and needs no shared file system for the recordings;
+the review app reads the evidence folder (run it where that folder is, or mount it; README "Scaling
+out").
+
+Takeover: a worker that dies stops renewing; after the lease time another worker creates the key and,
+before recording, closes what the dead one left live on that stream the way the monitor closes an
+interrupted broadcast at restart: ended at its last recorded file, a gap opened in the ledger
+(`LiveStore.end_broadcast`), which the new broadcast closes (`LiveStore.start_broadcast`: placed on the
+media timeline when the rejoin says how much was lost). When the dead worker's recordings are reachable
+here (same data directory, or a shared one), the broadcast is adopted (owner = this worker, so its
+alerts' evidence is cut here) and its audio is published again from its files (the chunks on the bus
+already are taken once; the rest, then the final chunk, reach the ASR); otherwise it is closed as
+failed (app/monitor_lease.close_unreachable) and only a final, empty chunk is published so the ASR
+finishes what it had. The new recorder rejoins HLS after the last segment stored
+(app/monitor_resume.stored_resume_point).
+
+Concurrency: one asyncio loop (the NATS connection, the lease round); recorders and audio followers run
+on their own threads and publish through the loop (`run_coroutine_threadsafe`, waiting for the bus:
+backpressure holds the follower, the disk is the buffer). On SIGTERM/SIGINT the recorders end their
+connections (the broadcasts are ended and their final chunks published), then the leases are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from alerts.evidence_worker import EvidenceWorker
+from app import __version__
+from app.bus_analyze import connect
+from app.bus_audio import ensure_audio_stream, publish_chunk
+from app.bus_config import BusSection
+from app.bus_wire import AudioChunk, subject_token
+from app.live_evidence import LiveEvidence
+from app.monitor_config import MonitorConfig, StreamEntry
+from app.monitor_lease import LeaseKeeper, close_unreachable
+from app.monitor_resume import stored_resume_point
+from ingest.tail import AudioFollower
+from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, RecorderResume, SegmentRecorded
+from ingest.worker import IngestWorker, RecorderSpec
+from store.db import Database
+from store.live import LiveStore, rescan_segments
+from store.models import Broadcast, MediaSegmentRow
+from store.paths import resolve_stored
+from store.writer import DbWriter
+
+__all__ = ["CHUNK_S", "LEASES", "AudioChunker", "IngestRunner", "run_ingest_worker"]
+
+logger = logging.getLogger(__name__)
+
+LEASES = "LW_INGEST_LEASES"
+CHUNK_S = 1.0  # seconds of audio a chunk (about 32 KB)
+SAMPLE_RATE = 16_000
+EVIDENCE_SWEEP_S = 2.0  # how often the store is asked for alerts of this worker's broadcasts to cut
+PUBLISH_TIMEOUT_S = 3600.0  # a follower waits this long for room on the bus before giving up
+FINAL_SEQ = 1 << 40  # the final chunk's seq when the audio of a taken-over broadcast is out of reach
+
+
+class AudioChunker:
+    """Float samples on a broadcast's clock in, `AudioChunk`s of `chunk_s` out (to `emit`), numbered from 0.
+
+    A chunk holds contiguous samples; where the decoded audio jumps (the follower places audio by the
+    packets' timestamps) the chunk in hand is sent short and the next starts at the new place. The same
+    audio in the same pieces gives the same chunks: ids are deterministic. Not thread-safe (one follower).
+    """
+
+    def __init__(
+        self, broadcast_id: str, stream_id: str, emit: Callable[[AudioChunk], None], chunk_s: float = CHUNK_S
+    ) -> None:
+        self.broadcast_id = broadcast_id
+        self.stream_id = stream_id
+        self.emit = emit
+        self.size = max(1, round(chunk_s * SAMPLE_RATE))
+        self.seq = 0
+        self._parts: list[np.ndarray] = []
+        self._n = 0
+        self._start: float | None = None
+        self.end_s = 0.0  # end of the audio taken so far
+        self.finished = False
+
+    def add(self, start_s: float, samples: np.ndarray) -> None:
+        if self.finished:
+            raise RuntimeError(f"broadcast {self.broadcast_id}: audio after the final chunk")
+        pcm = np.clip(np.asarray(samples, dtype=np.float32) * 32768.0, -32768, 32767).astype("<i2")
+        if self._start is not None and abs(start_s - (self._start + self._n / SAMPLE_RATE)) > 0.05:
+            self._flush(self._n)  # a jump in the audio: the chunk in hand goes out short
+        if self._start is None:
+            self._start = start_s
+        self._parts.append(pcm)
+        self._n += pcm.size
+        self.end_s = max(self.end_s, start_s + pcm.size / SAMPLE_RATE)
+        while self._n >= self.size:
+            self._flush(self.size)
+
+    def finish(self, end_s: float | None = None) -> None:
+        """The final chunk: what is in hand (maybe nothing), marked final."""
+        if self.finished:
+            return
+        self.finished = True
+        start = self._start if self._start is not None else (self.end_s if end_s is None else end_s)
+        data = np.concatenate(self._parts) if self._parts else np.zeros(0, dtype="<i2")
+        self._parts, self._n, self._start = [], 0, None
+        self.emit(self._chunk(start, data, final=True))
+
+    def _flush(self, n: int) -> None:
+        if n <= 0 or self._start is None:
+            return
+        data = np.concatenate(self._parts)
+        head, rest = data[:n], data[n:]
+        self.emit(self._chunk(self._start, head, final=False))
+        self._start = self._start + n / SAMPLE_RATE if rest.size else None
+        self._parts = [rest] if rest.size else []
+        self._n = int(rest.size)
+
+    def _chunk(self, start_s: float, pcm: np.ndarray, *, final: bool) -> AudioChunk:
+        c = AudioChunk(
+            self.broadcast_id, self.stream_id, self.seq, float(start_s), pcm.tobytes(), SAMPLE_RATE, final
+        )
+        self.seq += 1
+        return c
+
+
+@dataclass(slots=True)
+class _Held:
+    """A stream this worker holds the lease of, and records."""
+
+    entry: StreamEntry
+    token: str
+    revision: int
+    worker: IngestWorker | None = None
+    state: str = "claimed"
+
+
+@dataclass(slots=True)
+class _Follow:
+    follower: AudioFollower
+    chunker: AudioChunker
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class IngestRunner:
+    """One `livewatch worker ingest` process; see the module docstring. Also the recorders' port
+    (`IngestPort`): its event methods run on the recorders' threads."""
+
+    def __init__(self, cfg: MonitorConfig, db: Database, data_dir: Path, *, name: str | None = None) -> None:
+        if cfg.bus is None:
+            raise ValueError("the ingest worker needs a bus")
+        self.cfg = cfg
+        self.bus: BusSection = cfg.bus
+        self.db = db
+        self.data_dir = Path(data_dir)
+        self.rec_root = self.data_dir / "recordings"
+        self.name = name or f"ingest-{socket.gethostname()}-{os.getpid()}"
+        self.entries = {e.id: e for e in cfg.streams_resolved()}
+        self.writer = DbWriter(db)
+        # this worker's liveness mirrored in the store (monitor_leases, as a monitor instance's): `livewatch
+        # status` and /metrics show each stream's live broadcast with the worker and host serving it
+        ttl = self.bus.ingest_lease_s
+        self.lease = LeaseKeeper(db, self.name, self.data_dir, ttl_s=ttl, heartbeat_s=max(0.2, ttl / 3))
+        self.held: dict[str, _Held] = {}
+        self._follows: dict[str, _Follow] = {}
+        # _follows; held (written by the loop, read by the recorder and evidence threads)
+        self._lock = threading.Lock()
+        self.stop = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.js: Any = None
+        self.kv: Any = None
+        self.chunks = 0
+        self.taken_over: list[str] = []  # broadcasts of dead workers this one closed
+        port = LiveEvidence(
+            cfg.alerts,
+            db,
+            self.writer,
+            rolls=self._rolls,
+            recording=self.recording,
+            webhooks=lambda: None,
+            owner=self.name,
+            unowned=False,  # only what this worker recorded: its files are here
+        )
+        self.evidence = EvidenceWorker(
+            cfg.alerts,
+            port,
+            evidence_root=self.data_dir / "evidence",
+            tmp_dir=self.data_dir / "tmp",
+            tool_version=__version__,
+            sweep_s=EVIDENCE_SWEEP_S,
+        )
+
+    # -- the recorders' port (their threads) -----------------------------------------------------------
+
+    def resume_point(self, stream_id: str) -> RecorderResume | None:
+        return stored_resume_point(self.db, stream_id)
+
+    def broadcast_started(self, event: BroadcastStarted) -> None:
+        entry = self.entries[event.stream_id]
+        self.writer.call(
+            partial(
+                LiveStore.start_broadcast,
+                broadcast_id=event.broadcast_id,
+                stream_id=event.stream_id,
+                url=event.source,
+                name=entry.name or entry.id,
+                folder=event.dir,
+                started_ts=event.started_ts,
+                source_start_s=event.source_start_s,
+                rules_version="",
+                video=False,  # no video worker on the bus: the broadcast is done when its audio is
+                media_gap_s=event.media_gap_s,
+                hls_join=event.hls_join.as_dict() if event.hls_join is not None else None,
+                owner=self.name,
+            )
+        )
+        held = self.held.get(event.stream_id)
+        worker = held.worker if held is not None else None
+
+        def done() -> bool:
+            rec = worker.recording(event.broadcast_id) if worker is not None else None
+            return rec is None or rec[1]
+
+        self._follow(event.broadcast_id, event.stream_id, Path(event.dir), done)
+        logger.info("stream %s: broadcast %s started", event.stream_id, event.broadcast_id)
+
+    def segment_recorded(self, event: SegmentRecorded) -> None:
+        seg = event.segment
+        self.writer.submit(
+            partial(
+                LiveStore.add_segment,
+                broadcast_id=seg.broadcast_id,
+                seq=seg.seq,
+                path=seg.path,
+                start_s=seg.start_s,
+                duration_s=seg.duration_s,
+                size=event.size,
+                created_ts=event.recorded_ts,
+                hls_seq=event.hls_seq,
+            )
+        )
+
+    def broadcast_ended(self, event: BroadcastEnded) -> None:
+        # committed before the recorder says it is over: the final chunk follows the row's end
+        self.writer.call(
+            partial(
+                LiveStore.end_broadcast,
+                broadcast_id=event.broadcast_id,
+                ended_ts=event.ended_ts,
+                end_s=event.end_s,
+                reason=event.reason,
+            )
+        )
+        logger.info(
+            "stream %s: broadcast %s ended after %.1f s (%s)",
+            event.stream_id,
+            event.broadcast_id,
+            event.end_s,
+            event.reason,
+        )
+
+    def state_changed(self, event: IngestState) -> None:
+        with self._lock:
+            held = self.held.get(event.stream_id)
+            if held is not None:
+                held.state = event.state
+
+    # -- audio -----------------------------------------------------------------------------------------
+
+    def _emit(self, chunk: AudioChunk) -> None:
+        """Publish a chunk from a follower's thread, waiting for the bus (backpressure)."""
+        assert self.loop is not None
+        fut = asyncio.run_coroutine_threadsafe(publish_chunk(self.js, chunk, PUBLISH_TIMEOUT_S), self.loop)
+        fut.result()
+        self.chunks += 1
+
+    def _follow(self, broadcast_id: str, stream_id: str, folder: Path, done: Callable[[], bool]) -> _Follow:
+        chunker = AudioChunker(broadcast_id, stream_id, self._emit)
+        holder: list[_Follow] = []
+
+        def on_end(reason: str) -> None:
+            try:
+                if reason != "stopped":
+                    if reason != "end of recording":
+                        logger.error(
+                            "audio of broadcast %s ended: %s; its last chunk is sent", broadcast_id, reason
+                        )
+                    chunker.finish()
+                    logger.info(
+                        "broadcast %s: %d audio chunk(s) (%.1f s) published",
+                        broadcast_id,
+                        chunker.seq,
+                        chunker.end_s,
+                    )
+            except Exception:
+                logger.exception("final audio chunk of broadcast %s not published", broadcast_id)
+            finally:
+                holder[0].done.set()
+                with self._lock:
+                    self._follows.pop(broadcast_id, None)
+
+        follower = AudioFollower(
+            folder,
+            recording_done=done,
+            on_audio=chunker.add,
+            on_end=on_end,
+            name=broadcast_id,
+        )
+        f = _Follow(follower, chunker)
+        holder.append(f)
+        with self._lock:
+            self._follows[broadcast_id] = f
+        follower.start()
+        return f
+
+    # -- evidence --------------------------------------------------------------------------------------
+
+    def recording(self, broadcast_id: str) -> tuple[float, bool] | None:
+        with self._lock:
+            helds = list(self.held.values())
+        for held in helds:
+            if held.worker is not None:
+                rec = held.worker.recording(broadcast_id)
+                if rec is not None:
+                    return rec
+        return None
+
+    def _rolls(self, stream_id: str) -> tuple[float, float, str | None] | None:
+        entry = self.entries.get(stream_id)
+        if entry is None:
+            return None
+        pre, post = self.cfg.pre_post_roll(entry)
+        return pre, post, entry.name
+
+    # -- takeover (a thread) ---------------------------------------------------------------------------
+
+    def take_over(self, stream_id: str) -> None:
+        """Close what other (dead) workers left live on this stream; see the module docstring."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(Broadcast).where(
+                    Broadcast.stream_id == stream_id,
+                    Broadcast.kind == "live",
+                    Broadcast.status == "live",
+                    (Broadcast.owner != self.name) | Broadcast.owner.is_(None),
+                )
+            ).all()
+            todo = []
+            for b in rows:
+                end_s, last_ts = s.execute(
+                    select(
+                        func.max(MediaSegmentRow.start_s + MediaSegmentRow.duration_s),
+                        func.max(MediaSegmentRow.created_ts),
+                    ).where(MediaSegmentRow.broadcast_id == b.id)
+                ).one()
+                end_s = float(end_s or 0.0)
+                ended_ts = (
+                    float(last_ts) if last_ts is not None else float(b.started_ts or time.time()) + end_s
+                )
+                folder = resolve_stored(b.folder, self.db.data_dir) if b.folder else None
+                todo.append((b.id, b.owner, end_s, ended_ts, folder))
+        for bid, owner, end_s, ended_ts, folder in todo:
+            reachable = folder is not None and Path(folder).is_dir()
+            reason = (
+                f"ingest worker {owner or '?'} stopped renewing its lease; stream taken over by {self.name}"
+            )
+
+            def tx(s: Any, bid: str = bid, end_s: float = end_s, ended_ts: float = ended_ts,
+                   folder: Path | None = folder, reason: str = reason) -> float:  # fmt: skip
+                b = s.get(Broadcast, bid, with_for_update=True)
+                if b is None or b.status != "live":
+                    return end_s
+                if folder is not None and Path(folder).is_dir():
+                    # as the monitor closes an interrupted broadcast at restart (app/monitor_resume.py):
+                    # the files the dead worker wrote and never registered are registered first
+                    end_s = max(end_s, rescan_segments(s, bid, Path(folder)))
+                    s.flush()
+                    last = s.scalar(select(func.max(MediaSegmentRow.created_ts)).where(
+                        MediaSegmentRow.broadcast_id == bid))  # fmt: skip
+                    LiveStore.end_broadcast(
+                        s, bid, float(last) if last is not None else ended_ts, end_s, reason
+                    )
+                    b.owner = self.name  # its alerts' evidence is cut here
+                else:
+                    close_unreachable(s, bid, reason + " (its recordings are not reachable here)", ended_ts)
+                return end_s
+
+            end_s = self.writer.call(tx)
+            self.taken_over.append(bid)
+            logger.warning(
+                "stream %s: broadcast %s of %s closed at %.1f s (%s)", stream_id, bid, owner, end_s, reason
+            )
+            if reachable:
+                assert folder is not None
+                f = self._follow(bid, stream_id, Path(folder), lambda: True)
+                f.done.wait()
+            else:
+                self._emit(AudioChunk(bid, stream_id, FINAL_SEQ, end_s, b"", SAMPLE_RATE, True))
+
+    # -- leases (the loop) -----------------------------------------------------------------------------
+
+    def _lease_value(self, held: _Held) -> bytes:
+        return json.dumps(
+            {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(), "state": held.state}
+        ).encode()
+
+    async def _round(self) -> None:
+        for held in list(self.held.values()):
+            try:
+                held.revision = await self.kv.update(held.token, self._lease_value(held), last=held.revision)
+            except Exception:
+                logger.error("lease of stream %s lost; its recorder stops", held.entry.id)
+                with self._lock:
+                    self.held.pop(held.entry.id, None)
+                if held.worker is not None:
+                    await asyncio.to_thread(held.worker.stop)
+        for sid, entry in self.entries.items():
+            if sid in self.held or len(self.held) >= self.bus.ingest_max_streams:
+                continue
+            await self._claim(entry)
+
+    async def _claim(self, entry: StreamEntry) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        token = subject_token(entry.id)
+        held = _Held(entry, token, 0)
+        try:
+            held.revision = await self.kv.create(token, self._lease_value(held))
+        except KeyWrongLastSequenceError:
+            return  # another worker records it
+        with self._lock:
+            self.held[entry.id] = held
+        t0 = time.monotonic()
+        await asyncio.to_thread(self.take_over, entry.id)
+        spec = RecorderSpec(entry.id, entry.url, entry, entry.keeps_video(self.cfg.video.enabled))
+        held.worker = IngestWorker([spec], self, self.rec_root)
+        await asyncio.to_thread(held.worker.start)
+        held.state = "recording"
+        logger.info(
+            "stream %s claimed (lease %s, %.1f s to take over) and recording",
+            entry.id,
+            LEASES,
+            time.monotonic() - t0,
+        )
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        from nats.js.api import KeyValueConfig
+
+        self.loop = asyncio.get_running_loop()
+        nc = await connect(self.bus, f"livewatch-{self.name}")
+        await asyncio.to_thread(self.lease.take)
+        self.lease.start()
+        self.writer.start()
+        self.evidence.start()
+        try:
+            self.js = nc.jetstream()
+            await ensure_audio_stream(self.js, self.bus)
+            try:
+                self.kv = await self.js.create_key_value(
+                    KeyValueConfig(bucket=LEASES, ttl=self.bus.ingest_lease_s)
+                )
+            except Exception as e:  # made by a worker with another lease time: theirs holds
+                if "already in use" not in str(e):
+                    raise
+                self.kv = await self.js.key_value(LEASES)
+            logger.info(
+                "ingest worker %s: %d stream(s) configured, lease %.1f s, on %s",
+                self.name,
+                len(self.entries),
+                self.bus.ingest_lease_s,
+                self.bus.url,
+            )
+            if ready is not None:
+                ready()
+            every = max(0.2, self.bus.ingest_lease_s / 3)
+            while not self.stop.is_set():
+                try:
+                    await self._round()
+                except Exception:  # the bus is away for a moment: leases lapse only after the TTL
+                    logger.exception("lease round failed; retrying")
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=every)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._shutdown(nc)
+
+    async def _shutdown(self, nc: Any) -> None:
+        workers = [h.worker for h in self.held.values() if h.worker is not None]
+        renew = asyncio.create_task(self._keep_leases())
+        try:  # recorders end their connections: broadcasts ended, final chunks published
+            await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
+            with self._lock:
+                follows = list(self._follows.values())
+            await asyncio.gather(*(asyncio.to_thread(f.done.wait, 30.0) for f in follows))
+        finally:
+            renew.cancel()
+        for held in list(self.held.values()):
+            try:
+                await self.kv.delete(held.token, last=held.revision)
+            except Exception:
+                logger.info("lease of %s not released (it expires)", held.entry.id, exc_info=True)
+        with self._lock:
+            self.held.clear()
+        self.evidence.stop()
+        self.writer.stop()
+        await asyncio.to_thread(self.lease.release)
+        try:
+            await nc.flush(timeout=2)
+        except Exception:
+            logger.info("bus connection lost before closing", exc_info=True)
+        await nc.close()
+
+    async def _keep_leases(self) -> None:
+        every = max(0.2, self.bus.ingest_lease_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            for held in list(self.held.values()):
+                try:
+                    held.revision = await self.kv.update(
+                        held.token, self._lease_value(held), last=held.revision
+                    )
+                except Exception:
+                    logger.debug("lease of %s not renewed while stopping", held.entry.id, exc_info=True)
+
+
+async def run_ingest_worker(runner: IngestRunner, *, ready: Callable[[], None] | None = None) -> None:
+    """Claim streams, record them and publish their audio until SIGTERM/SIGINT (or `runner.stop`)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, runner.stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    await runner.run(ready)

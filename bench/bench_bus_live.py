@@ -1,0 +1,260 @@
+"""The bus's overhead: the same live streams through the in-process monitor and through the bus workers.
+
+    python bench/bench_bus_live.py                     # 5 streams of broadcast_0 (first 60 s), both modes
+    python bench/bench_bus_live.py --streams 3 --cut 45 --modes bus
+
+Each mode serves N copies of the corpus broadcast as live HLS on 127.0.0.1 (`ffmpeg -re`, 2 s
+segments) and records them end to end with the real Whisper base model and the shipped rule packs:
+
+- ``inproc``: one `livewatch monitor` process (every stage inside it, the embedded default);
+- ``bus``: an embedded nats-server and `livewatch worker ingest`, `worker asr` and `worker analyze`,
+  one process each, on this machine (the same config plus `bus:`).
+
+Both run as subprocesses with the same config, store (SQLite in a fresh data folder each) and media, one
+mode after the other. Printed per mode:
+
+- alert latency p50/p95: an alert row's commit time minus when the end of the labelled line it is about
+  was broadcast (producer start + the span's end on the media clock), over alerts that match a span;
+- ASR lag: for each stored line, its commit time minus when its end was broadcast; max and p95;
+- recall against the corpus labels (a check that the modes did the same work);
+- CPU seconds of the whole process tree (the monitor, or nats-server + the three workers, with their
+  streamlink/ffmpeg children), read from /proc just before the processes are stopped, per stream-minute.
+
+and the bus's overhead: CPU ratio bus/inproc (target <= 1.10) and p95 latency difference (target
+<= 1 s). The machine is shared: the load average is printed; compare modes within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from live_helpers import HlsServer  # noqa: E402
+
+from app.bus_server import EmbeddedNats  # noqa: E402
+from ingest import ffmpeg  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, round(q * (len(v) - 1))))]
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process, its live descendants and the children they have reaped."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        total += (utime + stime + cutime + cstime) / TICK
+        todo.extend(_children(p))
+    return total
+
+
+def cut(src: Path, dst: Path, seconds: float) -> Path:
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-t", str(seconds), "-c", "copy",
+                    str(dst)], check=True)
+    return dst
+
+
+def config(path: Path, data: Path, urls: list[str], bus_url: str | None) -> Path:
+    cfg: dict[str, Any] = {
+        "data_dir": str(data),
+        "streams": [
+            {"id": f"s{i}", "url": u, "stall_timeout_s": 8, "hls_live_edge": 1,
+             "reconnect": {"initial_s": 1, "max_s": 2}}
+            for i, u in enumerate(urls)
+        ],
+    }
+    if bus_url:
+        cfg["bus"] = {"url": bus_url, "asr_batch": 8}
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _settled(db: Path) -> bool:
+    if not db.exists():
+        return False
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        live = con.execute("select count(*) from broadcasts where status in ('live', 'ended')").fetchone()[0]
+        pending = con.execute("select count(*) from alerts where evidence_status = 'pending'").fetchone()[0]
+        total = con.execute("select count(*) from broadcasts").fetchone()[0]
+        return bool(total) and not live and not pending
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+
+
+def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> dict[str, Any]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    con.row_factory = sqlite3.Row
+    try:
+        bcs = {r["id"]: r for r in con.execute("select * from broadcasts")}
+        alerts = con.execute("select * from alerts where source = 'speech'").fetchall()
+        utts = con.execute("select broadcast_id, end_s, meta from utterances where source = 'speech'").fetchall()
+    finally:
+        con.close()
+    start = {f"s{i}": s.started_ts for i, s in enumerate(servers)}
+    lat, hits = [], set()
+    for a in alerts:
+        b = bcs[a["broadcast_id"]]
+        src0 = float(b["source_start_s"] or 0.0)
+        lo, hi = a["start_s"] + src0, a["end_s"] + src0
+        match = [sp for sp in spans if a["category"] in sp["labels"] and lo <= sp["end_s"] + 2 and hi >= sp["start_s"] - 2]
+        t0 = start.get(a["stream_id"])
+        if match and t0 is not None:
+            sp = min(match, key=lambda sp: abs(sp["end_s"] - hi))
+            lat.append(a["created_ts"] - (t0 + sp["end_s"]))
+            hits.add((a["stream_id"], sp["id"], a["category"]))
+    lags = []
+    for u in utts:
+        b = bcs[u["broadcast_id"]]
+        meta = json.loads(u["meta"] or "{}")
+        t0 = start.get(b["stream_id"])
+        if "committed_ts" in meta and t0 is not None:
+            lags.append(float(meta["committed_ts"]) - (t0 + u["end_s"] + float(b["source_start_s"] or 0.0)))
+    labelled = {(f"s{i}", sp["id"], c) for i in range(len(servers)) for sp in spans for c in sp["labels"] if c != "clean"}
+    return {
+        "alerts": len(alerts),
+        "recall": round(len(hits & labelled) / max(1, len(labelled)), 3),
+        "latency_p50_s": round(pct(lat, 0.5), 2),
+        "latency_p95_s": round(pct(lat, 0.95), 2),
+        "asr_lag_p95_s": round(pct(lags, 0.95), 2),
+        "asr_lag_max_s": round(max(lags, default=float("nan")), 2),
+        "lines": len(lags),
+    }
+
+
+def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, Any]], settle_s: float) -> dict[str, Any]:
+    work = tmp / mode
+    work.mkdir()
+    data = work / "data"
+    servers = [HlsServer(media, work / f"hls{i}") for i in range(n)]
+    procs: list[subprocess.Popen[bytes]] = []
+    nats: EmbeddedNats | None = None
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    logs = (work / "log.txt").open("ab")
+    try:
+        for s in servers:
+            s.start()
+        if mode == "bus":
+            nats = EmbeddedNats(work / "nats").start()
+            cfg = config(work / "cfg.yaml", data, [s.url for s in servers], nats.url)
+            for stage in ("analyze", "asr", "ingest"):
+                procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "worker", stage, "--config", str(cfg),
+                                               "--log-level", "warning"], cwd=ROOT, env=env,
+                                              stdout=subprocess.DEVNULL, stderr=logs))
+        else:
+            cfg = config(work / "cfg.yaml", data, [s.url for s in servers], None)
+            procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "monitor", "--config", str(cfg),
+                                           "--log-level", "warning"], cwd=ROOT, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=logs))
+        loads = []
+        while not all(s.finished for s in servers):
+            time.sleep(1.0)
+            loads.append(os.getloadavg()[0])
+            for p in procs:
+                if p.poll() is not None:
+                    raise SystemExit(f"{mode}: a process exited ({p.returncode}); see {work / 'log.txt'}")
+        deadline = time.monotonic() + settle_s
+        db = data / "livewatch.db"
+        while time.monotonic() < deadline and not _settled(db):
+            time.sleep(1.0)
+        cpu = sum(tree_cpu_s(p.pid) for p in procs)
+        if nats is not None and nats.proc is not None:
+            cpu += tree_cpu_s(nats.proc.pid)
+        out = measure(db, servers, spans)
+        out.update({"cpu_s": round(cpu, 1), "settled": _settled(db), "load_mean": round(statistics.mean(loads or [0]), 2)})
+        return out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if nats is not None:
+            nats.stop()
+        for s in servers:
+            s.stop()
+        logs.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, default=5)
+    ap.add_argument("--cut", type=float, default=60.0, help="seconds of the broadcast served (0: all)")
+    ap.add_argument("--modes", default="inproc,bus")
+    ap.add_argument("--settle", type=float, default=90.0, help="most seconds to wait for the last alerts")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    src = ROOT / "examples" / "corpus" / "broadcast_0.mp4"
+    truth = json.loads((ROOT / "examples" / "corpus" / "broadcast_0.json").read_text(encoding="utf-8"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_bus_live_"))
+    media = cut(src, tmp / "media.mp4", args.cut) if args.cut else src
+    spans = [sp for sp in truth["spans"] if not args.cut or sp["end_s"] <= args.cut - 2]
+    results: dict[str, Any] = {}
+    for mode in args.modes.split(","):
+        t0 = time.monotonic()
+        results[mode] = run_mode(mode, media, args.streams, tmp, spans, args.settle)
+        results[mode]["wall_s"] = round(time.monotonic() - t0, 1)
+        print(f"{mode}: {json.dumps(results[mode])}", flush=True)
+    minutes = args.streams * (args.cut or 0) / 60 or None
+    if "inproc" in results and "bus" in results:
+        a, b = results["inproc"], results["bus"]
+        print(f"streams {args.streams} x {args.cut or 'full'} s, cpus {os.cpu_count()}")
+        print(f"CPU: inproc {a['cpu_s']} s, bus {b['cpu_s']} s"
+              + (f" ({a['cpu_s'] / minutes:.1f} / {b['cpu_s'] / minutes:.1f} s per stream-minute)" if minutes else "")
+              + f"; bus/inproc {b['cpu_s'] / a['cpu_s']:.3f} (target <= 1.10)")
+        print(f"alert latency p50/p95: inproc {a['latency_p50_s']}/{a['latency_p95_s']} s, bus "
+              f"{b['latency_p50_s']}/{b['latency_p95_s']} s; p95 difference "
+              f"{b['latency_p95_s'] - a['latency_p95_s']:+.2f} s (target <= +1 s)")
+        print(f"ASR lag max: inproc {a['asr_lag_max_s']} s, bus {b['asr_lag_max_s']} s; recall inproc {a['recall']}, "
+              f"bus {b['recall']}")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
