@@ -103,10 +103,12 @@ class SemanticConfig(BaseModel):
             "@approved_claims.health_function_explanations",
             "@medical_efficacy.lawful_health_food_functions",
             "@near_miss.cues",
+            "@near_miss.law_quotation",
         ],
         description="Lexicon groups of wording the law allows (approved health-food and nutrient function "
         "claims, statutory warnings). A line holding one is left to the rules: the head reads approved "
-        "claims as claims. Read from the shipped lexicons (configs/lexicons); [] turns the gate off.",
+        "claims as claims; quoted law text is about the law. Read from the shipped lexicons "
+        "(configs/lexicons); [] turns the gate off.",
     )
 
     @field_validator("thresholds", "severities")

@@ -496,7 +496,7 @@ class _RuleTables:
             label = f"near({'|'.join(self._atoms[i].text for i in a)} ~{n.within}~ {'|'.join(self._atoms[i].text for i in b)})"
             near.append(_Near(frozenset(a), frozenset(b), n.within, n.ordered, label))
         require = [frozenset(self._atoms_of(group, mode)) for group in spec.require]
-        unless = tuple(dict.fromkeys(normalize(t).text for u in spec.unless for t in expand_term(u)))
+        unless = tuple(dict.fromkeys(normalize(t).text for u in eff.unless for t in expand_term(u)))
         exempt = tuple(dict.fromkeys(normalize(t).text for x in eff.exempt for t in expand_term(x)))
         regexes = [(src, compile_expanded(expand_macros(src))) for src in spec.regex]
         regex_lits = [required_literals(src) for src, _ in regexes]

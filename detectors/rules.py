@@ -237,6 +237,10 @@ class PackDefaults(BaseModel):
     exempt: list[str] = Field(
         default_factory=list, description="Exemption phrases added to every rule of the pack."
     )
+    unless: list[str] = Field(
+        default_factory=list,
+        description="NOT phrases added to every rule of the pack (e.g. cues of quoted law text).",
+    )
     sources: list[Source] = Field(default_factory=_all_sources, description="Sources the rules apply to.")
 
 
@@ -529,6 +533,22 @@ def _expand_lexicons(path: Path, spec: PackSpec, lm: _LineMap, lex: Lexicons | N
             rules.append(r.model_copy(update=upd))
         else:
             rules.append(r)
+    d = spec.defaults
+    dupd: dict[str, Any] = {}
+    for key in ("exempt", "unless"):
+
+        def dwhere(idx: int, _key: str = key) -> tuple[int, str]:
+            loc = ("defaults", _key, idx)
+            return lm.line_for(loc), _field_name(loc)
+
+        try:
+            terms = _expand_terms(list(getattr(d, key)), lex, dwhere)
+        except RulePackError as e:
+            raise RulePackError(path, e.line, e.field, e.reason) from None
+        if terms != getattr(d, key):
+            dupd[key] = terms
+    if dupd:
+        spec = spec.model_copy(update={"defaults": d.model_copy(update=dupd)})
     return spec.model_copy(update={"rules": rules}) if changed else spec
 
 
@@ -901,6 +921,7 @@ class EffectiveRule:
     negation: NegationSpec | None
     exempt: tuple[str, ...]
     source: RuleSource
+    unless: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -989,6 +1010,7 @@ def _effective(spec: RuleSpec, pack: PackSpec, src: RuleSource) -> EffectiveRule
         negation=negation,
         exempt=tuple(dict.fromkeys([*spec.exempt, *d.exempt])),
         source=src,
+        unless=tuple(dict.fromkeys([*spec.unless, *d.unless])),
     )
 
 
