@@ -42,7 +42,11 @@ DEFAULT_CORPUS_DIR = ROOT / "corpus" / "real"
 DEFAULT_CLIPS = ROOT / "examples" / "corpus" / "clips.jsonl"
 # lines in new wording written blind from DOMAIN.md (examples/corpus/README.md); tune half only, like all
 DEFAULT_PROBE = ROOT / "examples" / "corpus" / "probe.jsonl"
-DEFAULT_PROBES = (DEFAULT_PROBE, ROOT / "examples" / "corpus" / "probe2.jsonl")
+DEFAULT_PROBES = (
+    DEFAULT_PROBE,
+    ROOT / "examples" / "corpus" / "probe2.jsonl",
+    ROOT / "examples" / "corpus" / "probe3.jsonl",
+)
 
 
 def half_of(line: LabelledLine) -> Half:
