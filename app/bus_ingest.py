@@ -66,6 +66,7 @@ from app.bus_audio import ensure_audio_stream, publish_chunk
 from app.bus_config import BusSection
 from app.bus_wire import AudioChunk, subject_token
 from app.live_evidence import LiveEvidence
+from app.live_ingest import broadcast_end_row, log_ended, segment_row
 from app.monitor_config import MonitorConfig, StreamEntry
 from app.monitor_lease import LeaseKeeper, close_unreachable
 from app.monitor_resume import stored_resume_point
@@ -255,39 +256,12 @@ class IngestRunner:
         logger.info("stream %s: broadcast %s started", event.stream_id, event.broadcast_id)
 
     def segment_recorded(self, event: SegmentRecorded) -> None:
-        seg = event.segment
-        self.writer.submit(
-            partial(
-                LiveStore.add_segment,
-                broadcast_id=seg.broadcast_id,
-                seq=seg.seq,
-                path=seg.path,
-                start_s=seg.start_s,
-                duration_s=seg.duration_s,
-                size=event.size,
-                created_ts=event.recorded_ts,
-                hls_seq=event.hls_seq,
-            )
-        )
+        self.writer.submit(segment_row(event))
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:
         # committed before the recorder says it is over: the final chunk follows the row's end
-        self.writer.call(
-            partial(
-                LiveStore.end_broadcast,
-                broadcast_id=event.broadcast_id,
-                ended_ts=event.ended_ts,
-                end_s=event.end_s,
-                reason=event.reason,
-            )
-        )
-        logger.info(
-            "stream %s: broadcast %s ended after %.1f s (%s)",
-            event.stream_id,
-            event.broadcast_id,
-            event.end_s,
-            event.reason,
-        )
+        self.writer.call(broadcast_end_row(event))
+        log_ended(event)
 
     def state_changed(self, event: IngestState) -> None:
         with self._lock:

@@ -11,18 +11,59 @@ worker's bounded queue without waiting (app/live_video.py: a full queue is caugh
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.monitor_resume import recorder_resume
 from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, RecorderResume, SegmentRecorded
 from store.live import LiveStore
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from app.monitor import Monitor
 
 logger = logging.getLogger(__name__)
+
+
+def segment_row(event: SegmentRecorded) -> Callable[[Session], Any]:
+    """The ledger write for a recorded segment (for the store's writer): the one place a recorder's
+    event becomes a file row, for the monitor's sink and the bus ingest worker alike."""
+    seg = event.segment
+    return partial(
+        LiveStore.add_segment,
+        broadcast_id=seg.broadcast_id,
+        seq=seg.seq,
+        path=seg.path,
+        start_s=seg.start_s,
+        duration_s=seg.duration_s,
+        size=event.size,
+        created_ts=event.recorded_ts,
+        hls_seq=event.hls_seq,
+    )
+
+
+def broadcast_end_row(event: BroadcastEnded) -> Callable[[Session], Any]:
+    """The ledger write that ends a broadcast (for the store's writer), as `segment_row`."""
+    return partial(
+        LiveStore.end_broadcast,
+        broadcast_id=event.broadcast_id,
+        ended_ts=event.ended_ts,
+        end_s=event.end_s,
+        reason=event.reason,
+    )
+
+
+def log_ended(event: BroadcastEnded) -> None:
+    logger.info(
+        "stream %s: broadcast %s ended after %.1f s (%s)",
+        event.stream_id,
+        event.broadcast_id,
+        event.end_s,
+        event.reason,
+    )
 
 
 class IngestSink:
@@ -70,19 +111,7 @@ class IngestSink:
 
     def segment_recorded(self, event: SegmentRecorded) -> None:
         seg = event.segment
-        self.mon.writer.submit(
-            partial(
-                LiveStore.add_segment,
-                broadcast_id=seg.broadcast_id,
-                seq=seg.seq,
-                path=seg.path,
-                start_s=seg.start_s,
-                duration_s=seg.duration_s,
-                size=event.size,
-                created_ts=event.recorded_ts,
-                hls_seq=event.hls_seq,
-            )
-        )
+        self.mon.writer.submit(segment_row(event))
         ctx = self.mon.asr.refine_start(seg.broadcast_id, event.recorded_ts, seg.end_s)  # the live clock
         if ctx is not None:
             with self.lock:
@@ -96,25 +125,11 @@ class IngestSink:
             self.mon.video.submit(seg.broadcast_id, stream, seg)
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:
-        self.mon.writer.submit(
-            partial(
-                LiveStore.end_broadcast,
-                broadcast_id=event.broadcast_id,
-                ended_ts=event.ended_ts,
-                end_s=event.end_s,
-                reason=event.reason,
-            )
-        )
+        self.mon.writer.submit(broadcast_end_row(event))
         stream = self._video_stream(event.broadcast_id)
         if stream is not None and self.mon.video is not None:
             self.mon.video.end(event.broadcast_id, stream)
-        logger.info(
-            "stream %s: broadcast %s ended after %.1f s (%s)",
-            event.stream_id,
-            event.broadcast_id,
-            event.end_s,
-            event.reason,
-        )
+        log_ended(event)
 
     def state_changed(self, event: IngestState) -> None:
         """Nothing to do: the status reads the ingest worker's table (a bus port would publish it)."""
