@@ -292,7 +292,10 @@ def alert_detail(
     manifest = _read_json(folder / "manifest.json") if folder else {}
     raw_transcript = _read_json(folder / "transcript.json") if folder else {}
     detections = list(session.scalars(select(DetectionRow).where(DetectionRow.alert_id == alert_id)))
-    hits = [(d.source, d.start_s, d.end_s, d.matched) for d in detections] or [
+    # a line-level detection (the semantic stage flags a whole line) marks words only where no rule
+    # located its term: otherwise it would mark the whole line and hide which words the rules matched
+    located = [d for d in detections if d.mode != "semantic"]
+    hits = [(d.source, d.start_s, d.end_s, d.matched) for d in (located or detections)] or [
         (a.source, a.start_s, a.end_s, str((a.payload or {}).get("matched", "")))
     ]
     clip_info = manifest.get("clip") or {}

@@ -305,7 +305,14 @@ def test_alert_detail_has_clip_moment_transcript_hits_law_and_hashes(
     hits = [w for u in d["transcript"]["utterances"] for w in u["words"] if w["hit"]]
     said = "".join(w["text"] for w in hits)
     assert normalize(a.matched).text in normalize(said).text  # the matched phrase, as the words wrote it
-    assert len(normalize(said).text) <= len(normalize(a.matched).text) + 4  # and not the whole line
+    # every marked word lies inside some detection's matched text (the alert may carry several rules'
+    # terms), and the words between and around them are not marked: not the whole line
+    matched = [normalize(x["matched"]).text for x in d["detections"] if x["matched"]]
+    for w in hits:
+        assert any(normalize(w["text"]).text in m for m in matched), (w["text"], matched)
+    hit_utts = [u for u in d["transcript"]["utterances"] if u["hit"]]
+    assert any(not w["hit"] for u in hit_utts for w in u["words"]), (d["detections"], [[(w["text"], w["hit"], w["start_s"]) for w in u["words"]] for u in hit_utts])
+    assert len(normalize(said).text) <= sum(len(m) for m in matched) + 4
     for w in hits:
         assert w["offset_s"] == pytest.approx(w["start_s"] - d["transcript"]["clip_start_s"], abs=0.001)
     assert d["snapshot_url"] == f"/api/alerts/{a.alert_id}/files/snapshot.jpg"
