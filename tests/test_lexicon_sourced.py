@@ -165,3 +165,83 @@ def test_semantic_gate_reads_the_function_explanations() -> None:
     assert gate.holds("有科学研究表明，补充适宜的物质有助于改善免疫力。")
     assert gate.holds("补充相关物质不能使人过目不忘")
     assert not gate.holds("喝了这个茶高血压就能治好")
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "@fc_near_miss.self_comparison",
+        "@fc_near_miss.breastfeeding_notice",
+        "@fc_near_miss.health_advice",
+        "@fc_near_miss.debunk",
+        "@fc_near_miss.pyramid_context",
+    ],
+)
+def test_false_claim_near_miss_groups_follow_the_lexicon_format(lexicons: Lexicons, ref: str) -> None:
+    """The false_claim near-miss groups load, cite their sources and hold no single characters,
+    English-only entries or duplicates."""
+    terms = lexicons.terms(ref)
+    assert terms
+    assert len(set(terms)) == len(terms), ref
+    for t in terms:
+        assert len(t) >= 2, (ref, t)
+        assert not re.fullmatch(r"[A-Za-z0-9 .]+", t), (ref, t)
+    name, group = ref[1:].split(".")
+    assert lexicons.groups[f"{name}.{group}"].sources
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "老人吃了腿脚利索了",  # efficacy told as a body outcome
+        "喝完就不用打胰岛素了",
+        "三高的朋友放心吃",
+        "孩子长个子就靠它了",
+        "这款蜂蜜能预防感冒",
+        "这个牙膏抗病毒",
+        "牙医推荐的牙膏",  # endorsement by a professional, hospital or media
+        "三甲医院指定",
+        "院士研发的配方",
+        "央视推荐的品牌",
+        "国家免检产品",
+        "全网头一份",  # wording variants of absolute terms
+        "今天力度最大",
+        "史无前例的力度",
+        "百分百有效",
+        "效果永久保持",
+        "吃了七日就好",
+        "独一万的配方",  # ASR forms
+        "全国排名地印",
+        "一个月寿时金",
+    ],
+)
+def test_false_claim_families_in_unseen_wording(rules: RuleSet, text: str) -> None:
+    """Synthetic lines of the false_claim families in wording the rules' phrase tables do not
+    quote (hints, 日 for 天, synonyms of 首/第一, ASR near-homophones) raise false_claim."""
+    assert "false_claim" in _categories(rules, text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "最佳食用期是开封后七天",  # usage tip
+        "我们争取做到最好",  # aspiration
+        "这款比我们上一代好",  # self-comparison
+        "这款粉底在我们家是最强的 比我们自家那款遮得多",
+        "敷完面膜最好用清水洗一下",
+        "母乳是宝宝最好的食物",  # statutory notice
+        "医生建议大家少吃盐",  # a doctor's general advice
+        "本品有助于维持血糖健康水平 不能代替药物",  # approved health-food wording
+        "本品不能代替药物",
+        "天冷了注意预防感冒多穿衣服",
+        "不要相信什么吃了就能长个子",
+        "孩子长个子快衣服要买大一码",
+        "这几个链接里三号的力度最大",
+        "医院专用停车场",
+        "杀菌率99%的消毒液 消字号",
+    ],
+)
+def test_false_claim_lawful_near_misses_stay_silent(rules: RuleSet, text: str) -> None:
+    """Lawful near-misses the 2023 执法指南 exempts (usage tips, aspiration, self-comparison), the
+    statutory notices and plain health advice raise no false_claim alert."""
+    assert "false_claim" not in _categories(rules, text), text
