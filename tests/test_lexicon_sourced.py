@@ -188,6 +188,50 @@ def test_false_claim_near_miss_groups_follow_the_lexicon_format(lexicons: Lexico
         assert not re.fullmatch(r"[A-Za-z0-9 .]+", t), (ref, t)
     name, group = ref[1:].split(".")
     assert lexicons.groups[f"{name}.{group}"].sources
+# ---- the structural families of the commerce packs (roles + acts + objects), written from the law's
+# description of each kind: 电子商务法 第17条 / 反不正当竞争法(2025修订) 第9条第2款 (虚构交易、托、控评),
+# 明码标价和禁止价格欺诈规定 第17、19条 (虚构原价、先涨后降、低价诱骗、虚假期限), 反不正当竞争法 第11条
+# (内定、谎称有奖、最高奖超过五万元), 第12条 (商业诋毁), 消费者权益保护法 第25、26条, 禁止传销条例 第7条.
+STRUCTURAL_RULES = [
+    "fake_sales.a5.role_act_object",
+    "price_fraud.b3.bait_structure",
+    "price_fraud.b2.raise_then_discount_structural",
+    "price_fraud.b3.recycled_last_call",
+    "improper_prize.b5.insider_winner_structural",
+    "defamation.a6.rival_harm_outcome",
+]
+
+
+def test_structural_rules_load_with_phrase_tables(rules: RuleSet) -> None:
+    for rid in STRUCTURAL_RULES:
+        r = rules.rule(rid)
+        assert r.enabled and "structural" in r.tags, rid
+        assert len(r.should_flag) >= 5 and len(r.should_not_flag) >= 4, rid
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("我們自己人刷的單 大家不用管", "fake_sales"),
+        ("让运营多补几单把排名拉上来", "fake_sales"),
+        ("公屏上的已拍都是我们的人在刷", "fake_sales"),
+        ("评论区的好评一半都是我们小号打的", "fake_sales"),
+        ("划线价是运营随手填的 没有参考意义", "price_fraud"),
+        ("活动前先把价格提上去 然后再打七折", "price_fraud"),
+        ("引流款一块钱 拍下默认是三十九块九的那个规格", "price_fraud"),
+        ("说是最后三分钟 其实一直都有", "price_fraud"),
+        ("抽奖就是走个形式 奖品早就给自己人了", "improper_prize"),
+        ("今晚抽奖 头奖价值六万元现金", "improper_prize"),
+        ("隔壁卖的茶叶都是染色的 喝了伤肝", "defamation"),
+        ("一旦拍下概不退款", "consumer_rights"),
+        ("入会费三千八 拉两个人进来就回本", "pyramid_selling"),
+    ],
+)
+def test_commerce_families_fire_in_their_category(rules: RuleSet, text: str, category: str) -> None:
+    assert category in _categories(rules, text), text
+
+
+COMMERCE = {"fake_sales", "price_fraud", "improper_prize", "defamation", "consumer_rights", "pyramid_selling"}
 
 
 @pytest.mark.parametrize(
@@ -245,3 +289,27 @@ def test_false_claim_lawful_near_misses_stay_silent(rules: RuleSet, text: str) -
     """Lawful near-misses the 2023 执法指南 exempts (usage tips, aspiration, self-comparison), the
     statutory notices and plain health advice raise no false_claim alert."""
     assert "false_claim" not in _categories(rules, text), text
+        # denials, warnings, staff doing their jobs, 补单 as re-sending, 托 inside other words
+        "我们家从来不请托 也没有气氛组",
+        "托你们的福 今天卖得不错",
+        "补单链接是给漏发的宝宝用的",
+        "助理帮忙拍一下这个细节",
+        "我们员工自己也买 因为真的好用",
+        # a verifiable reference price, options priced separately, the price unchanged at checkout
+        "划线价是品牌方的指导价 有依据",
+        "默认选择的是最常用的规格 其他规格价格都标了",
+        "拍下以后不用改价 直接就是到手价",
+        # lawful draws under the cap, winners who are not insiders
+        "抽奖一等奖是一部价值四千九的手机",
+        "抽一位粉丝送五万块现金",
+        "中奖的宝宝是新粉 恭喜",
+        # factual comparison, the statutory return exceptions, no fee and no recruiting
+        "和其他品牌比 我们的含量是百分之三十 人家是百分之二十 都写在配料表上",
+        "定制照片的杯子做好了不能退 下单前确认好",
+        "拆封后的数字商品不适用七天无理由",
+        "想做代理的朋友 我们只看销售 不收入门费 不拉人头",
+    ],
+)
+def test_commerce_near_misses_stay_silent(rules: RuleSet, text: str) -> None:
+    got = _categories(rules, text) & COMMERCE
+    assert not got, (text, got)
