@@ -70,17 +70,6 @@ def test_farmed_and_brand_namesakes_stay_out_of_the_species_group(lexicons: Lexi
     assert not names & {"梅花鹿", "马鹿", "金丝猴", "河狸", "鸳鸯", "豹猫", "乌龟", "麋鹿"}
 
 
-def test_farmed_food_animals_stay_out_of_every_wildlife_group(lexicons: Lexicons) -> None:
-    """Farmed table animals and their plain names never enter a species group: 牛蛙, 鸡, 鹧鸪 (farmed),
-    养殖鲟鳇鱼, 唐鱼 (aquarium), and the namesakes 金猫 (招财猫), 紫貂 (farmed fur), 金雕 (gold carving)."""
-    names: set[str] = set()
-    for g in ("key_protected", "key_protected_more", "sanyou_terrestrial", "yangtze_ban_fish"):
-        names |= set(lexicons.terms(f"@wildlife.{g}"))
-    farmed = {"牛蛙", "鸡", "鸭", "鹅", "土鸡", "鹌鹑", "肉鸽", "鸽子", "乌龟", "甲鱼", "中华鳖", "鹧鸪", "鳇鱼",
-              "唐鱼", "哲罗鲑", "细鳞鲑", "金猫", "紫貂", "金雕", "梅花鹿", "蓝孔雀", "鸵鸟", "兔子", "山鸡"}
-    assert not names & farmed
-
-
 def test_sourced_packs_load_in_their_categories(rules: RuleSet) -> None:
     """Each sourced pack loads, holds rules of its category only, and every rule carries its own
     phrase table (positives and near-misses) for `livewatch rules test`."""
@@ -199,50 +188,6 @@ def test_false_claim_near_miss_groups_follow_the_lexicon_format(lexicons: Lexico
         assert not re.fullmatch(r"[A-Za-z0-9 .]+", t), (ref, t)
     name, group = ref[1:].split(".")
     assert lexicons.groups[f"{name}.{group}"].sources
-# ---- the structural families of the commerce packs (roles + acts + objects), written from the law's
-# description of each kind: 电子商务法 第17条 / 反不正当竞争法(2025修订) 第9条第2款 (虚构交易、托、控评),
-# 明码标价和禁止价格欺诈规定 第17、19条 (虚构原价、先涨后降、低价诱骗、虚假期限), 反不正当竞争法 第11条
-# (内定、谎称有奖、最高奖超过五万元), 第12条 (商业诋毁), 消费者权益保护法 第25、26条, 禁止传销条例 第7条.
-STRUCTURAL_RULES = [
-    "fake_sales.a5.role_act_object",
-    "price_fraud.b3.bait_structure",
-    "price_fraud.b2.raise_then_discount_structural",
-    "price_fraud.b3.recycled_last_call",
-    "improper_prize.b5.insider_winner_structural",
-    "defamation.a6.rival_harm_outcome",
-]
-
-
-def test_structural_rules_load_with_phrase_tables(rules: RuleSet) -> None:
-    for rid in STRUCTURAL_RULES:
-        r = rules.rule(rid)
-        assert r.enabled and "structural" in r.tags, rid
-        assert len(r.should_flag) >= 5 and len(r.should_not_flag) >= 4, rid
-
-
-@pytest.mark.parametrize(
-    ("text", "category"),
-    [
-        ("我們自己人刷的單 大家不用管", "fake_sales"),
-        ("让运营多补几单把排名拉上来", "fake_sales"),
-        ("公屏上的已拍都是我们的人在刷", "fake_sales"),
-        ("评论区的好评一半都是我们小号打的", "fake_sales"),
-        ("划线价是运营随手填的 没有参考意义", "price_fraud"),
-        ("活动前先把价格提上去 然后再打七折", "price_fraud"),
-        ("引流款一块钱 拍下默认是三十九块九的那个规格", "price_fraud"),
-        ("说是最后三分钟 其实一直都有", "price_fraud"),
-        ("抽奖就是走个形式 奖品早就给自己人了", "improper_prize"),
-        ("今晚抽奖 头奖价值六万元现金", "improper_prize"),
-        ("隔壁卖的茶叶都是染色的 喝了伤肝", "defamation"),
-        ("一旦拍下概不退款", "consumer_rights"),
-        ("入会费三千八 拉两个人进来就回本", "pyramid_selling"),
-    ],
-)
-def test_commerce_families_fire_in_their_category(rules: RuleSet, text: str, category: str) -> None:
-    assert category in _categories(rules, text), text
-
-
-COMMERCE = {"fake_sales", "price_fraud", "improper_prize", "defamation", "consumer_rights", "pyramid_selling"}
 
 
 @pytest.mark.parametrize(
@@ -300,6 +245,57 @@ def test_false_claim_lawful_near_misses_stay_silent(rules: RuleSet, text: str) -
     """Lawful near-misses the 2023 执法指南 exempts (usage tips, aspiration, self-comparison), the
     statutory notices and plain health advice raise no false_claim alert."""
     assert "false_claim" not in _categories(rules, text), text
+
+
+# ---- the structural families of the commerce packs (roles + acts + objects), written from the law's
+# description of each kind: 电子商务法 第17条 / 反不正当竞争法(2025修订) 第9条第2款 (虚构交易、托、控评),
+# 明码标价和禁止价格欺诈规定 第17、19条 (虚构原价、先涨后降、低价诱骗、虚假期限), 反不正当竞争法 第11条
+# (内定、谎称有奖、最高奖超过五万元), 第12条 (商业诋毁), 消费者权益保护法 第25、26条, 禁止传销条例 第7条.
+STRUCTURAL_RULES = [
+    "fake_sales.a5.role_act_object",
+    "price_fraud.b3.bait_structure",
+    "price_fraud.b2.raise_then_discount_structural",
+    "price_fraud.b3.recycled_last_call",
+    "improper_prize.b5.insider_winner_structural",
+    "defamation.a6.rival_harm_outcome",
+]
+
+
+def test_structural_rules_load_with_phrase_tables(rules: RuleSet) -> None:
+    for rid in STRUCTURAL_RULES:
+        r = rules.rule(rid)
+        assert r.enabled and "structural" in r.tags, rid
+        assert len(r.should_flag) >= 5 and len(r.should_not_flag) >= 4, rid
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("我們自己人刷的單 大家不用管", "fake_sales"),
+        ("让运营多补几单把排名拉上来", "fake_sales"),
+        ("公屏上的已拍都是我们的人在刷", "fake_sales"),
+        ("评论区的好评一半都是我们小号打的", "fake_sales"),
+        ("划线价是运营随手填的 没有参考意义", "price_fraud"),
+        ("活动前先把价格提上去 然后再打七折", "price_fraud"),
+        ("引流款一块钱 拍下默认是三十九块九的那个规格", "price_fraud"),
+        ("说是最后三分钟 其实一直都有", "price_fraud"),
+        ("抽奖就是走个形式 奖品早就给自己人了", "improper_prize"),
+        ("今晚抽奖 头奖价值六万元现金", "improper_prize"),
+        ("隔壁卖的茶叶都是染色的 喝了伤肝", "defamation"),
+        ("一旦拍下概不退款", "consumer_rights"),
+        ("入会费三千八 拉两个人进来就回本", "pyramid_selling"),
+    ],
+)
+def test_commerce_families_fire_in_their_category(rules: RuleSet, text: str, category: str) -> None:
+    assert category in _categories(rules, text), text
+
+
+COMMERCE = {"fake_sales", "price_fraud", "improper_prize", "defamation", "consumer_rights", "pyramid_selling"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         # denials, warnings, staff doing their jobs, 补单 as re-sending, 托 inside other words
         "我们家从来不请托 也没有气氛组",
         "托你们的福 今天卖得不错",
