@@ -70,6 +70,17 @@ def test_farmed_and_brand_namesakes_stay_out_of_the_species_group(lexicons: Lexi
     assert not names & {"梅花鹿", "马鹿", "金丝猴", "河狸", "鸳鸯", "豹猫", "乌龟", "麋鹿"}
 
 
+def test_farmed_food_animals_stay_out_of_every_wildlife_group(lexicons: Lexicons) -> None:
+    """Farmed table animals and their plain names never enter a species group: 牛蛙, 鸡, 鹧鸪 (farmed),
+    养殖鲟鳇鱼, 唐鱼 (aquarium), and the namesakes 金猫 (招财猫), 紫貂 (farmed fur), 金雕 (gold carving)."""
+    names: set[str] = set()
+    for g in ("key_protected", "key_protected_more", "sanyou_terrestrial", "yangtze_ban_fish"):
+        names |= set(lexicons.terms(f"@wildlife.{g}"))
+    farmed = {"牛蛙", "鸡", "鸭", "鹅", "土鸡", "鹌鹑", "肉鸽", "鸽子", "乌龟", "甲鱼", "中华鳖", "鹧鸪", "鳇鱼",
+              "唐鱼", "哲罗鲑", "细鳞鲑", "金猫", "紫貂", "金雕", "梅花鹿", "蓝孔雀", "鸵鸟", "兔子", "山鸡"}
+    assert not names & farmed
+
+
 def test_sourced_packs_load_in_their_categories(rules: RuleSet) -> None:
     """Each sourced pack loads, holds rules of its category only, and every rule carries its own
     phrase table (positives and near-misses) for `livewatch rules test`."""
