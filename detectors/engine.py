@@ -323,7 +323,7 @@ class _RuleTables:
             if atom.mode != "exact":
                 self._atoms_by_codes[atom.codes].append(ai)
         if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
-            _segmenter()  # load the word segmenter now, not inside the first line's time budget
+            _char_tags()  # load the word segmenter and its tags now, not inside the first line's time budget
         self._phrases.discard("")
         self._index_regexes()
         anywhere = set(self._tracked_trigger) | self._regex_lits | self._phrases
@@ -1181,14 +1181,14 @@ class _WordBounds:
     """`word_bounds` of one text, computed on demand.
 
     `straddles` first looks at the dictionary route of the term's block from its end back to the
-    term's second character only: when that character is a word alone and the next one starts a
-    longer dictionary word, no word runs on past the term (the route walks on into that word), which
-    settles most terms without the rest of the route. Otherwise the whole segmentation is computed:
-    the dictionary route at once, the HMM of a run of unknown single characters only when a position
-    inside the run is asked about (the run's own ends are word boundaries whatever the HMM makes of it).
+    term's second character only: when the best route word starting at that character is the
+    character alone, no dictionary word starts there and runs on past the term, which settles most
+    terms without the rest of the route. Otherwise the whole segmentation is computed: the dictionary
+    route at once, the HMM of a run of unknown single characters only when a position inside the run
+    is asked about (the run's own ends are word boundaries whatever the HMM makes of it).
     """
 
-    __slots__ = ("blocks", "known", "pending", "routes", "text")
+    __slots__ = ("blocks", "known", "pending", "routes", "text", "words")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -1196,6 +1196,7 @@ class _WordBounds:
         self.routes: dict[int, tuple[list[float], list[int], list[int]]] = {}  # offset -> p, x, [lo]
         self.known: set[int] | None = None
         self.pending: list[tuple[int, str]] = []  # (offset, run) whose inside the HMM decides
+        self.words: dict[int, int] = {}  # start -> end of each dictionary word of two or more characters
 
     def _blocks(self) -> list[tuple[int, str, bool]]:
         if self.blocks is None:
@@ -1240,6 +1241,8 @@ class _WordBounds:
                             pending.append((pos, w))
                             pos += len(w)
                         else:
+                            if w > 1:
+                                self.words[pos] = pos + w
                             pos += w
                         known.add(pos)
                 else:
@@ -1274,19 +1277,74 @@ class _WordBounds:
         return False
 
     def straddles(self, start: int, end: int) -> bool:
-        """Whether a word ends at `start` + 1 and none at `end` (see `_straddles`)."""
-        if self.known is None and end == start + 2:
+        """Whether the two-character term text[start:end] is read across a word boundary.
+
+        True when its second character begins a longer dictionary word on the route (环保|本身 holds
+        保本, 站|内|定购 holds 内定), unless the term heads a compound (`_heads_compound`). A boundary
+        only the HMM guessed inside a run of characters the dictionary does not know (高|仿表, 刮|码货)
+        silences nothing: no dictionary word claims the second character there.
+        """
+        k = start + 1
+        if self.known is None:
             for at, blk, han in self._blocks():
-                k = start + 1 - at  # the term's second character, in this block
-                if 0 <= k < len(blk):
-                    if han and k >= 1:
-                        if k + 1 == len(blk):
-                            return False  # the block ends after the term: so does a word
-                        _, route_x = self._route(at, blk, k)
-                        if route_x[k] == k and route_x[k + 1] > k + 1:
-                            return False
+                j = k - at  # the term's second character, in this block
+                if 0 <= j < len(blk):
+                    if han and j >= 1:
+                        if j + 1 == len(blk):
+                            return False  # the block ends after the term: no word runs on past it
+                        _, route_x = self._route(at, blk, j)
+                        if route_x[j] == j:
+                            return False  # no dictionary word starts at the second character
                     break
-        return (start + 1) in self and end not in self
+        self._settle()
+        w_end = self.words.get(k, 0)
+        if w_end <= end:
+            return False
+        return not self._heads_compound(start, end, w_end)
+
+    def _heads_compound(self, start: int, end: int, w_end: int) -> bool:
+        """Whether a term whose second character starts the dictionary word text[start+1:w_end] still
+        keeps its meaning: it heads a compound whose rest is one nominal character (特|价款 特价款,
+        过|期货, 美|白霜, 一|套房, 虚|标的). Not when the first character ends another word (环保|本身),
+        is a verb or preposition taking that word as its object (开|光镜, 看|片子, 被|查处, 拉|人头), or
+        the rest is a verb, adjective or adverb (站|内|定购, 空|包装, 高|仿真, 中|风险), a noun suffix of
+        the second character (片子, 个子, 人们) or more than one character (无|毒副作用)."""
+        if w_end != end + 1 or start not in self:
+            return False
+        tags = _char_tags()
+        text = self.text
+        if tags.get(text[start], "v").startswith(_VERBAL):
+            return False
+        rest = text[end]
+        return rest not in _NOUN_SUFFIXES and tags.get(rest, "") in _NOMINAL
+
+
+# jieba's part-of-speech tags (of single characters): a first character tagged as a verb or preposition
+# takes the word after it as its object; a rest of one of these tags is a noun, classifier, numeral or 的
+_VERBAL = ("v", "p")
+_NOMINAL = frozenset({"n", "ng", "q", "m", "uj"})
+# characters that make a noun of the character before them (片子, 石头, 人们, 画儿): the word is that
+# noun, and a term ending with that character is not its head
+_NOUN_SUFFIXES = frozenset("子头儿们")
+_CHAR_TAGS: dict[str, str] | None = None
+
+
+def _char_tags() -> dict[str, str]:
+    """Part-of-speech tag of each single character in the segmenter's dictionary (loaded once, ~0.2 s)."""
+    global _CHAR_TAGS
+    if _CHAR_TAGS is None:
+        tok = _segmenter()  # takes the lock itself
+        with _SEG_LOCK:
+            if _CHAR_TAGS is None:
+                tags: dict[str, str] = {}
+                with tok.get_dict_file() as f:
+                    for raw in f:
+                        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+                        parts = line.split()
+                        if len(parts) >= 3 and len(parts[0]) == 1:
+                            tags[parts[0]] = parts[2]
+                _CHAR_TAGS = tags
+    return _CHAR_TAGS
 
 
 # dictionary fragment -> log(frequency) - log(total) in the segmenter's dictionary, None for a prefix
@@ -1377,11 +1435,11 @@ def _flush_buf(buf: str, freq: dict[str, int], words: list[int | str]) -> None:
 
 
 def _straddles(sc: _Scratch, start: int, end: int) -> bool:
-    """A two-character term read across a word boundary: 环保|本身 holds 保本, 站内|定购 holds 内定.
+    """A two-character term read across a word boundary: 环保|本身 holds 保本, 站|内|定购 holds 内定.
 
-    True when a word ends between the term's two characters and its second character starts a longer
-    word (环保|本身, 站|内|定购). A term that starts a longer word (特供酒) or whose second character
-    stands alone (酒护|肝, a segmentation slip) still counts: only clear straddles are silenced.
+    True when the term's second character starts a longer dictionary word (see `_WordBounds.straddles`).
+    A term that starts a longer word (特供酒), whose second character stands alone (酒护|肝), that the
+    HMM alone splits (高|仿表) or that heads a compound (特|价款) still counts.
     """
     b = sc.bounds
     if b is None:
