@@ -323,7 +323,7 @@ class _RuleTables:
             if atom.mode != "exact":
                 self._atoms_by_codes[atom.codes].append(ai)
         if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
-            _char_tags()  # load the word segmenter and its tags now, not inside the first line's time budget
+            _word_tags()  # load the word segmenter and its tags now, not inside the first line's time budget
         self._phrases.discard("")
         self._index_regexes()
         anywhere = set(self._tracked_trigger) | self._regex_lits | self._phrases
@@ -1009,9 +1009,34 @@ class RuleSet(_AtomMatching):
             normalized=display(norm.text),
             pinyin=pinyin_display(norm.text),
             hits=tuple(conv(h) for h in hits),
-            exempted=tuple(conv(h) for h in silenced),
+            exempted=tuple(conv(h) for h in silenced) + self._boundary_silenced(norm),
             version=self.version,
         )
+
+    def _boundary_silenced(self, norm: Normalized) -> tuple[ExplainHit, ...]:
+        """Occurrences of two-character hit terms that matching does not count because they are read
+        across a word boundary (see `_WordBounds.straddles`), for `explain`."""
+        sc, _ = self._scan(norm)
+        out: list[ExplainHit] = []
+        for ai in sorted(sc.found):
+            atom = self._atoms[ai]
+            spans = sc.exact.get(atom.text) if atom.two_cjk else None
+            for s, e in spans or ():
+                if not _straddles(sc, s, e):
+                    continue
+                bounds = sc.bounds
+                words = bounds.around(s, e) if bounds is not None else atom.text
+                for ri in self._hit_roles.get(ai, ()):
+                    r = self._compiled[ri].rule
+                    if r.enabled:
+                        h = _hit(r.id, norm, (s, e, 100.0, "exact", atom.text), f"word boundary: {words}")
+                        out.append(
+                            ExplainHit(
+                                r.id, r.category, r.code, r.severity, h.matched, display(atom.text),
+                                100.0, "exact", atom.text, h.reason,
+                            )
+                        )
+        return tuple(out)
 
 
 
@@ -1302,18 +1327,26 @@ class _WordBounds:
             return False
         return not self._heads_compound(start, end, w_end)
 
+    def around(self, start: int, end: int) -> str:
+        """The words holding text[start:end], separated by |: 环保|本身 for 保本 (for explanations)."""
+        known = self._settle()
+        lo = max((p for p in known if p <= start), default=0)
+        hi = self.words.get(start + 1, end)
+        return f"{self.text[lo : start + 1]}|{self.text[start + 1 : hi]}"
+
     def _heads_compound(self, start: int, end: int, w_end: int) -> bool:
         """Whether a term whose second character starts the dictionary word text[start+1:w_end] still
-        keeps its meaning: it heads a compound whose rest is one nominal character (特|价款 特价款,
-        过|期货, 美|白霜, 一|套房, 虚|标的). Not when the first character ends another word (环保|本身),
-        is a verb or preposition taking that word as its object (开|光镜, 看|片子, 被|查处, 拉|人头), or
-        the rest is a verb, adjective or adverb (站|内|定购, 空|包装, 高|仿真, 中|风险), a noun suffix of
-        the second character (片子, 个子, 人们) or more than one character (无|毒副作用)."""
+        keeps its meaning: that word is a noun of two characters and the term heads a compound whose
+        rest is one nominal character (特|价款 特价款, 过|期货, 美|白霜, 一|套房, 虚|标的). Not when the
+        first character ends another word (环保|本身), is a verb or preposition taking that word as its
+        object (开|光镜, 看|片子, 被|罚款, 拉|人头), when the word is a verb, adjective or adverb
+        (站|内|定购, 空|包装, 高|仿真, 都|有效), when its rest is a verb or adjective (中|风险), a noun
+        suffix of the second character (片子, 个子, 人们), or more than one character (无|毒副作用)."""
         if w_end != end + 1 or start not in self:
             return False
-        tags = _char_tags()
+        tags, nouns = _word_tags()
         text = self.text
-        if tags.get(text[start], "v").startswith(_VERBAL):
+        if text[start + 1 : w_end] not in nouns or tags.get(text[start], "v").startswith(_VERBAL):
             return False
         rest = text[end]
         return rest not in _NOUN_SUFFIXES and tags.get(rest, "") in _NOMINAL
@@ -1326,25 +1359,32 @@ _NOMINAL = frozenset({"n", "ng", "q", "m", "uj"})
 # characters that make a noun of the character before them (片子, 石头, 人们, 画儿): the word is that
 # noun, and a term ending with that character is not its head
 _NOUN_SUFFIXES = frozenset("子头儿们")
-_CHAR_TAGS: dict[str, str] | None = None
+_WORD_TAGS: tuple[dict[str, str], frozenset[str]] | None = None
 
 
-def _char_tags() -> dict[str, str]:
-    """Part-of-speech tag of each single character in the segmenter's dictionary (loaded once, ~0.2 s)."""
-    global _CHAR_TAGS
-    if _CHAR_TAGS is None:
+def _word_tags() -> tuple[dict[str, str], frozenset[str]]:
+    """From the segmenter's dictionary (loaded once, ~0.3 s): the part-of-speech tag of each single
+    character, and the words of two characters tagged as nouns (n, nr, ns, nz, ...)."""
+    global _WORD_TAGS
+    if _WORD_TAGS is None:
         tok = _segmenter()  # takes the lock itself
         with _SEG_LOCK:
-            if _CHAR_TAGS is None:
+            if _WORD_TAGS is None:
                 tags: dict[str, str] = {}
+                nouns: set[str] = set()
                 with tok.get_dict_file() as f:
                     for raw in f:
                         line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
                         parts = line.split()
-                        if len(parts) >= 3 and len(parts[0]) == 1:
-                            tags[parts[0]] = parts[2]
-                _CHAR_TAGS = tags
-    return _CHAR_TAGS
+                        if len(parts) < 3:
+                            continue
+                        w = parts[0]
+                        if len(w) == 1:
+                            tags[w] = parts[2]
+                        elif len(w) == 2 and parts[2].startswith("n"):
+                            nouns.add(w)
+                _WORD_TAGS = tags, frozenset(nouns)
+    return _WORD_TAGS
 
 
 # dictionary fragment -> log(frequency) - log(total) in the segmenter's dictionary, None for a prefix

@@ -18,7 +18,7 @@ rules:
     code: A7
     severity: high
     mode: exact
-    terms: [保本, 内定, 特供, 高仿, 特价, 过期, 开光, 空包, 看片]
+    terms: [保本, 内定, 特供, 高仿, 特价, 过期, 开光, 空包, 看片, 都有]
     should_flag: [加盟我们保本保息]
     should_not_flag: [环保本身很重要]
 """
@@ -71,6 +71,7 @@ def test_term_heading_a_compound_fires(rs: RuleSet, text: str, term: str) -> Non
         "这个是空包装盒不要",  # 空|包装盒: more than one character after the term
         "您可以自由在我们站内定购任何VIP服务",  # 站|内|定购: 购 is a verb
         "环保本身很重要",  # 环保|本身: the term's first character ends another word
+        "这个方法每个人都有效",  # 都|有效: the word is an adjective, not a noun
     ],
 )
 def test_term_inside_a_word_that_changes_its_meaning_is_silent(rs: RuleSet, text: str) -> None:
@@ -108,3 +109,12 @@ def test_quick_straddle_check_agrees_with_the_full_segmentation(text: str) -> No
         expected = full.words.get(s + 1, 0) > s + 2 and not full._heads_compound(s, s + 2, full.words[s + 1])
         assert _WordBounds(text).straddles(s, s + 2) == expected, (text, s)
         assert full.straddles(s, s + 2) == expected, (text, s)
+
+
+def test_explain_shows_a_term_read_across_a_word_boundary(rs: RuleSet) -> None:
+    ex = rs.explain("环保本身很重要")
+    assert not ex.hits
+    assert [(h.rule_id, h.pattern, h.reason) for h in ex.exempted] == [
+        ("false_claim.a7.demo", "保本", "word boundary: 环保|本身")
+    ]
+    assert not rs.explain("这个特价款不退不换").exempted
