@@ -323,7 +323,7 @@ class _RuleTables:
             if atom.mode != "exact":
                 self._atoms_by_codes[atom.codes].append(ai)
         if any(len(a.text) == 2 and _is_cjk(a.text) for a in self._atoms):
-            _segmenter()  # load the word segmenter now, not inside the first line's time budget
+            _word_tags()  # load the word segmenter and its tags now, not inside the first line's time budget
         self._phrases.discard("")
         self._index_regexes()
         anywhere = set(self._tracked_trigger) | self._regex_lits | self._phrases
@@ -1009,9 +1009,34 @@ class RuleSet(_AtomMatching):
             normalized=display(norm.text),
             pinyin=pinyin_display(norm.text),
             hits=tuple(conv(h) for h in hits),
-            exempted=tuple(conv(h) for h in silenced),
+            exempted=tuple(conv(h) for h in silenced) + self._boundary_silenced(norm),
             version=self.version,
         )
+
+    def _boundary_silenced(self, norm: Normalized) -> tuple[ExplainHit, ...]:
+        """Occurrences of two-character hit terms that matching does not count because they are read
+        across a word boundary (see `_WordBounds.straddles`), for `explain`."""
+        sc, _ = self._scan(norm)
+        out: list[ExplainHit] = []
+        for ai in sorted(sc.found):
+            atom = self._atoms[ai]
+            spans = sc.exact.get(atom.text) if atom.two_cjk else None
+            for s, e in spans or ():
+                if not _straddles(sc, s, e):
+                    continue
+                bounds = sc.bounds
+                words = bounds.around(s, e) if bounds is not None else atom.text
+                for ri in self._hit_roles.get(ai, ()):
+                    r = self._compiled[ri].rule
+                    if r.enabled:
+                        h = _hit(r.id, norm, (s, e, 100.0, "exact", atom.text), f"word boundary: {words}")
+                        out.append(
+                            ExplainHit(
+                                r.id, r.category, r.code, r.severity, h.matched, display(atom.text),
+                                100.0, "exact", atom.text, h.reason,
+                            )
+                        )
+        return tuple(out)
 
 
 
@@ -1181,14 +1206,14 @@ class _WordBounds:
     """`word_bounds` of one text, computed on demand.
 
     `straddles` first looks at the dictionary route of the term's block from its end back to the
-    term's second character only: when that character is a word alone and the next one starts a
-    longer dictionary word, no word runs on past the term (the route walks on into that word), which
-    settles most terms without the rest of the route. Otherwise the whole segmentation is computed:
-    the dictionary route at once, the HMM of a run of unknown single characters only when a position
-    inside the run is asked about (the run's own ends are word boundaries whatever the HMM makes of it).
+    term's second character only: when the best route word starting at that character is the
+    character alone, no dictionary word starts there and runs on past the term, which settles most
+    terms without the rest of the route. Otherwise the whole segmentation is computed: the dictionary
+    route at once, the HMM of a run of unknown single characters only when a position inside the run
+    is asked about (the run's own ends are word boundaries whatever the HMM makes of it).
     """
 
-    __slots__ = ("blocks", "known", "pending", "routes", "text")
+    __slots__ = ("blocks", "known", "pending", "routes", "text", "words")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -1196,6 +1221,7 @@ class _WordBounds:
         self.routes: dict[int, tuple[list[float], list[int], list[int]]] = {}  # offset -> p, x, [lo]
         self.known: set[int] | None = None
         self.pending: list[tuple[int, str]] = []  # (offset, run) whose inside the HMM decides
+        self.words: dict[int, int] = {}  # start -> end of each dictionary word of two or more characters
 
     def _blocks(self) -> list[tuple[int, str, bool]]:
         if self.blocks is None:
@@ -1240,6 +1266,8 @@ class _WordBounds:
                             pending.append((pos, w))
                             pos += len(w)
                         else:
+                            if w > 1:
+                                self.words[pos] = pos + w
                             pos += w
                         known.add(pos)
                 else:
@@ -1274,19 +1302,89 @@ class _WordBounds:
         return False
 
     def straddles(self, start: int, end: int) -> bool:
-        """Whether a word ends at `start` + 1 and none at `end` (see `_straddles`)."""
-        if self.known is None and end == start + 2:
+        """Whether the two-character term text[start:end] is read across a word boundary.
+
+        True when its second character begins a longer dictionary word on the route (环保|本身 holds
+        保本, 站|内|定购 holds 内定), unless the term heads a compound (`_heads_compound`). A boundary
+        only the HMM guessed inside a run of characters the dictionary does not know (高|仿表, 刮|码货)
+        silences nothing: no dictionary word claims the second character there.
+        """
+        k = start + 1
+        if self.known is None:
             for at, blk, han in self._blocks():
-                k = start + 1 - at  # the term's second character, in this block
-                if 0 <= k < len(blk):
-                    if han and k >= 1:
-                        if k + 1 == len(blk):
-                            return False  # the block ends after the term: so does a word
-                        _, route_x = self._route(at, blk, k)
-                        if route_x[k] == k and route_x[k + 1] > k + 1:
-                            return False
+                j = k - at  # the term's second character, in this block
+                if 0 <= j < len(blk):
+                    if han and j >= 1:
+                        if j + 1 == len(blk):
+                            return False  # the block ends after the term: no word runs on past it
+                        _, route_x = self._route(at, blk, j)
+                        if route_x[j] == j:
+                            return False  # no dictionary word starts at the second character
                     break
-        return (start + 1) in self and end not in self
+        self._settle()
+        w_end = self.words.get(k, 0)
+        if w_end <= end:
+            return False
+        return not self._heads_compound(start, end, w_end)
+
+    def around(self, start: int, end: int) -> str:
+        """The words holding text[start:end], separated by |: 环保|本身 for 保本 (for explanations)."""
+        known = self._settle()
+        lo = max((p for p in known if p <= start), default=0)
+        hi = self.words.get(start + 1, end)
+        return f"{self.text[lo : start + 1]}|{self.text[start + 1 : hi]}"
+
+    def _heads_compound(self, start: int, end: int, w_end: int) -> bool:
+        """Whether a term whose second character starts the dictionary word text[start+1:w_end] still
+        keeps its meaning: that word is a noun of two characters and the term heads a compound whose
+        rest is one nominal character (特|价款 特价款, 过|期货, 美|白霜, 一|套房, 虚|标的). Not when the
+        first character ends another word (环保|本身), is a verb or preposition taking that word as its
+        object (开|光镜, 看|片子, 被|罚款, 拉|人头), when the word is a verb, adjective or adverb
+        (站|内|定购, 空|包装, 高|仿真, 都|有效), when its rest is a verb or adjective (中|风险), a noun
+        suffix of the second character (片子, 个子, 人们), or more than one character (无|毒副作用)."""
+        if w_end != end + 1 or start not in self:
+            return False
+        tags, nouns = _word_tags()
+        text = self.text
+        if text[start + 1 : w_end] not in nouns or tags.get(text[start], "v").startswith(_VERBAL):
+            return False
+        rest = text[end]
+        return rest not in _NOUN_SUFFIXES and tags.get(rest, "") in _NOMINAL
+
+
+# jieba's part-of-speech tags (of single characters): a first character tagged as a verb or preposition
+# takes the word after it as its object; a rest of one of these tags is a noun, classifier, numeral or 的
+_VERBAL = ("v", "p")
+_NOMINAL = frozenset({"n", "ng", "q", "m", "uj"})
+# characters that make a noun of the character before them (片子, 石头, 人们, 画儿): the word is that
+# noun, and a term ending with that character is not its head
+_NOUN_SUFFIXES = frozenset("子头儿们")
+_WORD_TAGS: tuple[dict[str, str], frozenset[str]] | None = None
+
+
+def _word_tags() -> tuple[dict[str, str], frozenset[str]]:
+    """From the segmenter's dictionary (loaded once, ~0.3 s): the part-of-speech tag of each single
+    character, and the words of two characters tagged as nouns (n, nr, ns, nz, ...)."""
+    global _WORD_TAGS
+    if _WORD_TAGS is None:
+        tok = _segmenter()  # takes the lock itself
+        with _SEG_LOCK:
+            if _WORD_TAGS is None:
+                tags: dict[str, str] = {}
+                nouns: set[str] = set()
+                with tok.get_dict_file() as f:
+                    for raw in f:
+                        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+                        parts = line.split()
+                        if len(parts) < 3:
+                            continue
+                        w = parts[0]
+                        if len(w) == 1:
+                            tags[w] = parts[2]
+                        elif len(w) == 2 and parts[2].startswith("n"):
+                            nouns.add(w)
+                _WORD_TAGS = tags, frozenset(nouns)
+    return _WORD_TAGS
 
 
 # dictionary fragment -> log(frequency) - log(total) in the segmenter's dictionary, None for a prefix
@@ -1377,11 +1475,11 @@ def _flush_buf(buf: str, freq: dict[str, int], words: list[int | str]) -> None:
 
 
 def _straddles(sc: _Scratch, start: int, end: int) -> bool:
-    """A two-character term read across a word boundary: 环保|本身 holds 保本, 站内|定购 holds 内定.
+    """A two-character term read across a word boundary: 环保|本身 holds 保本, 站|内|定购 holds 内定.
 
-    True when a word ends between the term's two characters and its second character starts a longer
-    word (环保|本身, 站|内|定购). A term that starts a longer word (特供酒) or whose second character
-    stands alone (酒护|肝, a segmentation slip) still counts: only clear straddles are silenced.
+    True when the term's second character starts a longer dictionary word (see `_WordBounds.straddles`).
+    A term that starts a longer word (特供酒), whose second character stands alone (酒护|肝), that the
+    HMM alone splits (高|仿表) or that heads a compound (特|价款) still counts.
     """
     b = sc.bounds
     if b is None:
