@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.config import AlertsConfig
@@ -131,7 +131,10 @@ class LiveEvidence:
                     AlertRow.source != "speech",
                     or_(
                         Broadcast.video_complete.is_(True),
-                        Broadcast.video_done_s > AlertRow.end_s + gap + 1.0,
+                        # the video lane's watermark is where its oldest caption still on screen began
+                        # (the analyzer's): a caption up now may still grow an alert it opened
+                        func.coalesce(Broadcast.video_resume_s, Broadcast.video_done_s)
+                        > AlertRow.end_s + gap + 1.0,
                         and_(Broadcast.video_expected.is_(False), Broadcast.analysis_complete.is_(True)),
                     ),
                 ),

@@ -13,10 +13,12 @@ fixed sleeps.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -258,3 +260,123 @@ def test_video_cursor_orders_batches_and_a_takeover_reader_retires_the_old_ones(
         assert _captions(db) == [(CAPTION, 3.0)]
     finally:
         db.dispose()
+
+
+# -- end to end: broadcast_0's captions, read on the ingest box ------------------------------------------
+
+
+def _media_alerts(db: Database) -> list[dict[str, Any]]:
+    """Every alert on the media's own clock (its broadcast's `source_start_s` + `start_s`)."""
+    with db.session() as s:
+        rows = s.execute(select(AlertRow, Broadcast.source_start_s).join(Broadcast)).all()
+        return sorted(
+            (
+                {"category": r.category, "source": r.source, "rule": r.rule_id, "text": r.text,
+                 "start_s": (s0 or 0.0) + r.start_s, "end_s": (s0 or 0.0) + r.end_s,
+                 "evidence": r.evidence_status, "dir": r.evidence_dir}
+                for r, s0 in rows
+            ),
+            key=lambda a: a["start_s"],
+        )  # fmt: skip
+
+
+def _same(a: dict[str, Any], b: dict[str, Any], slack_s: float = 2.5) -> bool:
+    """The same alert read on two recordings: category and source, times within a frame step or two."""
+    return (
+        a["category"] == b["category"]
+        and a["source"] == b["source"]
+        and abs(a["start_s"] - b["start_s"]) <= slack_s
+        and abs(a["end_s"] - b["end_s"]) <= slack_s
+    )
+
+
+def _in_process_monitor(tmp_path: Path) -> list[dict[str, Any]]:
+    """The monitor (one process) on broadcast_0.mp4: its screen alerts (no speech: a deaf transcriber)."""
+    from live_helpers import CORPUS, Deaf
+    from test_live_monitor import settled
+    from test_live_monitor import wait_for as wait_until
+
+    from app.monitor import Monitor
+
+    data = tmp_path / "inproc"
+    cfg = MonitorConfig.model_validate(
+        {
+            "data_dir": str(data),
+            "semantic": {"enabled": False},
+            "alerts": {"pre_roll_s": 2.0, "post_roll_s": 2.0},
+            "streams": [{"id": "room", "url": str(CORPUS / "broadcast_0.mp4"), "realtime": False,
+                         "record_video": True}],
+        }
+    )  # fmt: skip
+    db = Database.for_data_dir(data)
+    mon = Monitor(cfg, db, data, transcriber=Deaf())
+    mon.start()
+    try:
+        wait_until(lambda: settled(db), 300, "the in-process monitor's video read and evidence cut")
+    finally:
+        mon.stop()
+    try:
+        return _media_alerts(db)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_bus_raises_the_in_process_screen_alerts_on_broadcast_0_with_evidence(
+    tmp_path: Path, nats: EmbeddedNats
+) -> None:
+    from live_helpers import CORPUS, HlsServer
+    from test_bus_ingest import broadcasts, ingest_config, start_worker, stop_workers
+    from test_bus_ingest import wait_for as wait_bus
+
+    from alerts.evidence import sha256_file
+
+    t0 = time.monotonic()
+    reference = [a for a in _in_process_monitor(tmp_path) if a["source"] != "speech"]
+    t_ref = time.monotonic() - t0
+    assert reference, "broadcast_0 has captions that break the rules: the monitor raises screen alerts"
+
+    data = tmp_path / "data"
+    db = Database.for_data_dir(data)
+    procs: list[subprocess.Popen[bytes]] = []
+    t1 = time.monotonic()
+    with HlsServer(CORPUS / "broadcast_0.mp4", tmp_path / "hls") as server:
+        config = ingest_config(
+            tmp_path / "bus.yaml", data, nats.url, {"room": server.url},
+            alerts={"pre_roll_s": 2.0, "post_roll_s": 2.0},
+        )  # fmt: skip
+        try:
+            procs.append(start_worker(config, tmp_path / "analyze.log", "analyze"))
+            procs.append(start_worker(config, tmp_path / "ingest.log", "ingest"))  # no ASR: screen only
+
+            def read_and_cut() -> bool:
+                bs = broadcasts(db, "room")
+                if not bs or not all(b.video_complete for b in bs):
+                    return False
+                return all(a["evidence"] != "pending" for a in _media_alerts(db))
+
+            wait_bus(lambda: server.finished, 200, "the HLS producer to finish", procs)
+            wait_bus(read_and_cut, 240, "the video read, analysed and its alerts' evidence cut", procs)
+        finally:
+            stop_workers(procs)
+    t_bus = time.monotonic() - t1
+    got = _media_alerts(db)
+    assert got and all(a["source"] != "speech" for a in got)
+    missing = [r for r in reference if not any(_same(r, g) for g in got)]
+    extra = [g for g in got if not any(_same(g, r) for r in reference)]
+    assert not missing and not extra and len(got) == len(reference), (missing, extra, reference, got)
+    for a in got:  # evidence cut on the ingest box, from its recordings
+        assert a["evidence"] == "done", a
+        folder = data / a["dir"]
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        for f in manifest["files"]:
+            assert sha256_file(folder / f["name"]) == f["sha256"]
+    with db.session() as s:
+        (b,) = s.scalars(select(Broadcast)).all()
+        assert b.video_expected and b.bus_video_epoch == 0 and (b.bus_video_seq or 0) > 0
+    print(
+        f"{len(got)} screen alert(s) on the bus, as in one process ({[(a['category'], round(a['start_s'], 1)) for a in got]}); "
+        f"in-process {t_ref:.0f} s, bus {t_bus:.0f} s"
+    )
+    db.dispose()
