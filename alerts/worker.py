@@ -104,16 +104,23 @@ class AnalysisWorker:
         self._analyzer(alert.broadcast_id).restore(alert)
 
     def resume(
-        self, broadcast_id: str, alerts: Sequence[Alert], context: Sequence[Utterance], done_s: float
+        self,
+        broadcast_id: str,
+        alerts: Sequence[Alert],
+        context: Sequence[Utterance],
+        done_s: float,
+        *,
+        lane: str = SPEECH,
     ) -> None:
         """Take over a broadcast analysed elsewhere up to `done_s` (another process, or this one before a
         restart; the bus's analyze workers): reopen the groups of its `alerts` that may still grow, then
         give the lines already analysed as context (`context`, in order: not judged again) with the
-        watermark, so the next batch groups and words its alerts as the analyzer that began would."""
+        watermark, so the next batch groups and words its alerts as the analyzer that began would.
+        `lane`: the watermark's lane (VIDEO: the captions read and the video watermark)."""
         an = self._analyzer(broadcast_id)
         for alert in alerts:
             an.restore(alert)
-        an.feed(context, done_s, rules=None)  # groups this closes were closed there: nothing to hand on
+        an.feed(context, done_s, rules=None, lane=lane)  # groups this closes were closed there: nothing to hand on
 
     # -- the loop -----------------------------------------------------------------------------------------
 

@@ -23,6 +23,19 @@ written in the same transaction as the batch's alerts and `analyzed` marks. A wo
 - acknowledges only after the transaction committed; a failed analysis or transaction is given back
   and its in-memory analyzer dropped (the next try rebuilds it from what was committed).
 
+Video (app/bus_video.py): the ingest boxes read their broadcasts' frames with the monitor's video reader
+and publish each batch (captions, captions still on screen, visual detections, watermarks) on
+`LW_VIDEO` (durable consumer "analyze_video", shared). A worker feeds it to the broadcast's video
+analyzer (the same `AnalysisWorker`, lane VIDEO: groups of source screen/visual never join speech
+groups) and commits it with the monitor's `store_result` (captions stored, video watermark) plus the
+broadcast's video cursor (`bus_video_epoch`, `bus_video_seq`) under the same rules: a committed batch
+is acknowledged again without analysis, an early one given back, a stale analyzer rebuilt from the
+store (open screen/visual alerts, the captions read as context, the video watermark). A batch of a
+newer reader (`epoch`: a takeover on the ingest side, reading again from the stored video watermark)
+starts at its `seq` 0 and retires the older reader's batches not committed yet. Price claims: each
+lane's transaction replaces only its own sources' claims (speech, or screen), as the two lanes may be
+analysed by different workers.
+
 Concurrency contract: `BusAnalyzer` (the synchronous part) is used by one thread at a time; the
 asyncio loop (`run_analyze_worker`) takes one batch at a time and runs it on a thread so the NATS
 connection keeps answering (and tells the server the batch is in progress while it is analysed). On
@@ -41,21 +54,26 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.analyzer import VIDEO
 from alerts.webhook import WebhookConfig
 from alerts.worker import AnalysisResult, AnalysisWorker
 from app.bus_config import BusSection
 from app.bus_wire import (
     TRANSCRIPTS_STREAM,
     TRANSCRIPTS_SUBJECTS,
+    VIDEO_STREAM,
+    VIDEO_SUBJECTS,
     TranscriptMessage,
+    VideoMessage,
     WireError,
     decode_transcript,
+    decode_video,
 )
 from app.config import RootConfig
 from app.live_alerts import store_result
@@ -69,16 +87,19 @@ from store.models import AlertRow, Broadcast, UtteranceRow
 
 __all__ = [
     "DURABLE",
+    "VIDEO_DURABLE",
     "BusAnalyzer",
     "Outcome",
     "Rolls",
     "ensure_transcripts_stream",
+    "ensure_video_stream",
     "run_analyze_worker",
 ]
 
 logger = logging.getLogger(__name__)
 
 DURABLE = "analyze"
+VIDEO_DURABLE = "analyze_video"
 BUS_SEQ = "bus_seq"  # the broadcast column: the last batch committed by an analyze worker
 
 
@@ -92,7 +113,7 @@ class Outcome(enum.Enum):
 class _Conflict(Exception):
     """The broadcast's committed batches changed between the check and the transaction."""
 
-    def __init__(self, committed: int) -> None:
+    def __init__(self, committed: Any) -> None:
         super().__init__(committed)
         self.committed = committed
 
@@ -110,6 +131,7 @@ class Rolls:
 class _State:
     worker: AnalysisWorker  # holds this broadcast's analyzer (and its price claims)
     seq: int  # the last batch this analyzer has seen, committed
+    epoch: int = 0  # video: the reader whose batches it has seen
 
 
 class _Port:
@@ -117,7 +139,7 @@ class _Port:
 
     def __init__(self, owner: BusAnalyzer) -> None:
         self.owner = owner
-        self.msg: TranscriptMessage | None = None
+        self.msg: TranscriptMessage | VideoMessage | None = None
         self.new: list[str] = []
 
     def rules(self, stream_id: str) -> RuleSet:
@@ -125,7 +147,11 @@ class _Port:
 
     def clocks(self, broadcast_id: str) -> tuple[float | None, float | None]:
         msg = self.msg
-        if msg is not None and msg.batch.broadcast_id == broadcast_id and msg.started_ts is not None:
+        if (
+            isinstance(msg, TranscriptMessage)
+            and msg.batch.broadcast_id == broadcast_id
+            and msg.started_ts is not None
+        ):
             return msg.started_ts, msg.source_start_s
         with self.owner.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
@@ -160,6 +186,7 @@ class BusAnalyzer:
         self.rolls = rolls
         self.clock = clock
         self._states: dict[str, _State] = {}
+        self._video: dict[str, _State] = {}  # the video lane's analyzers, by broadcast
         self.rebuilt = 0  # analyzers rebuilt from the store (a takeover or a restart)
         # called after a batch's transaction committed, before it is acknowledged (tests kill here)
         self.after_commit: Callable[[TranscriptMessage], None] | None = None
@@ -197,7 +224,48 @@ class BusAnalyzer:
             self.after_commit(msg)
         return Outcome.STORED, port.new
 
+    def handle_video(self, msg: VideoMessage) -> tuple[Outcome, list[str]]:
+        """One video batch: (what to tell the bus, ids of the alerts raised anew). See the module docstring."""
+        b = msg.batch
+        committed = self._committed_video(b.broadcast_id)
+        if committed is None:
+            return Outcome.NO_BROADCAST, []
+        outcome = _video_order(msg, committed)
+        if outcome is not None:
+            return outcome, []
+        state = self._video.get(b.broadcast_id)
+        if state is None or (state.epoch, state.seq) != committed:
+            state = self._rebuild_video(b.broadcast_id, committed)
+        port = state.worker.port
+        assert isinstance(port, _Port)
+        port.msg, port.new = msg, []
+        try:
+            state.worker.analyze(b)
+        except _Conflict as e:
+            self._video.pop(b.broadcast_id, None)
+            return (_video_order(msg, e.committed) or Outcome.EARLY), []
+        except BaseException:
+            self._video.pop(b.broadcast_id, None)
+            raise
+        finally:
+            port.msg = None
+        state.epoch, state.seq = msg.epoch, msg.seq
+        if b.final:
+            self._video.pop(b.broadcast_id, None)
+        return Outcome.STORED, port.new
+
     # -- the store ---------------------------------------------------------------------------------------
+
+    def _committed_video(self, broadcast_id: str) -> tuple[int, int] | None:
+        with self.db.session() as s:
+            row = s.execute(
+                select(Broadcast.id, Broadcast.bus_video_epoch, Broadcast.bus_video_seq).where(
+                    Broadcast.id == broadcast_id
+                )
+            ).first()
+        if row is None:
+            return None
+        return _cursor(row.bus_video_epoch, row.bus_video_seq)
 
     def _committed(self, broadcast_id: str) -> int | None:
         with self.db.session() as s:
@@ -206,19 +274,28 @@ class BusAnalyzer:
             return None
         return -1 if row.bus_seq is None else int(row.bus_seq)
 
-    def commit(self, msg: TranscriptMessage, result: AnalysisResult) -> list[str]:
+    def commit(self, msg: TranscriptMessage | VideoMessage, result: AnalysisResult) -> list[str]:
         """The batch's transaction: app/live_alerts.store_result (the monitor's) plus the bus watermark,
         guarded by the broadcast's row (locked on PostgreSQL) so two workers cannot both commit it."""
         b = msg.batch
         rolls = self.rolls(b.stream_id)
+        video = isinstance(msg, VideoMessage)
 
         def tx(s: Session) -> list[str]:
+            nonlocal result
             row = s.get(Broadcast, b.broadcast_id, with_for_update=True)
             if row is None:
                 raise KeyError(b.broadcast_id)
-            committed = -1 if row.bus_seq is None else int(row.bus_seq)
-            if committed != msg.seq - 1:
-                raise _Conflict(committed)
+            if isinstance(msg, VideoMessage):
+                cursor = _cursor(row.bus_video_epoch, row.bus_video_seq)
+                if _video_order(msg, cursor) is not None:
+                    raise _Conflict(cursor)
+            else:
+                committed = -1 if row.bus_seq is None else int(row.bus_seq)
+                if committed != msg.seq - 1:
+                    raise _Conflict(committed)
+            if result.new_claims:  # this lane's claims replace only this lane's stored ones
+                result = _lane_claims(s, result, video)
             new = store_result(
                 s,
                 result,
@@ -228,7 +305,10 @@ class BusAnalyzer:
                 hooks=list(rolls.hooks),
                 now=self.clock(),
             )
-            row.bus_seq = msg.seq
+            if isinstance(msg, VideoMessage):
+                row.bus_video_epoch, row.bus_video_seq = msg.epoch, msg.seq
+            else:
+                row.bus_seq = msg.seq
             return new
 
         with self.db.session() as s, s.begin():
@@ -285,6 +365,79 @@ class BusAnalyzer:
         return state
 
 
+    def _rebuild_video(self, broadcast_id: str, committed: tuple[int, int]) -> _State:
+        """A fresh video analyzer, brought to where the store says the broadcast's video stands."""
+        worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
+        state = self._video[broadcast_id] = _State(worker, committed[1], committed[0])
+        if committed == (0, -1):
+            return state
+        self.rebuilt += 1
+        a = self.cfg.alerts
+        horizon = max(a.merge_gap_s, a.context_after_s)
+        with self.db.session() as s:
+            b = s.get(Broadcast, broadcast_id)
+            done_s = (b.video_done_s or 0.0) if b is not None else 0.0
+            rows = s.scalars(
+                select(AlertRow)
+                .where(
+                    AlertRow.broadcast_id == broadcast_id,
+                    AlertRow.source != "speech",
+                    AlertRow.evidence_status == "pending",
+                    AlertRow.end_s + horizon >= done_s,
+                )
+                .order_by(AlertRow.start_s)
+            ).all()
+            alerts = [alert_from_row(s, r) for r in rows]
+            low = min([al.start_s for al in alerts] + [done_s]) - a.context_before_s - 1.0
+            ctx = [
+                repo.utterance_from_row(r)
+                for r in s.scalars(
+                    select(UtteranceRow)
+                    .where(
+                        UtteranceRow.broadcast_id == broadcast_id,
+                        UtteranceRow.source == "screen",
+                        UtteranceRow.end_s >= low,
+                    )
+                    .order_by(UtteranceRow.start_s, UtteranceRow.idx)
+                )
+            ]
+        worker.resume(broadcast_id, alerts, ctx, done_s, lane=VIDEO)
+        logger.info(
+            "broadcast %s: video analyzer rebuilt from the store at reader %d batch %d (%.1f s; %d open "
+            "alert(s), %d caption(s) of context)",
+            broadcast_id,
+            committed[0],
+            committed[1],
+            done_s,
+            len(alerts),
+            len(ctx),
+        )
+        return state
+
+
+def _cursor(epoch: int | None, seq: int | None) -> tuple[int, int]:
+    """A broadcast's committed video batch: (reader, place); (0, -1) when none was committed."""
+    return (0 if epoch is None else int(epoch), -1 if seq is None else int(seq))
+
+
+def _video_order(msg: VideoMessage, committed: tuple[int, int]) -> Outcome | None:
+    """None when `msg` is the batch that follows `committed`; else DUPLICATE (committed before, or of a
+    reader a newer one replaced) or EARLY (a batch it follows is not committed yet)."""
+    epoch, seq = committed
+    if msg.epoch < epoch or (msg.epoch == epoch and msg.seq <= seq):
+        return Outcome.DUPLICATE
+    if (msg.epoch == epoch and msg.seq == seq + 1) or (msg.epoch > epoch and msg.seq == 0):
+        return None
+    return Outcome.EARLY
+
+
+def _lane_claims(s: Session, result: AnalysisResult, video: bool) -> AnalysisResult:
+    """The broadcast's claims to store: the other lane's as stored, this lane's as analysed."""
+    mine = (lambda src: src != "speech") if video else (lambda src: src == "speech")
+    keep = [c for c in stored_claims(s, result.batch.broadcast_id) if not mine(c.source)]
+    return replace(result, claims=tuple(keep + [c for c in result.claims if mine(c.source)]))
+
+
 # -- JetStream ----------------------------------------------------------------------------------------
 
 
@@ -309,7 +462,35 @@ async def ensure_transcripts_stream(js: Any, bus: BusSection) -> None:
         await js.update_stream(config)
 
 
-async def ensure_analyze_consumer(js: Any, bus: BusSection, durable: str = DURABLE) -> None:
+async def ensure_video_stream(js: Any, bus: BusSection) -> None:
+    """The work-queue stream of video batches from the ingest boxes (created, or brought to this config)."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+    config = StreamConfig(
+        name=VIDEO_STREAM,
+        subjects=[VIDEO_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_bytes=bus.max_stream_bytes,
+        discard=DiscardPolicy.NEW,  # refuse new batches when full; never drop unanalysed ones
+        duplicate_window=120.0,
+    )
+    try:
+        await js.add_stream(config)
+    except Exception as e:
+        if "already in use" not in str(e):
+            raise
+        await js.update_stream(config)
+
+
+async def ensure_analyze_consumer(
+    js: Any,
+    bus: BusSection,
+    durable: str = DURABLE,
+    *,
+    stream: str = TRANSCRIPTS_STREAM,
+    subjects: str = TRANSCRIPTS_SUBJECTS,
+) -> None:
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     config = ConsumerConfig(
@@ -319,9 +500,9 @@ async def ensure_analyze_consumer(js: Any, bus: BusSection, durable: str = DURAB
         ack_wait=bus.ack_wait_s,
         max_ack_pending=bus.max_ack_pending,
         max_deliver=-1,  # a batch is given back until it is committed; never dropped
-        filter_subject=TRANSCRIPTS_SUBJECTS,
+        filter_subject=subjects,
     )
-    await js.add_consumer(TRANSCRIPTS_STREAM, config)
+    await js.add_consumer(stream, config)
 
 
 async def connect(bus: BusSection, name: str) -> Any:
@@ -341,17 +522,22 @@ async def _keep_alive(msg: Any, every_s: float) -> None:
             logger.debug("in-progress notice not sent", exc_info=True)
 
 
-async def _one(msg: Any, analyzer: BusAnalyzer, bus: BusSection) -> Outcome | None:
+async def _one(
+    msg: Any, analyzer: BusAnalyzer, bus: BusSection, lock: asyncio.Lock | None = None
+) -> Outcome | None:
     meta = msg.metadata
+    tm: TranscriptMessage | VideoMessage
     try:
-        tm = decode_transcript(msg.data)
+        tm = decode_video(msg.data) if msg.subject.startswith("lw.video.") else decode_transcript(msg.data)
     except WireError as e:
         logger.error("bus message %s on %s refused and removed: %s", meta.sequence.stream, msg.subject, e)
         await msg.term()
         return None
     alive = asyncio.create_task(_keep_alive(msg, max(0.5, bus.ack_wait_s / 3)))
+    handle = analyzer.handle_video if isinstance(tm, VideoMessage) else analyzer.handle
     try:
-        outcome, new = await asyncio.to_thread(analyzer.handle, tm)
+        async with lock or asyncio.Lock():  # the analyzer is used by one thread at a time
+            outcome, new = await asyncio.to_thread(handle, tm)  # type: ignore[arg-type]
     except Exception:
         logger.exception(
             "batch %s of broadcast %s (delivery %d) failed; given back to the bus",
@@ -391,8 +577,8 @@ async def run_analyze_worker(
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
 ) -> None:
-    """Pull batches until `stop` is set (or SIGTERM/SIGINT); see the module docstring."""
-    import nats.errors
+    """Pull batches (transcripts and video) until `stop` is set (or SIGTERM/SIGINT); see the module
+    docstring."""
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -406,17 +592,23 @@ async def run_analyze_worker(
         js = nc.jetstream()
         await ensure_transcripts_stream(js, bus)
         await ensure_analyze_consumer(js, bus, durable)
+        await ensure_video_stream(js, bus)
+        vdurable = VIDEO_DURABLE if durable == DURABLE else f"{durable}_video"
+        await ensure_analyze_consumer(js, bus, vdurable, stream=VIDEO_STREAM, subjects=VIDEO_SUBJECTS)
         sub = await js.pull_subscribe_bind(durable, stream=TRANSCRIPTS_STREAM)
-        logger.info("analyze worker pulling %s (consumer %s) from %s", TRANSCRIPTS_STREAM, durable, bus.url)
+        vsub = await js.pull_subscribe_bind(vdurable, stream=VIDEO_STREAM)
+        logger.info(
+            "analyze worker pulling %s (consumer %s) and %s (consumer %s) from %s",
+            TRANSCRIPTS_STREAM,
+            durable,
+            VIDEO_STREAM,
+            vdurable,
+            bus.url,
+        )
         if ready is not None:
             ready()
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            for m in msgs:
-                await _one(m, analyzer, bus)
+        lock = asyncio.Lock()
+        await asyncio.gather(_pull(sub, analyzer, bus, stop, lock), _pull(vsub, analyzer, bus, stop, lock))
     finally:
         # every batch taken was acknowledged or given back (ack_sync / nak above): close at once (a drain
         # would wait out the open pull request); a batch in hand at a crash is redelivered anyway
@@ -425,6 +617,19 @@ async def run_analyze_worker(
         except Exception:  # the server went first (a dev cluster stopping)
             logger.info("bus connection lost before closing", exc_info=True)
         await nc.close()
+
+
+async def _pull(sub: Any, analyzer: BusAnalyzer, bus: BusSection, stop: asyncio.Event, lock: asyncio.Lock) -> None:
+    """One consumer's batches, one at a time, until `stop` (the analyzer itself is shared under `lock`)."""
+    import nats.errors
+
+    while not stop.is_set():
+        try:
+            msgs = await sub.fetch(1, timeout=1.0)
+        except nats.errors.TimeoutError:
+            continue
+        for m in msgs:
+            await _one(m, analyzer, bus, lock)
 
 
 def price_checker(cfg: RootConfig, db: Database) -> PriceChecker:

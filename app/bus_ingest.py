@@ -13,7 +13,10 @@
         decoding the same files again gives the same chunks (JetStream stores a re-publish once within
         its duplicate window; the ASR worker skips what it has, app/bus_asr_run.py) ──▶ ASR workers
 
-Video never crosses the bus: the files stay where they were recorded. Evidence is cut here too: the
+Video never crosses the bus: the files stay where they were recorded, and their frames are read here by
+the monitor's video reader (app/bus_video.py: OCR captions and visual detections of the streams that keep
+video, as the monitor's `video:` section says), whose batches go to LW_VIDEO for the analyze workers
+(a taken-over broadcast's video is read again from its stored watermark). Evidence is cut here too: the
 worker runs the monitor's evidence worker (alerts/evidence_worker.py over app/live_evidence.py) for the
 alerts of the broadcasts it owns (`broadcasts.owner` = this worker's name), which the analyze workers
 raise with `evidence_status = 'pending'`; the clips land in this box's `data_dir/evidence`, and their
@@ -61,10 +64,11 @@ from sqlalchemy import func, select
 
 from alerts.evidence_worker import EvidenceWorker
 from app import __version__
-from app.bus_analyze import connect
+from app.bus_analyze import connect, ensure_video_stream
 from app.bus_audio import ensure_audio_stream, publish_chunk
 from app.bus_config import BusSection
-from app.bus_wire import AudioChunk, subject_token
+from app.bus_video import BusVideo, publish_video
+from app.bus_wire import AudioChunk, VideoMessage, subject_token
 from app.live_evidence import LiveEvidence
 from app.live_ingest import broadcast_end_row, log_ended, segment_row
 from app.monitor_config import MonitorConfig, StreamEntry
@@ -88,6 +92,7 @@ CHUNK_S = 1.0  # seconds of audio a chunk (about 32 KB)
 SAMPLE_RATE = 16_000
 EVIDENCE_SWEEP_S = 2.0  # how often the store is asked for alerts of this worker's broadcasts to cut
 PUBLISH_TIMEOUT_S = 3600.0  # a follower waits this long for room on the bus before giving up
+VIDEO_DRAIN_S = 120.0  # a clean stop waits this long for the video read here to be published
 FINAL_SEQ = 1 << 40  # the final chunk's seq when the audio of a taken-over broadcast is out of reach
 
 
@@ -202,6 +207,7 @@ class IngestRunner:
         self.kv: Any = None
         self.chunks = 0
         self.taken_over: list[str] = []  # broadcasts of dead workers this one closed
+        self.video = BusVideo(cfg, db, self.writer, self._emit_video)  # frames read here, batches out
         port = LiveEvidence(
             cfg.alerts,
             db,
@@ -239,12 +245,14 @@ class IngestRunner:
                 started_ts=event.started_ts,
                 source_start_s=event.source_start_s,
                 rules_version="",
-                video=False,  # no video worker on the bus: the broadcast is done when its audio is
+                video=self.video.keeps(entry),  # read here: the broadcast is done when its video is too
                 media_gap_s=event.media_gap_s,
                 hls_join=event.hls_join.as_dict() if event.hls_join is not None else None,
                 owner=self.name,
             )
         )
+        if self.video.keeps(entry):
+            self.video.opened(event.broadcast_id, event.stream_id)
         held = self.held.get(event.stream_id)
         worker = held.worker if held is not None else None
 
@@ -257,10 +265,12 @@ class IngestRunner:
 
     def segment_recorded(self, event: SegmentRecorded) -> None:
         self.writer.submit(segment_row(event))
+        self.video.file(event.segment)  # after its row: a file the video queue leaves out is read back
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:
         # committed before the recorder says it is over: the final chunk follows the row's end
         self.writer.call(broadcast_end_row(event))
+        self.video.end(event.broadcast_id)
         log_ended(event)
 
     def state_changed(self, event: IngestState) -> None:
@@ -277,6 +287,11 @@ class IngestRunner:
         fut = asyncio.run_coroutine_threadsafe(publish_chunk(self.js, chunk, PUBLISH_TIMEOUT_S), self.loop)
         fut.result()
         self.chunks += 1
+
+    def _emit_video(self, msg: VideoMessage) -> None:
+        """Publish a video batch from the video thread, waiting for the bus (backpressure)."""
+        assert self.loop is not None
+        asyncio.run_coroutine_threadsafe(publish_video(self.js, msg, PUBLISH_TIMEOUT_S), self.loop).result()
 
     def _follow(self, broadcast_id: str, stream_id: str, folder: Path, done: Callable[[], bool]) -> _Follow:
         chunker = AudioChunker(broadcast_id, stream_id, self._emit)
@@ -396,6 +411,7 @@ class IngestRunner:
             )
             if reachable:
                 assert folder is not None
+                self.video.resume(bid, stream_id)
                 f = self._follow(bid, stream_id, Path(folder), lambda: True)
                 f.done.wait()
             else:
@@ -459,6 +475,8 @@ class IngestRunner:
         try:
             self.js = nc.jetstream()
             await ensure_audio_stream(self.js, self.bus)
+            await ensure_video_stream(self.js, self.bus)
+            self.video.start()
             try:
                 self.kv = await self.js.create_key_value(
                     KeyValueConfig(bucket=LEASES, ttl=self.bus.ingest_lease_s)
@@ -497,6 +515,7 @@ class IngestRunner:
             with self._lock:
                 follows = list(self._follows.values())
             await asyncio.gather(*(asyncio.to_thread(f.done.wait, 30.0) for f in follows))
+            await asyncio.to_thread(self.video.drain, VIDEO_DRAIN_S)  # the final video batches out
         finally:
             renew.cancel()
         for held in list(self.held.values()):
@@ -506,6 +525,7 @@ class IngestRunner:
                 logger.info("lease of %s not released (it expires)", held.entry.id, exc_info=True)
         with self._lock:
             self.held.clear()
+        self.video.stop()
         self.evidence.stop()
         self.writer.stop()
         await asyncio.to_thread(self.lease.release)

@@ -12,6 +12,14 @@ where it starts on the broadcast's clock (`start_s`), its sample rate, and `fina
 (which may be empty). On the wire: one line of JSON (the header, with the schema version), a newline,
 then the PCM bytes as they are (32 KB/s; base64 would add a third). Subjects are `lw.audio.<stream_id>`.
 
+`VideoMessage` is one `VideoBatch` (ingest → analysis): what the frames of one recorded file (or the
+broadcast's end) gave the monitor's video reader on the ingest box (app/live_video.py): captions
+(utterances with source 'screen', with their first and last moment on screen), captions still on screen
+(`opening`), visual detections, and the video watermarks. `seq` is the batch's place in its reader's
+batches (0, 1, 2, ...), `epoch` names the reader: 0 for the one that began the broadcast, a larger
+number for a reader that took the broadcast over (it reads again from the stored video watermark and
+numbers from 0). Subjects are `lw.video.<stream_id>`. No pixels travel: video never crosses the bus.
+
 JSON, not pickle: workers of different versions meet on the bus, and a message must say what it is.
 A reader refuses a schema version it does not know (`WireError`) rather than guess. Floats survive
 the round trip exactly (Python writes the shortest repr); an unbounded watermark is written as
@@ -22,10 +30,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from asr.types import TranscriptBatch, Utterance, Word
+from detectors.types import Detection, PriceClaim, VideoBatch
 
 __all__ = [
     "AUDIO_STREAM",
@@ -33,16 +42,22 @@ __all__ = [
     "SCHEMA",
     "TRANSCRIPTS_STREAM",
     "TRANSCRIPTS_SUBJECTS",
+    "VIDEO_STREAM",
+    "VIDEO_SUBJECTS",
     "AudioChunk",
     "TranscriptMessage",
+    "VideoMessage",
     "WireError",
     "audio_subject",
     "decode_audio",
     "decode_transcript",
+    "decode_video",
     "encode_audio",
     "encode_transcript",
+    "encode_video",
     "subject_token",
     "transcript_subject",
+    "video_subject",
 ]
 
 SCHEMA = 1
@@ -52,6 +67,9 @@ TRANSCRIPTS_SUBJECTS = "lw.transcripts.>"
 KIND_AUDIO = "audio"
 AUDIO_STREAM = "LW_AUDIO"
 AUDIO_SUBJECTS = "lw.audio.>"
+KIND_VIDEO = "video"
+VIDEO_STREAM = "LW_VIDEO"
+VIDEO_SUBJECTS = "lw.video.>"
 
 
 class WireError(ValueError):
@@ -97,6 +115,20 @@ class AudioChunk:
         return f"{self.broadcast_id}:a{self.seq}"
 
 
+@dataclass(frozen=True, slots=True)
+class VideoMessage:
+    """One video batch of a broadcast (captions, visual detections, watermarks) from an ingest box."""
+
+    batch: VideoBatch
+    seq: int  # the batch's place in its reader's batches, from 0
+    epoch: int = 0  # the reader: 0 began the broadcast; a takeover's reader has a larger one
+
+    @property
+    def msg_id(self) -> str:
+        """JetStream's de-duplication id: a publisher's retry of the same batch is stored once."""
+        return f"{self.batch.broadcast_id}:v{self.epoch}.{self.seq}"
+
+
 def subject_token(stream_id: str) -> str:
     """A stream id as one NATS subject token, also valid as a JetStream KV key and in a consumer name.
 
@@ -119,6 +151,10 @@ def transcript_subject(stream_id: str) -> str:
 
 def audio_subject(stream_id: str) -> str:
     return f"lw.audio.{subject_token(stream_id)}"
+
+
+def video_subject(stream_id: str) -> str:
+    return f"lw.video.{subject_token(stream_id)}"
 
 
 def encode_audio(chunk: AudioChunk) -> bytes:
@@ -252,3 +288,104 @@ def decode_transcript(data: bytes) -> TranscriptMessage:
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise WireError(f"malformed transcript message: {type(e).__name__}: {e}") from None
+
+
+def _claim(c: PriceClaim | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {f.name: getattr(c, f.name) for f in fields(PriceClaim)}
+
+
+def _from_claim(d: dict[str, Any] | None) -> PriceClaim | None:
+    if d is None:
+        return None
+    names = {f.name for f in fields(PriceClaim)}
+    vals: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    return PriceClaim(**vals)
+
+
+def _detection(d: Detection) -> dict[str, Any]:
+    out = {f.name: getattr(d, f.name) for f in fields(Detection) if f.name not in ("claim", "details")}
+    out["claim"] = _claim(d.claim)
+    out["details"] = d.details
+    return out
+
+
+def _from_detection(d: dict[str, Any]) -> Detection:
+    idx = d.get("utterance_index")
+    return Detection(
+        rule_id=str(d["rule_id"]),
+        category=str(d["category"]),
+        code=str(d["code"]),
+        severity=str(d["severity"]),
+        law=str(d["law"]),
+        source=str(d["source"]),
+        start_s=float(d["start_s"]),
+        end_s=float(d["end_s"]),
+        matched=str(d["matched"]),
+        text=str(d["text"]),
+        score=float(d.get("score", 100.0)),
+        mode=str(d.get("mode", "exact")),
+        utterance_index=None if idx is None else int(idx),
+        claim=_from_claim(d.get("claim")),
+        details=dict(d.get("details") or {}),
+    )
+
+
+def encode_video(msg: VideoMessage) -> bytes:
+    b = msg.batch
+    body = {
+        "schema": SCHEMA,
+        "kind": KIND_VIDEO,
+        "seq": msg.seq,
+        "epoch": msg.epoch,
+        "broadcast_id": b.broadcast_id,
+        "stream_id": b.stream_id,
+        "done_s": b.done_s,
+        "final": b.final,
+        "resume_s": b.resume_s,
+        "captions": [_utterance(u) for u in b.captions],
+        "opening": [_utterance(u) for u in b.opening],
+        "visual": [_detection(d) for d in b.visual],
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_plain).encode("utf-8")
+
+
+def _plain(o: object) -> Any:
+    """What a detection's details may hold besides JSON's own types (numpy numbers, tuples)."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def decode_video(data: bytes) -> VideoMessage:
+    try:
+        d = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WireError(f"not a JSON message: {e}") from None
+    if not isinstance(d, dict):
+        raise WireError("not a JSON object")
+    if d.get("schema") != SCHEMA or d.get("kind") != KIND_VIDEO:
+        raise WireError(
+            f"unknown message schema {d.get('schema')!r} kind {d.get('kind')!r} (this reads {SCHEMA})"
+        )
+    try:
+        done_s = float(d["done_s"])
+        resume_s = float(d["resume_s"]) if d.get("resume_s") is not None else done_s
+        if math.isnan(done_s) or math.isnan(resume_s):
+            raise ValueError("watermark is NaN")
+        batch = VideoBatch(
+            broadcast_id=str(d["broadcast_id"]),
+            stream_id=str(d["stream_id"]),
+            captions=tuple(_from_utterance(u) for u in d["captions"]),
+            visual=tuple(_from_detection(x) for x in d.get("visual", ())),
+            done_s=done_s,
+            final=bool(d["final"]),
+            resume_s=resume_s,
+            opening=tuple(_from_utterance(u) for u in d.get("opening", ())),
+        )
+        return VideoMessage(batch, int(d["seq"]), int(d.get("epoch", 0)))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise WireError(f"malformed video message: {type(e).__name__}: {e}") from None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.config import AlertsConfig
@@ -120,8 +120,25 @@ class LiveEvidence:
         cond = [
             AlertRow.evidence_status == "pending",
             Broadcast.status != "failed",
-            # the analysis is past the alert: it will not grow any more (typed progress columns, in SQL)
-            or_(Broadcast.analysis_complete.is_(True), Broadcast.analyzed_s > AlertRow.end_s + gap + 1.0),
+            # the analysis of the alert's lane is past it: it will not grow any more (typed progress
+            # columns, in SQL): speech by the analysis watermark, screen and visual by the video's
+            or_(
+                and_(
+                    AlertRow.source == "speech",
+                    or_(Broadcast.analysis_complete.is_(True), Broadcast.analyzed_s > AlertRow.end_s + gap + 1.0),
+                ),
+                and_(
+                    AlertRow.source != "speech",
+                    or_(
+                        Broadcast.video_complete.is_(True),
+                        # the video lane's watermark is where its oldest caption still on screen began
+                        # (the analyzer's): a caption up now may still grow an alert it opened
+                        func.coalesce(Broadcast.video_resume_s, Broadcast.video_done_s)
+                        > AlertRow.end_s + gap + 1.0,
+                        and_(Broadcast.video_expected.is_(False), Broadcast.analysis_complete.is_(True)),
+                    ),
+                ),
+            ),
         ]
         if self._owner is not None:
             mine = Broadcast.owner == self._owner

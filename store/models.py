@@ -78,6 +78,9 @@ class Broadcast(Base):
     # the bus ASR worker's last stored batch: its seq and its first line's index (revision 0011)
     asr_bus_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     asr_bus_idx: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # the last video batch an analyze worker committed from the bus: its reader and place (revision 0012)
+    bus_video_epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bus_video_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class MonitorLease(Base):

@@ -217,6 +217,7 @@ def test_ingest_asr_analyze_on_the_bus_with_kill_9_of_an_asr_and_the_ingest_work
             tmp_path / "cluster.yaml", data, nats.url, {sid: srv.url for sid, srv in servers.items()},
             bus={"asr_lease_s": 3, "asr_batch": 4, "asr_batch_wait_ms": 300},
             db_url=url, alerts={"pre_roll_s": 3.0, "post_roll_s": 3.0},
+            video={"enabled": False},  # speech only here: the screen on the bus is tests/test_bus_video.py
         )  # fmt: skip
         # the ASR worker to be killed serves one stream (a small box); the other serves up to all three
         small = tmp_path / "asr-small.yaml"

@@ -212,7 +212,9 @@ def test_ingest_worker_publishes_audio_and_a_second_worker_takes_over_after_kill
     db = Database.for_data_dir(data)
     procs: list[subprocess.Popen[bytes]] = []
     with HlsServer(media, tmp_path / "hls") as server:
-        config = ingest_config(tmp_path / "ingest.yaml", data, nats.url, {"room-0": server.url})
+        config = ingest_config(
+            tmp_path / "ingest.yaml", data, nats.url, {"room-0": server.url}, video={"enabled": False}
+        )
         log = tmp_path / "ingest.log"
         try:
             first = start_worker(config, log, "ingest")
