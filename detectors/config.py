@@ -104,10 +104,12 @@ class SemanticConfig(BaseModel):
             "@medical_efficacy.lawful_health_food_functions",
             "@near_miss.cues",
             "@near_miss.law_quotation",
+            "@near_miss.enforcement_report",
         ],
         description="Lexicon groups of wording the law allows (approved health-food and nutrient function "
         "claims, statutory warnings). A line holding one is left to the rules: the head reads approved "
-        "claims as claims; quoted law text is about the law. Read from the shipped lexicons "
+        "claims as claims; quoted law text is about the law; an enforcement report or a warning is about a "
+        "violation, not one. Read from the shipped lexicons "
         "(configs/lexicons); [] turns the gate off.",
     )
 

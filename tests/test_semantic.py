@@ -230,3 +230,20 @@ def test_near_miss_cues_leave_disclaimers_and_usage_tips_to_the_rules(head: Sema
         assert gated.detect_utterance(Utterance(0, 0.0, 1.0, text)) == []
     assert not gated.lawful.holds(PARAPHRASE)
     assert [d.category for d in gated.detect_utterance(Utterance(0, 0.0, 1.0, PARAPHRASE))] == ["false_claim"]
+
+
+def test_enforcement_reports_and_warnings_leave_the_line_to_the_rules(head: SemanticHead) -> None:
+    """A penalty decision, a judgment or a consumer warning retells or names a violation in its own
+    register (near_miss.enforcement_report: 经查, 当事人, 责令, 本院认为, 切勿轻信 ...): the head reads
+    the violation's words, so the gate hands the line to the rules; a host's own claim is not gated."""
+    gated = SemanticDetector(SemanticConfig(), head=head)
+    for text in (
+        "经查，当事人在直播中宣称该产品能治疗糖尿病，构成虚假宣传",
+        "本院认为，被告在直播中称原告产品系假货，缺乏事实依据",
+        "提醒广大消费者切勿轻信所谓的特效神药",
+    ):
+        assert gated.lawful.holds(text), text
+        assert gated.detect_utterance(Utterance(0, 0.0, 1.0, text)) == []
+    assert not gated.lawful.holds(PARAPHRASE)
+    ungated = SemanticDetector(SemanticConfig(lawful_wording=[]), head=head)
+    assert ungated.detect_utterance(Utterance(0, 0.0, 1.0, "经查，当事人在直播中宣称该产品能治疗糖尿病，构成虚假宣传"))
