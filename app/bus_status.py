@@ -1,7 +1,7 @@
 """`livewatch bus status`: every stream on the bus, who serves it and how far behind it is.
 
 Read from the bus itself, so it shows the deployment as it is now, from any box that reaches the NATS
-server, without a store:
+server, without a store (only the webhook counts, last below, come from the store, when it is there):
 
 - leases: every key of every KV bucket named ``LW_*_LEASES`` (the ASR workers' `LW_ASR_LEASES`; other
   stages' buckets, such as the ingest workers', appear under their own stage name). A lease's JSON value
