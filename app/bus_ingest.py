@@ -25,6 +25,17 @@ so cutting here moves no video over the network and needs no shared file system 
 the review app reads the evidence folder (run it where that folder is, or mount it; README "Scaling
 out").
 
+Webhooks are delivered here too, by the monitor's `WebhookDelivery` (app/webhooks.py) over the one
+store's outbox: the analyze workers add the rows in the alert's transaction, and the worker that cuts an
+alert's evidence posts them once the evidence is settled (`hook_scope`: cut, or failed), woken when a
+clip is recorded, so a hook carries the hashed clip's manifest and file hashes. The broadcasts a worker
+owns are the ones it delivers; a takeover that adopts a dead worker's broadcast delivers what was still
+due (and cuts what was still pending first); a broadcast closed as failed because its recordings are out
+of reach is delivered, without a clip, by the worker that holds its stream now. Delivery stays
+at-least-once: a worker killed between a receiver's 2xx and its commit leaves the row due, and the
+adopter posts it again with the same `X-Livewatch-Delivery` (the outbox row id, one row per alert and
+URL in the shared store), which the receiver uses to drop the repeat.
+
 Takeover: a worker that dies stops renewing; after the lease time another worker creates the key and,
 before recording, closes what the dead one left live on that stream the way the monitor closes an
 interrupted broadcast at restart: ended at its last recorded file, a gap opened in the ledger
@@ -60,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from alerts.evidence_worker import EvidenceWorker
 from app import __version__
@@ -74,12 +85,13 @@ from app.live_ingest import broadcast_end_row, log_ended, segment_row
 from app.monitor_config import MonitorConfig, StreamEntry
 from app.monitor_lease import LeaseKeeper, close_unreachable
 from app.monitor_resume import stored_resume_point
+from app.webhooks import WebhookDelivery
 from ingest.tail import AudioFollower
 from ingest.types import BroadcastEnded, BroadcastStarted, IngestState, RecorderResume, SegmentRecorded
 from ingest.worker import IngestWorker, RecorderSpec
 from store.db import Database
 from store.live import LiveStore, rescan_segments
-from store.models import Broadcast, MediaSegmentRow
+from store.models import AlertRow, Broadcast, MediaSegmentRow
 from store.paths import resolve_stored
 from store.writer import DbWriter
 
@@ -208,13 +220,19 @@ class IngestRunner:
         self.chunks = 0
         self.taken_over: list[str] = []  # broadcasts of dead workers this one closed
         self.video = BusVideo(cfg, db, self.writer, self._emit_video)  # frames read here, batches out
+        # the webhooks of the alerts whose evidence is cut here (see the module docstring, "Webhooks")
+        self.webhooks = (
+            WebhookDelivery(db, cfg.webhooks, write=self.writer.call, scope=self.hook_scope)
+            if cfg.webhooks
+            else None
+        )
         port = LiveEvidence(
             cfg.alerts,
             db,
             self.writer,
             rolls=self._rolls,
             recording=self.recording,
-            webhooks=lambda: None,
+            webhooks=lambda: self.webhooks,
             owner=self.name,
             unowned=False,  # only what this worker recorded: its files are here
         )
@@ -351,6 +369,25 @@ class IngestRunner:
         pre, post = self.cfg.pre_post_roll(entry)
         return pre, post, entry.name
 
+    # -- webhooks --------------------------------------------------------------------------------------
+
+    def hook_scope(self) -> ColumnElement[bool]:
+        """The alerts whose webhooks this worker posts (the delivery thread, each round): those of the
+        broadcasts it owns once their evidence is settled (cut, or failed), and those of failed broadcasts
+        on the streams it holds now, whose evidence nobody will cut (a dead worker's recordings out of
+        reach here: `take_over` leaves them its owner)."""
+        with self._lock:
+            streams = list(self.held)
+        mine = select(Broadcast.id).where(Broadcast.owner == self.name)
+        failed = select(Broadcast.id).where(
+            Broadcast.status == "failed",
+            or_(Broadcast.owner == self.name, Broadcast.stream_id.in_(streams)),
+        )
+        return or_(
+            and_(AlertRow.evidence_status != "pending", AlertRow.broadcast_id.in_(mine)),
+            AlertRow.broadcast_id.in_(failed),
+        )
+
     # -- takeover (a thread) ---------------------------------------------------------------------------
 
     def take_over(self, stream_id: str) -> None:
@@ -452,6 +489,8 @@ class IngestRunner:
             self.held[entry.id] = held
         t0 = time.monotonic()
         await asyncio.to_thread(self.take_over, entry.id)
+        if self.webhooks is not None:
+            self.webhooks.wake()  # what the adopted broadcasts still had due
         spec = RecorderSpec(entry.id, entry.url, entry, entry.keeps_video(self.cfg.video.enabled))
         held.worker = IngestWorker([spec], self, self.rec_root)
         await asyncio.to_thread(held.worker.start)
@@ -472,6 +511,8 @@ class IngestRunner:
         self.lease.start()
         self.writer.start()
         self.evidence.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         try:
             self.js = nc.jetstream()
             await ensure_audio_stream(self.js, self.bus)
@@ -527,6 +568,8 @@ class IngestRunner:
             self.held.clear()
         self.video.stop()
         self.evidence.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self.writer.stop()
         await asyncio.to_thread(self.lease.release)
         try:

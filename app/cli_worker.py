@@ -81,8 +81,8 @@ def worker_command(
 
     ingest: records the config's `streams:` it claims (a lease per stream, LW_INGEST_LEASES, at most
     bus.ingest_max_streams; a dead worker's streams are claimed by another after bus.ingest_lease_s),
-    publishes their audio as 16 kHz chunks on LW_AUDIO and cuts the evidence of their alerts; the
-    recordings stay on its disk.
+    publishes their audio as 16 kHz chunks on LW_AUDIO, cuts the evidence of their alerts and then posts
+    their webhooks; the recordings stay on its disk.
     asr: claims streams whose audio waits on LW_AUDIO (a lease per stream, at most bus.asr_max_streams),
     transcribes each broadcast with the monitor's sliding window, decodes the ready windows of all its
     streams as one batch (bus.asr_batch, bus.asr_batch_wait_ms), stores the lines and publishes the
@@ -223,10 +223,15 @@ def publish_audio_command(
 def bus_status_command(
     config: ConfigOpt,
     bus: BusOpt = None,
+    data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0.5, max=60, help="Seconds to reach the bus.")] = 5.0,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not read the store (no webhook counts).")
+    ] = False,
 ) -> None:
-    """Every stream on the bus: the workers (and boxes) serving it, ASR lag and backlog, work waiting.
+    """Every stream on the bus: the workers (and boxes) serving it, ASR lag and backlog, work waiting
+    (audio, transcript and video batches), and from the store its webhook rows pending and failed.
     A stream with audio waiting and no ASR worker is shown as waiting for ASR (admission control:
     every ASR worker is full or behind); exit status 3 when one is."""
     import json
@@ -236,8 +241,9 @@ def bus_status_command(
     from app.bus_status import BusUnreachable, bus_status
 
     cfg = load_worker_config(config, bus)
+    hooks, store = (None, None) if no_store else _webhook_backlog(cfg, data_dir)
     try:
-        st = asyncio.run(bus_status(cfg.bus, timeout_s=timeout_s))
+        st = asyncio.run(bus_status(cfg.bus, timeout_s=timeout_s, webhooks=hooks, store=store))
     except BusUnreachable as e:
         raise UsageError(str(e)) from None
     waiting = [r.token for r in st.streams if r.state == "waiting for ASR"]
@@ -247,7 +253,7 @@ def bus_status_command(
         out = Console()
         t = Table(title=f"bus {st.url}: {len(st.streams)} stream(s)")
         for col in ("stream", "state", "served by", "ASR lag s", "ASR backlog s", "audio chunks waiting",
-                    "batches waiting"):
+                    "batches waiting", "video batches waiting", "webhooks pending", "webhooks failed"):
             t.add_column(col)
         for r in st.streams:
             served = "; ".join(
@@ -256,14 +262,55 @@ def bus_status_command(
             )
             asr = r.leases.get("asr", {})
             t.add_row(r.token, r.state, served or "-", str(asr.get("lag_s", "-")), str(asr.get("backlog_s", "-")),
-                      str(r.audio_waiting), str(r.transcripts_waiting))
+                      str(r.audio_waiting), str(r.transcripts_waiting), str(r.video_waiting),
+                      _count(r.webhooks_pending), _count(r.webhooks_failed))
         out.print(t)
         if st.analyze_pending is not None:
             out.print(f"analyze: {st.analyze_pending} batch(es) pending, {st.analyze_in_flight} in flight")
+        if st.video_pending is not None:
+            out.print(f"analyze video: {st.video_pending} batch(es) pending, {st.video_in_flight} in flight")
+        if st.store is None:
+            out.print("webhooks: the store was not read (--no-store, or no database here)")
+        else:
+            failed = sum(r.webhooks_failed or 0 for r in st.streams)
+            if failed:
+                out.print(f"[yellow]{failed} webhook delivery(ies) given up (store {st.store})[/yellow]")
         if waiting:
             out.print(f"[yellow]{len(waiting)} stream(s) wait for ASR capacity: {', '.join(waiting)}[/yellow]")
     if waiting:
         raise typer.Exit(3)
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+def _webhook_backlog(cfg: Any, data_dir: Path | None) -> tuple[dict[str, tuple[int, int]] | None, str | None]:
+    """The store's webhook rows per stream token, and which store (None, None when there is none here:
+    `bus status` opens an existing database only, never creates one)."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    from app.bus_status import webhook_backlog
+    from store.db import Database
+
+    url = cfg.db_url or os.environ.get("LIVEWATCH_DB_URL")
+    if not url:
+        path = cfg.resolved_data_dir(data_dir) / "livewatch.db"
+        if not path.is_file():
+            return None, None
+        url = f"sqlite:///{path.resolve()}"
+    hooks = list(getattr(cfg, "webhooks", None) or [])
+    try:
+        db = Database(url, cfg.resolved_data_dir(data_dir))
+    except Exception as e:  # the bus is still worth showing
+        err.print(f"[yellow]store not read ({type(e).__name__}: {e}); no webhook counts[/yellow]")
+        return None, None
+    try:
+        return webhook_backlog(db, hooks), make_url(url).render_as_string(hide_password=True)
+    finally:
+        db.dispose()
 
 
 def dev_cluster_command(

@@ -105,9 +105,20 @@ class LiveEvidence:
             )
 
         self.writer.call(tx)
+        self._wake_webhooks()
 
     def failed(self, alert_id: str, error: str) -> None:
-        self.writer.submit(partial(LiveStore.evidence_failed, alert_id=alert_id, error=error))
+        self.writer.submit(
+            partial(LiveStore.evidence_failed, alert_id=alert_id, error=error),
+            then=lambda _: self._wake_webhooks(),
+        )
+
+    def _wake_webhooks(self) -> None:
+        """The alert's evidence is settled (committed): a deliverer that waits for evidence (a bus ingest
+        worker's, app/bus_ingest.py) posts it now rather than at its next poll."""
+        hooks = self._webhooks()
+        if hooks is not None:
+            hooks.wake()
 
     def deferred(self, alert_id: str, error: str) -> None:
         self.writer.submit(partial(LiveStore.evidence_deferred, alert_id=alert_id, error=error))

@@ -62,12 +62,13 @@ class WebhookDelivery:
         transport: httpx.BaseTransport | None = None,
         poll_s: float = 0.5,
         clock: Callable[[], float] = time.time,
-        scope: ColumnElement[bool] | None = None,
+        scope: ColumnElement[bool] | Callable[[], ColumnElement[bool]] | None = None,
     ) -> None:
         self.db = db
         self.hooks = {h.url: h for h in hooks}
         # which alerts' rows this deliverer POSTs (a condition on AlertRow; a monitor sharing its database
-        # delivers its own broadcasts' alerts: store.leases.owned_alerts)
+        # delivers its own broadcasts' alerts: store.leases.owned_alerts), or a callable giving it anew
+        # each round (a bus ingest worker's: the broadcasts it owns change as it takes streams over)
         self._scope = scope
         self._write = write or self._write_direct
         self._client = httpx.Client(transport=transport, follow_redirects=False)
@@ -165,12 +166,13 @@ class WebhookDelivery:
     def deliver_due(self) -> int:
         """POST every due row once. Returns how many were delivered."""
         now = self._clock()
+        scope = self._scope() if callable(self._scope) else self._scope
         with self.db.session() as s:
             rows = s.execute(
                 select(WebhookOutbox.id, WebhookOutbox.url, WebhookOutbox.attempts, AlertRow.payload)
                 .join(AlertRow, AlertRow.id == WebhookOutbox.alert_id)
                 .where(WebhookOutbox.delivered_ts.is_(None), WebhookOutbox.next_try_ts <= now)
-                .where(*([] if self._scope is None else [self._scope]))
+                .where(*([] if scope is None else [scope]))
                 .order_by(WebhookOutbox.next_try_ts, WebhookOutbox.id)
                 .limit(50)
             ).all()
