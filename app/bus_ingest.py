@@ -100,7 +100,8 @@ __all__ = ["CHUNK_S", "LEASES", "AudioChunker", "IngestRunner", "run_ingest_work
 logger = logging.getLogger(__name__)
 
 LEASES = "LW_INGEST_LEASES"
-CHUNK_S = 1.0  # seconds of audio a chunk (about 32 KB)
+CHUNK_S = 0.25  # seconds of audio a chunk (8 KB): the follower hands audio in 0.1 s pieces, and a line
+# ending mid-chunk waits for the chunk to fill; 1 s chunks added about half a second to every alert
 SAMPLE_RATE = 16_000
 EVIDENCE_SWEEP_S = 2.0  # how often the store is asked for alerts of this worker's broadcasts to cut
 PUBLISH_TIMEOUT_S = 3600.0  # a follower waits this long for room on the bus before giving up
