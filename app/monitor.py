@@ -51,6 +51,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import and_
+
 from alerts.evidence_worker import EvidenceWorker
 from alerts.worker import AnalysisResult, AnalysisWorker
 from app import __version__
@@ -73,7 +75,7 @@ from ingest.worker import IngestWorker, RecorderSpec
 from review.evidence_checks import VerifyScheduler
 from review.monitor_status import STATUS_FILE
 from store.db import Database
-from store.leases import owned_alerts
+from store.leases import evidence_settled, owned_alerts
 from store.live import LiveStore, stored_claims
 from store.models import Broadcast
 from store.paths import to_stored
@@ -140,7 +142,10 @@ class Monitor:
             if hasattr(h, "on_failure"):  # a refused reload: status, metrics, log (holder) and ops webhook
                 h.on_failure = self.housekeeping.rules_reload_failed
         self.webhooks = (
-            WebhookDelivery(db, cfg.webhooks, write=self.writer.call, scope=mine) if cfg.webhooks else None
+            # an alert's hook carries its clip: posted once the evidence is settled (LiveEvidence wakes it)
+            WebhookDelivery(db, cfg.webhooks, write=self.writer.call, scope=and_(mine, evidence_settled()))
+            if cfg.webhooks
+            else None
         )
         self.writer.on_event = self.housekeeping.writer_event  # a full disk or writer queue: ops webhook
         self._price = PriceChecker(load_price_config(cfg.price_config), SqlPriceHistory(db))

@@ -148,6 +148,18 @@ def owned_alerts(owner: str, *, unowned: bool = False) -> ColumnElement[bool]:
     return AlertRow.broadcast_id.in_(select(Broadcast.id).where(cond))
 
 
+def evidence_settled() -> ColumnElement[bool]:
+    """The condition on `AlertRow`: its evidence is settled, so a webhook can carry it: cut or failed, or
+    the alert is of a broadcast whose clips nobody will cut live (a scan's, which cuts before storing,
+    or a failed broadcast's)."""
+    return or_(
+        AlertRow.evidence_status != "pending",
+        AlertRow.broadcast_id.in_(
+            select(Broadcast.id).where(or_(Broadcast.kind != "live", Broadcast.status == "failed"))
+        ),
+    )
+
+
 def expired_owner(now: float) -> ColumnElement[bool]:
     """The condition on `Broadcast`: owned by an instance whose lease has expired (or has none)."""
     return ~exists().where(MonitorLease.owner == Broadcast.owner, MonitorLease.expires_ts > now)

@@ -134,6 +134,11 @@ def test_a_monitored_stream_yields_alerts_evidence_and_webhooks(tmp_path: Path, 
     assert sorted(set(posted)) == sorted(a.id for a in alerts) and len(posted) == len(alerts) + 1
     for headers, body in rx.requests:
         assert headers["x-livewatch-signature"] == sign(b"k", headers["x-livewatch-timestamp"], body)
+    # a hook is posted once the clip is cut, and carries the hashes the store holds
+    stored = {a.id: a.payload["evidence"] for a in alerts}
+    for _, body in rx.requests:
+        alert = json.loads(body)["alert"]
+        assert alert["evidence"] and alert["evidence"] == stored[alert["alert_id"]]
 
 
 def test_an_offline_source_is_retried_and_leaves_no_broadcast(tmp_path: Path) -> None:
