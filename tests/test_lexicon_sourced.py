@@ -313,3 +313,42 @@ COMMERCE = {"fake_sales", "price_fraud", "improper_prize", "defamation", "consum
 def test_commerce_near_misses_stay_silent(rules: RuleSet, text: str) -> None:
     got = _categories(rules, text) & COMMERCE
     assert not got, (text, got)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "@vulgar.abuse_dodges",
+        "@vulgar.crude_names_cases",
+        "@vulgar.private_contact_acts",
+        "@vulgar_near_miss.quote_and_report",
+    ],
+)
+def test_vulgar_groups_2026_12_03_follow_the_lexicon_format(lexicons: Lexicons, ref: str) -> None:
+    """The vulgar groups added for new lines (abuse dodges, penalised crude names, private contact
+    traded for gifts, and the quote-and-report near-misses) follow the lexicon format."""
+    test_sourced_groups_follow_the_lexicon_format(lexicons, ref)
+
+
+@pytest.mark.parametrize(
+    ("text", "vulgar"),
+    [
+        # abuse dodges, slurs at rivals, gifts for private contact, crude names, body-shaming
+        ("我去年买了个表 这都不买", True),
+        ("隔壁那个主播就是个卖肉的", True),
+        ("想要我联系方式的刷个嘉年华", True),
+        ("老公温顺颗粒第二盒半价", True),
+        ("胖子不配穿这个", True),
+        ("你是不是有病啊问八百遍", True),
+        # the lawful near-misses of each: rehab, butchers, customer service, feed, size tips, quotes
+        ("这款康复椅适合脑瘫儿童训练", False),
+        ("隔壁是个卖肉的摊位 猪肉很新鲜", False),
+        ("下单的宝宝加客服微信领优惠券", False),
+        ("母猪饲料的营养配比要看猪场规模", False),
+        ("大象腿也能穿这条阔腿裤", False),
+        ("有网友骂我傻逼 我已经举报了", False),
+        ("根据广告法第九条 广告不得含有淫秽色情低俗内容", False),
+    ],
+)
+def test_vulgar_families_2026_12_03(rules: RuleSet, text: str, vulgar: bool) -> None:
+    assert ("vulgar" in _categories(rules, text)) is vulgar, text
