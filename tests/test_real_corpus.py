@@ -98,6 +98,11 @@ def test_ids_are_unique_across_files_and_both_halves_are_populated() -> None:
                 dups.append(f"{iid} in {seen[iid]} and {path.name}")
             seen[iid] = path.name
             halves[split_of(iid)] += 1
+    # nor shared with the synthetic corpus (examples/corpus/*.jsonl): one id names one line everywhere
+    for path in sorted((ROOT / "examples" / "corpus").glob("*.jsonl")):
+        for _, d in _lines(path):
+            if str(d["id"]) in seen:
+                dups.append(f"{d['id']} in {seen[str(d['id'])]} and examples/corpus/{path.name}")
     assert not dups, "\n".join(dups)
     assert halves["tune"] > 200 and halves["test"] > 200, halves
 
