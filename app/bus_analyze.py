@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session
 from alerts.analyzer import VIDEO
 from alerts.webhook import WebhookConfig
 from alerts.worker import AnalysisResult, AnalysisWorker
-from app.bus_config import BusSection
+from app.bus_config import BusSection, ensure_work_queue
 from app.bus_wire import (
     TRANSCRIPTS_STREAM,
     TRANSCRIPTS_SUBJECTS,
@@ -269,7 +269,9 @@ class BusAnalyzer:
 
     def _committed(self, broadcast_id: str) -> int | None:
         with self.db.session() as s:
-            row = s.execute(select(Broadcast.id, Broadcast.bus_seq).where(Broadcast.id == broadcast_id)).first()
+            row = s.execute(
+                select(Broadcast.id, Broadcast.bus_seq).where(Broadcast.id == broadcast_id)
+            ).first()
         if row is None:
             return None
         return -1 if row.bus_seq is None else int(row.bus_seq)
@@ -364,7 +366,6 @@ class BusAnalyzer:
         )
         return state
 
-
     def _rebuild_video(self, broadcast_id: str, committed: tuple[int, int]) -> _State:
         """A fresh video analyzer, brought to where the store says the broadcast's video stands."""
         worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
@@ -442,45 +443,13 @@ def _lane_claims(s: Session, result: AnalysisResult, video: bool) -> AnalysisRes
 
 
 async def ensure_transcripts_stream(js: Any, bus: BusSection) -> None:
-    """The work-queue stream of transcript batches (created, or brought to this config)."""
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-
-    config = StreamConfig(
-        name=TRANSCRIPTS_STREAM,
-        subjects=[TRANSCRIPTS_SUBJECTS],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        max_bytes=bus.max_stream_bytes,
-        discard=DiscardPolicy.NEW,  # refuse new batches when full; never drop unanalysed ones
-        duplicate_window=120.0,
-    )
-    try:
-        await js.add_stream(config)
-    except Exception as e:  # exists with another config (limits changed): update it
-        if "already in use" not in str(e):
-            raise
-        await js.update_stream(config)
+    """The work-queue stream of transcript batches (app/bus_config.ensure_work_queue)."""
+    await ensure_work_queue(js, bus, TRANSCRIPTS_STREAM, TRANSCRIPTS_SUBJECTS)
 
 
 async def ensure_video_stream(js: Any, bus: BusSection) -> None:
-    """The work-queue stream of video batches from the ingest boxes (created, or brought to this config)."""
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-
-    config = StreamConfig(
-        name=VIDEO_STREAM,
-        subjects=[VIDEO_SUBJECTS],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        max_bytes=bus.max_stream_bytes,
-        discard=DiscardPolicy.NEW,  # refuse new batches when full; never drop unanalysed ones
-        duplicate_window=120.0,
-    )
-    try:
-        await js.add_stream(config)
-    except Exception as e:
-        if "already in use" not in str(e):
-            raise
-        await js.update_stream(config)
+    """The work-queue stream of video batches from the ingest boxes (app/bus_config.ensure_work_queue)."""
+    await ensure_work_queue(js, bus, VIDEO_STREAM, VIDEO_SUBJECTS)
 
 
 async def ensure_analyze_consumer(
@@ -619,7 +588,9 @@ async def run_analyze_worker(
         await nc.close()
 
 
-async def _pull(sub: Any, analyzer: BusAnalyzer, bus: BusSection, stop: asyncio.Event, lock: asyncio.Lock) -> None:
+async def _pull(
+    sub: Any, analyzer: BusAnalyzer, bus: BusSection, stop: asyncio.Event, lock: asyncio.Lock
+) -> None:
     """One consumer's batches, one at a time, until `stop` (the analyzer itself is shared under `lock`)."""
     import nats.errors
 
@@ -663,4 +634,3 @@ def build_analyzer(cfg: RootConfig, db: Database) -> BusAnalyzer:
         return Rolls(cfg.alerts.pre_roll_s, cfg.alerts.post_roll_s, hooks)
 
     return BusAnalyzer(cfg, db, price_checker(cfg, db), holder_for, rolls)
-

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bus_analyze import connect
-from app.bus_config import BusSection
+from app.bus_config import BusSection, ensure_work_queue
 from app.bus_publish import PublishOptions, _open_broadcast
 from app.bus_wire import AUDIO_STREAM, AUDIO_SUBJECTS, AudioChunk, audio_subject, encode_audio
 from ingest.ffmpeg import pcm_args
@@ -68,24 +68,8 @@ def media_broadcast_id(path: Path, stream_id: str) -> str:
 
 
 async def ensure_audio_stream(js: Any, bus: BusSection) -> None:
-    """The work-queue stream of audio chunks (created, or brought to this config)."""
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-
-    config = StreamConfig(
-        name=AUDIO_STREAM,
-        subjects=[AUDIO_SUBJECTS],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        max_bytes=bus.max_stream_bytes,
-        discard=DiscardPolicy.NEW,  # refuse new audio when full; never drop untranscribed audio
-        duplicate_window=120.0,
-    )
-    try:
-        await js.add_stream(config)
-    except Exception as e:
-        if "already in use" not in str(e):
-            raise
-        await js.update_stream(config)
+    """The work-queue stream of audio chunks (app/bus_config.ensure_work_queue)."""
+    await ensure_work_queue(js, bus, AUDIO_STREAM, AUDIO_SUBJECTS)
 
 
 async def publish_chunk(js: Any, chunk: AudioChunk, timeout_s: float) -> None:

@@ -108,3 +108,26 @@ class BusSection(BaseModel):
 
     def servers(self) -> list[str]:
         return [u.strip() for u in self.url.split(",") if u.strip()]
+
+
+async def ensure_work_queue(js: Any, bus: BusSection, name: str, subjects: str) -> None:
+    """A JetStream work-queue stream of this worker's kind (created, or brought to this config): file
+    storage, at most `bus.max_stream_bytes`, new messages refused when full (the producer waits; nothing
+    unprocessed is dropped), a 120 s duplicate window for republished ids."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+    config = StreamConfig(
+        name=name,
+        subjects=[subjects],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_bytes=bus.max_stream_bytes,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=120.0,
+    )
+    try:
+        await js.add_stream(config)
+    except Exception as e:  # exists with another config (limits changed): update it
+        if "already in use" not in str(e):
+            raise
+        await js.update_stream(config)
