@@ -407,17 +407,27 @@ async function undoLast() {
 // A decision acts on the alert on screen when the key was pressed (its id is bound before any await),
 // and the page does not move on by itself afterwards: a timer that advanced it would make the next click
 // ("Evidence package", Verify, a decision) act on an alert the reviewer has not seen. j / Next moves on.
+// One decision per alert in flight: a key pressed again (or a second click) while the first POST is on
+// its way is ignored, so a slow server never records the same decision twice.
+const deciding = new Set();
+
 async function decide(decision) {
   const inAlert = !$("#alert-view").hidden;
   const id = currentId();
-  if (!id) return;
+  if (!id || deciding.has(id)) return;
   if (!inAlert && !state.viewed.has(id)) {
     $("#queue-msg").textContent = `先打开再决定 open the alert first (Enter), then ${decision === "confirmed" ? "c" : "decide"}`;
     return;
   }
   const note = inAlert ? ($("#note")?.value || "") : "";
   if (decision === "note" && !note.trim()) { $("#note").focus(); return; }
-  const r = await api(`/api/alerts/${encodeURIComponent(id)}/decisions`, { method: "POST", body: { decision, note } });
+  deciding.add(id);
+  let r;
+  try {
+    r = await api(`/api/alerts/${encodeURIComponent(id)}/decisions`, { method: "POST", body: { decision, note } });
+  } finally {
+    deciding.delete(id);
+  }
   if (decision !== "note") showUndo(id, r.decision);
   const item = state.items.find((a) => a.alert_id === id);
   if (item) item.status = r.status;
