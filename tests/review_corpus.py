@@ -15,6 +15,7 @@ own alerts and compare with the database at that moment.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,11 +133,29 @@ def scan_store(data_dir: Path) -> CorpusStore:
 
 
 _shared: CorpusStore | None = None
+_pristine: Path | None = None  # a copy of the shared store's data dir taken before any test decided an alert
 
 
 def shared_store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
     """The session's scanned store (built on first use, ~30 s of CPU with the real Whisper model)."""
-    global _shared
+    global _shared, _pristine
     if _shared is None:
-        _shared = scan_store(tmp_path_factory.mktemp("review-scan"))
+        store = scan_store(tmp_path_factory.mktemp("review-scan"))
+        store.db.dispose()  # every connection closed: the SQLite file is whole (WAL checkpointed) to copy
+        _pristine = tmp_path_factory.mktemp("review-scan-pristine") / "data"
+        shutil.copytree(store.data_dir, _pristine)
+        _shared = store
     return _shared
+
+
+def private_store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
+    """A store of a test's own, as scanned: a copy of the shared store taken before any test decided an
+    alert in it (the scan itself runs once a session)."""
+    shared_store(tmp_path_factory)
+    assert _pristine is not None
+    data = tmp_path_factory.mktemp("review-private") / "data"
+    shutil.copytree(_pristine, data)
+    db = Database.for_data_dir(data)
+    store = CorpusStore(data, db, _read_back(db))
+    assert _shared is not None and [a.alert_id for a in store.alerts] == [a.alert_id for a in _shared.alerts]
+    return store

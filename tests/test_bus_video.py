@@ -36,6 +36,7 @@ from app.monitor_config import MonitorConfig
 from app.monitor_parts import default_holder
 from asr.types import Utterance
 from detectors.types import PriceClaim, RuleSet, VideoBatch
+from ingest import ffmpeg
 from store.db import Database
 from store.live import LiveStore
 from store.models import AlertRow, Broadcast, UtteranceRow
@@ -290,9 +291,9 @@ def _same(a: dict[str, Any], b: dict[str, Any], slack_s: float = 2.5) -> bool:
     )
 
 
-def _in_process_monitor(tmp_path: Path) -> list[dict[str, Any]]:
-    """The monitor (one process) on broadcast_0.mp4: its screen alerts (no speech: a deaf transcriber)."""
-    from live_helpers import CORPUS, Deaf
+def _in_process_monitor(tmp_path: Path, media: Path) -> list[dict[str, Any]]:
+    """The monitor (one process) on `media`: its screen alerts (no speech: a deaf transcriber)."""
+    from live_helpers import Deaf
     from test_live_monitor import settled
     from test_live_monitor import wait_for as wait_until
 
@@ -304,7 +305,7 @@ def _in_process_monitor(tmp_path: Path) -> list[dict[str, Any]]:
             "data_dir": str(data),
             "semantic": {"enabled": False},
             "alerts": {"pre_roll_s": 2.0, "post_roll_s": 2.0},
-            "streams": [{"id": "room", "url": str(CORPUS / "broadcast_0.mp4"), "realtime": False,
+            "streams": [{"id": "room", "url": str(media), "realtime": False,
                          "record_video": True}],
         }
     )  # fmt: skip
@@ -332,8 +333,16 @@ def test_bus_raises_the_in_process_screen_alerts_on_broadcast_0_with_evidence(
 
     from alerts.evidence import sha256_file
 
+    # The first 66 s of broadcast_0 (stream copy): captions at 8-20 s (false claim), 30-42 s (clean) and
+    # 50-62 s (price); the bus side plays it in real time, so the whole file would cost another minute.
+    media = tmp_path / "broadcast_0_66s.mp4"
+    subprocess.run(
+        [ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-i", str(CORPUS / "broadcast_0.mp4"), "-t", "66",
+         "-c", "copy", str(media)],
+        check=True,
+    )  # fmt: skip
     t0 = time.monotonic()
-    reference = [a for a in _in_process_monitor(tmp_path) if a["source"] != "speech"]
+    reference = [a for a in _in_process_monitor(tmp_path, media) if a["source"] != "speech"]
     t_ref = time.monotonic() - t0
     assert reference, "broadcast_0 has captions that break the rules: the monitor raises screen alerts"
 
@@ -341,7 +350,7 @@ def test_bus_raises_the_in_process_screen_alerts_on_broadcast_0_with_evidence(
     db = Database.for_data_dir(data)
     procs: list[subprocess.Popen[bytes]] = []
     t1 = time.monotonic()
-    with HlsServer(CORPUS / "broadcast_0.mp4", tmp_path / "hls") as server:
+    with HlsServer(media, tmp_path / "hls") as server:
         config = ingest_config(
             tmp_path / "bus.yaml", data, nats.url, {"room": server.url},
             alerts={"pre_roll_s": 2.0, "post_roll_s": 2.0},

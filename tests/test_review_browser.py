@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from review_corpus import CorpusStore, scan_store
+from review_corpus import CorpusStore, private_store
 from sqlalchemy import select
 
 from review.auth import hash_password
@@ -53,7 +53,7 @@ def _free_port() -> int:
 def store(tmp_path_factory: pytest.TempPathFactory) -> CorpusStore:
     # a store of its own: the API tests decide alerts in the session's shared store, and this flow
     # expects the alerts it opens to be undecided (it decides, then undoes back to unreviewed)
-    return scan_store(tmp_path_factory.mktemp("review-browser"))
+    return private_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
