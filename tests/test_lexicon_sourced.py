@@ -38,31 +38,22 @@ def _categories(rs: RuleSet, text: str) -> set[str]:
     return {rs.rule(h.rule_id).category for h in rs.match(text)[0]}
 
 
+# pure-Latin entries that are names (a broadcaster's call sign), not English words a host would use
+LATIN_NAMES = {"CCTV"}
+
+
 @pytest.mark.parametrize(
-    "ref",
-    [
-        "@vulgar.crude_homophones",
-        "@vulgar.double_meaning_cases",
-        "@vulgar.body_hints",
-        "@wildlife.key_protected_more",
-        "@wildlife.yangtze_ban_fish",
-        "@approved_claims.health_function_explanations",
-        "@fc_near_miss.self_comparison",
-        "@fc_near_miss.breastfeeding_notice",
-        "@fc_near_miss.health_advice",
-        "@fc_near_miss.debunk",
-        "@fc_near_miss.pyramid_context",
-    ],
+    "ref", sorted(f"@{g}" for g in load_lexicons(lexicon_dirs([DEFAULT_RULES_DIR])).groups)
 )
 def test_sourced_groups_follow_the_lexicon_format(lexicons: Lexicons, ref: str) -> None:
-    """Every new group loads, cites sources its lexicon lists, and holds no single characters,
-    no pure-English entries and no duplicates (configs/lexicons/README.md)."""
+    """Every shipped group loads, cites sources its lexicon lists, and holds no single characters,
+    no pure-English entries (but names) and no duplicates (configs/lexicons/README.md)."""
     terms = lexicons.terms(ref)
     assert terms
     assert len(set(terms)) == len(terms), ref
     for t in terms:
         assert len(t) >= 2, (ref, t)
-        assert not re.fullmatch(r"[A-Za-z0-9 .]+", t), (ref, t)
+        assert t in LATIN_NAMES or not re.fullmatch(r"[A-Za-z0-9 .]+", t), (ref, t)
     name, group = ref[1:].split(".")
     assert lexicons.groups[f"{name}.{group}"].sources
 
