@@ -105,6 +105,11 @@ class SemanticConfig(BaseModel):
             "@near_miss.cues",
             "@near_miss.law_quotation",
             "@near_miss.enforcement_report",
+            "@lawful_context.report_narration",
+            "@lawful_context.law_quote_more",
+            "@lawful_context.drug_device_registration",
+            "@lawful_context.health_food_approval",
+            "@lawful_context.special_cosmetic_registration",
         ],
         description="Lexicon groups of wording the law allows (approved health-food and nutrient function "
         "claims, statutory warnings). A line holding one is left to the rules: the head reads approved "
