@@ -74,10 +74,12 @@ from app.bus_wire import (
     WireError,
     decode_transcript,
     decode_video,
+    stored_ts,
 )
 from app.config import RootConfig
 from app.live_alerts import store_result
 from app.monitor_parts import default_holder
+from asr.timing import with_stamps
 from detectors.price import PriceChecker
 from detectors.types import PriceClaim, RuleHolder, RuleSet
 from store import repo
@@ -502,6 +504,12 @@ async def _one(
         logger.error("bus message %s on %s refused and removed: %s", meta.sequence.stream, msg.subject, e)
         await msg.term()
         return None
+    if isinstance(tm, TranscriptMessage) and tm.batch.utterances:  # hop stamps (asr/timing.py)
+        stamps = {"received_ts": time.time()}
+        published = stored_ts(msg)
+        if published is not None:
+            stamps["published_ts"] = published
+        tm = replace(tm, batch=replace(tm.batch, utterances=with_stamps(tm.batch.utterances, stamps)))
     alive = asyncio.create_task(_keep_alive(msg, max(0.5, bus.ack_wait_s / 3)))
     handle = analyzer.handle_video if isinstance(tm, VideoMessage) else analyzer.handle
     try:

@@ -61,6 +61,7 @@ from app.bus_wire import (
     WireError,
     decode_audio,
     encode_transcript,
+    stored_ts,
     subject_token,
     transcript_subject,
 )
@@ -379,6 +380,7 @@ class AsrRunner:
         if samples.size and not ctx.transcript.final:
             ctx.transcript.add_audio(chunk.start_s, samples)
         ctx.received_end_s = max(ctx.received_end_s, chunk.end_s)
+        ctx.arrivals.add(chunk.end_s, self.asr.clock(), stored_ts(m))
         ctx.held.append(Held(m, chunk.seq, chunk.end_s, chunk.final))
         if chunk.final and not ctx.transcript.final:
             ctx.transcript.finish()

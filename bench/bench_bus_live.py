@@ -124,17 +124,58 @@ def _settled(db: Path) -> bool:
         con.close()
 
 
+# The hops of a line's way from said to alert stored (asr/timing.py's stamps; "said": the end of the labelled
+# line on the producer's clock, "alert": the alert row's commit). A hop missing a stamp (the in-process
+# monitor has no bus) is left out; the hops of a mode add up to its latency.
+HOPS = (
+    ("said -> chunk on bus", "said", "sent_ts"),
+    ("chunk on bus -> ASR fetched", "sent_ts", "audio_ts"),
+    ("said -> audio at ASR", "said", "audio_ts"),
+    ("audio at ASR -> decode start", "audio_ts", "decode_start_ts"),
+    ("decode (pass or batch)", "decode_start_ts", "decode_end_ts"),
+    ("decode end -> committed", "decode_end_ts", "committed_ts"),
+    ("committed -> transcript on bus", "committed_ts", "published_ts"),
+    ("transcript on bus -> analysis", "published_ts", "received_ts"),
+    ("committed -> analysis has it", "committed_ts", "received_ts"),
+    ("analysis has it -> alert stored", "received_ts", "alert"),
+    ("said -> alert stored", "said", "alert"),
+)
+
+
+def _trigger_line(alert: sqlite3.Row, lines: list[dict[str, Any]], first: tuple[float, float]) -> dict[str, Any] | None:
+    """The line whose analysis raised the alert: analysed in the alert's transaction, over its first detection."""
+    same = [u for u in lines if abs(float(u["meta"].get("analyzed_ts", -1e9)) - alert["created_ts"]) < 0.5]
+    over = [u for u in same if u["start_s"] <= first[1] + 0.5 and u["end_s"] >= first[0] - 0.5]
+    pick = over or same
+    return max(pick, key=lambda u: u["end_s"]) if pick else None
+
+
 def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> dict[str, Any]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     con.row_factory = sqlite3.Row
     try:
         bcs = {r["id"]: r for r in con.execute("select * from broadcasts")}
         alerts = con.execute("select * from alerts where source = 'speech'").fetchall()
-        utts = con.execute("select broadcast_id, end_s, meta from utterances where source = 'speech'").fetchall()
+        utts = con.execute(
+            "select broadcast_id, start_s, end_s, meta from utterances where source = 'speech'"
+        ).fetchall()
+        firsts = {
+            r["alert_id"]: (r["s"], r["e"])
+            for r in con.execute(
+                "select alert_id, start_s as s, end_s as e from detections d1 where start_s = "
+                "(select min(start_s) from detections d2 where d2.alert_id = d1.alert_id)"
+            )
+        }
     finally:
         con.close()
+    lines_of: dict[str, list[dict[str, Any]]] = {}
+    for u in utts:
+        lines_of.setdefault(u["broadcast_id"], []).append(
+            {"start_s": u["start_s"], "end_s": u["end_s"], "meta": json.loads(u["meta"] or "{}")}
+        )
     start = {f"s{i}": s.started_ts for i, s in enumerate(servers)}
     lat, hits = [], set()
+    hops: dict[str, list[float]] = {name: [] for name, _, _ in HOPS}
     for a in alerts:
         b = bcs[a["broadcast_id"]]
         src0 = float(b["source_start_s"] or 0.0)
@@ -145,6 +186,13 @@ def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> 
             sp = min(match, key=lambda sp: abs(sp["end_s"] - hi))
             lat.append(a["created_ts"] - (t0 + sp["end_s"]))
             hits.add((a["stream_id"], sp["id"], a["category"]))
+            line = _trigger_line(a, lines_of.get(a["broadcast_id"], []), firsts.get(a["id"], (a["start_s"], a["end_s"])))
+            if line is not None:
+                at = {k: float(v) for k, v in line["meta"].items() if k.endswith("_ts")}
+                at["said"], at["alert"] = t0 + sp["end_s"], a["created_ts"]
+                for name, x, y in HOPS:
+                    if x in at and y in at:
+                        hops[name].append(at[y] - at[x])
     lags = []
     for u in utts:
         b = bcs[u["broadcast_id"]]
@@ -161,6 +209,7 @@ def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> 
         "asr_lag_p95_s": round(pct(lags, 0.95), 2),
         "asr_lag_max_s": round(max(lags, default=float("nan")), 2),
         "lines": len(lags),
+        "hops": {name: [round(pct(v, 0.5), 2), round(pct(v, 0.95), 2), len(v)] for name, v in hops.items() if v},
     }
 
 
@@ -173,6 +222,7 @@ def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, An
     nats: EmbeddedNats | None = None
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     logs = (work / "log.txt").open("ab")
+    load_start = os.getloadavg()
     try:
         for s in servers:
             s.start()
@@ -203,7 +253,8 @@ def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, An
         if nats is not None and nats.proc is not None:
             cpu += tree_cpu_s(nats.proc.pid)
         out = measure(db, servers, spans)
-        out.update({"cpu_s": round(cpu, 1), "settled": _settled(db), "load_mean": round(statistics.mean(loads or [0]), 2)})
+        out.update({"cpu_s": round(cpu, 1), "settled": _settled(db), "load_mean": round(statistics.mean(loads or [0]), 2),
+                    "load_start": [round(x, 2) for x in load_start]})
         return out
     finally:
         for p in procs:
@@ -219,6 +270,22 @@ def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, An
         for s in servers:
             s.stop()
         logs.close()
+
+
+def print_hops(results: dict[str, Any]) -> None:
+    """The per-hop table of the modes run: p50 / p95 seconds (and how many alerts had the hop's stamps)."""
+    modes = [m for m in results if results[m].get("hops")]
+    if not modes:
+        return
+    print("| hop (per alert, its triggering line) | " + " | ".join(f"{m} p50 / p95 s (n)" for m in modes) + " |")
+    print("|---|" + "---|" * len(modes))
+    for name, _, _ in HOPS:
+        cells = []
+        for m in modes:
+            h = results[m]["hops"].get(name)
+            cells.append(f"{h[0]} / {h[1]} ({h[2]})" if h else "-")
+        if any(c != "-" for c in cells):
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -252,6 +319,7 @@ def main() -> None:
               f"{b['latency_p95_s'] - a['latency_p95_s']:+.2f} s (target <= +1 s)")
         print(f"ASR lag max: inproc {a['asr_lag_max_s']} s, bus {b['asr_lag_max_s']} s; recall inproc {a['recall']}, "
               f"bus {b['recall']}")
+    print_hops(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
 
