@@ -57,10 +57,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from alerts.analyzer import VIDEO
+from alerts.analyzer import SPEECH, VIDEO
 from alerts.webhook import WebhookConfig
 from alerts.worker import AnalysisResult, AnalysisWorker
 from app.bus_config import BusSection, ensure_work_queue
@@ -319,72 +319,41 @@ class BusAnalyzer:
             return tx(s)
 
     def _rebuild(self, broadcast_id: str, committed: int) -> _State:
-        """A fresh analyzer for a broadcast, brought to where the store says its analysis stands."""
-        worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
-        state = self._states[broadcast_id] = _State(worker, committed)
-        if committed < 0:
-            return state
-        self.rebuilt += 1
-        # alerts that may still grow or whose context after is not complete: the analyzer closes a group
-        # once its watermark passes its end plus max(merge gap, context after) (alerts/analyzer.py)
-        a = self.cfg.alerts
-        horizon = max(a.merge_gap_s, a.context_after_s)
-        with self.db.session() as s:
-            b = s.get(Broadcast, broadcast_id)
-            done_s = (b.analyzed_s or 0.0) if b is not None else 0.0
-            rows = s.scalars(
-                select(AlertRow)
-                .where(
-                    AlertRow.broadcast_id == broadcast_id,
-                    AlertRow.evidence_status == "pending",
-                    AlertRow.end_s + horizon >= done_s,
-                )
-                .order_by(AlertRow.start_s)
-            ).all()
-            alerts = [alert_from_row(s, r) for r in rows]
-            low = min([al.start_s for al in alerts] + [done_s]) - a.context_before_s - 1.0
-            ctx = [
-                repo.utterance_from_row(r)
-                for r in s.scalars(
-                    select(UtteranceRow)
-                    .where(
-                        UtteranceRow.broadcast_id == broadcast_id,
-                        UtteranceRow.source == "speech",
-                        UtteranceRow.analyzed.is_(True),
-                        UtteranceRow.end_s >= low,
-                    )
-                    .order_by(UtteranceRow.start_s, UtteranceRow.idx)
-                )
-            ]
-        worker.resume(broadcast_id, alerts, ctx, done_s)
-        logger.info(
-            "broadcast %s: analyzer rebuilt from the store at batch %d (%.1f s; %d open alert(s), %d line(s) "
-            "of context)",
-            broadcast_id,
-            committed,
-            done_s,
-            len(alerts),
-            len(ctx),
-        )
+        """A fresh speech analyzer for a broadcast, brought to where the store says its analysis stands."""
+        state = self._states[broadcast_id] = _State(self._fresh(), committed)
+        if committed >= 0:
+            self._resume(state.worker, broadcast_id, SPEECH, f"batch {committed}")
         return state
 
     def _rebuild_video(self, broadcast_id: str, committed: tuple[int, int]) -> _State:
         """A fresh video analyzer, brought to where the store says the broadcast's video stands."""
-        worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
-        state = self._video[broadcast_id] = _State(worker, committed[1], committed[0])
-        if committed == (0, -1):
-            return state
+        state = self._video[broadcast_id] = _State(self._fresh(), committed[1], committed[0])
+        if committed != (0, -1):
+            self._resume(state.worker, broadcast_id, VIDEO, f"reader {committed[0]} batch {committed[1]}")
+        return state
+
+    def _fresh(self) -> AnalysisWorker:
+        return AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
+
+    def _resume(self, worker: AnalysisWorker, broadcast_id: str, lane: str, where: str) -> None:
+        """Bring `worker` to where the store says the broadcast's `lane` stands (a takeover or a restart):
+        the lane's alerts that may still grow or whose context after is not complete reopened (the
+        analyzer closes a group once its watermark passes its end plus max(merge gap, context after),
+        alerts/analyzer.py), the lane's lines read before as context, and the lane's watermark. Speech:
+        speech alerts, the lines analysed, `analyzed_s`; video: screen and visual alerts, the captions
+        read, `video_done_s`. The two lanes are analysed apart on the bus (module docstring)."""
         self.rebuilt += 1
         a = self.cfg.alerts
         horizon = max(a.merge_gap_s, a.context_after_s)
+        speech = lane == SPEECH
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            done_s = (b.video_done_s or 0.0) if b is not None else 0.0
+            done_s = ((b.analyzed_s if speech else b.video_done_s) or 0.0) if b is not None else 0.0
             rows = s.scalars(
                 select(AlertRow)
                 .where(
                     AlertRow.broadcast_id == broadcast_id,
-                    AlertRow.source != "speech",
+                    (AlertRow.source == "speech") if speech else (AlertRow.source != "speech"),
                     AlertRow.evidence_status == "pending",
                     AlertRow.end_s + horizon >= done_s,
                 )
@@ -392,30 +361,30 @@ class BusAnalyzer:
             ).all()
             alerts = [alert_from_row(s, r) for r in rows]
             low = min([al.start_s for al in alerts] + [done_s]) - a.context_before_s - 1.0
+            read = (
+                and_(UtteranceRow.source == "speech", UtteranceRow.analyzed.is_(True))
+                if speech
+                else UtteranceRow.source == "screen"
+            )
             ctx = [
                 repo.utterance_from_row(r)
                 for r in s.scalars(
                     select(UtteranceRow)
-                    .where(
-                        UtteranceRow.broadcast_id == broadcast_id,
-                        UtteranceRow.source == "screen",
-                        UtteranceRow.end_s >= low,
-                    )
+                    .where(UtteranceRow.broadcast_id == broadcast_id, read, UtteranceRow.end_s >= low)
                     .order_by(UtteranceRow.start_s, UtteranceRow.idx)
                 )
             ]
-        worker.resume(broadcast_id, alerts, ctx, done_s, lane=VIDEO)
+        worker.resume(broadcast_id, alerts, ctx, done_s, lane=lane)
         logger.info(
-            "broadcast %s: video analyzer rebuilt from the store at reader %d batch %d (%.1f s; %d open "
-            "alert(s), %d caption(s) of context)",
+            "broadcast %s: %s analyzer rebuilt from the store at %s (%.1f s; %d open alert(s), %d line(s) of "
+            "context)",
             broadcast_id,
-            committed[0],
-            committed[1],
+            lane,
+            where,
             done_s,
             len(alerts),
             len(ctx),
         )
-        return state
 
 
 def _cursor(epoch: int | None, seq: int | None) -> tuple[int, int]:
