@@ -50,3 +50,31 @@ def test_the_analysis_stamps_are_kept_with_the_line_when_it_is_marked_analysed(t
         meta = s.query(UtteranceRow).one().meta
     assert meta["committed_ts"] == 1003.0 and meta["received_ts"] == 1003.25
     assert meta["analyzed_ts"] >= 1003.25
+
+
+def test_status_shows_the_median_delay_of_a_live_broadcasts_newest_lines(tmp_path: Path) -> None:
+    from review.monitor_status import LineDelay, line_delay
+
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with db.session() as s, s.begin():
+        LiveStore.start_broadcast(
+            s, broadcast_id="b", stream_id="room", url="u", name="", folder="/x", started_ts=1000.0,
+            source_start_s=None, rules_version="v",
+        )  # fmt: skip
+        s.flush()
+        lines = [
+            Utterance(i, i * 3.0, i * 3.0 + 2.0, "你好", meta={"audio_ts": 1000.0 + i * 3.0 + 2.5 + i * 0.1,
+                                                                "committed_ts": 1000.0 + i * 3.0 + 5.0})
+            for i in range(3)
+        ]  # fmt: skip
+        LiveStore.store_transcript(s, "b", lines, 10.0, False)
+        LiveStore.store_transcript(s, "b", [Utterance(3, 10.0, 11.0, "还没")], 12.0, False)
+    with db.session() as s:
+        assert line_delay(s, "b", 1000.0) is None  # nothing analysed yet
+    with db.session() as s, s.begin():
+        LiveStore.mark_analyzed(s, "b", [0, 1, 2], 10.0, False, {0: {}, 1: {}, 2: {}})
+    with db.session() as s:
+        got = line_delay(s, "b", 1000.0)
+    assert isinstance(got, LineDelay) and got.lines == 3
+    assert got.to_asr_s == 0.6 and got.asr_s == 2.4  # medians: 0.5/0.6/0.7 s, then 2.5/2.4/2.3 s
+    assert got.analysis_s is not None and got.total_s is not None and got.total_s > 3.0
