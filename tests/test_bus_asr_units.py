@@ -200,6 +200,8 @@ def test_the_asr_worker_stores_batches_in_order_and_a_successor_resumes_and_repu
         last = msgs[-1]
         stored = [u.text for m in msgs for u in m.batch.utterances]
         assert stored[:2] == ["家人们晚上好", "今天只要九十九元"]
+        first_line = msgs[0].batch.utterances[0].meta  # its hop stamps (asr/timing.py) travel with it
+        assert first_line["decode_start_ts"] <= first_line["decode_end_ts"] <= first_line["committed_ts"]
         # the worker dies here (its last batch stored, maybe not published): a successor takes over
         second = BusAsr(db, opts, FakeTranscriber.from_lines(LINES), None)
         ctx = second.open("b0", "room")
