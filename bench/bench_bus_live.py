@@ -245,6 +245,8 @@ def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, An
             for p in procs:
                 if p.poll() is not None:
                     raise SystemExit(f"{mode}: a process exited ({p.returncode}); see {work / 'log.txt'}")
+        # the producers' clocks, to measure the store again later (measure())
+        (work / "starts.json").write_text(json.dumps({f"s{i}": s.started_ts for i, s in enumerate(servers)}))
         deadline = time.monotonic() + settle_s
         db = data / "livewatch.db"
         while time.monotonic() < deadline and not _settled(db):
