@@ -27,6 +27,7 @@ and the bus's overhead: CPU ratio bus/inproc (target <= 1.10) and p95 latency di
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -213,7 +214,33 @@ def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> 
     }
 
 
-def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, Any]], settle_s: float) -> dict[str, Any]:
+async def _workers_ready(url: str) -> bool:
+    """Whether the bus's ASR worker (its lease bucket: made after Whisper is loaded) and analyze worker (its
+    consumer: made after its rules and models are loaded) are up."""
+    import nats as nats_client
+
+    async def quiet(_e: Exception) -> None:
+        return None
+
+    try:
+        nc = await asyncio.wait_for(
+            nats_client.connect(servers=[url], connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False,
+                                error_cb=quiet), 5)
+    except Exception:
+        return False
+    try:
+        js = nc.jetstream()
+        await js.consumer_info("LW_TRANSCRIPTS", "analyze")
+        await js.stream_info("KV_LW_ASR_LEASES")
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
+
+
+def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, Any]], settle_s: float,
+             ready_first: bool = True) -> dict[str, Any]:
     work = tmp / mode
     work.mkdir()
     data = work / "data"
@@ -230,6 +257,15 @@ def run_mode(mode: str, media: Path, n: int, tmp: Path, spans: list[dict[str, An
             nats = EmbeddedNats(work / "nats").start()
             cfg = config(work / "cfg.yaml", data, [s.url for s in servers], nats.url)
             for stage in ("analyze", "asr", "ingest"):
+                if stage == "ingest" and ready_first:
+                    # as the monitor loads its model before recording anything: the ingest worker starts
+                    # recording once the ASR worker has loaded Whisper and the analyze worker its rules
+                    t_ready = time.monotonic()
+                    while not asyncio.run(_workers_ready(nats.url)) and time.monotonic() - t_ready < 180:
+                        if any(p.poll() is not None for p in procs):
+                            raise SystemExit(f"{mode}: a worker exited; see {work / 'log.txt'}")
+                        time.sleep(0.5)
+                    print(f"bus: ASR and analyze workers ready after {time.monotonic() - t_ready:.1f} s", flush=True)
                 procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "worker", stage, "--config", str(cfg),
                                                "--log-level", "warning"], cwd=ROOT, env=env,
                                               stdout=subprocess.DEVNULL, stderr=logs))
@@ -297,6 +333,8 @@ def main() -> None:
     ap.add_argument("--modes", default="inproc,bus")
     ap.add_argument("--settle", type=float, default=90.0, help="most seconds to wait for the last alerts")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--start-all", action="store_true",
+                    help="bus: start the ingest worker with the others (not once ASR and analyze are ready)")
     args = ap.parse_args()
     src = ROOT / "examples" / "corpus" / "broadcast_0.mp4"
     truth = json.loads((ROOT / "examples" / "corpus" / "broadcast_0.json").read_text(encoding="utf-8"))
@@ -306,7 +344,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     for mode in args.modes.split(","):
         t0 = time.monotonic()
-        results[mode] = run_mode(mode, media, args.streams, tmp, spans, args.settle)
+        results[mode] = run_mode(mode, media, args.streams, tmp, spans, args.settle, not args.start_all)
         results[mode]["wall_s"] = round(time.monotonic() - t0, 1)
         print(f"{mode}: {json.dumps(results[mode])}", flush=True)
     minutes = args.streams * (args.cut or 0) / 60 or None
