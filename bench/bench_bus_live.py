@@ -8,7 +8,9 @@ segments) and records them end to end with the real Whisper base model and the s
 
 - ``inproc``: one `livewatch monitor` process (every stage inside it, the embedded default);
 - ``bus``: an embedded nats-server and `livewatch worker ingest`, `worker asr` and `worker analyze`,
-  one process each, on this machine (the same config plus `bus:`).
+  one process each, on this machine (the same config plus `bus:`); the ingest worker starts once the
+  ASR worker has loaded Whisper and the analyze worker its rules, as the monitor loads its model before
+  it records (``--start-all``: all three at once, the audio of the first seconds then waits on the bus).
 
 Both run as subprocesses with the same config, store (SQLite in a fresh data folder each) and media, one
 mode after the other. Printed per mode:
@@ -18,7 +20,9 @@ mode after the other. Printed per mode:
 - ASR lag: for each stored line, its commit time minus when its end was broadcast; max and p95;
 - recall against the corpus labels (a check that the modes did the same work);
 - CPU seconds of the whole process tree (the monitor, or nats-server + the three workers, with their
-  streamlink/ffmpeg children), read from /proc just before the processes are stopped, per stream-minute.
+  streamlink/ffmpeg children), read from /proc just before the processes are stopped, per stream-minute;
+- per hop, p50/p95 over the alerts: where the time from the line said to the alert stored went, from the
+  hop stamps the alert's triggering line keeps (asr/timing.py; `HOPS` below), as a markdown table.
 
 and the bus's overhead: CPU ratio bus/inproc (target <= 1.10) and p95 latency difference (target
 <= 1 s). The machine is shared: the load average is printed; compare modes within one run.
