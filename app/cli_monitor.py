@@ -77,14 +77,15 @@ def _age(seconds: float | None) -> str:
 
 
 def _delay(d: Any) -> str:
-    """A stream's line delay (review.monitor_status.LineDelay): total, then its three hops."""
+    """A stream's line delay (review.monitor_status.LineDelay): total, then its hops."""
     if d is None or d.total_s is None:
         return "-"
 
     def f(v: float | None) -> str:
         return "?" if v is None else f"{v:.1f}"
 
-    return f"{d.total_s:.1f}s ({f(d.to_asr_s)} + {f(d.asr_s)} + {f(d.analysis_s)})"
+    bus = "" if d.bus_s is None else f"bus {f(d.bus_s)} + "
+    return f"{d.total_s:.1f}s ({bus}ASR {f(d.asr_s)} + analysis {f(d.analysis_s)})"
 
 
 def status_command(
@@ -139,7 +140,7 @@ def status_command(
         "gaps today",
         "ASR lag",
         "max lag",
-        "line delay (to ASR + ASR + analysis)",
+        "line delay",
         "alerts today",
         "served by",
     ):

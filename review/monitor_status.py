@@ -68,13 +68,15 @@ class StreamStatus:
 @dataclass(frozen=True, slots=True)
 class LineDelay:
     """Medians, in seconds, over the newest `lines` analysed speech lines of a live broadcast, from the hop
-    stamps each line keeps (asr/timing.py): the line's end live (the broadcast's start + its end) → its
-    audio at the ASR worker (`to_asr_s`: recording, decoding the file; on the bus also the chunk's trip)
-    → the line committed by ASR (`asr_s`: waiting for passes, decoding, agreement) → its analysis committed
-    (`analysis_s`: storing, the bus's trip, rules, the alert's transaction); `total_s` end to end."""
+    stamps each line keeps (asr/timing.py): on the bus, the audio's trip from the ingest box to the ASR
+    worker (`bus_s`: the chunk stored on the bus → fetched; None in one process); the ASR (`asr_s`: the
+    line's audio at the ASR worker → the line committed: waiting for passes, decoding, agreement); the
+    analysis (`analysis_s`: committed → its analysis committed: storing, the bus's trip, rules, the
+    alert's transaction); `total_s` from the first of these stamps to the last. The way in before (HLS,
+    recording) is not in it: the broadcast's clock says when a moment was live only to a second or two."""
 
     lines: int
-    to_asr_s: float | None
+    bus_s: float | None
     asr_s: float | None
     analysis_s: float | None
     total_s: float | None
@@ -140,7 +142,7 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
             b.stream_id: b
             for b in s.scalars(select(Broadcast).where(Broadcast.kind == "live", Broadcast.status == "live"))
         }
-        delays = {b.id: line_delay(s, b.id, b.started_ts) for b in current.values()}
+        delays = {b.id: line_delay(s, b.id) for b in current.values()}
         owners = {b.owner for b in current.values() if b.owner}
         lease_rows = {
             r.owner: r for r in s.scalars(select(MonitorLease).where(MonitorLease.owner.in_(sorted(owners))))
@@ -186,10 +188,10 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
     return running, rows
 
 
-def line_delay(s: Session, broadcast_id: str, started_ts: float | None) -> LineDelay | None:
+def line_delay(s: Session, broadcast_id: str) -> LineDelay | None:
     """The line delay of a broadcast (see `LineDelay`); None before a stamped line was analysed."""
-    rows = s.execute(
-        select(UtteranceRow.end_s, UtteranceRow.meta)
+    rows = s.scalars(
+        select(UtteranceRow.meta)
         .where(
             UtteranceRow.broadcast_id == broadcast_id,
             UtteranceRow.source == "speech",
@@ -198,19 +200,18 @@ def line_delay(s: Session, broadcast_id: str, started_ts: float | None) -> LineD
         .order_by(UtteranceRow.idx.desc())
         .limit(LINE_DELAY_LINES)
     ).all()
-    hops: dict[str, list[float]] = {"to_asr": [], "asr": [], "analysis": [], "total": []}
-    for end_s, meta in rows:
-        m = meta or {}
-        said = None if started_ts is None else started_ts + float(end_s)
-        audio, committed, analyzed = m.get("audio_ts"), m.get("committed_ts"), m.get("analyzed_ts")
+    hops: dict[str, list[float]] = {"bus": [], "asr": [], "analysis": [], "total": []}
+    for meta in rows:
+        m = {k: float(v) for k, v in (meta or {}).items() if isinstance(v, (int, float))}
+        first = m.get("sent_ts", m.get("audio_ts"))
         for key, a, b in (
-            ("to_asr", said, audio),
-            ("asr", audio, committed),
-            ("analysis", committed, analyzed),
-            ("total", said, analyzed),
+            ("bus", m.get("sent_ts"), m.get("audio_ts")),
+            ("asr", m.get("audio_ts"), m.get("committed_ts")),
+            ("analysis", m.get("committed_ts"), m.get("analyzed_ts")),
+            ("total", first, m.get("analyzed_ts")),
         ):
-            if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-                hops[key].append(float(b) - float(a))
+            if a is not None and b is not None:
+                hops[key].append(b - a)
     if not hops["analysis"]:
         return None
 
@@ -219,7 +220,7 @@ def line_delay(s: Session, broadcast_id: str, started_ts: float | None) -> LineD
 
     return LineDelay(
         len(hops["analysis"]),
-        med(hops["to_asr"]),
+        med(hops["bus"]),
         med(hops["asr"]),
         med(hops["analysis"]),
         med(hops["total"]),
@@ -487,8 +488,8 @@ def metrics_text(
         (
             "livewatch_stream_line_delay_seconds",
             "gauge",
-            "Median seconds from a line's end live to its analysis stored, over the live broadcast's newest "
-            "lines.",
+            "Median seconds from a line's audio reaching the ASR worker (on the bus: leaving the ingest box) "
+            "to its analysis stored, over the live broadcast's newest lines.",
             lambda r: r.line_delay.total_s if r.line_delay is not None else None,
         ),
         ("livewatch_stream_alerts_today", "gauge", "Alerts raised today.", lambda r: r.alerts_today),

@@ -63,18 +63,18 @@ def test_status_shows_the_median_delay_of_a_live_broadcasts_newest_lines(tmp_pat
         )  # fmt: skip
         s.flush()
         lines = [
-            Utterance(i, i * 3.0, i * 3.0 + 2.0, "你好", meta={"audio_ts": 1000.0 + i * 3.0 + 2.5 + i * 0.1,
-                                                                "committed_ts": 1000.0 + i * 3.0 + 5.0})
+            Utterance(i, i * 3.0, i * 3.0 + 2.0, "你好", meta={"sent_ts": 1000.0 + i, "audio_ts": 1000.1 + i * 1.1,
+                                                                "committed_ts": 1003.0 + i})
             for i in range(3)
         ]  # fmt: skip
         LiveStore.store_transcript(s, "b", lines, 10.0, False)
         LiveStore.store_transcript(s, "b", [Utterance(3, 10.0, 11.0, "还没")], 12.0, False)
     with db.session() as s:
-        assert line_delay(s, "b", 1000.0) is None  # nothing analysed yet
+        assert line_delay(s, "b") is None  # nothing analysed yet
     with db.session() as s, s.begin():
         LiveStore.mark_analyzed(s, "b", [0, 1, 2], 10.0, False, {0: {}, 1: {}, 2: {}})
     with db.session() as s:
-        got = line_delay(s, "b", 1000.0)
+        got = line_delay(s, "b")
     assert isinstance(got, LineDelay) and got.lines == 3
-    assert got.to_asr_s == 0.6 and got.asr_s == 2.4  # medians: 0.5/0.6/0.7 s, then 2.5/2.4/2.3 s
-    assert got.analysis_s is not None and got.total_s is not None and got.total_s > 3.0
+    assert got.bus_s == 0.2 and got.asr_s == 2.8  # medians of 0.1/0.2/0.3 s and 2.9/2.8/2.7 s
+    assert got.analysis_s is not None and got.total_s is not None and got.total_s > got.analysis_s
