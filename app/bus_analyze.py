@@ -53,14 +53,14 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from alerts.analyzer import VIDEO
+from alerts.analyzer import SPEECH, VIDEO
 from alerts.webhook import WebhookConfig
 from alerts.worker import AnalysisResult, AnalysisWorker
 from app.bus_config import BusSection, ensure_work_queue
@@ -74,10 +74,12 @@ from app.bus_wire import (
     WireError,
     decode_transcript,
     decode_video,
+    stored_ts,
 )
 from app.config import RootConfig
 from app.live_alerts import store_result
 from app.monitor_parts import default_holder
+from asr.timing import with_stamps
 from detectors.price import PriceChecker
 from detectors.types import PriceClaim, RuleHolder, RuleSet
 from store import repo
@@ -101,6 +103,7 @@ logger = logging.getLogger(__name__)
 DURABLE = "analyze"
 VIDEO_DURABLE = "analyze_video"
 BUS_SEQ = "bus_seq"  # the broadcast column: the last batch committed by an analyze worker
+WARM_UP_LINE = "欢迎来到直播间的家人们"  # embedded once at start, so the first batch finds the model loaded
 
 
 class Outcome(enum.Enum):
@@ -190,6 +193,19 @@ class BusAnalyzer:
         self.rebuilt = 0  # analyzers rebuilt from the store (a takeover or a restart)
         # called after a batch's transaction committed, before it is acknowledged (tests kill here)
         self.after_commit: Callable[[TranscriptMessage], None] | None = None
+
+    def warm_up(self, stream_ids: Sequence[str]) -> float:
+        """Load before the first batch what it would otherwise load while its lines wait: each stream's
+        rule set and the semantic stage's embedding model (the monitor loads its rules when a broadcast
+        starts, before its first line). Seconds it took."""
+        t0 = time.perf_counter()
+        rules: Any = None
+        for sid in stream_ids or [""]:
+            rules = self.holder_for(sid).maybe_reload()
+        prime = getattr(rules, "prime", None)
+        if prime is not None:
+            prime([WARM_UP_LINE])
+        return time.perf_counter() - t0
 
     def handle(self, msg: TranscriptMessage) -> tuple[Outcome, list[str]]:
         """One batch: (what to tell the bus, ids of the alerts raised anew)."""
@@ -317,72 +333,41 @@ class BusAnalyzer:
             return tx(s)
 
     def _rebuild(self, broadcast_id: str, committed: int) -> _State:
-        """A fresh analyzer for a broadcast, brought to where the store says its analysis stands."""
-        worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
-        state = self._states[broadcast_id] = _State(worker, committed)
-        if committed < 0:
-            return state
-        self.rebuilt += 1
-        # alerts that may still grow or whose context after is not complete: the analyzer closes a group
-        # once its watermark passes its end plus max(merge gap, context after) (alerts/analyzer.py)
-        a = self.cfg.alerts
-        horizon = max(a.merge_gap_s, a.context_after_s)
-        with self.db.session() as s:
-            b = s.get(Broadcast, broadcast_id)
-            done_s = (b.analyzed_s or 0.0) if b is not None else 0.0
-            rows = s.scalars(
-                select(AlertRow)
-                .where(
-                    AlertRow.broadcast_id == broadcast_id,
-                    AlertRow.evidence_status == "pending",
-                    AlertRow.end_s + horizon >= done_s,
-                )
-                .order_by(AlertRow.start_s)
-            ).all()
-            alerts = [alert_from_row(s, r) for r in rows]
-            low = min([al.start_s for al in alerts] + [done_s]) - a.context_before_s - 1.0
-            ctx = [
-                repo.utterance_from_row(r)
-                for r in s.scalars(
-                    select(UtteranceRow)
-                    .where(
-                        UtteranceRow.broadcast_id == broadcast_id,
-                        UtteranceRow.source == "speech",
-                        UtteranceRow.analyzed.is_(True),
-                        UtteranceRow.end_s >= low,
-                    )
-                    .order_by(UtteranceRow.start_s, UtteranceRow.idx)
-                )
-            ]
-        worker.resume(broadcast_id, alerts, ctx, done_s)
-        logger.info(
-            "broadcast %s: analyzer rebuilt from the store at batch %d (%.1f s; %d open alert(s), %d line(s) "
-            "of context)",
-            broadcast_id,
-            committed,
-            done_s,
-            len(alerts),
-            len(ctx),
-        )
+        """A fresh speech analyzer for a broadcast, brought to where the store says its analysis stands."""
+        state = self._states[broadcast_id] = _State(self._fresh(), committed)
+        if committed >= 0:
+            self._resume(state.worker, broadcast_id, SPEECH, f"batch {committed}")
         return state
 
     def _rebuild_video(self, broadcast_id: str, committed: tuple[int, int]) -> _State:
         """A fresh video analyzer, brought to where the store says the broadcast's video stands."""
-        worker = AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
-        state = self._video[broadcast_id] = _State(worker, committed[1], committed[0])
-        if committed == (0, -1):
-            return state
+        state = self._video[broadcast_id] = _State(self._fresh(), committed[1], committed[0])
+        if committed != (0, -1):
+            self._resume(state.worker, broadcast_id, VIDEO, f"reader {committed[0]} batch {committed[1]}")
+        return state
+
+    def _fresh(self) -> AnalysisWorker:
+        return AnalysisWorker(self.cfg.alerts, _Port(self), self.price)
+
+    def _resume(self, worker: AnalysisWorker, broadcast_id: str, lane: str, where: str) -> None:
+        """Bring `worker` to where the store says the broadcast's `lane` stands (a takeover or a restart):
+        the lane's alerts that may still grow or whose context after is not complete reopened (the
+        analyzer closes a group once its watermark passes its end plus max(merge gap, context after),
+        alerts/analyzer.py), the lane's lines read before as context, and the lane's watermark. Speech:
+        speech alerts, the lines analysed, `analyzed_s`; video: screen and visual alerts, the captions
+        read, `video_done_s`. The two lanes are analysed apart on the bus (module docstring)."""
         self.rebuilt += 1
         a = self.cfg.alerts
         horizon = max(a.merge_gap_s, a.context_after_s)
+        speech = lane == SPEECH
         with self.db.session() as s:
             b = s.get(Broadcast, broadcast_id)
-            done_s = (b.video_done_s or 0.0) if b is not None else 0.0
+            done_s = ((b.analyzed_s if speech else b.video_done_s) or 0.0) if b is not None else 0.0
             rows = s.scalars(
                 select(AlertRow)
                 .where(
                     AlertRow.broadcast_id == broadcast_id,
-                    AlertRow.source != "speech",
+                    (AlertRow.source == "speech") if speech else (AlertRow.source != "speech"),
                     AlertRow.evidence_status == "pending",
                     AlertRow.end_s + horizon >= done_s,
                 )
@@ -390,30 +375,30 @@ class BusAnalyzer:
             ).all()
             alerts = [alert_from_row(s, r) for r in rows]
             low = min([al.start_s for al in alerts] + [done_s]) - a.context_before_s - 1.0
+            read = (
+                and_(UtteranceRow.source == "speech", UtteranceRow.analyzed.is_(True))
+                if speech
+                else UtteranceRow.source == "screen"
+            )
             ctx = [
                 repo.utterance_from_row(r)
                 for r in s.scalars(
                     select(UtteranceRow)
-                    .where(
-                        UtteranceRow.broadcast_id == broadcast_id,
-                        UtteranceRow.source == "screen",
-                        UtteranceRow.end_s >= low,
-                    )
+                    .where(UtteranceRow.broadcast_id == broadcast_id, read, UtteranceRow.end_s >= low)
                     .order_by(UtteranceRow.start_s, UtteranceRow.idx)
                 )
             ]
-        worker.resume(broadcast_id, alerts, ctx, done_s, lane=VIDEO)
+        worker.resume(broadcast_id, alerts, ctx, done_s, lane=lane)
         logger.info(
-            "broadcast %s: video analyzer rebuilt from the store at reader %d batch %d (%.1f s; %d open "
-            "alert(s), %d caption(s) of context)",
+            "broadcast %s: %s analyzer rebuilt from the store at %s (%.1f s; %d open alert(s), %d line(s) of "
+            "context)",
             broadcast_id,
-            committed[0],
-            committed[1],
+            lane,
+            where,
             done_s,
             len(alerts),
             len(ctx),
         )
-        return state
 
 
 def _cursor(epoch: int | None, seq: int | None) -> tuple[int, int]:
@@ -502,6 +487,12 @@ async def _one(
         logger.error("bus message %s on %s refused and removed: %s", meta.sequence.stream, msg.subject, e)
         await msg.term()
         return None
+    if isinstance(tm, TranscriptMessage) and tm.batch.utterances:  # hop stamps (asr/timing.py)
+        stamps = {"received_ts": time.time()}
+        published = stored_ts(msg)
+        if published is not None:
+            stamps["published_ts"] = published
+        tm = replace(tm, batch=replace(tm.batch, utterances=with_stamps(tm.batch.utterances, stamps)))
     alive = asyncio.create_task(_keep_alive(msg, max(0.5, bus.ack_wait_s / 3)))
     handle = analyzer.handle_video if isinstance(tm, VideoMessage) else analyzer.handle
     try:
@@ -633,4 +624,7 @@ def build_analyzer(cfg: RootConfig, db: Database) -> BusAnalyzer:
             return Rolls(pre, post, hooks)
         return Rolls(cfg.alerts.pre_roll_s, cfg.alerts.post_roll_s, hooks)
 
-    return BusAnalyzer(cfg, db, price_checker(cfg, db), holder_for, rolls)
+    analyzer = BusAnalyzer(cfg, db, price_checker(cfg, db), holder_for, rolls)
+    took = analyzer.warm_up(list(streams))
+    logger.info("rules and models loaded in %.1f s", took)
+    return analyzer

@@ -36,7 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -44,6 +44,7 @@ from sqlalchemy import select
 from app.bus_wire import TranscriptMessage
 from asr.batching import BatchingWhisper, BatchRound
 from asr.streaming import LiveTranscript, StepResult, StreamingOptions
+from asr.timing import ArrivalLog, stamp_lines
 from asr.types import Transcriber, TranscriptBatch
 from store import repo
 from store.db import Database
@@ -88,6 +89,8 @@ class BroadcastAsr:
     republish: TranscriptMessage | None = None  # the last stored batch, to publish again once
     received_end_s: float = 0.0  # end of the newest audio received
     max_lag_s: float = 0.0
+    arrivals: ArrivalLog = field(default_factory=ArrivalLog)  # when its chunks came (asr/timing.py)
+    decode_ts: tuple[float, float] = (0.0, 0.0)  # wall clock of the last decode round it was in
 
     def behind_s(self) -> float:
         """Audio received and not yet decoded, in seconds."""
@@ -184,6 +187,10 @@ class BusAsr:
     def drop(self, broadcast_id: str) -> None:
         self.broadcasts.pop(broadcast_id, None)
 
+    def open_count(self) -> int:
+        """Broadcasts served here and not yet fully transcribed (those a batch could hold)."""
+        return sum(1 for a in self.broadcasts.values() if not a.complete)
+
     def ready(self) -> list[BroadcastAsr]:
         return [a for a in self.broadcasts.values() if not a.complete and a.transcript.wants_pass()]
 
@@ -199,6 +206,7 @@ class BusAsr:
     def decode(self, ctxs: Sequence[BroadcastAsr]) -> list[StepResult | BaseException]:
         """One pass over each broadcast's window, decoded as one batch; a pass's failure is its own."""
         t0 = time.perf_counter()
+        start_ts = self.clock()
         fns = [lambda c=c: c.transcript.step(self.transcriber) for c in ctxs]
         if self._round is None:
             out: list[StepResult | BaseException] = []
@@ -210,6 +218,9 @@ class BusAsr:
         else:
             out = self._round.run(fns)
         took = time.perf_counter() - t0
+        end_ts = self.clock()
+        for c in ctxs:
+            c.decode_ts = (start_ts, end_ts)
         self.passes += len(ctxs)
         self.batches += 1
         self.busy_s += took
@@ -223,7 +234,10 @@ class BusAsr:
         if not (res.utterances or final or res.done_s - ctx.stored_done_s >= STORE_EVERY_S):
             return None
         now = self.clock()
-        utts = tuple(replace(u, meta={**u.meta, "committed_ts": round(now, 3)}) for u in res.utterances)
+        start_ts, end_ts = ctx.decode_ts
+        utts = stamp_lines(
+            res.utterances, ctx.arrivals, decode_start_ts=start_ts, decode_end_ts=end_ts, committed_ts=now
+        )
         batch = TranscriptBatch(ctx.broadcast_id, ctx.stream_id, utts, res.done_s, final)
         msg = TranscriptMessage(batch, ctx.seq, ctx.started_ts, ctx.source_start_s)
         with self.db.session() as s, s.begin():

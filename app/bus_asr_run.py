@@ -23,9 +23,13 @@ Flow control and memory: a stream is pulled only while its broadcast holds less 
 alive (`in_progress`) and acknowledged once the batch whose watermark passed their end was stored and
 published.
 
-Batching: when a window is ready the decode loop waits up to `bus.asr_batch_wait_ms` for more (or
-until `bus.asr_batch` are ready), picks the broadcasts furthest behind, and decodes them as one batch
-on a thread (the loop keeps pulling, renewing and answering meanwhile). Lag per stream is logged every
+Batching (a GPU, or `bus.asr_batch_cpu`): when a window is ready the decode loop waits up to
+`bus.asr_batch_wait_ms` for more (or until `bus.asr_batch` are ready, or every broadcast it serves is),
+picks the broadcasts furthest behind, and decodes them as one batch on a thread (the loop keeps
+pulling, renewing and answering meanwhile). On the CPU it decodes one window at a time, the broadcast
+furthest behind first, and stores and publishes its lines before the next, as the monitor's ASR worker
+does: a CPU batch decodes no more windows a second on the live path, and holds every line of the batch
+until the last window is done (bench/asr_batch.md, bench/live_bus_and_scan.md). Lag per stream is logged every
 `LAG_LOG_S`, and as a warning every `LAG_LOUD_EVERY_S` while a stream has more than `LAG_WARN_S` of
 received audio not decoded.
 
@@ -61,6 +65,7 @@ from app.bus_wire import (
     WireError,
     decode_audio,
     encode_transcript,
+    stored_ts,
     subject_token,
     transcript_subject,
 )
@@ -379,6 +384,7 @@ class AsrRunner:
         if samples.size and not ctx.transcript.final:
             ctx.transcript.add_audio(chunk.start_s, samples)
         ctx.received_end_s = max(ctx.received_end_s, chunk.end_s)
+        ctx.arrivals.add(chunk.end_s, self.asr.clock(), stored_ts(m))
         ctx.held.append(Held(m, chunk.seq, chunk.end_s, chunk.final))
         if chunk.final and not ctx.transcript.final:
             ctx.transcript.finish()
@@ -403,12 +409,14 @@ class AsrRunner:
     # -- decoding and out ------------------------------------------------------------------------------
 
     async def _gather(self) -> list[BroadcastAsr]:
-        """The broadcasts to decode next: once one is ready, up to `asr_batch_wait_ms` for others."""
+        """The broadcasts to decode next: once one is ready, up to `asr_batch_wait_ms` for others (not
+        when every broadcast served here is ready: nothing else could join)."""
+        size = self.bus.asr_batch if self.asr.batching is not None else 1
         while not self.stop.is_set():
             ready = self.asr.ready()
             if ready:
                 deadline = time.monotonic() + self.bus.asr_batch_wait_ms / 1000
-                while len(ready) < self.bus.asr_batch and time.monotonic() < deadline:
+                while len(ready) < min(size, self.asr.open_count()) and time.monotonic() < deadline:
                     self.bell.clear()
                     try:
                         await asyncio.wait_for(self.bell.wait(), timeout=deadline - time.monotonic())
@@ -417,7 +425,7 @@ class AsrRunner:
                     ready = self.asr.ready()
                 now = self.asr.clock()
                 ready.sort(key=lambda a: self.asr.lag_s(a, now), reverse=True)
-                return ready[: self.bus.asr_batch]
+                return ready[:size]
             self.bell.clear()
             try:
                 await asyncio.wait_for(self.bell.wait(), timeout=0.5)
@@ -554,7 +562,7 @@ async def run_asr_worker(
             "ASR worker %s pulling %s (batch %d, wait %.0f ms, at most %d streams) from %s",
             name,
             "lw.audio.<stream>",
-            bus.asr_batch,
+            bus.asr_batch if asr.batching is not None else 1,
             bus.asr_batch_wait_ms,
             bus.asr_max_streams,
             bus.url,
@@ -578,14 +586,23 @@ async def run_asr_worker(
 
 def build_asr(cfg: Any, db: Any) -> BusAsr:
     """The ASR of `livewatch worker asr`: the monitor's live model and sliding-window options (`asr` and
-    `live_asr` of the config; a root config gets the live defaults), batching across streams on."""
+    `live_asr` of the config; a root config gets the live defaults), batching across streams on a GPU
+    (or with `bus.asr_batch_cpu`; see the module docstring)."""
     from app.monitor_config import LiveAsrSection, MonitorConfig
     from app.monitor_parts import live_transcriber_for
     from asr.build import enable_batching
 
     la = cfg.live_asr if isinstance(cfg, MonitorConfig) else LiveAsrSection()
     transcriber = live_transcriber_for(cfg.asr, la)
-    batching = enable_batching(transcriber) if cfg.bus.asr_batch > 1 else None
-    if batching is None and cfg.bus.asr_batch > 1:
-        logger.warning("this ASR backend does not batch: windows are decoded one at a time")
+    batching = None
+    if cfg.bus.asr_batch > 1:
+        device = getattr(transcriber, "device", None)
+        if device == "cuda" or cfg.bus.asr_batch_cpu:
+            batching = enable_batching(transcriber)
+            if batching is None:
+                logger.warning("this ASR backend does not batch: windows are decoded one at a time")
+        else:
+            logger.info(
+                "ASR on the %s: windows decoded one at a time (bus.asr_batch_cpu: off)", device or "CPU"
+            )
     return BusAsr(db, la.options(), transcriber, batching)

@@ -52,14 +52,21 @@ class BusSection(BaseModel):
         8,
         ge=1,
         le=64,
-        description="ASR worker: most windows (one per stream) decoded as one batch. On 2 CPU cores 8 "
-        "decodes 1.3-2x the windows per second of one at a time (bench/asr_batch.md); a GPU takes more.",
+        description="ASR worker on a GPU: most windows (one per stream) decoded as one batch. On the CPU "
+        "windows are decoded one at a time unless asr_batch_cpu is on (bench/asr_batch.md: a CPU batch "
+        "gains nothing on the live path, and every line of a batch waits for the whole batch).",
+    )
+    asr_batch_cpu: bool = Field(
+        False,
+        description="ASR worker: batch windows (asr_batch) on the CPU too. Off: one window at a time, the "
+        "stream furthest behind first, its lines stored and published at once, as the monitor does "
+        "(bench/live_bus_and_scan.md: a batch of 5 CPU windows held each line about 1.5 s longer).",
     )
     asr_batch_wait_ms: float = Field(
         200.0,
         ge=0,
-        description="ASR worker: once one stream's window is ready, wait up to this long for others to "
-        "fill the batch (latency traded for throughput).",
+        description="ASR worker, batching: once one stream's window is ready, wait up to this long for "
+        "others to fill the batch (latency traded for throughput); not once every stream it serves is ready.",
     )
     asr_max_streams: int = Field(
         16,

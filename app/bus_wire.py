@@ -55,6 +55,7 @@ __all__ = [
     "encode_audio",
     "encode_transcript",
     "encode_video",
+    "stored_ts",
     "subject_token",
     "transcript_subject",
     "video_subject",
@@ -127,6 +128,15 @@ class VideoMessage:
     def msg_id(self) -> str:
         """JetStream's de-duplication id: a publisher's retry of the same batch is stored once."""
         return f"{self.batch.broadcast_id}:v{self.epoch}.{self.seq}"
+
+
+def stored_ts(msg: Any) -> float | None:
+    """When JetStream stored a received message (its publisher's moment, on the server's clock), from the
+    message's metadata; None when unknown (not a JetStream message, such as a test's fake)."""
+    try:
+        return float(msg.metadata.timestamp.timestamp())
+    except Exception:
+        return None
 
 
 def subject_token(stream_id: str) -> str:

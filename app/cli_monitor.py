@@ -76,6 +76,18 @@ def _age(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _delay(d: Any) -> str:
+    """A stream's line delay (review.monitor_status.LineDelay): total, then its hops."""
+    if d is None or d.total_s is None:
+        return "-"
+
+    def f(v: float | None) -> str:
+        return "?" if v is None else f"{v:.1f}"
+
+    bus = "" if d.bus_s is None else f"bus {f(d.bus_s)} + "
+    return f"{d.total_s:.1f}s ({bus}ASR {f(d.asr_s)} + analysis {f(d.analysis_s)})"
+
+
 def status_command(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Monitor (or root) config YAML.")
@@ -128,6 +140,7 @@ def status_command(
         "gaps today",
         "ASR lag",
         "max lag",
+        "line delay",
         "alerts today",
         "served by",
     ):
@@ -145,6 +158,7 @@ def status_command(
             str(r.gaps_today),
             lag,
             "-" if r.max_asr_lag_s is None else f"{r.max_asr_lag_s:.1f}s",
+            _delay(r.line_delay),
             str(r.alerts_today),
             "-" if r.served_by is None else f"{r.served_by}{'' if r.server_alive else ' (lease expired)'}",
         )

@@ -84,10 +84,11 @@ def worker_command(
     publishes their audio as 16 kHz chunks on LW_AUDIO, cuts the evidence of their alerts and then posts
     their webhooks; the recordings stay on its disk.
     asr: claims streams whose audio waits on LW_AUDIO (a lease per stream, at most bus.asr_max_streams),
-    transcribes each broadcast with the monitor's sliding window, decodes the ready windows of all its
-    streams as one batch (bus.asr_batch, bus.asr_batch_wait_ms), stores the lines and publishes the
-    batches on LW_TRANSCRIPTS; one per GPU or CPU box. analyze: pulls those batches, raises and stores
-    the alerts; as many as you like."""
+    transcribes each broadcast with the monitor's sliding window (on a GPU the ready windows of all its
+    streams as one batch: bus.asr_batch, bus.asr_batch_wait_ms; on the CPU one at a time, furthest behind
+    first), stores the lines and publishes the batches on LW_TRANSCRIPTS; one per GPU or CPU box.
+    analyze: loads the rules and the semantic model, then pulls those batches, raises and stores the
+    alerts; as many as you like."""
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}': one of {', '.join(STAGES)}")
     if stage not in ON_BUS:

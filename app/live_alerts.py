@@ -25,6 +25,8 @@ from store.prices import link_claim_alerts, save_claims
 
 logger = logging.getLogger(__name__)
 
+ANALYSIS_STAMPS = ("published_ts", "received_ts")  # set after the line was stored (asr/timing.py)
+
 
 def live_payload(alert: Alert, stream_id: str | None, folder: str) -> dict[str, Any]:
     """The stored payload of a live alert: the scan's, marked live, its evidence still to be cut."""
@@ -78,5 +80,14 @@ def store_result(
         )
     else:
         utts = batch.utterances
-        LiveStore.mark_analyzed(s, batch.broadcast_id, [u.index for u in utts], batch.done_s, batch.final)
+        # the hop stamps the line gathered after it was stored (asr/timing.py): kept with it
+        stamps = {
+            u.index: {
+                k: float(v) for k, v in u.meta.items() if k in ANALYSIS_STAMPS and isinstance(v, (int, float))
+            }
+            for u in utts
+        }
+        LiveStore.mark_analyzed(
+            s, batch.broadcast_id, [u.index for u in utts], batch.done_s, batch.final, stamps
+        )
     return new

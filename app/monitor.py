@@ -47,6 +47,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from app.monitor_lease import LeaseKeeper, default_instance_id
 from app.monitor_parts import MonitorStats, StreamState, default_holder, live_transcriber
 from app.monitor_resume import resume, video_files
 from app.webhooks import WebhookDelivery
+from asr.timing import with_stamps
 from asr.types import Transcriber, TranscriptBatch
 from asr.worker import AsrWorker
 from detectors.price import PriceChecker
@@ -286,7 +288,7 @@ class Monitor:
                 done_s=batch.done_s,
                 final=batch.final,
             ),
-            then=lambda _stored: self.analysis.put(batch),
+            then=lambda _stored: self.analysis.put(_received(batch)),
         )
 
     # -- analysis worker (AnalysisPort) -----------------------------------------------------------------
@@ -362,3 +364,10 @@ class Monitor:
     def _rolls(self, stream_id: str) -> tuple[float, float, str | None] | None:
         st = self.streams.get(stream_id)
         return None if st is None else (st.pre_roll_s, st.post_roll_s, st.entry.name)
+
+
+def _received(batch: TranscriptBatch) -> TranscriptBatch:
+    """The batch, its lines stamped as stored and handed to the analysis (asr/timing.py)."""
+    if not batch.utterances:
+        return batch
+    return replace(batch, utterances=with_stamps(batch.utterances, {"received_ts": time.time()}))

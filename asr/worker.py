@@ -36,7 +36,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from asr.streaming import LiveTranscript, StreamingOptions
+from asr.streaming import SAMPLE_RATE, LiveTranscript, StreamingOptions
+from asr.timing import ArrivalLog, stamp_lines
 from asr.types import Transcriber, TranscriptBatch
 from ingest.tail import AudioFollower
 
@@ -72,6 +73,7 @@ class AsrBroadcast:
     max_lag_s: float = 0.0
     catchup: bool = False
     source_start_s: float | None = None
+    arrivals: ArrivalLog = field(default_factory=ArrivalLog)  # when its audio was decoded (asr/timing.py)
 
 
 @dataclass(slots=True)
@@ -211,6 +213,7 @@ class AsrWorker:
 
         def on_audio(start_s: float, samples: Any) -> None:
             ctx.transcript.add_audio(start_s, samples)
+            ctx.arrivals.add(start_s + len(samples) / SAMPLE_RATE, self._clock())
             self._bell.set()
             # the bound: the follower waits while the worker is far behind on this broadcast
             while ctx.transcript.buffered_s > self.max_buffered_s and not self._stop.wait(0.05):
@@ -270,6 +273,7 @@ class AsrWorker:
             ctx.max_lag_s = max(ctx.max_lag_s, self.lag_s(ctx))
             ctx.last_served = time.monotonic()
             t0 = time.perf_counter()
+            start_ts = self._clock()
             try:
                 res = ctx.transcript.step(transcriber)
             except Exception:
@@ -291,13 +295,15 @@ class AsrWorker:
                 res.committed_words,
                 res.pending_words,
             )
-            if res.utterances:  # when each line became final: transcript latency, kept with the line
-                res = replace(
-                    res,
-                    utterances=tuple(
-                        replace(u, meta={**u.meta, "committed_ts": round(now, 3)}) for u in res.utterances
-                    ),
+            if res.utterances:  # when each line was heard, decoded and final (asr/timing.py), kept with it
+                lines = stamp_lines(
+                    res.utterances,
+                    ctx.arrivals,
+                    decode_start_ts=start_ts,
+                    decode_end_ts=now,
+                    committed_ts=now,
                 )
+                res = replace(res, utterances=lines)
             if res.utterances or final or res.done_s - ctx.stored_done_s >= 5.0:
                 ctx.stored_done_s = res.done_s
                 self.stats.utterances += len(res.utterances)

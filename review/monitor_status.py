@@ -9,6 +9,7 @@ safe from any process while a monitor runs.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -16,16 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from store.db import Database
-from store.models import AlertRow, Broadcast, BroadcastGap, MonitorLease, Stream
+from store.models import AlertRow, Broadcast, BroadcastGap, MonitorLease, Stream, UtteranceRow
 
 __all__ = [
+    "LineDelay",
     "StreamStatus",
     "db_write_problems",
     "db_write_status",
     "deferred_problems",
     "deferred_status",
+    "line_delay",
     "metrics_text",
     "read_status",
     "rules_status",
@@ -36,6 +40,7 @@ __all__ = [
 
 STATUS_FILE = Path("monitor") / "status.json"
 STALE_S = 10.0
+LINE_DELAY_LINES = 20  # the newest analysed lines of a live broadcast its line delay is the median over
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,24 @@ class StreamStatus:
     # from the broadcast's owner and that owner's lease row (its host); None when nothing is live
     served_by: str | None = None
     server_alive: bool | None = None  # its lease unexpired
+    line_delay: LineDelay | None = None  # where the live broadcast's newest lines spent their time
+
+
+@dataclass(frozen=True, slots=True)
+class LineDelay:
+    """Medians, in seconds, over the newest `lines` analysed speech lines of a live broadcast, from the hop
+    stamps each line keeps (asr/timing.py): on the bus, the audio's trip from the ingest box to the ASR
+    worker (`bus_s`: the chunk stored on the bus → fetched; None in one process); the ASR (`asr_s`: the
+    line's audio at the ASR worker → the line committed: waiting for passes, decoding, agreement); the
+    analysis (`analysis_s`: committed → its analysis committed: storing, the bus's trip, rules, the
+    alert's transaction); `total_s` from the first of these stamps to the last. The way in before (HLS,
+    recording) is not in it: the broadcast's clock says when a moment was live only to a second or two."""
+
+    lines: int
+    bus_s: float | None
+    asr_s: float | None
+    analysis_s: float | None
+    total_s: float | None
 
 
 def read_status(data_dir: Path) -> dict[str, Any] | None:
@@ -119,6 +142,7 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
             b.stream_id: b
             for b in s.scalars(select(Broadcast).where(Broadcast.kind == "live", Broadcast.status == "live"))
         }
+        delays = {b.id: line_delay(s, b.id) for b in current.values()}
         owners = {b.owner for b in current.values() if b.owner}
         lease_rows = {
             r.owner: r for r in s.scalars(select(MonitorLease).where(MonitorLease.owner.in_(sorted(owners))))
@@ -158,9 +182,49 @@ def stream_statuses(db: Database, data_dir: Path, now_ts: float) -> tuple[bool, 
                 last_alert_ts=last,
                 served_by=served,
                 server_alive=alive,
+                line_delay=delays.get(b.id) if b is not None else None,
             )
         )
     return running, rows
+
+
+def line_delay(s: Session, broadcast_id: str) -> LineDelay | None:
+    """The line delay of a broadcast (see `LineDelay`); None before a stamped line was analysed."""
+    rows = s.scalars(
+        select(UtteranceRow.meta)
+        .where(
+            UtteranceRow.broadcast_id == broadcast_id,
+            UtteranceRow.source == "speech",
+            UtteranceRow.analyzed.is_(True),
+        )
+        .order_by(UtteranceRow.idx.desc())
+        .limit(LINE_DELAY_LINES)
+    ).all()
+    hops: dict[str, list[float]] = {"bus": [], "asr": [], "analysis": [], "total": []}
+    for meta in rows:
+        m = {k: float(v) for k, v in (meta or {}).items() if isinstance(v, (int, float))}
+        first = m.get("sent_ts", m.get("audio_ts"))
+        for key, a, b in (
+            ("bus", m.get("sent_ts"), m.get("audio_ts")),
+            ("asr", m.get("audio_ts"), m.get("committed_ts")),
+            ("analysis", m.get("committed_ts"), m.get("analyzed_ts")),
+            ("total", first, m.get("analyzed_ts")),
+        ):
+            if a is not None and b is not None:
+                hops[key].append(b - a)
+    if not hops["analysis"]:
+        return None
+
+    def med(v: list[float]) -> float | None:
+        return round(statistics.median(v), 2) if v else None
+
+    return LineDelay(
+        len(hops["analysis"]),
+        med(hops["bus"]),
+        med(hops["asr"]),
+        med(hops["analysis"]),
+        med(hops["total"]),
+    )
 
 
 def rules_status(data_dir: Path, now_ts: float) -> dict[str, Any] | None:
@@ -420,6 +484,13 @@ def metrics_text(
             "gauge",
             "Largest ASR lag since the monitor started.",
             lambda r: r.max_asr_lag_s,
+        ),
+        (
+            "livewatch_stream_line_delay_seconds",
+            "gauge",
+            "Median seconds from a line's audio reaching the ASR worker (on the bus: leaving the ingest box) "
+            "to its analysis stored, over the live broadcast's newest lines.",
+            lambda r: r.line_delay.total_s if r.line_delay is not None else None,
         ),
         ("livewatch_stream_alerts_today", "gauge", "Alerts raised today.", lambda r: r.alerts_today),
     ]

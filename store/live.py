@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,9 +247,26 @@ class LiveStore:
 
     @staticmethod
     def mark_analyzed(
-        s: Session, broadcast_id: str, indexes: Iterable[int], analyzed_s: float, final: bool
+        s: Session,
+        broadcast_id: str,
+        indexes: Iterable[int],
+        analyzed_s: float,
+        final: bool,
+        stamps: Mapping[int, Mapping[str, float]] | None = None,
     ) -> None:
+        """Lines analysed and the analysis watermark. `stamps`: per line index, the analysis side's hop
+        stamps (asr/timing.py) merged into the line's meta, with `analyzed_ts` (this transaction)."""
         idx = list(indexes)
+        if stamps:
+            now = round(time.time(), 3)
+            for r in s.scalars(
+                select(UtteranceRow).where(
+                    UtteranceRow.broadcast_id == broadcast_id,
+                    UtteranceRow.source == "speech",
+                    UtteranceRow.idx.in_(list(stamps)),
+                )
+            ):
+                r.meta = {**(r.meta or {}), **stamps[r.idx], "analyzed_ts": now}
         if idx:
             s.execute(
                 update(UtteranceRow)

@@ -37,7 +37,7 @@ from detectors.engine import RuleSet
 from detectors.evaluate import load_transcript
 from detectors.price_config import load_price_config
 from store.db import Database
-from store.models import AlertRow, Broadcast, DetectionRow
+from store.models import AlertRow, Broadcast, DetectionRow, UtteranceRow
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -192,6 +192,11 @@ def test_one_worker_raises_the_scans_alerts(tmp_path: Path, nats: EmbeddedNats, 
         assert meta[BUS_SEQ] == n - 1
         with db.session() as s:
             assert s.get(Broadcast, BID).status == "done"  # type: ignore[union-attr]
+            # each line keeps when its batch was on the bus, taken and analysed (asr/timing.py)
+            metas = [m for (m,) in s.execute(select(UtteranceRow.meta).where(UtteranceRow.broadcast_id == BID))]
+            assert metas and all(
+                m["published_ts"] <= m["received_ts"] <= m["analyzed_ts"] + 0.01 for m in metas
+            ), metas[:2]
         assert asyncio.run(_bus_state(nats.url)) == (0, 0)  # every batch acknowledged, none left
         print(f"12 batches, {len(expected)} alerts in {took:.2f} s through one worker")
     finally:

@@ -69,7 +69,7 @@ def _config(tmp_path: Path, bus_url: str, db_url: str | None = None) -> Path:
         + (f"db_url: '{db_url}'\n" if db_url else "")
         + "semantic: {enabled: false}\n"
         f"bus: {{url: '{bus_url}', ack_wait_s: 5, retry_delay_s: 0.2, asr_lease_s: 3, asr_batch: 4, "
-        "asr_batch_wait_ms: 300}\n",
+        "asr_batch_cpu: true, asr_batch_wait_ms: 300}\n",  # the batching path, on a CPU-only machine
         encoding="utf-8",
     )
     return path

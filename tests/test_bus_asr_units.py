@@ -200,6 +200,8 @@ def test_the_asr_worker_stores_batches_in_order_and_a_successor_resumes_and_repu
         last = msgs[-1]
         stored = [u.text for m in msgs for u in m.batch.utterances]
         assert stored[:2] == ["家人们晚上好", "今天只要九十九元"]
+        first_line = msgs[0].batch.utterances[0].meta  # its hop stamps (asr/timing.py) travel with it
+        assert first_line["decode_start_ts"] <= first_line["decode_end_ts"] <= first_line["committed_ts"]
         # the worker dies here (its last batch stored, maybe not published): a successor takes over
         second = BusAsr(db, opts, FakeTranscriber.from_lines(LINES), None)
         ctx = second.open("b0", "room")
@@ -222,5 +224,45 @@ def test_the_asr_worker_stores_batches_in_order_and_a_successor_resumes_and_repu
             b = s.get(Broadcast, "b0")
             assert b is not None and b.asr_complete and b.asr_bus_seq == rest[-1].seq
         assert texts == [t for _s, _e, t in LINES]  # each line once, in order
+    finally:
+        db.dispose()
+
+
+def test_on_the_cpu_windows_go_one_at_a_time_and_a_batch_waits_only_for_streams_it_could_hold(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import time
+
+    from app.bus_asr_run import AsrRunner
+    from app.bus_config import BusSection
+
+    db = _db(tmp_path)
+    with db.session() as s, s.begin():
+        LiveStore.start_broadcast(
+            s, broadcast_id="b1", stream_id="room1", url="bus-audio:b1", name="room1",
+            folder=str(tmp_path / "rec1"), started_ts=1.7e9 - 5, source_start_s=None, rules_version="",
+        )  # fmt: skip
+    try:
+        asr = BusAsr(db, StreamingOptions(), FakeTranscriber.from_lines(LINES), None)
+        for bid, room in (("b0", "room"), ("b1", "room1")):
+            ctx = asr.open(bid, room)
+            assert ctx is not None
+            ctx.transcript.add_audio(0.0, np.zeros(32_000, dtype=np.float32))
+        bus = BusSection(url="nats://127.0.0.1:4222", asr_batch=8, asr_batch_wait_ms=5000)
+
+        async def gather() -> tuple[list[str], float]:
+            runner = AsrRunner(asr, bus, name="t")
+            t0 = time.monotonic()
+            got = await runner._gather()
+            return [c.broadcast_id for c in got], time.monotonic() - t0
+
+        # no batching model (the CPU): the broadcast furthest behind (b1 started earlier), at once
+        ids, took = asyncio.run(gather())
+        assert ids == ["b1"] and took < 1.0
+        # batching: both ready and nothing else served here could join, so no wait for the batch to fill
+        asr.batching = object()  # type: ignore[assignment]
+        ids, took = asyncio.run(gather())
+        assert sorted(ids) == ["b0", "b1"] and took < 1.0
     finally:
         db.dispose()
