@@ -187,10 +187,6 @@ class BusAsr:
     def drop(self, broadcast_id: str) -> None:
         self.broadcasts.pop(broadcast_id, None)
 
-    def open_count(self) -> int:
-        """Broadcasts served here and not yet fully transcribed (those a batch could hold)."""
-        return sum(1 for a in self.broadcasts.values() if not a.complete)
-
     def ready(self) -> list[BroadcastAsr]:
         return [a for a in self.broadcasts.values() if not a.complete and a.transcript.wants_pass()]
 

@@ -24,7 +24,7 @@ alive (`in_progress`) and acknowledged once the batch whose watermark passed the
 published.
 
 Batching (a GPU, or `bus.asr_batch_cpu`): when a window is ready the decode loop waits up to
-`bus.asr_batch_wait_ms` for more (or until `bus.asr_batch` are ready, or every broadcast it serves is),
+`bus.asr_batch_wait_ms` for more (or until `bus.asr_batch` are ready),
 picks the broadcasts furthest behind, and decodes them as one batch on a thread (the loop keeps
 pulling, renewing and answering meanwhile). On the CPU it decodes one window at a time, the broadcast
 furthest behind first, and stores and publishes its lines before the next, as the monitor's ASR worker
@@ -409,14 +409,16 @@ class AsrRunner:
     # -- decoding and out ------------------------------------------------------------------------------
 
     async def _gather(self) -> list[BroadcastAsr]:
-        """The broadcasts to decode next: once one is ready, up to `asr_batch_wait_ms` for others (not
-        when every broadcast served here is ready: nothing else could join)."""
+        """The broadcasts to decode next: once one is ready, up to `asr_batch_wait_ms` for others (when
+        batching; one window at a time takes the one furthest behind at once). A batching worker waits
+        even when every stream it serves is ready: the wait lets each window gather more audio, and
+        cutting it short made windows shorter and transcripts worse in the bus-vs-scan test."""
         size = self.bus.asr_batch if self.asr.batching is not None else 1
         while not self.stop.is_set():
             ready = self.asr.ready()
             if ready:
                 deadline = time.monotonic() + self.bus.asr_batch_wait_ms / 1000
-                while len(ready) < min(size, self.asr.open_count()) and time.monotonic() < deadline:
+                while len(ready) < size and time.monotonic() < deadline:
                     self.bell.clear()
                     try:
                         await asyncio.wait_for(self.bell.wait(), timeout=deadline - time.monotonic())

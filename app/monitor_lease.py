@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from store import leases
@@ -130,8 +131,17 @@ class LeaseKeeper:
             self._thread.join(10)
         if not self.held:
             return
-        with self.db.session() as s, s.begin():
-            leases.release_lease(s, self.owner, self.clock())
+        try:
+            with self.db.session() as s, s.begin():
+                leases.release_lease(s, self.owner, self.clock())
+        except SQLAlchemyError as e:  # a full disk or a lost database: the stop still finishes
+            logger.warning(
+                "monitor instance %s: lease not released (%s); it expires %.0f s after its last renewal",
+                self.owner,
+                str(e).splitlines()[0],
+                self.ttl_s,
+            )
+            return
         self.held = False
         logger.info("monitor instance %s: lease released", self.owner)
 

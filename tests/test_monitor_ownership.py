@@ -534,3 +534,32 @@ def test_a_killed_monitors_broadcast_is_adopted_after_its_lease_expires_only_whe
             for a in alerts
         )
         assert "mon-keeper" not in owners  # without adopt_expired: left alone
+
+
+def test_a_stop_on_a_full_disk_leaves_the_lease_to_expire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Releasing the lease is the stop's last write: when the database refuses it (a full disk, a lost
+    server) the stop still finishes, says so, and the lease expires on its own after its ttl."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.monitor_lease import LeaseKeeper
+
+    db = Database.for_data_dir(tmp_path)
+    keeper = LeaseKeeper(db, "room-box", tmp_path, ttl_s=30, heartbeat_s=5)
+    keeper.take()
+
+    def refused(*_: object) -> None:
+        raise OperationalError("UPDATE monitor_leases", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(leases, "release_lease", refused)
+    keeper.release()  # no exception
+    assert keeper.held  # not released: the row still names this owner until the ttl runs out
+    assert "lease not released" in caplog.text and "expires 30 s after its last renewal" in caplog.text
+    with db.session() as s:
+        row = s.get(MonitorLease, "room-box")
+        assert row is not None and row.expires_ts > time.time()  # still held until it runs out
+    monkeypatch.undo()
+    keeper.release()  # the database is back: released
+    assert not keeper.held
+    db.dispose()

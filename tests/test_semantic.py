@@ -171,8 +171,9 @@ def test_shipped_head_loads_and_its_hash_is_in_the_config_version(
     monkeypatch.setattr(RuleSet, "load", classmethod(lambda cls, dirs=None: FakeRules()))
 
     assert DEFAULT_SEMANTIC_HEAD.is_file()
-    # the neighbour index (every tune line's embedding, float16) is most of it, the n-gram weights the rest
-    assert DEFAULT_SEMANTIC_HEAD.stat().st_size < 4_000_000
+    # the neighbour index (every tune line's embedding, float16: 768 bytes a line) is most of it, the n-gram
+    # weights the rest; it grows with the tune half (4,609 lines: 4.0 MB), this bounds it for a package
+    assert DEFAULT_SEMANTIC_HEAD.stat().st_size < 6_000_000
     shipped = SemanticHead.load(DEFAULT_SEMANTIC_HEAD)
     assert shipped.has_ngrams  # a format-2 head: embedding and n-gram models and the neighbour vote
     assert shipped.hash == hashlib.sha256(DEFAULT_SEMANTIC_HEAD.read_bytes()).hexdigest()
