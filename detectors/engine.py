@@ -949,13 +949,7 @@ class RuleSet(_AtomMatching):
         )
 
     def _exemption(
-        self,
-        comp: _Compiled,
-        sc: _Scratch,
-        start: int,
-        end: int,
-        anchors: tuple[int, ...],
-        exempt: tuple[str, ...],
+        self, comp: _Compiled, sc: _Scratch, start: int, end: int, anchors: tuple[int, ...], exempt: tuple[str, ...]
     ) -> str:
         """Why a hit is silenced ("" if not). `exempt`: the rule's exemption phrases worth looking
         for in this text (those present, in the rule's order; all of them when one is empty)."""
@@ -984,9 +978,7 @@ class RuleSet(_AtomMatching):
         """All hits of enabled rules in `text`: (firing hits, silenced hits, normalized text)."""
         return self._match(text, source, False)
 
-    def _match(
-        self, text: str, source: str | None, firing_only: bool
-    ) -> tuple[list[Hit], list[Hit], Normalized]:
+    def _match(self, text: str, source: str | None, firing_only: bool) -> tuple[list[Hit], list[Hit], Normalized]:
         """`match`; with `firing_only`, silenced hits only of the rules that fire (see `_evaluate`)."""
         budget = self.line_budget_s
         clock = self.budget_clock
@@ -1008,7 +1000,7 @@ class RuleSet(_AtomMatching):
                     text,
                 )
                 break
-            h, s = self._evaluate(ri, sc, source, firing_only)
+            h, s = self._evaluate(ri, sc, source, True) if firing_only else self._evaluate(ri, sc, source)
             hits.extend(h)
             silenced.extend(s)
         return hits, silenced, norm
