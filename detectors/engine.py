@@ -243,12 +243,22 @@ class _Compiled:
     unless_set: frozenset[str] = frozenset()
     exempt_set: frozenset[str] = frozenset()
     cue_set: frozenset[str] = frozenset()
+    # phrase -> its place in `unless` / `exempt`: the first one present in a text, without a search
+    unless_rank: dict[str, int] | None = None
+    exempt_rank: dict[str, int] | None = None
+    # per regex, as `_evaluate` runs it: (source, regex, id in the regex table or -1, the literal sets
+    # still to check when the id was reached in the text: all but the first; all of them for -1)
+    regex_plan: tuple[tuple[str, re.Pattern[str], int, tuple[frozenset[str], ...]], ...] = ()
+    # negation cue -> the ignore phrases holding it, with where it first occurs in them
+    ignore_by_cue: dict[str, tuple[tuple[str, int], ...]] | None = None
 
 
 class _Scratch:
     """Per-call matching state."""
 
-    __slots__ = ("bounds", "cues", "exact", "found", "fuzzy", "norm", "occ", "pinyin", "present", "regex_rules")
+    __slots__ = (
+        "bounds", "cues", "exact", "found", "fuzzy", "norm", "occ", "pinyin", "present", "reached", "regex_rules"
+    )
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
@@ -258,6 +268,7 @@ class _Scratch:
         self.found: set[int] = set()  # atoms with at least one occurrence in this text
         self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
+        self.reached: set[int] = set()  # regexes of the table with a literal of their first set present
         # regex literals, unless/exempt phrases and negation cues that occur anywhere in the text
         self.present: set[str] = {""}  # "" is in every text
         self.cues: dict[tuple[str, ...], tuple[str, ...]] = {}  # a rule's cues -> those present
@@ -292,9 +303,10 @@ class _RuleTables:
         # regexes with literal sets (enabled rules): (rule, regex, sets), and literal -> those whose
         # first set holds it; the rule's other regexes run whenever the rule is triggered
         self._regex_table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
-        self._regex_check: dict[str, list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]]] = (
-            defaultdict(list)
-        )
+        self._regex_check: dict[str, list[int]] = defaultdict(list)  # literal -> regexes filed under it
+        # per regex of the table: (rule, regex, literal sets but the first, gated: a tracked rule not in
+        # `_always`, whose regexes run only when `_Scratch.regex_rules` holds it)
+        self._regex_entries: list[tuple[int, re.Pattern[str], tuple[frozenset[str], ...], bool]] = []
         self._loose_regexes: dict[int, tuple[re.Pattern[str], ...]] = {}
         self._fuzzy_atoms: list[int] = []
         # atom -> enabled rules for which it is a hit term / a side of a proximity pair (ri, pair, side)
@@ -310,9 +322,16 @@ class _RuleTables:
         self._near_roles: dict[int, tuple[tuple[int, int, int], ...]] = {
             k: tuple(v) for k, v in self._near_build.items()
         }
-        # both, in one lookup per atom found: (hit roles, proximity roles)
-        self._roles: dict[int, tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {
-            ai: (self._hit_roles.get(ai, ()), self._near_roles.get(ai, ()))
+        # proximity pairs numbered: pair -> its rule, and per atom the pairs it is side a / side b of
+        pair_id: dict[tuple[int, int], int] = {}
+        sides: tuple[dict[int, set[int]], dict[int, set[int]]] = (defaultdict(set), defaultdict(set))
+        for ai, nr in self._near_roles.items():
+            for ri, k, side in nr:
+                sides[side][ai].add(pair_id.setdefault((ri, k), len(pair_id)))
+        self._pair_rule: list[int] = [ri for ri, _k in pair_id]
+        # all three, in one lookup per atom found: (hit roles, pairs as side a, pairs as side b)
+        self._roles: dict[int, tuple[tuple[int, ...], frozenset[int], frozenset[int]]] = {
+            ai: (self._hit_roles.get(ai, ()), frozenset(sides[0].get(ai, ())), frozenset(sides[1].get(ai, ())))
             for ai in {*self._hit_roles, *self._near_roles}
         }
         del self._hit_build, self._near_build
@@ -380,6 +399,7 @@ class _RuleTables:
         `_evaluate` requires; for every other rule a regex whose sets are all present is triggered."""
         estimate = _literal_frequency()
         table: list[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]]] = []
+        gid_of: dict[tuple[int, int], int] = {}
         for ri, j, rx, groups in self._regex_table:
             weighed = sorted(
                 ((sum(estimate(lit) for lit in g), k, g) for k, g in enumerate(groups)),
@@ -389,8 +409,9 @@ class _RuleTables:
             gid = len(table)
             table.append((ri, j, rx, keep))
             self._compiled[ri].regex_groups[j] = keep  # what _evaluate checks: the literals looked for
+            gid_of[ri, j] = gid
             for lit in keep[0]:
-                self._regex_check[lit].append((gid, ri, rx, keep))
+                self._regex_check[lit].append(gid)
             for g in keep:
                 self._regex_lits.update(g)
         self._regex_table = table
@@ -404,6 +425,17 @@ class _RuleTables:
             mine = frozenset(rules & tracked)
             if mine:
                 self._tracked_trigger[lit] = mine
+        gated = tracked - self._always_set
+        self._regex_entries = [(ri, rx, keep[1:], ri in gated) for ri, _j, rx, keep in table]
+        for ri, comp in enumerate(self._compiled):
+            plan = []
+            for j, ((src, rx), groups) in enumerate(zip(comp.regexes, comp.regex_groups, strict=True)):
+                gid = gid_of.get((ri, j), -1)
+                if gid >= 0 and "" not in groups[0]:  # the automaton reports no empty literal
+                    plan.append((src, rx, gid, groups[1:]))
+                else:
+                    plan.append((src, rx, -1, groups))
+            comp.regex_plan = tuple(plan)
 
     @staticmethod
     def _automaton(keys: dict[str, Any], blank: Any) -> ahocorasick.Automaton | None:
@@ -526,7 +558,15 @@ class _RuleTables:
         comp.unless_set = frozenset(comp.unless) if all(comp.unless) else _EVERYWHERE
         comp.exempt_set = frozenset(comp.exempt) if all(comp.exempt) else _EVERYWHERE
         comp.cue_set = frozenset(comp.negation_cues) if all(comp.negation_cues) else _EVERYWHERE
+        if comp.unless_set is not _EVERYWHERE:
+            comp.unless_rank = {p: k for k, p in enumerate(comp.unless)}
+        if comp.exempt_set is not _EVERYWHERE:
+            comp.exempt_rank = {p: k for k, p in enumerate(comp.exempt)}
         comp.negation_cues = self._cue_tuples.setdefault(comp.negation_cues, comp.negation_cues)
+        comp.ignore_by_cue = {
+            cue: tuple((ig, j) for ig, j in ((ig, ig.find(cue)) for ig in comp.negation_ignore) if j >= 0)
+            for cue in comp.negation_cues
+        }
         for phrase in (*comp.unless, *comp.exempt, *comp.negation_cues):
             self._phrases.add(phrase)
         self._compiled.append(comp)
@@ -708,7 +748,7 @@ class RuleSet(_AtomMatching):
         text = norm.text
         found = sc.found
         regex_rules = sc.regex_rules
-        regex_checks: list[tuple[tuple[int, int, re.Pattern[str], tuple[frozenset[str], ...]], ...]] = []
+        reached = sc.reached
         if self._char_ac is not None and text:
             exact = sc.exact
             present = sc.present
@@ -716,7 +756,7 @@ class RuleSet(_AtomMatching):
                 if anywhere:
                     present.add(key)  # regexes and phrases are looked for without word bounds
                     if checks:
-                        regex_checks.append(checks)
+                        reached.update(checks)
                 if atoms or trig:
                     start = end - klen + 1
                     if bound and not _bounded(text, start, end + 1, key):
@@ -745,43 +785,40 @@ class RuleSet(_AtomMatching):
             self._fuzzy_scan(sc, codes)
         candidates: set[int] = set()
         roles = self._roles
-        sides: dict[tuple[int, int], int] = {}
+        side_a: set[int] = set()  # proximity pairs with a term of each side found
+        side_b: set[int] = set()
         for ai in found:
-            both = roles.get(ai)
-            if both is None:
+            three = roles.get(ai)
+            if three is None:
                 continue
-            hr, nr = both
+            hr, na, nb = three
             if hr:
                 candidates.update(hr)
-            if nr:
-                for ri, k, side in nr:
-                    pair = (ri, k)
-                    m = sides.get(pair, 0) | (1 << side)
-                    sides[pair] = m
-                    if m == 3:
-                        candidates.add(ri)
+            if na:
+                side_a |= na
+            if nb:
+                side_b |= nb
+        if side_a and side_b:
+            pair_rule = self._pair_rule
+            for pid in side_a & side_b:
+                candidates.add(pair_rule[pid])
         # A rule that only its regexes propose (one of their literals was found, or they have none) is a
         # candidate when one of the regexes its evaluation would run actually matches: one with literal
         # sets each present in the text (found through its first set), or one without (they run
         # whenever the rule is triggered). Else the evaluation would find nothing.
-        if regex_checks or self._always:
-            always = self._always_set
-            tracked = self._tracked
+        if reached or self._always:
             present = sc.present
-            tried: set[int] = set()
-            for checks in regex_checks:
-                for gid, ri, rx, groups in checks:
-                    if ri in candidates or gid in tried:
-                        continue
-                    if ri in tracked and ri not in regex_rules and ri not in always:
-                        continue
-                    tried.add(gid)
-                    for g in groups:
-                        if g.isdisjoint(present):
-                            break
-                    else:
-                        if rx.search(text) is not None:
-                            candidates.add(ri)
+            entries = self._regex_entries
+            for gid in reached:  # its first set is present: the literal that reached it
+                ri, rx, rest, gated = entries[gid]
+                if ri in candidates or (gated and ri not in regex_rules):
+                    continue
+                for g in rest:
+                    if g.isdisjoint(present):
+                        break
+                else:
+                    if rx.search(text) is not None:
+                        candidates.add(ri)
             loose = self._loose_regexes
             for pending in (regex_rules, self._always):
                 for ri in pending:
@@ -793,7 +830,12 @@ class RuleSet(_AtomMatching):
                             break
         return sc, candidates
 
-    def _evaluate(self, ri: int, sc: _Scratch, source: str | None) -> tuple[list[Hit], list[Hit]]:
+    def _evaluate(
+        self, ri: int, sc: _Scratch, source: str | None, firing_only: bool = False
+    ) -> tuple[list[Hit], list[Hit]]:
+        """The rule's (firing hits, silenced hits) in the scanned text. `firing_only` (what `detect`
+        needs): a rule that does not fire returns no silenced hits either, so a rule silenced whole
+        (unless, require) is settled before its hits are gathered."""
         comp = self._compiled[ri]
         rule = comp.rule
         if not rule.enabled or (source is not None and source not in comp.sources):
@@ -803,18 +845,27 @@ class RuleSet(_AtomMatching):
         thr = comp.threshold
         atoms = self._atoms
         occ = self._occ
+        found = sc.found
+        if firing_only:
+            if comp.unless and not comp.unless_set.isdisjoint(sc.present):
+                return [], []  # an unless phrase is in the text (see below)
+            for group in comp.require:
+                if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
+                    return [], []
         # (start, end, score, mode, pattern, starts of the parts a negation may precede)
         raw: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
-        found = sc.found
         if comp.hit_atoms:
             hit = comp.hit_atoms & found
             for ai in sorted(hit) if len(hit) > 1 else hit:
                 for o in occ(sc, ai):
                     if o[2] >= thr:
                         raw.append((o[0], o[1], o[2], o[3], atoms[ai].text, (o[0],)))
-        if comp.regexes and (ri not in self._tracked or ri in sc.regex_rules or ri in self._always_set):
+        if comp.regex_plan and (ri not in self._tracked or ri in sc.regex_rules or ri in self._always_set):
             present = sc.present
-            for (src, rx), groups in zip(comp.regexes, comp.regex_groups, strict=True):
+            reached = sc.reached
+            for src, rx, gid, groups in comp.regex_plan:
+                if gid >= 0 and gid not in reached:
+                    continue  # no literal of its first set in the text
                 for g in groups:
                     if g.isdisjoint(present):
                         break  # a match would contain one literal of each set
@@ -862,6 +913,12 @@ class RuleSet(_AtomMatching):
             return [], []
         rid = rule.id
         if comp.unless and not comp.unless_set.isdisjoint(sc.present):
+            rank = comp.unless_rank
+            if rank is not None:
+                # a phrase is in the text exactly when the automaton reported it: the first present one
+                phrase = min(comp.unless_set.intersection(sc.present), key=rank.__getitem__)
+                why = f"unless: {phrase}"
+                return [], [_hit(rid, norm, r, why) for r in raw]
             for phrase in comp.unless:
                 if phrase in text:
                     why = f"unless: {phrase}"
@@ -873,23 +930,32 @@ class RuleSet(_AtomMatching):
         kept: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
         silenced: list[tuple[tuple[int, int, float, str, str, tuple[int, ...]], str]] = []
         check = comp.exempt or comp.exempt_regex or comp.negation_cues
+        exempt = comp.exempt
+        if exempt and comp.exempt_rank is not None:
+            # only the phrases the text holds can overlap a hit (in the rule's order)
+            here = comp.exempt_set.intersection(sc.present)
+            exempt = tuple(sorted(here, key=comp.exempt_rank.__getitem__)) if len(here) > 1 else tuple(here)
         for r in raw:
-            why = self._exemption(comp, sc, r[0], r[1], r[5]) if check else ""
+            why = self._exemption(comp, sc, r[0], r[1], r[5], exempt) if check else ""
             if why:
                 silenced.append((r, why))
             else:
                 kept.append(r)
+        if firing_only and not kept:
+            return [], []
         return (
             [_hit(rid, norm, r, "") for r in _dedupe(kept)] if kept else [],
             [_hit(rid, norm, r, why) for r, why in _dedupe_reasons(silenced)] if silenced else [],
         )
 
     def _exemption(
-        self, comp: _Compiled, sc: _Scratch, start: int, end: int, anchors: tuple[int, ...]
+        self, comp: _Compiled, sc: _Scratch, start: int, end: int, anchors: tuple[int, ...], exempt: tuple[str, ...]
     ) -> str:
+        """Why a hit is silenced ("" if not). `exempt`: the rule's exemption phrases worth looking
+        for in this text (those present, in the rule's order; all of them when one is empty)."""
         text = sc.norm.text
-        if comp.exempt and not comp.exempt_set.isdisjoint(sc.present):
-            for phrase in comp.exempt:
+        if exempt and not comp.exempt_set.isdisjoint(sc.present):
+            for phrase in exempt:
                 # an occurrence overlapping the hit lies within this window
                 if text.find(phrase, max(0, start - len(phrase) + 1), end + len(phrase) - 1) >= 0:
                     return f"exempt: {phrase}"
@@ -910,6 +976,10 @@ class RuleSet(_AtomMatching):
 
     def match(self, text: str, source: str | None = None) -> tuple[list[Hit], list[Hit], Normalized]:
         """All hits of enabled rules in `text`: (firing hits, silenced hits, normalized text)."""
+        return self._match(text, source, False)
+
+    def _match(self, text: str, source: str | None, firing_only: bool) -> tuple[list[Hit], list[Hit], Normalized]:
+        """`match`; with `firing_only`, silenced hits only of the rules that fire (see `_evaluate`)."""
         budget = self.line_budget_s
         clock = self.budget_clock
         deadline = clock() + budget if budget else None
@@ -930,7 +1000,7 @@ class RuleSet(_AtomMatching):
                     text,
                 )
                 break
-            h, s = self._evaluate(ri, sc, source)
+            h, s = self._evaluate(ri, sc, source, True) if firing_only else self._evaluate(ri, sc, source)
             hits.extend(h)
             silenced.extend(s)
         return hits, silenced, norm
@@ -942,7 +1012,7 @@ class RuleSet(_AtomMatching):
         """
         if utt.meta.get("hallucination"):
             return []
-        hits, silenced, _norm = self.match(utt.text, utt.source)
+        hits, silenced, _norm = self._match(utt.text, utt.source, True)
         if not hits:
             return []
         by_rule = self._by_id
@@ -1045,6 +1115,8 @@ def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...
 
     `cues`: the rule's cues that occur in the text, in the rule's order (longest first)."""
     text = norm.text
+    ignore = comp.ignore_by_cue
+    assert ignore is not None
     lo = max(0, start - comp.negation_window - len(comp.negation_cues[0]))  # cues: longest first
     before = text[lo:start]
     for cue in cues:
@@ -1053,10 +1125,7 @@ def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...
             at = lo + k
             cue_end = at + len(cue)
             if start - cue_end <= comp.negation_window and not norm.has_break(cue_end, start):
-                if not any(
-                    j >= 0 and at - j >= 0 and text.startswith(ig, at - j)
-                    for ig, j in ((ig, ig.find(cue)) for ig in comp.negation_ignore)
-                ):
+                if not any(at - j >= 0 and text.startswith(ig, at - j) for ig, j in ignore[cue]):
                     return cue
             k = before.rfind(cue, 0, k)
     return ""
