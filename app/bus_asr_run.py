@@ -409,10 +409,8 @@ class AsrRunner:
     # -- decoding and out ------------------------------------------------------------------------------
 
     async def _gather(self) -> list[BroadcastAsr]:
-        """The broadcasts to decode next: once one is ready, up to `asr_batch_wait_ms` for others (when
-        batching; one window at a time takes the one furthest behind at once). A batching worker waits
-        even when every stream it serves is ready: the wait lets each window gather more audio, and
-        cutting it short made windows shorter and transcripts worse in the bus-vs-scan test."""
+        """The broadcasts to decode next: once one is ready, up to `asr_batch_wait_ms` for others when
+        batching (the wait also lets each window gather audio), else the one furthest behind at once."""
         size = self.bus.asr_batch if self.asr.batching is not None else 1
         while not self.stop.is_set():
             ready = self.asr.ready()
