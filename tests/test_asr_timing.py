@@ -34,14 +34,20 @@ def test_a_line_is_stamped_with_the_arrival_of_the_audio_holding_its_end() -> No
     assert "audio_ts" not in bare.meta and bare.meta["committed_ts"] == 3.0
 
 
-def test_the_analysis_stamps_are_kept_with_the_line_when_it_is_marked_analysed(tmp_path: Path) -> None:
+def _broadcast(tmp_path: Path) -> Database:
+    """A store holding one live broadcast "b" of stream "room", started at 1000.0."""
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with db.session() as s, s.begin():
         LiveStore.start_broadcast(
             s, broadcast_id="b", stream_id="room", url="u", name="", folder="/x", started_ts=1000.0,
             source_start_s=None, rules_version="v",
         )  # fmt: skip
-        s.flush()
+    return db
+
+
+def test_the_analysis_stamps_are_kept_with_the_line_when_it_is_marked_analysed(tmp_path: Path) -> None:
+    db = _broadcast(tmp_path)
+    with db.session() as s, s.begin():
         LiveStore.store_transcript(s, "b", [Utterance(0, 0.5, 1.5, "你好", meta={"committed_ts": 1003.0})], 2.0, False)
     (line,) = with_stamps([Utterance(0, 0.5, 1.5, "你好")], {"received_ts": 1003.25})
     with db.session() as s, s.begin():
@@ -55,13 +61,8 @@ def test_the_analysis_stamps_are_kept_with_the_line_when_it_is_marked_analysed(t
 def test_status_shows_the_median_delay_of_a_live_broadcasts_newest_lines(tmp_path: Path) -> None:
     from review.monitor_status import LineDelay, line_delay
 
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db = _broadcast(tmp_path)
     with db.session() as s, s.begin():
-        LiveStore.start_broadcast(
-            s, broadcast_id="b", stream_id="room", url="u", name="", folder="/x", started_ts=1000.0,
-            source_start_s=None, rules_version="v",
-        )  # fmt: skip
-        s.flush()
         lines = [
             Utterance(i, i * 3.0, i * 3.0 + 2.0, "你好", meta={"sent_ts": 1000.0 + i, "audio_ts": 1000.1 + i * 1.1,
                                                                 "committed_ts": 1003.0 + i})
