@@ -94,7 +94,7 @@ def holder_status(mon: Monitor) -> dict:  # type: ignore[type-arg]
 
 
 def test_rules_folder_replaced_by_hostile_files(tmp_path: Path, fault_row: FaultRow) -> None:
-    lines = 30
+    lines = 22  # 66 s: 8 faults about 4 s apart, with an alert before and after each
     script = short_script(lines)
     data = tmp_path / "data"
     site = tmp_path / "site"
@@ -143,6 +143,9 @@ def test_rules_folder_replaced_by_hostile_files(tmp_path: Path, fault_row: Fault
             n = alert_count(db, "room")
             wait_for(lambda: alert_count(db, "room") > n, 30, "an alert after the last fault")
             fault_row.survived = fault_row.injected
+            print(
+                f"last fault refused at {recorded_until(db, 'room'):.0f} s of a {script.duration_s:.0f} s broadcast"
+            )
             metrics = metrics_text(True, [], mon.status()["rules"])
             wait_for(lambda: server.finished, 120, "the end of the broadcast")
             wait_for(lambda: recorded_until(db, "room") >= script.duration_s - 1.5, 30, "the recording's end")
