@@ -92,6 +92,12 @@ class BroadcastAsr:
     arrivals: ArrivalLog = field(default_factory=ArrivalLog)  # when its chunks came (asr/timing.py)
     decode_ts: tuple[float, float] = (0.0, 0.0)  # wall clock of the last decode round it was in
 
+    def received(self, end_s: float, started_ts: float | None) -> None:
+        """Audio up to `end_s` arrived, with the ingest's refined live clock (the earliest told is best)."""
+        self.received_end_s = max(self.received_end_s, end_s)
+        if started_ts is not None and (self.started_ts is None or started_ts < self.started_ts):
+            self.started_ts = started_ts
+
     def behind_s(self) -> float:
         """Audio received and not yet decoded, in seconds."""
         return max(0.0, self.received_end_s - self.transcript.processed_end_s)

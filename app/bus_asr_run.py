@@ -383,7 +383,7 @@ class AsrRunner:
         samples = np.frombuffer(chunk.pcm, dtype="<i2").astype(np.float32) / 32768.0
         if samples.size and not ctx.transcript.final:
             ctx.transcript.add_audio(chunk.start_s, samples)
-        ctx.received_end_s = max(ctx.received_end_s, chunk.end_s)
+        ctx.received(chunk.end_s, chunk.started_ts)
         ctx.arrivals.add(chunk.end_s, self.asr.clock(), stored_ts(m))
         ctx.held.append(Held(m, chunk.seq, chunk.end_s, chunk.final))
         if chunk.final and not ctx.transcript.final:

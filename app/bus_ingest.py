@@ -118,7 +118,12 @@ class AudioChunker:
     """
 
     def __init__(
-        self, broadcast_id: str, stream_id: str, emit: Callable[[AudioChunk], None], chunk_s: float = CHUNK_S
+        self,
+        broadcast_id: str,
+        stream_id: str,
+        emit: Callable[[AudioChunk], None],
+        chunk_s: float = CHUNK_S,
+        started_ts: float | None = None,
     ) -> None:
         self.broadcast_id = broadcast_id
         self.stream_id = stream_id
@@ -130,6 +135,9 @@ class AudioChunker:
         self._start: float | None = None
         self.end_s = 0.0  # end of the audio taken so far
         self.finished = False
+        # the broadcast's wall clock at start_s = 0, sent with every chunk (the ingest refines it as
+        # files arrive: IngestRunner.segment_recorded); a float written by one thread, read by another
+        self.started_ts = started_ts
 
     def add(self, start_s: float, samples: np.ndarray) -> None:
         if self.finished:
@@ -165,12 +173,47 @@ class AudioChunker:
         self._parts = [rest] if rest.size else []
         self._n = int(rest.size)
 
+    def refine_start(self, recorded_ts: float, end_s: float) -> float | None:
+        """A file ending at `end_s` was recorded at `recorded_ts`. A file cannot arrive before it was
+        broadcast, so the earliest (arrival - end) is the best estimate of when start_s = 0 was live, as
+        in the in-process monitor (AsrWorker.refine_start). Chunks sent from now on carry it, so the ASR
+        worker's lag and the alerts' wall-clock times follow the live clock rather than the moment the
+        recorder connected. The new estimate when this file moved it (by 0.2 s or more), else None."""
+        estimate = recorded_ts - end_s
+        if self.started_ts is None or estimate >= self.started_ts - 0.2:
+            return None
+        self.started_ts = estimate
+        return estimate
+
     def _chunk(self, start_s: float, pcm: np.ndarray, *, final: bool) -> AudioChunk:
         c = AudioChunk(
-            self.broadcast_id, self.stream_id, self.seq, float(start_s), pcm.tobytes(), SAMPLE_RATE, final
+            self.broadcast_id,
+            self.stream_id,
+            self.seq,
+            float(start_s),
+            pcm.tobytes(),
+            SAMPLE_RATE,
+            final,
+            started_ts=self.started_ts,
         )
         self.seq += 1
         return c
+
+
+def hook_scope(worker: str, streams: list[str]) -> ColumnElement[bool]:
+    """The alerts whose webhooks an ingest worker posts: those of the broadcasts it owns once their
+    evidence is settled (cut, or failed), and those of failed broadcasts on the streams it holds now,
+    whose evidence nobody will cut (a dead worker's recordings out of reach here: `take_over` leaves them
+    its owner)."""
+    mine = select(Broadcast.id).where(Broadcast.owner == worker)
+    failed = select(Broadcast.id).where(
+        Broadcast.status == "failed",
+        or_(Broadcast.owner == worker, Broadcast.stream_id.in_(streams)),
+    )
+    return or_(
+        and_(AlertRow.evidence_status != "pending", AlertRow.broadcast_id.in_(mine)),
+        AlertRow.broadcast_id.in_(failed),
+    )
 
 
 @dataclass(slots=True)
@@ -279,11 +322,16 @@ class IngestRunner:
             rec = worker.recording(event.broadcast_id) if worker is not None else None
             return rec is None or rec[1]
 
-        self._follow(event.broadcast_id, event.stream_id, Path(event.dir), done)
+        self._follow(event.broadcast_id, event.stream_id, Path(event.dir), done, started_ts=event.started_ts)
         logger.info("stream %s: broadcast %s started", event.stream_id, event.broadcast_id)
 
     def segment_recorded(self, event: SegmentRecorded) -> None:
         self.writer.submit(segment_row(event))
+        seg = event.segment
+        with self._lock:
+            f = self._follows.get(seg.broadcast_id)
+        if f is not None and (ts := f.chunker.refine_start(event.recorded_ts, seg.end_s)) is not None:
+            self.writer.submit(partial(LiveStore.refine_start, broadcast_id=seg.broadcast_id, started_ts=ts))
         self.video.file(event.segment)  # after its row: a file the video queue leaves out is read back
 
     def broadcast_ended(self, event: BroadcastEnded) -> None:
@@ -312,8 +360,15 @@ class IngestRunner:
         assert self.loop is not None
         asyncio.run_coroutine_threadsafe(publish_video(self.js, msg, PUBLISH_TIMEOUT_S), self.loop).result()
 
-    def _follow(self, broadcast_id: str, stream_id: str, folder: Path, done: Callable[[], bool]) -> _Follow:
-        chunker = AudioChunker(broadcast_id, stream_id, self._emit)
+    def _follow(
+        self,
+        broadcast_id: str,
+        stream_id: str,
+        folder: Path,
+        done: Callable[[], bool],
+        started_ts: float | None = None,
+    ) -> _Follow:
+        chunker = AudioChunker(broadcast_id, stream_id, self._emit, started_ts=started_ts)
         holder: list[_Follow] = []
 
         def on_end(reason: str) -> None:
@@ -373,21 +428,10 @@ class IngestRunner:
     # -- webhooks --------------------------------------------------------------------------------------
 
     def hook_scope(self) -> ColumnElement[bool]:
-        """The alerts whose webhooks this worker posts (the delivery thread, each round): those of the
-        broadcasts it owns once their evidence is settled (cut, or failed), and those of failed broadcasts
-        on the streams it holds now, whose evidence nobody will cut (a dead worker's recordings out of
-        reach here: `take_over` leaves them its owner)."""
+        """The alerts whose webhooks this worker posts (the delivery thread, each round): `hook_scope`."""
         with self._lock:
             streams = list(self.held)
-        mine = select(Broadcast.id).where(Broadcast.owner == self.name)
-        failed = select(Broadcast.id).where(
-            Broadcast.status == "failed",
-            or_(Broadcast.owner == self.name, Broadcast.stream_id.in_(streams)),
-        )
-        return or_(
-            and_(AlertRow.evidence_status != "pending", AlertRow.broadcast_id.in_(mine)),
-            AlertRow.broadcast_id.in_(failed),
-        )
+        return hook_scope(self.name, streams)
 
     # -- takeover (a thread) ---------------------------------------------------------------------------
 

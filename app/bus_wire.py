@@ -101,6 +101,9 @@ class AudioChunk:
     pcm: bytes
     sample_rate: int = 16_000
     final: bool = False  # the broadcast's last chunk: no audio after it
+    # the publisher's best estimate, when it sent the chunk, of the wall clock at start_s = 0 (the
+    # ingest refines it from file arrivals as the in-process monitor does); None where it has none
+    started_ts: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -181,6 +184,8 @@ def encode_audio(chunk: AudioChunk) -> bytes:
         "format": "s16le",
         "final": chunk.final,
     }
+    if chunk.started_ts is not None:
+        head["started_ts"] = chunk.started_ts
     return json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n" + chunk.pcm
 
 
@@ -202,6 +207,10 @@ def decode_audio(data: bytes) -> AudioChunk:
         rate = int(d["sample_rate"])
         if not math.isfinite(start_s) or rate <= 0:
             raise ValueError(f"start_s {start_s}, sample_rate {rate}")
+        started = d.get("started_ts")
+        started_ts = None if started is None else float(started)
+        if started_ts is not None and not math.isfinite(started_ts):
+            raise ValueError(f"started_ts {started_ts}")
         return AudioChunk(
             broadcast_id=str(d["broadcast_id"]),
             stream_id=str(d["stream_id"]),
@@ -210,6 +219,7 @@ def decode_audio(data: bytes) -> AudioChunk:
             pcm=pcm,
             sample_rate=rate,
             final=bool(d.get("final", False)),
+            started_ts=started_ts,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise WireError(f"malformed audio message: {type(e).__name__}: {e}") from None

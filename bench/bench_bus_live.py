@@ -179,7 +179,7 @@ def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> 
             {"start_s": u["start_s"], "end_s": u["end_s"], "meta": json.loads(u["meta"] or "{}")}
         )
     start = {f"s{i}": s.started_ts for i, s in enumerate(servers)}
-    lat, hits = [], set()
+    lat, hits, clock = [], set(), []
     hops: dict[str, list[float]] = {name: [] for name, _, _ in HOPS}
     for a in alerts:
         b = bcs[a["broadcast_id"]]
@@ -190,6 +190,8 @@ def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> 
         if match and t0 is not None:
             sp = min(match, key=lambda sp: abs(sp["end_s"] - hi))
             lat.append(a["created_ts"] - (t0 + sp["end_s"]))
+            if a["start_ts"] is not None:  # where the alert places the line on the wall clock, vs when it was said
+                clock.append(float(a["start_ts"]) - (t0 + sp["start_s"]))
             hits.add((a["stream_id"], sp["id"], a["category"]))
             line = _trigger_line(a, lines_of.get(a["broadcast_id"], []), firsts.get(a["id"], (a["start_s"], a["end_s"])))
             if line is not None:
@@ -212,6 +214,7 @@ def measure(db: Path, servers: list[HlsServer], spans: list[dict[str, Any]]) -> 
         "latency_p50_s": round(pct(lat, 0.5), 2),
         "latency_p95_s": round(pct(lat, 0.95), 2),
         "asr_lag_p95_s": round(pct(lags, 0.95), 2),
+        "start_ts_offset_p50_s": round(pct(clock, 0.5), 2),
         "asr_lag_max_s": round(max(lags, default=float("nan")), 2),
         "lines": len(lags),
         "hops": {name: [round(pct(v, 0.5), 2), round(pct(v, 0.95), 2), len(v)] for name, v in hops.items() if v},
@@ -363,6 +366,8 @@ def main() -> None:
               f"{b['latency_p95_s'] - a['latency_p95_s']:+.2f} s (target <= +1 s)")
         print(f"ASR lag max: inproc {a['asr_lag_max_s']} s, bus {b['asr_lag_max_s']} s; recall inproc {a['recall']}, "
               f"bus {b['recall']}")
+        print(f"alert start_ts minus when the line began, p50: inproc {a['start_ts_offset_p50_s']} s, "
+              f"bus {b['start_ts_offset_p50_s']} s (both refine the broadcast's clock from file arrivals)")
     print_hops(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")

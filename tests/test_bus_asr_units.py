@@ -39,6 +39,11 @@ def test_audio_chunk_round_trip_and_refusals() -> None:
         decode_audio(data + b"\x00")  # an odd number of PCM bytes
     with pytest.raises(WireError):
         decode_audio(b"no header")
+    # the publisher's live clock travels with the chunk; one that is not a finite number is refused
+    timed = dataclasses.replace(chunk, started_ts=1.7e9 + 0.25)
+    assert decode_audio(encode_audio(timed)) == timed and back.started_ts is None
+    with pytest.raises(WireError, match="started_ts"):
+        decode_audio(encode_audio(timed).replace(b"1700000000.25", b"NaN"))
 
 
 # -- batching --------------------------------------------------------------------------------------------
@@ -224,6 +229,56 @@ def test_the_asr_worker_stores_batches_in_order_and_a_successor_resumes_and_repu
             b = s.get(Broadcast, "b0")
             assert b is not None and b.asr_complete and b.asr_bus_seq == rest[-1].seq
         assert texts == [t for _s, _e, t in LINES]  # each line once, in order
+    finally:
+        db.dispose()
+
+
+class _Msg:
+    """A received audio message, as the runner sees one (no JetStream metadata)."""
+
+    def __init__(self, chunk: AudioChunk) -> None:
+        self.data = encode_audio(chunk)
+        self.subject = audio_subject(chunk.stream_id)
+        self.acked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+    async def term(self) -> None:
+        raise AssertionError("a well-formed chunk was refused")
+
+
+def test_the_ingests_refined_live_clock_reaches_the_transcript_batches(tmp_path: Path) -> None:
+    """The ingest refines a broadcast's start from file arrivals and sends it with each chunk: the ASR
+    worker takes the earliest it is told (the store's row at first), and its batches carry it, so the
+    analyze worker places alerts on the live clock."""
+    import asyncio
+
+    from app.bus_asr_run import AsrRunner, _Stream
+    from app.bus_config import BusSection
+
+    db = _db(tmp_path)  # stored started_ts 1.7e9
+    try:
+        asr = BusAsr(db, StreamingOptions(), FakeTranscriber.from_lines(LINES), None)
+        runner = AsrRunner(asr, BusSection(url="nats://127.0.0.1:4222"), name="t")
+        pcm = np.zeros(16_000, dtype="<i2").tobytes()
+
+        async def add(seq: int, started_ts: float | None) -> None:
+            chunk = AudioChunk("b0", "room", seq, float(seq), pcm, started_ts=started_ts)
+            assert await runner._add(_Stream("room", 0), _Msg(chunk))
+
+        asyncio.run(add(0, None))
+        ctx = asr.broadcasts["b0"]
+        assert ctx.started_ts == 1.7e9  # no estimate sent: the stored row's
+        asyncio.run(add(1, 1.7e9 - 2.0))
+        assert ctx.started_ts == 1.7e9 - 2.0
+        asyncio.run(add(2, 1.7e9 - 1.0))  # a later, worse estimate does not move it back
+        assert ctx.started_ts == 1.7e9 - 2.0
+        for seq in range(3, 26):
+            asyncio.run(add(seq, 1.7e9 - 2.0))
+        ctx.transcript.finish()
+        msgs = _run(asr)
+        assert msgs and {m.started_ts for m in msgs} == {1.7e9 - 2.0}
     finally:
         db.dispose()
 

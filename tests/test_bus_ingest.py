@@ -8,6 +8,7 @@ deadlines, never fixed sleeps."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -257,6 +258,7 @@ def test_ingest_worker_publishes_audio_and_a_second_worker_takes_over_after_kill
     assert stored, "the takeover's gap is in the ledger"
     gap_s = sum(g.end_ts - g.start_ts for g in stored if g.end_ts is not None)
     chunks = asyncio.run(drain_audio(nats.url))
+    refined: list[float] = []
     for b in rows:  # every broadcast's audio: numbered from 0, one final chunk at the end, all recorded
         cs = chunks[b.id]
         seqs = [c.seq for c in cs]
@@ -264,9 +266,17 @@ def test_ingest_worker_publishes_audio_and_a_second_worker_takes_over_after_kill
         assert [c.final for c in cs].count(True) == 1 and cs[-1].final
         audio_s = sum(c.duration_s for c in cs)
         assert abs(audio_s - recorded_s(db, b.id)) < 2.5, (b.id, audio_s, recorded_s(db, b.id))
+        # the live clock sent with the chunks is refined from file arrivals: it only ever moves earlier,
+        # and the stored row holds the earliest (what the ASR and analyze workers place alerts by)
+        clocks = [c.started_ts for c in cs if c.started_ts is not None]
+        assert all(a >= b2 for a, b2 in itertools.pairwise(clocks)), clocks[:10]
+        assert clocks and b.started_ts is not None and b.started_ts <= min(clocks) + 1e-6
+        refined.append(clocks[0] - b.started_ts)
+    assert all(c.started_ts is not None for c in chunks[new.id])  # the second worker's own broadcast
     print(
         f"re-claim {reclaim_s:.1f} s after kill -9 (lease 3 s); gap stored {gap_s:.2f} s "
-        f"({'; '.join(g.reason for g in stored)}); broadcasts {[round(recorded_s(db, b.id), 1) for b in rows]} s"
+        f"({'; '.join(g.reason for g in stored)}); broadcasts {[round(recorded_s(db, b.id), 1) for b in rows]} s; "
+        f"live clocks refined by {[round(r, 2) for r in refined]} s"
     )
     db.dispose()
 
