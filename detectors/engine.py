@@ -199,6 +199,9 @@ class Explanation:
 
 
 _Occ = tuple[int, int, float, str]  # an occurrence of an atom: start, end, score, mode
+# a rule's match before it becomes a Hit: start, end, score, mode, pattern, starts of the parts a
+# negation may precede
+_Raw = tuple[int, int, float, str, str, tuple[int, ...]]
 
 
 @dataclass(slots=True)
@@ -620,7 +623,8 @@ class _AtomMatching(_RuleTables):
 
     The fuzzy stage compares syllable codes around each anchor the fuzzy automaton finds; `_occ`
     gathers an atom's occurrences of every mode once per line (cached in the line's `_Scratch`).
-    Stateless apart from the tables; `RuleSet` builds rule hits from these occurrences."""
+    `_scan` runs the automata over a line and proposes the candidate rules. Stateless apart from the
+    tables; `RuleSet` builds rule hits from these occurrences."""
 
     def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
         assert self._fz_ac is not None
@@ -707,39 +711,6 @@ class _AtomMatching(_RuleTables):
                         out.append(o)
         sc.occ[ai] = out
         return out
-
-
-
-class RuleSet(_AtomMatching):
-    """An immutable, compiled set of rules. Build with `RuleSet.load`.
-
-    `line_budget_s` (None: no budget) bounds the matching of one line; `budget_clock` is its clock.
-    """
-
-    line_budget_s: float | None = DEFAULT_LINE_BUDGET_S
-    budget_clock: Any = staticmethod(time.perf_counter)  # wall time: thread CPU clocks cost ~0.2 ms a read here
-
-    # ------------------------------------------------------------ loading
-
-    @classmethod
-    def load(cls, dirs: Sequence[Path] | None = None) -> RuleSet:
-        """Load, validate, layer and compile the packs of `dirs` (default: the shipped packs).
-
-        Raises `RulePackError` (``path:line: field: reason``) on the first invalid pack.
-        """
-        dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
-        loaded = load_rules(dirs)
-        rs = cls(loaded.rules, loaded.clean, loaded.version, loaded.files, dirs)
-        logger.info(
-            "loaded %s rules (%s enabled) from %s files, version %s",
-            len(rs.rules),
-            sum(r.enabled for r in rs.rules),
-            len(rs.files),
-            rs.version,
-        )
-        return rs
-
-    # ------------------------------------------------------------ matching
 
     def _scan(self, norm: Normalized) -> tuple[_Scratch, set[int]]:
         """Find every atom and regex trigger in the text; the candidates are the rules that can produce
@@ -830,12 +801,56 @@ class RuleSet(_AtomMatching):
                             break
         return sc, candidates
 
+
+class RuleSet(_AtomMatching):
+    """An immutable, compiled set of rules. Build with `RuleSet.load`.
+
+    `line_budget_s` (None: no budget) bounds the matching of one line; `budget_clock` is its clock.
+    """
+
+    line_budget_s: float | None = DEFAULT_LINE_BUDGET_S
+    budget_clock: Any = staticmethod(time.perf_counter)  # wall time: thread CPU clocks cost ~0.2 ms a read here
+
+    # ------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, dirs: Sequence[Path] | None = None) -> RuleSet:
+        """Load, validate, layer and compile the packs of `dirs` (default: the shipped packs).
+
+        Raises `RulePackError` (``path:line: field: reason``) on the first invalid pack.
+        """
+        dirs = [Path(d) for d in (dirs if dirs else [DEFAULT_RULES_DIR])]
+        loaded = load_rules(dirs)
+        rs = cls(loaded.rules, loaded.clean, loaded.version, loaded.files, dirs)
+        logger.info(
+            "loaded %s rules (%s enabled) from %s files, version %s",
+            len(rs.rules),
+            sum(r.enabled for r in rs.rules),
+            len(rs.files),
+            rs.version,
+        )
+        return rs
+
+    # ------------------------------------------------------------ matching
+
     def _evaluate(
         self, ri: int, sc: _Scratch, source: str | None, firing_only: bool = False
     ) -> tuple[list[Hit], list[Hit]]:
-        """The rule's (firing hits, silenced hits) in the scanned text. `firing_only` (what `detect`
-        needs): a rule that does not fire returns no silenced hits either, so a rule silenced whole
-        (unless, require) is settled before its hits are gathered."""
+        """The rule's (firing hits, silenced hits) in the scanned text (see `_raw_hits`)."""
+        kept, silenced = self._raw_hits(ri, sc, source, firing_only)
+        if not kept and not silenced:
+            return [], []
+        rid = self._compiled[ri].rule.id
+        norm = sc.norm
+        return [_hit(rid, norm, r, "") for r in kept], [_hit(rid, norm, r, why) for r, why in silenced]
+
+    def _raw_hits(
+        self, ri: int, sc: _Scratch, source: str | None, firing_only: bool = False
+    ) -> tuple[list[_Raw], list[tuple[_Raw, str]]]:
+        """The rule's firing matches and its silenced matches with the reason, in the scanned text, as
+        raw tuples (start, end, score, mode, pattern, anchors). `firing_only` (what `detect` needs): a
+        rule that does not fire returns no silenced matches either, so a rule silenced whole (unless,
+        require) is settled before its matches are gathered."""
         comp = self._compiled[ri]
         rule = comp.rule
         if not rule.enabled or (source is not None and source not in comp.sources):
@@ -853,7 +868,7 @@ class RuleSet(_AtomMatching):
                 if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
                     return [], []
         # (start, end, score, mode, pattern, starts of the parts a negation may precede)
-        raw: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
+        raw: list[_Raw] = []
         if comp.hit_atoms:
             hit = comp.hit_atoms & found
             for ai in sorted(hit) if len(hit) > 1 else hit:
@@ -911,24 +926,23 @@ class RuleSet(_AtomMatching):
                         )
         if not raw:
             return [], []
-        rid = rule.id
         if comp.unless and not comp.unless_set.isdisjoint(sc.present):
             rank = comp.unless_rank
             if rank is not None:
                 # a phrase is in the text exactly when the automaton reported it: the first present one
                 phrase = min(comp.unless_set.intersection(sc.present), key=rank.__getitem__)
                 why = f"unless: {phrase}"
-                return [], [_hit(rid, norm, r, why) for r in raw]
+                return [], [(r, why) for r in raw]
             for phrase in comp.unless:
                 if phrase in text:
                     why = f"unless: {phrase}"
-                    return [], [_hit(rid, norm, r, why) for r in raw]
+                    return [], [(r, why) for r in raw]
         for gi, group in enumerate(comp.require):
             if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
                 why = f"require[{gi}]: none of {'|'.join(atoms[ai].text for ai in group)}"
-                return [], [_hit(rid, norm, r, why) for r in raw]
-        kept: list[tuple[int, int, float, str, str, tuple[int, ...]]] = []
-        silenced: list[tuple[tuple[int, int, float, str, str, tuple[int, ...]], str]] = []
+                return [], [(r, why) for r in raw]
+        kept: list[_Raw] = []
+        silenced: list[tuple[_Raw, str]] = []
         check = comp.exempt or comp.exempt_regex or comp.negation_cues
         exempt = comp.exempt
         if exempt and comp.exempt_rank is not None:
@@ -943,10 +957,7 @@ class RuleSet(_AtomMatching):
                 kept.append(r)
         if firing_only and not kept:
             return [], []
-        return (
-            [_hit(rid, norm, r, "") for r in _dedupe(kept)] if kept else [],
-            [_hit(rid, norm, r, why) for r, why in _dedupe_reasons(silenced)] if silenced else [],
-        )
+        return _dedupe(kept) if kept else kept, _dedupe_reasons(silenced) if silenced else silenced
 
     def _exemption(
         self, comp: _Compiled, sc: _Scratch, start: int, end: int, anchors: tuple[int, ...], exempt: tuple[str, ...]
@@ -979,31 +990,38 @@ class RuleSet(_AtomMatching):
         return self._match(text, source, False)
 
     def _match(self, text: str, source: str | None, firing_only: bool) -> tuple[list[Hit], list[Hit], Normalized]:
-        """`match`; with `firing_only`, silenced hits only of the rules that fire (see `_evaluate`)."""
-        budget = self.line_budget_s
-        clock = self.budget_clock
-        deadline = clock() + budget if budget else None
-        norm = normalize(text)
-        sc, candidates = self._scan(norm)
+        """`match`; with `firing_only`, silenced hits only of the rules that fire (see `_raw_hits`)."""
         hits: list[Hit] = []
         silenced: list[Hit] = []
-        order = sorted(candidates)
+        norm, sc, order, deadline = self._start(text)
         for k, ri in enumerate(order):
-            if deadline is not None and clock() > deadline:
-                MATCH_STATS.record(text, len(order) - k)
-                logger.error(
-                    "LINE OVER BUDGET: matching took more than %.0f ms; %d of %d candidate rules "
-                    "skipped for this line: %.80s",
-                    budget * 1000 if budget else 0,
-                    len(order) - k,
-                    len(order),
-                    text,
-                )
+            if deadline is not None and self.budget_clock() > deadline:
+                self._over_budget(text, len(order) - k, len(order))
                 break
             h, s = self._evaluate(ri, sc, source, True) if firing_only else self._evaluate(ri, sc, source)
             hits.extend(h)
             silenced.extend(s)
         return hits, silenced, norm
+
+    def _start(self, text: str) -> tuple[Normalized, _Scratch, list[int], float | None]:
+        """A line's matching begun: its normalized text, scan, candidate rules in order, deadline."""
+        budget = self.line_budget_s
+        deadline = self.budget_clock() + budget if budget else None
+        norm = normalize(text)
+        sc, candidates = self._scan(norm)
+        return norm, sc, sorted(candidates), deadline
+
+    def _over_budget(self, text: str, skipped: int, total: int) -> None:
+        budget = self.line_budget_s
+        MATCH_STATS.record(text, skipped)
+        logger.error(
+            "LINE OVER BUDGET: matching took more than %.0f ms; %d of %d candidate rules "
+            "skipped for this line: %.80s",
+            budget * 1000 if budget else 0,
+            skipped,
+            total,
+            text,
+        )
 
     def detect(self, utt: Utterance) -> list[Detection]:
         """Detections of this rule set in one utterance, each located to the words that hold it.
@@ -1012,25 +1030,46 @@ class RuleSet(_AtomMatching):
         """
         if utt.meta.get("hallucination"):
             return []
-        hits, silenced, _norm = self._match(utt.text, utt.source, True)
-        if not hits:
-            return []
-        by_rule = self._by_id
+        text = utt.text
+        norm, sc, order, deadline = self._start(text)
         out: list[Detection] = []
-        for h in hits:
-            rule = by_rule[h.rule_id]
-            start_s, end_s = utt.char_times(h.orig_start, h.orig_end)
+        source = utt.source
+        for k, ri in enumerate(order):
+            if deadline is not None and self.budget_clock() > deadline:
+                self._over_budget(text, len(order) - k, len(order))
+                break
+            kept, silenced = self._raw_hits(ri, sc, source, True)
+            if kept:
+                self._detections(utt, norm, self._by_id[self._compiled[ri].rule.id], kept, silenced, out)
+        return out
+
+    def _detections(
+        self,
+        utt: Utterance,
+        norm: Normalized,
+        rule: Rule,
+        kept: list[_Raw],
+        silenced: list[tuple[_Raw, str]],
+        out: list[Detection],
+    ) -> None:
+        """The Detections of one rule's firing matches (and the silenced ones beside them), into `out`."""
+        idx = norm.orig_index
+        original = norm.original
+        for r in kept:
+            s, e = r[0], r[1]
+            if not idx or e <= s:
+                os_ = oe = 0
+            else:
+                os_ = idx[s]
+                oe = idx[min(e, len(idx)) - 1] + 1
+            start_s, end_s = utt.char_times(os_, oe)
             details: dict[str, Any] = {
-                "pattern": h.pattern,
+                "pattern": r[4],
                 "rules_version": self.version,
                 "pack": rule.pack,
-                "char_span": [h.orig_start, h.orig_end],
+                "char_span": [os_, oe],
                 "tags": list(rule.tags),
-                "exempted": [
-                    {"matched": x.matched, "reason": x.reason} for x in silenced if x.rule_id == h.rule_id
-                ]
-                if silenced
-                else [],
+                "exempted": [{"matched": _matched(norm, x), "reason": why} for x, why in silenced],
             }
             out.append(
                 Detection(
@@ -1042,15 +1081,14 @@ class RuleSet(_AtomMatching):
                     source=utt.source,
                     start_s=start_s,
                     end_s=end_s,
-                    matched=h.matched,
+                    matched=original[os_:oe],
                     text=utt.text,
-                    score=round(h.score, 1),
-                    mode=h.mode,
+                    score=round(r[2], 1),
+                    mode=r[3],
                     utterance_index=utt.index,
                     details=details,
                 )
             )
-        return out
 
     def explain(self, text: str) -> Explanation:
         """Normalization steps, pinyin, and which rules fire or are silenced, with scores."""
@@ -1141,6 +1179,15 @@ def _hit(rule_id: str, norm: Normalized, r: tuple[Any, ...], reason: str) -> Hit
         os_ = idx[s]
         oe = idx[min(e, len(idx)) - 1] + 1
     return Hit(rule_id, s, e, os_, oe, norm.original[os_:oe], r[2], r[3], r[4], reason)
+
+
+def _matched(norm: Normalized, r: tuple[Any, ...]) -> str:
+    """The original text of a raw match (what its `_hit` would hold as `matched`)."""
+    s, e = r[0], r[1]
+    idx = norm.orig_index
+    if not idx or e <= s:
+        return ""
+    return norm.original[idx[s] : idx[min(e, len(idx)) - 1] + 1]
 
 @functools.lru_cache(maxsize=65536)
 def _term_forms(raw: str) -> tuple[str, str, str]:
