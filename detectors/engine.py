@@ -265,7 +265,7 @@ class _Scratch:
 
     def __init__(self, norm: Normalized) -> None:
         self.norm = norm
-        self.exact: dict[str, list[tuple[int, int]]] = {}
+        self.exact: dict[str, list[_Occ]] = {}  # literal -> its occurrences (score 100, "exact")
         self.pinyin: dict[str, list[tuple[int, int]]] = {}
         self.fuzzy: dict[int, list[_Occ]] = {}
         self.found: set[int] = set()  # atoms with at least one occurrence in this text
@@ -351,7 +351,7 @@ class _RuleTables:
         anywhere = set(self._tracked_trigger) | self._regex_lits | self._phrases
         char_keys = anywhere | set(self._atoms_by_text)
         self._char_ac = self._automaton(
-            blank=("", 2, False, (), frozenset(), (), False),
+            blank=("", 2, False, (), frozenset(), (), False, None),
             keys={
                 k: (
                     k,
@@ -361,19 +361,16 @@ class _RuleTables:
                     frozenset(self._tracked_trigger.get(k, ())),
                     tuple(self._regex_check.get(k, ())),
                     k in anywhere,
+                    self._merged_roles(self._atoms_by_text.get(k, ())),
                 )
                 for k in char_keys
             }
         )
         self._py_ac = self._automaton(
-            blank=("", 2, ()),
+            blank=("", 2, (), None),
             keys={
-                k: (
-                    k,
-                    len(k),
-                    tuple(self._atoms_by_codes.get(k, ())),
-                )
-                for k in self._atoms_by_codes
+                k: (k, len(k), tuple(atoms), self._merged_roles(atoms))
+                for k, atoms in self._atoms_by_codes.items()
             }
         )
         # Fuzzy anchors: disjoint syllable bigrams (0-1, 2-3, ... and the last one), so that a term
@@ -392,6 +389,25 @@ class _RuleTables:
         self._fz_ac = self._automaton(
             {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}, blank=((), (), ())
         )
+
+    def _merged_roles(
+        self, atoms: Iterable[int]
+    ) -> tuple[tuple[int, ...], frozenset[int], frozenset[int]] | None:
+        """The roles (`_roles`) of all these atoms together, kept in the automaton value of the key that
+        finds them: the scan proposes their rules from the value it already holds, without a lookup
+        per atom in the large `_roles` table. None when none of them has a role."""
+        hr: set[int] = set()
+        na: set[int] = set()
+        nb: set[int] = set()
+        for ai in atoms:
+            three = self._roles.get(ai)
+            if three is not None:
+                hr.update(three[0])
+                na |= three[1]
+                nb |= three[2]
+        if not (hr or na or nb):
+            return None
+        return tuple(sorted(hr)), frozenset(na), frozenset(nb)
 
     def _index_regexes(self) -> None:
         """File each regex with literal sets under the set a text is least likely to hold (by the
@@ -629,7 +645,7 @@ class _AtomMatching(_RuleTables):
     def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
         assert self._fz_ac is not None
         n = len(codes)
-        syl: dict[str, str] = {}  # code -> syllable, fetched with the first window compared
+        lat: list[str] = []  # per character: its Latin syllable, made with the first window compared
         tried: set[int] | None = None
         similarity = Indel.normalized_similarity
         for end, probes_of in self._fz_ac.iter(codes):
@@ -667,6 +683,7 @@ class _AtomMatching(_RuleTables):
                 if tried is None:
                     tried = {tag}
                     syl = code_syllables()
+                    lat = [syl.get(c, c) for c in codes]
                 elif tag in tried:
                     continue
                 else:
@@ -682,7 +699,7 @@ class _AtomMatching(_RuleTables):
                         window = codes[st:e]
                         if window == term_codes or sum(map(str.__ne__, window, term_codes)) > max_diff:
                             continue
-                    score = similarity(latin, "".join([syl.get(c, c) for c in codes[st:e]])) * 100.0
+                    score = similarity(latin, "".join(lat[st:e])) * 100.0
                     if score > best:
                         best, span = score, (st, e)
                 if best >= 60.0:
@@ -695,10 +712,16 @@ class _AtomMatching(_RuleTables):
         if cached is not None:
             return cached
         atom = self._atoms[ai]
-        spans = sc.exact.get(atom.text)
-        out = [(s, e, 100.0, "exact") for s, e in spans] if spans else []
-        if out and atom.two_cjk:
-            out = [o for o in out if not _straddles(sc, o[0], o[1])]
+        exact = sc.exact.get(atom.text)
+        if not exact:
+            out: list[_Occ] = []
+        elif atom.two_cjk:
+            out = [o for o in exact if not _straddles(sc, o[0], o[1])]
+        elif atom.mode == "exact":
+            sc.occ[ai] = exact  # the scan's own list: nothing appends to it any more
+            return exact
+        else:
+            out = exact.copy()
         if atom.mode != "exact":
             seen = {(o[0], o[1]) for o in out}
             for s, e in sc.pinyin.get(atom.codes, ()):
@@ -720,10 +743,13 @@ class _AtomMatching(_RuleTables):
         found = sc.found
         regex_rules = sc.regex_rules
         reached = sc.reached
+        candidates: set[int] = set()
+        side_a: set[int] = set()  # proximity pairs with a term of each side found
+        side_b: set[int] = set()
         if self._char_ac is not None and text:
             exact = sc.exact
             present = sc.present
-            for end, (key, klen, bound, atoms, trig, checks, anywhere) in self._char_ac.iter(text):
+            for end, (key, klen, bound, atoms, trig, checks, anywhere, roles) in self._char_ac.iter(text):
                 if anywhere:
                     present.add(key)  # regexes and phrases are looked for without word bounds
                     if checks:
@@ -735,16 +761,24 @@ class _AtomMatching(_RuleTables):
                     if atoms:
                         spans = exact.get(key)
                         if spans is None:
-                            exact[key] = [(start, end + 1)]
+                            exact[key] = [(start, end + 1, 100.0, "exact")]
                         else:
-                            spans.append((start, end + 1))
+                            spans.append((start, end + 1, 100.0, "exact"))
                         found.update(atoms)
+                        if roles is not None:
+                            hr, na, nb = roles
+                            if hr:
+                                candidates.update(hr)
+                            if na:
+                                side_a |= na
+                            if nb:
+                                side_b |= nb
                     if trig:
                         regex_rules |= trig
         codes = pinyin_codes(text)
         if self._py_ac is not None and text:
             pinyin = sc.pinyin
-            for end, (key, klen, atoms) in self._py_ac.iter(codes):
+            for end, (key, klen, atoms, roles) in self._py_ac.iter(codes):
                 start = end - klen + 1
                 if (text[start].isascii() or text[end].isascii()) and not _bounded(
                     text, start, end + 1, text[start : end + 1]
@@ -752,23 +786,27 @@ class _AtomMatching(_RuleTables):
                     continue  # only a Latin letter or digit at either end can continue a Latin word
                 pinyin.setdefault(key, []).append((start, end + 1))
                 found.update(atoms)
+                if roles is not None:
+                    hr, na, nb = roles
+                    if hr:
+                        candidates.update(hr)
+                    if na:
+                        side_a |= na
+                    if nb:
+                        side_b |= nb
         if self._fz_ac is not None and len(text) >= 2:
             self._fuzzy_scan(sc, codes)
-        candidates: set[int] = set()
-        roles = self._roles
-        side_a: set[int] = set()  # proximity pairs with a term of each side found
-        side_b: set[int] = set()
-        for ai in found:
-            three = roles.get(ai)
-            if three is None:
-                continue
-            hr, na, nb = three
-            if hr:
-                candidates.update(hr)
-            if na:
-                side_a |= na
-            if nb:
-                side_b |= nb
+            all_roles = self._roles
+            for ai in sc.fuzzy:  # the atoms the fuzzy stage found
+                three = all_roles.get(ai)
+                if three is not None:
+                    hr, na, nb = three
+                    if hr:
+                        candidates.update(hr)
+                    if na:
+                        side_a |= na
+                    if nb:
+                        side_b |= nb
         if side_a and side_b:
             pair_rule = self._pair_rule
             for pid in side_a & side_b:
@@ -978,7 +1016,9 @@ class RuleSet(_AtomMatching):
             cues = sc.cues.get(comp.negation_cues)
             if cues is None:
                 present = sc.present
-                cues = sc.cues[comp.negation_cues] = tuple(c for c in comp.negation_cues if c in present)
+                cues = sc.cues[comp.negation_cues] = (
+                    () if comp.cue_set.isdisjoint(present) else tuple(c for c in comp.negation_cues if c in present)
+                )
             for anchor in anchors if cues else ():
                 cue = _negated(comp, sc.norm, anchor, cues)
                 if cue:
@@ -1072,21 +1112,22 @@ class RuleSet(_AtomMatching):
                 "exempted": [{"matched": _matched(norm, x), "reason": why} for x, why in silenced],
             }
             out.append(
-                Detection(
-                    rule_id=rule.id,
-                    category=rule.category,
-                    code=rule.code,
-                    severity=rule.severity,
-                    law=rule.law,
-                    source=utt.source,
-                    start_s=start_s,
-                    end_s=end_s,
-                    matched=original[os_:oe],
-                    text=utt.text,
-                    score=round(r[2], 1),
-                    mode=r[3],
-                    utterance_index=utt.index,
-                    details=details,
+                Detection(  # positional (a third faster than by keyword): Detection's field order
+                    rule.id,
+                    rule.category,
+                    rule.code,
+                    rule.severity,
+                    rule.law,
+                    utt.source,
+                    start_s,
+                    end_s,
+                    original[os_:oe],  # matched
+                    utt.text,
+                    round(r[2], 1),  # score
+                    r[3],  # mode
+                    utt.index,
+                    None,  # claim
+                    details,
                 )
             )
 
@@ -1129,7 +1170,7 @@ class RuleSet(_AtomMatching):
         for ai in sorted(sc.found):
             atom = self._atoms[ai]
             spans = sc.exact.get(atom.text) if atom.two_cjk else None
-            for s, e in spans or ():
+            for s, e, _score, _mode in spans or ():
                 if not _straddles(sc, s, e):
                     continue
                 bounds = sc.bounds
