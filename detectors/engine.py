@@ -901,7 +901,7 @@ class RuleSet(_AtomMatching):
         found = sc.found
         if firing_only:
             if comp.unless and not comp.unless_set.isdisjoint(sc.present):
-                return [], []  # an unless phrase is in the text (see below)
+                return [], []  # an unless phrase is in the text (see `_silenced_whole`)
             for group in comp.require:
                 if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
                     return [], []
@@ -964,31 +964,37 @@ class RuleSet(_AtomMatching):
                         )
         if not raw:
             return [], []
-        if comp.unless and not comp.unless_set.isdisjoint(sc.present):
-            rank = comp.unless_rank
-            if rank is not None:
-                # a phrase is in the text exactly when the automaton reported it: the first present one
-                phrase = min(comp.unless_set.intersection(sc.present), key=rank.__getitem__)
-                why = f"unless: {phrase}"
-                return [], [(r, why) for r in raw]
-            for phrase in comp.unless:
-                if phrase in text:
-                    why = f"unless: {phrase}"
-                    return [], [(r, why) for r in raw]
-        for gi, group in enumerate(comp.require):
-            if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
-                why = f"require[{gi}]: none of {'|'.join(atoms[ai].text for ai in group)}"
-                return [], [(r, why) for r in raw]
-        kept: list[_Raw] = []
-        silenced: list[tuple[_Raw, str]] = []
-        check = comp.exempt or comp.exempt_regex or comp.negation_cues
+        if not firing_only:  # (with firing_only, a rule silenced whole returned above)
+            silenced_whole = self._silenced_whole(comp, sc)
+            if silenced_whole:
+                return [], [(r, silenced_whole) for r in raw]
+        present = sc.present
+        # What may silence a match, looked up once for the rule: its exemption phrases the text holds
+        # (in the rule's order; all of them when one is empty), the spans of its exemption regexes, its
+        # negation cues the text holds.
         exempt = comp.exempt
         if exempt and comp.exempt_rank is not None:
-            # only the phrases the text holds can overlap a hit (in the rule's order)
-            here = comp.exempt_set.intersection(sc.present)
+            here = comp.exempt_set.intersection(present)
             exempt = tuple(sorted(here, key=comp.exempt_rank.__getitem__)) if len(here) > 1 else tuple(here)
+        rx_spans: list[tuple[str, list[tuple[int, int]]]] = []
+        for rx in comp.exempt_regex:
+            spans = [m.span() for m in rx.finditer(text)]
+            if spans:
+                rx_spans.append((f"exempt: /{rx.pattern}/", spans))
+        cues: tuple[str, ...] = ()
+        if comp.negation_cues:
+            got = sc.cues.get(comp.negation_cues)
+            if got is None:
+                got = sc.cues[comp.negation_cues] = (
+                    () if comp.cue_set.isdisjoint(present) else tuple(c for c in comp.negation_cues if c in present)
+                )
+            cues = got
+        if not (exempt or rx_spans or cues):
+            return _dedupe(raw), []
+        kept: list[_Raw] = []
+        silenced: list[tuple[_Raw, str]] = []
         for r in raw:
-            why = self._exemption(comp, sc, r[0], r[1], r[5], exempt) if check else ""
+            why = _exemption(comp, sc.norm, r[0], r[1], r[5], exempt, rx_spans, cues)
             if why:
                 silenced.append((r, why))
             else:
@@ -997,32 +1003,21 @@ class RuleSet(_AtomMatching):
             return [], []
         return _dedupe(kept) if kept else kept, _dedupe_reasons(silenced) if silenced else silenced
 
-    def _exemption(
-        self, comp: _Compiled, sc: _Scratch, start: int, end: int, anchors: tuple[int, ...], exempt: tuple[str, ...]
-    ) -> str:
-        """Why a hit is silenced ("" if not). `exempt`: the rule's exemption phrases worth looking
-        for in this text (those present, in the rule's order; all of them when one is empty)."""
-        text = sc.norm.text
-        if exempt and not comp.exempt_set.isdisjoint(sc.present):
-            for phrase in exempt:
-                # an occurrence overlapping the hit lies within this window
-                if text.find(phrase, max(0, start - len(phrase) + 1), end + len(phrase) - 1) >= 0:
-                    return f"exempt: {phrase}"
-        for rx in comp.exempt_regex:
-            for m in rx.finditer(text):
-                if m.start() < end and start < m.end():
-                    return f"exempt: /{rx.pattern}/"
-        if comp.negation_cues:
-            cues = sc.cues.get(comp.negation_cues)
-            if cues is None:
-                present = sc.present
-                cues = sc.cues[comp.negation_cues] = (
-                    () if comp.cue_set.isdisjoint(present) else tuple(c for c in comp.negation_cues if c in present)
-                )
-            for anchor in anchors if cues else ():
-                cue = _negated(comp, sc.norm, anchor, cues)
-                if cue:
-                    return f"negation: {cue}"
+    def _silenced_whole(self, comp: _Compiled, sc: _Scratch) -> str:
+        """Why every match of the rule is silenced in this text (unless, require), or ""."""
+        if comp.unless and not comp.unless_set.isdisjoint(sc.present):
+            rank = comp.unless_rank
+            if rank is not None:
+                # a phrase is in the text exactly when the automaton reported it: the first present one
+                phrase = min(comp.unless_set.intersection(sc.present), key=rank.__getitem__)
+                return f"unless: {phrase}"
+            for phrase in comp.unless:
+                if phrase in sc.norm.text:
+                    return f"unless: {phrase}"
+        thr = comp.threshold
+        for gi, group in enumerate(comp.require):
+            if not any(o[2] >= thr for ai in group & sc.found for o in self._occ(sc, ai)):
+                return f"require[{gi}]: none of {'|'.join(self._atoms[ai].text for ai in group)}"
         return ""
 
     def match(self, text: str, source: str | None = None) -> tuple[list[Hit], list[Hit], Normalized]:
@@ -1187,6 +1182,38 @@ class RuleSet(_AtomMatching):
                         )
         return tuple(out)
 
+
+
+def _exemption(
+    comp: _Compiled,
+    norm: Normalized,
+    start: int,
+    end: int,
+    anchors: tuple[int, ...],
+    exempt: tuple[str, ...],
+    rx_spans: Sequence[tuple[str, list[tuple[int, int]]]],
+    cues: tuple[str, ...],
+) -> str:
+    """Why a match text[start:end] of the rule is silenced ("" if not): an exemption phrase of `exempt`
+    overlapping it (the rule's phrases worth looking for in this text), an exemption regex's match
+    overlapping it (`rx_spans`: reason, spans of each), a negation cue of `cues` (the rule's cues the
+    text holds) shortly before one of its `anchors`."""
+    if exempt:
+        text = norm.text
+        for phrase in exempt:
+            # an occurrence overlapping the hit lies within this window
+            if text.find(phrase, max(0, start - len(phrase) + 1), end + len(phrase) - 1) >= 0:
+                return f"exempt: {phrase}"
+    for why, spans in rx_spans:
+        for ms, me in spans:
+            if ms < end and start < me:
+                return why
+    if cues:
+        for anchor in anchors:
+            cue = _negated(comp, norm, anchor, cues)
+            if cue:
+                return f"negation: {cue}"
+    return ""
 
 
 def _negated(comp: _Compiled, norm: Normalized, start: int, cues: tuple[str, ...]) -> str:

@@ -306,6 +306,8 @@ _FOLD = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _FOLD.update({c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)})  # full-width ASCII
 _FOLD.update({c + 0xFEE0: c + 32 for c in range(ord("A"), ord("Z") + 1)})  # full-width capitals
 _FOLD[0x3000] = 0x20  # ideographic space
+# A text holding none of _FOLD's characters translates to itself (most speech: the translation is skipped).
+_FOLDED_CHARS = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_FOLD)) + "]")
 # Characters the fast path keeps as they are; anything else is looked at one by one.
 _NONKEEP = re.compile(r"[^\u4e00-\u9fff\u3400-\u4dbfa-z0-9%]")
 
@@ -313,7 +315,7 @@ _NONKEEP = re.compile(r"[^\u4e00-\u9fff\u3400-\u4dbfa-z0-9%]")
 def normalize(text: str, *, record_steps: bool = False) -> Normalized:
     """Normalize `text` for matching. See the module docstring for the steps."""
     simp = _to_simplified(text)
-    folded = simp.translate(_FOLD)
+    folded = simp.translate(_FOLD) if _FOLDED_CHARS.search(simp) else simp
     if (
         record_steps
         or _DEFAULT_VARIANT_RE.search(folded)
