@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import operator
 import os
 import re
 import threading
@@ -260,7 +261,8 @@ class _Scratch:
     """Per-call matching state."""
 
     __slots__ = (
-        "bounds", "cues", "exact", "found", "fuzzy", "norm", "occ", "pinyin", "present", "reached", "regex_rules"
+        "bounds", "cues", "exact", "found", "fuzzy", "norm", "occ", "phrases", "pinyin", "present", "reached",
+        "regex_rules",
     )
 
     def __init__(self, norm: Normalized) -> None:
@@ -272,8 +274,11 @@ class _Scratch:
         self.occ: dict[int, list[_Occ]] = {}
         self.regex_rules: set[int] = set()
         self.reached: set[int] = set()  # regexes of the table with a literal of their first set present
-        # regex literals, unless/exempt phrases and negation cues that occur anywhere in the text
+        # regex literals that occur anywhere in the text
         self.present: set[str] = {""}  # "" is in every text
+        # unless/exempt phrases and negation cues that occur anywhere in the text (apart from `present`:
+        # a rule's phrase sets are probed only with the few phrases a line holds)
+        self.phrases: set[str] = {""}
         self.cues: dict[tuple[str, ...], tuple[str, ...]] = {}  # a rule's cues -> those present
         self.bounds: _WordBounds | None = None  # word boundaries, segmented on first need
 
@@ -360,7 +365,7 @@ class _RuleTables:
                     tuple(self._atoms_by_text.get(k, ())),
                     frozenset(self._tracked_trigger.get(k, ())),
                     tuple(self._regex_check.get(k, ())),
-                    k in anywhere,
+                    (_LITERAL if k in self._regex_lits else 0) | (_PHRASE if k in self._phrases else 0),
                     self._merged_roles(self._atoms_by_text.get(k, ())),
                 )
                 for k in char_keys
@@ -749,11 +754,15 @@ class _AtomMatching(_RuleTables):
         if self._char_ac is not None and text:
             exact = sc.exact
             present = sc.present
+            phrases = sc.phrases
             for end, (key, klen, bound, atoms, trig, checks, anywhere, roles) in self._char_ac.iter(text):
-                if anywhere:
-                    present.add(key)  # regexes and phrases are looked for without word bounds
-                    if checks:
-                        reached.update(checks)
+                if anywhere:  # regex literals and phrases are looked for without word bounds
+                    if anywhere != _PHRASE:
+                        present.add(key)
+                        if checks:
+                            reached.update(checks)
+                    if anywhere != _LITERAL:
+                        phrases.add(key)
                 if atoms or trig:
                     start = end - klen + 1
                     if bound and not _bounded(text, start, end + 1, key):
@@ -900,7 +909,7 @@ class RuleSet(_AtomMatching):
         occ = self._occ
         found = sc.found
         if firing_only:
-            if comp.unless and not comp.unless_set.isdisjoint(sc.present):
+            if comp.unless and not comp.unless_set.isdisjoint(sc.phrases):
                 return [], []  # an unless phrase is in the text (see `_silenced_whole`)
             for group in comp.require:
                 if not any(o[2] >= thr for ai in group & found for o in occ(sc, ai)):
@@ -968,7 +977,7 @@ class RuleSet(_AtomMatching):
             silenced_whole = self._silenced_whole(comp, sc)
             if silenced_whole:
                 return [], [(r, silenced_whole) for r in raw]
-        present = sc.present
+        present = sc.phrases
         # What may silence a match, looked up once for the rule: its exemption phrases the text holds
         # (in the rule's order; all of them when one is empty), the spans of its exemption regexes, its
         # negation cues the text holds.
@@ -1005,11 +1014,11 @@ class RuleSet(_AtomMatching):
 
     def _silenced_whole(self, comp: _Compiled, sc: _Scratch) -> str:
         """Why every match of the rule is silenced in this text (unless, require), or ""."""
-        if comp.unless and not comp.unless_set.isdisjoint(sc.present):
+        if comp.unless and not comp.unless_set.isdisjoint(sc.phrases):
             rank = comp.unless_rank
             if rank is not None:
                 # a phrase is in the text exactly when the automaton reported it: the first present one
-                phrase = min(comp.unless_set.intersection(sc.present), key=rank.__getitem__)
+                phrase = min(comp.unless_set.intersection(sc.phrases), key=rank.__getitem__)
                 return f"unless: {phrase}"
             for phrase in comp.unless:
                 if phrase in sc.norm.text:
@@ -1311,7 +1320,11 @@ def _char_rank() -> dict[str, int] | None:
     return _char_rank_cached() if _SEGMENTER is not None else None
 
 
-_EVERYWHERE: frozenset[str] = frozenset({""})  # "" occurs in every text (_Scratch.present holds it)
+# what a character automaton key is besides a term (bits): a literal of a regex's literal sets, whose
+# presence `_Scratch.present` records; an unless/exempt phrase or negation cue (`_Scratch.phrases`)
+_LITERAL = 1
+_PHRASE = 2
+_EVERYWHERE: frozenset[str] = frozenset({""})  # "" occurs in every text (_Scratch.phrases holds it)
 _PROBE_ORDER = (-1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, -7, 8, -8)  # nearest the anchor first
 
 
@@ -1718,25 +1731,42 @@ def _dedupe(raw: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     (start, end, score, ...), in order of start."""
     if len(raw) < 2:
         return raw
-    ordered = sorted(raw, key=lambda r: (-r[2], -(r[1] - r[0]), r[0]))
+    # best first: score, then length, then start, then the order found (as a stable sort would)
+    ordered = sorted([(-r[2], r[0] - r[1], r[0], i) for i, r in enumerate(raw)])
     kept: list[tuple[Any, ...]] = []
-    for r in ordered:
-        if not any(r[0] < k[1] and k[0] < r[1] for k in kept):
+    for *_, i in ordered:
+        r = raw[i]
+        s, e = r[0], r[1]
+        for k in kept:
+            if s < k[1] and k[0] < e:
+                break
+        else:
             kept.append(r)
-    return sorted(kept, key=lambda r: r[0])
+    if len(kept) > 1:
+        kept.sort(key=_START)
+    return kept
 
 
 def _dedupe_reasons(raw: list[tuple[tuple[Any, ...], str]]) -> list[tuple[tuple[Any, ...], str]]:
     """`_dedupe` of (raw match, reason) pairs."""
     if len(raw) < 2:
         return raw
-    ordered = sorted(raw, key=lambda p: (-p[0][2], -(p[0][1] - p[0][0]), p[0][0]))
+    ordered = sorted([(-p[0][2], p[0][0] - p[0][1], p[0][0], i) for i, p in enumerate(raw)])
     kept: list[tuple[tuple[Any, ...], str]] = []
-    for p in ordered:
-        r = p[0]
-        if not any(r[0] < k[0][1] and k[0][0] < r[1] for k in kept):
+    for *_, i in ordered:
+        p = raw[i]
+        s, e = p[0][0], p[0][1]
+        for k in kept:
+            if s < k[0][1] and k[0][0] < e:
+                break
+        else:
             kept.append(p)
-    return sorted(kept, key=lambda p: p[0][0])
+    if len(kept) > 1:
+        kept.sort(key=lambda q: q[0][0])
+    return kept
+
+
+_START = operator.itemgetter(0)
 
 
 # ---------------------------------------------------------------- hot reload
