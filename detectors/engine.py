@@ -9,8 +9,8 @@ length and on the terms it actually contains, not on the number of rules:
   each; a regex is looked up through its rarest set, runs only when its sets are present, and a rule
   that only its regexes propose becomes a candidate only when one of them matches);
 - a pinyin automaton over the pinyin code string (terms in pinyin or fuzzy mode: homophones);
-- a syllable-bigram automaton that proposes candidate windows for fuzzy terms; rapidfuzz compares
-  only those windows, on Latin toneless pinyin.
+- syllable bigrams (keys of the pinyin automaton too, one walk a line) that propose candidate
+  windows for fuzzy terms; rapidfuzz compares only those windows, on Latin toneless pinyin.
 
 Only rules with a candidate hit are then evaluated: proximity pairs, AND (`require`), NOT (`unless`),
 exemption phrases that overlap the hit, and negation cues shortly before it in the same clause.
@@ -371,13 +371,6 @@ class _RuleTables:
                 for k in char_keys
             }
         )
-        self._py_ac = self._automaton(
-            blank=("", 2, (), None),
-            keys={
-                k: (k, len(k), tuple(atoms), self._merged_roles(atoms))
-                for k, atoms in self._atoms_by_codes.items()
-            }
-        )
         # Fuzzy anchors: disjoint syllable bigrams (0-1, 2-3, ... and the last one), so that a term
         # with one wrong syllable still shares an anchor with the text.
         bigrams: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
@@ -391,8 +384,21 @@ class _RuleTables:
                 # the syllables outside this anchor, relative to the anchor: a cheap mismatch count
                 rest = tuple((p - k, atom.codes[p]) for p in range(L) if p not in (k, k + 1))
                 bigrams[atom.codes[k : k + 2]].append((ai, k, L, *entry, rest))
-        self._fz_ac = self._automaton(
-            {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}, blank=((), (), ())
+        # One automaton over the pinyin codes: homophones of the terms (key, length, atoms, their roles)
+        # and the fuzzy anchors (the anchor's probes, or None), walked once per line.
+        probes = {k: _fuzzy_probes(tuple(v)) for k, v in bigrams.items()}
+        self._py_ac = self._automaton(
+            blank=("", 2, (), None, None),
+            keys={
+                k: (
+                    k,
+                    len(k),
+                    tuple(self._atoms_by_codes.get(k, ())),
+                    self._merged_roles(self._atoms_by_codes.get(k, ())),
+                    probes.get(k),
+                )
+                for k in {*self._atoms_by_codes, *probes}
+            },
         )
 
     def _merged_roles(
@@ -642,18 +648,18 @@ class _RuleTables:
 class _AtomMatching(_RuleTables):
     """Where an atom occurs in a line: exact spans, same-pinyin spans and near-homophone (fuzzy) spans.
 
-    The fuzzy stage compares syllable codes around each anchor the fuzzy automaton finds; `_occ`
-    gathers an atom's occurrences of every mode once per line (cached in the line's `_Scratch`).
+    The fuzzy stage compares syllable codes around each anchor (a syllable bigram) the code automaton
+    finds; `_occ` gathers an atom's occurrences of every mode once per line (cached in `_Scratch`).
     `_scan` runs the automata over a line and proposes the candidate rules. Stateless apart from the
     tables; `RuleSet` builds rule hits from these occurrences."""
 
-    def _fuzzy_scan(self, sc: _Scratch, codes: str) -> None:
-        assert self._fz_ac is not None
+    def _fuzzy_scan(self, sc: _Scratch, codes: str, anchors: list[tuple[int, Any]]) -> None:
+        """Fuzzy occurrences around the anchors the code automaton reported: (end, the anchor's probes)."""
         n = len(codes)
         lat: list[str] = []  # per character: its Latin syllable, made with the first window compared
         tried: set[int] | None = None
         similarity = Indel.normalized_similarity
-        for end, probes_of in self._fz_ac.iter(codes):
+        for end, probes_of in anchors:
             a = end - 1  # first character of the anchor (end is its last)
             entries, probes, always = probes_of
             # Entries that can pass the mismatch count below: each same-length entry is filed under
@@ -785,9 +791,14 @@ class _AtomMatching(_RuleTables):
                     if trig:
                         regex_rules |= trig
         codes = pinyin_codes(text)
+        anchors: list[tuple[int, Any]] = []
         if self._py_ac is not None and text:
             pinyin = sc.pinyin
-            for end, (key, klen, atoms, roles) in self._py_ac.iter(codes):
+            for end, (key, klen, atoms, roles, probes_of) in self._py_ac.iter(codes):
+                if probes_of is not None:
+                    anchors.append((end, probes_of))
+                    if not atoms:
+                        continue
                 start = end - klen + 1
                 if (text[start].isascii() or text[end].isascii()) and not _bounded(
                     text, start, end + 1, text[start : end + 1]
@@ -803,8 +814,8 @@ class _AtomMatching(_RuleTables):
                         side_a |= na
                     if nb:
                         side_b |= nb
-        if self._fz_ac is not None and len(text) >= 2:
-            self._fuzzy_scan(sc, codes)
+        if anchors:
+            self._fuzzy_scan(sc, codes, anchors)
             all_roles = self._roles
             for ai in sc.fuzzy:  # the atoms the fuzzy stage found
                 three = all_roles.get(ai)
