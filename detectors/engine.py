@@ -1095,7 +1095,7 @@ class RuleSet(_AtomMatching):
                 break
             kept, silenced = self._raw_hits(ri, sc, source, True)
             if kept:
-                self._detections(utt, norm, self._by_id[self._compiled[ri].rule.id], kept, silenced, out)
+                self._detections(utt, norm, self.rules[ri], kept, silenced, out)
         return out
 
     def _detections(
