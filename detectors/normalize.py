@@ -176,6 +176,14 @@ class _Tables:
         self.syl_code = syl_code
         self.code_syl = {c: s for s, c in syl_code.items()}
         self.translate = char_code
+        # The same for the Basic Multilingual Plane as a list indexed by code point (a character without a
+        # code maps to itself): str.translate looks a character up by its index, without hashing into the
+        # large dict, for every text without supplementary-plane characters.
+        bmp: list[str] = [chr(i) for i in range(_BMP)]
+        for cp, code in char_code.items():
+            if cp < _BMP:
+                bmp[cp] = code
+        self.translate_bmp = bmp
         # Latin runs that spell exactly one syllable (2+ letters; 'a', 'e', 'o' alone are too common).
         self.latin_syllables = {s for s in syl_code if len(s) >= 2 and s.isascii() and s.isalpha()}
 
@@ -452,7 +460,14 @@ def normalize_term(term: str) -> str:
 
 def pinyin_codes(text: str) -> str:
     """One code point per character of normalized `text`: homophones share a code."""
-    return text.translate(_get_tables().translate)
+    tables = _get_tables()
+    if text and max(text) >= _ASTRAL:
+        return text.translate(tables.translate)
+    return text.translate(tables.translate_bmp)
+
+
+_BMP = 0x10000
+_ASTRAL = chr(_BMP)
 
 
 def code_syllables() -> dict[str, str]:
