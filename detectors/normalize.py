@@ -176,6 +176,14 @@ class _Tables:
         self.syl_code = syl_code
         self.code_syl = {c: s for s, c in syl_code.items()}
         self.translate = char_code
+        # The same for the Basic Multilingual Plane as a list indexed by code point (a character without a
+        # code maps to itself): str.translate looks a character up by its index, without hashing into the
+        # large dict, for every text without supplementary-plane characters.
+        bmp: list[str] = [chr(i) for i in range(_BMP)]
+        for cp, code in char_code.items():
+            if cp < _BMP:
+                bmp[cp] = code
+        self.translate_bmp = bmp
         # Latin runs that spell exactly one syllable (2+ letters; 'a', 'e', 'o' alone are too common).
         self.latin_syllables = {s for s in syl_code if len(s) >= 2 and s.isascii() and s.isalpha()}
 
@@ -306,6 +314,8 @@ _FOLD = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _FOLD.update({c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)})  # full-width ASCII
 _FOLD.update({c + 0xFEE0: c + 32 for c in range(ord("A"), ord("Z") + 1)})  # full-width capitals
 _FOLD[0x3000] = 0x20  # ideographic space
+# A text holding none of _FOLD's characters translates to itself (most speech: the translation is skipped).
+_FOLDED_CHARS = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_FOLD)) + "]")
 # Characters the fast path keeps as they are; anything else is looked at one by one.
 _NONKEEP = re.compile(r"[^\u4e00-\u9fff\u3400-\u4dbfa-z0-9%]")
 
@@ -313,7 +323,7 @@ _NONKEEP = re.compile(r"[^\u4e00-\u9fff\u3400-\u4dbfa-z0-9%]")
 def normalize(text: str, *, record_steps: bool = False) -> Normalized:
     """Normalize `text` for matching. See the module docstring for the steps."""
     simp = _to_simplified(text)
-    folded = simp.translate(_FOLD)
+    folded = simp.translate(_FOLD) if _FOLDED_CHARS.search(simp) else simp
     if (
         record_steps
         or _DEFAULT_VARIANT_RE.search(folded)
@@ -450,7 +460,14 @@ def normalize_term(term: str) -> str:
 
 def pinyin_codes(text: str) -> str:
     """One code point per character of normalized `text`: homophones share a code."""
-    return text.translate(_get_tables().translate)
+    tables = _get_tables()
+    if text and max(text) >= _ASTRAL:
+        return text.translate(tables.translate)
+    return text.translate(tables.translate_bmp)
+
+
+_BMP = 0x10000
+_ASTRAL = chr(_BMP)
 
 
 def code_syllables() -> dict[str, str]:
