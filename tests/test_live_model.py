@@ -23,9 +23,9 @@ import pytest
 import yaml
 from live_helpers import CORPUS, HlsServer, alerts_pending, all_done, wait_for
 from sqlalchemy import select
+from test_bus_ingest import cut_media
 
 from alerts.evidence import sha256_file
-from ingest import ffmpeg
 from ingest.ffmpeg import probe
 from store.db import Database
 from store.models import AlertRow, Broadcast, BroadcastGap, UtteranceRow
@@ -44,24 +44,7 @@ def livewatch(*args: str) -> list[str]:
 
 def test_live_hls_through_the_cli_with_a_kill_9_and_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    media = tmp_path / "broadcast_0_cut.mp4"
-    subprocess.run(
-        [
-            ffmpeg.ffmpeg_exe(),
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(CORPUS / "broadcast_0.mp4"),
-            "-t",
-            str(CUT_S),
-            "-c",
-            "copy",
-            str(media),
-        ],
-        check=True,
-        timeout=60,
-    )
+    media = cut_media(CORPUS / "broadcast_0.mp4", tmp_path / "broadcast_0_cut.mp4", CUT_S)
     with HlsServer(media, tmp_path / "hls") as server:
         config = tmp_path / "monitor.yaml"
         config.write_text(
