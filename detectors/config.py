@@ -110,6 +110,10 @@ class SemanticConfig(BaseModel):
             "@lawful_context.drug_device_registration",
             "@lawful_context.health_food_approval",
             "@lawful_context.special_cosmetic_registration",
+            "@lawful_context.consumer_advice",
+            "@lawful_context.rights_duties",
+            "@lawful_context.factual_report",
+            "@lawful_context.lawful_trade",
         ],
         description="Lexicon groups of wording the law allows (approved health-food and nutrient function "
         "claims, statutory warnings). A line holding one is left to the rules: the head reads approved "
