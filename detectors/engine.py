@@ -757,6 +757,7 @@ class _AtomMatching(_RuleTables):
         candidates: set[int] = set()
         side_a: set[int] = set()  # proximity pairs with a term of each side found
         side_b: set[int] = set()
+        got: list[tuple[Any, Any, Any]] = []  # (hit rules, pair sides a, b) of each atom found
         if self._char_ac is not None and text:
             exact = sc.exact
             present = sc.present
@@ -781,13 +782,7 @@ class _AtomMatching(_RuleTables):
                             spans.append((start, end + 1, 100.0, "exact"))
                         found.update(atoms)
                         if roles is not None:
-                            hr, na, nb = roles
-                            if hr:
-                                candidates.update(hr)
-                            if na:
-                                side_a |= na
-                            if nb:
-                                side_b |= nb
+                            got.append(roles)
                     if trig:
                         regex_rules |= trig
         codes = pinyin_codes(text)
@@ -807,26 +802,21 @@ class _AtomMatching(_RuleTables):
                 pinyin.setdefault(key, []).append((start, end + 1))
                 found.update(atoms)
                 if roles is not None:
-                    hr, na, nb = roles
-                    if hr:
-                        candidates.update(hr)
-                    if na:
-                        side_a |= na
-                    if nb:
-                        side_b |= nb
+                    got.append(roles)
         if anchors:
             self._fuzzy_scan(sc, codes, anchors)
             all_roles = self._roles
             for ai in sc.fuzzy:  # the atoms the fuzzy stage found
                 three = all_roles.get(ai)
                 if three is not None:
-                    hr, na, nb = three
-                    if hr:
-                        candidates.update(hr)
-                    if na:
-                        side_a |= na
-                    if nb:
-                        side_b |= nb
+                    got.append(three)
+        for hr, na, nb in got:  # the roles of every atom found: hit terms, proximity sides
+            if hr:
+                candidates.update(hr)
+            if na:
+                side_a |= na
+            if nb:
+                side_b |= nb
         if side_a and side_b:
             pair_rule = self._pair_rule
             for pid in side_a & side_b:
